@@ -1,0 +1,173 @@
+"""``create_app``: config -> extensions -> plugins -> blueprints, and nothing at import time."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from mars_server import __version__, config
+from mars_server.db import db
+from mars_server.extensions import cors, migrate
+from mars_server.http import conditional, idempotency, pagination, problems, requests, spec
+from mars_server.ops import health
+from mars_server.ops import migrations as _migrations  # noqa: F401  (Alembic's version folders)
+from mars_server.ops.logging import configure_logging
+from mars_server.plugins import MarsPlugins, build_plugin_manager
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from flask import Response
+
+    from mars_server.hookspecs import HealthCheck
+
+log = logging.getLogger(__name__)
+
+CORE_MIGRATIONS = Path(__file__).parent / "migrations"
+CORS_EXPOSED = ["ETag", "Link", "Location", "Retry-After", "X-Request-ID", "RateLimit",
+                "RateLimit-Policy", "Deprecation", "Sunset", "Idempotent-Replayed"]
+CORS_ALLOWED = ["Authorization", "Content-Type", "If-Match", "If-None-Match",
+                "Idempotency-Key", "X-Request-ID"]
+
+
+@dataclass
+class MarsState:
+    """What MARS keeps per app, at ``app.extensions["mars"]``."""
+
+    plugins: MarsPlugins
+    plugin_settings: dict[str, dict[str, Any]]
+    health_checks: list[HealthCheck]
+    migrations_locations: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _validate_plugin_settings(raw: config.RawConfig,
+                              plugins: MarsPlugins) -> dict[str, dict[str, Any]]:
+    schemas = plugins.settings_schemas()
+    sections: dict[str, dict[str, Any]] = {}
+    for name, schema in schemas.items():
+        try:
+            sections[name] = schema(unknown=ma.RAISE).load(raw.plugins.get(name, {}))
+        except ma.ValidationError as exc:
+            for key, messages in sorted(exc.normalized_messages().items()):
+                raw.problems.append(f"plugin {name!r} setting {key!r}: "
+                                    f"{' '.join(map(str, messages))}")
+    enabled = {info.name for info in plugins.enabled}
+    for name, section in raw.plugins.items():
+        if name not in enabled:
+            raw.warnings.append(f"settings for {name!r}, which is not an enabled plugin, ignored")
+        elif name not in schemas and section:
+            raw.problems.append(f"plugin {name!r} takes no settings")
+    return sections
+
+
+def _engine_options(settings: dict[str, Any]) -> dict[str, Any]:
+    if settings["DATABASE_URL"].startswith("sqlite"):
+        return {"connect_args": {"timeout": settings["SQLITE_BUSY_TIMEOUT_MS"] / 1000}}
+    return {"pool_pre_ping": True, "pool_size": settings["DATABASE_POOL_SIZE"]}
+
+
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+    return on_connect
+
+
+def _finish_response(response: Response) -> Response:
+    """after_request, in one place so the order is plain: headers first, then replay copy."""
+    response = conditional.apply_etag(response)
+    response = pagination.add_link_header(response)
+    response = requests.add_request_id(response)
+    response = idempotency.store_response(response)
+    requests.log_request(response)
+    return response
+
+
+def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
+    """Build a MARS application.
+
+    Settings come from the defaults, then the TOML file named by ``MARS_CONFIG``, then
+    ``MARS_*`` environment variables, then ``config_mapping``. Raises
+    :class:`~mars_server.config.ConfigError` listing every problem, or
+    :class:`~mars_server.plugins.PluginError` naming a plugin that cannot load.
+    """
+    raw = config.gather(config_mapping)
+    instance_path = raw.core.get("INSTANCE_PATH")
+    app = Flask("mars_server", instance_path=os.path.abspath(instance_path)
+                if instance_path else None)
+    settings = config.validate_core(raw, app.instance_path)
+    if not settings:
+        raise config.ConfigError(raw.problems)
+    plugins = build_plugin_manager(settings["PLUGINS_DISABLED"])
+    plugin_settings = _validate_plugin_settings(raw, plugins)
+    if raw.problems:
+        raise config.ConfigError(raw.problems)
+
+    configure_logging(settings["LOG_LEVEL"], settings["LOG_FORMAT"])
+    for warning in raw.warnings:
+        log.warning(warning)
+
+    Path(settings["INSTANCE_PATH"]).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        ENV_NAME=settings["ENV"],
+        TESTING=settings["ENV"] == "testing",
+        SECRET_KEY=settings["SECRET_KEY"],
+        MAX_CONTENT_LENGTH=settings["MAX_CONTENT_LENGTH"],
+        SQLALCHEMY_DATABASE_URI=settings["DATABASE_URL"],
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
+        SQLALCHEMY_SESSION_OPTIONS={"expire_on_commit": False},
+        MARS=settings,
+        **spec.smorest_config(__version__),
+    )
+    app.config.update(raw.passthrough)
+    if settings["PROXY_FIX_HOPS"]:
+        hops = settings["PROXY_FIX_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
+                                x_host=hops)
+
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            sa.event.listen(db.engine, "connect",
+                            _sqlite_pragmas(settings["SQLITE_BUSY_TIMEOUT_MS"]))
+    migrate.init_app(app, db, directory=str(CORE_MIGRATIONS))
+
+    api = spec.MarsApi(app, spec_kwargs={"extra_plugins": [spec.MarsSpecPlugin()]})
+    problems.register_problem_handlers(app)
+    for blueprint in plugins.api_blueprints():
+        api.register_blueprint(blueprint,
+                               url_prefix=spec.API_PREFIX + (blueprint.url_prefix or ""))
+    app.register_blueprint(spec.docs_assets_blueprint())
+
+    app.register_blueprint(health.blueprint)
+    for command in plugins.cli_commands():
+        app.cli.add_command(command)
+
+    app.before_request(requests.start_request)
+    app.before_request(idempotency.claim_key)
+    app.after_request(_finish_response)
+    app.teardown_request(idempotency.release_unfinished)
+    if settings["CORS_ORIGINS"]:
+        cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ORIGINS"]}},
+                      supports_credentials=True, expose_headers=CORS_EXPOSED,
+                      allow_headers=CORS_ALLOWED, max_age=600, vary_header=True)
+
+    app.extensions["mars"] = MarsState(
+        plugins=plugins, plugin_settings=plugin_settings,
+        health_checks=plugins.health_checks(),
+        migrations_locations=plugins.migrations_locations(), warnings=raw.warnings)
+    plugins.app_ready(app=app)
+    return app

@@ -1,0 +1,221 @@
+"""Configuration: defaults < the file named by ``MARS_CONFIG`` < ``MARS_*`` environment < mapping.
+
+Core settings are described by :class:`CoreSettingsSchema`; each plugin describes its own
+section with the ``mars_settings_schema`` hook, and reads it with :func:`plugin_settings`.
+In the environment a plugin setting is ``MARS_<PLUGIN>__<KEY>`` (two underscores), in the
+config file a ``[plugins.<name>]`` table, in the mapping ``{"PLUGINS": {name: {...}}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import marshmallow as ma
+from flask import current_app
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "MARS_"
+#: ``MARS_*`` variables that are not settings but are read elsewhere.
+NON_SETTING_ENV = frozenset({"MARS_CONFIG", "MARS_TEST_DATABASE_URL", "MARS_TEST_REQUIRE_POSTGRES"})
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """The configuration cannot start MARS; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class CommaList(ma.fields.List):
+    """A list that the environment may give as ``a,b,c``."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class CoreSettingsSchema(ma.Schema):
+    """Every core setting, its type and default. Names are the part after ``MARS_``."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    ENV = ma.fields.String(load_default="production", validate=ma.validate.OneOf(
+        ["production", "development", "testing"]))
+    SECRET_KEY = ma.fields.String(load_default=None, allow_none=True)
+    DATABASE_URL = ma.fields.String(load_default=None, allow_none=True)
+    INSTANCE_PATH = ma.fields.String(load_default=None, allow_none=True)
+    MAX_CONTENT_LENGTH = ma.fields.Integer(load_default=1024 * 1024,
+                                           validate=ma.validate.Range(min=1024))
+    CORS_ORIGINS = CommaList(ma.fields.String(), load_default=list)
+    LOG_LEVEL = ma.fields.String(load_default="INFO", validate=ma.validate.OneOf(
+        ["DEBUG", "INFO", "WARNING", "ERROR"]))
+    LOG_FORMAT = ma.fields.String(load_default="json", validate=ma.validate.OneOf(
+        ["json", "text"]))
+    PLUGINS_DISABLED = CommaList(ma.fields.String(), load_default=list)
+    PAGE_SIZE_DEFAULT = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1))
+    PAGE_SIZE_MAX = ma.fields.Integer(load_default=200, validate=ma.validate.Range(min=1))
+    IDEMPOTENCY_TTL_SECONDS = ma.fields.Integer(load_default=24 * 3600,
+                                                validate=ma.validate.Range(min=60))
+    SQLITE_BUSY_TIMEOUT_MS = ma.fields.Integer(load_default=5000,
+                                               validate=ma.validate.Range(min=0))
+    DATABASE_POOL_SIZE = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1))
+    PROXY_FIX_HOPS = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+
+    @ma.validates_schema
+    def _check_page_sizes(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("PAGE_SIZE_DEFAULT", 0) > data.get("PAGE_SIZE_MAX", 0):
+            raise ma.ValidationError("must not exceed PAGE_SIZE_MAX", "PAGE_SIZE_DEFAULT")
+
+
+CORE_KEYS = frozenset(CoreSettingsSchema().fields)
+
+
+@dataclass
+class RawConfig:
+    """Settings gathered from every source, before validation."""
+
+    core: dict[str, Any] = field(default_factory=dict)
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: keys that go to ``app.config`` untouched (Flask's own, extensions').
+    passthrough: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _merge_plugin_sections(raw: RawConfig, sections: Mapping[str, Any], where: str) -> None:
+    for name, section in sections.items():
+        if not isinstance(section, dict):
+            raw.problems.append(f"{where}: plugin section {name!r} must be a table")
+            continue
+        raw.plugins.setdefault(name.lower(), {}).update(
+            {key.lower(): value for key, value in section.items()})
+
+
+def _from_file(raw: RawConfig, path: str) -> None:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raw.problems.append(f"MARS_CONFIG: cannot read {path}: {exc.strerror}")
+        return
+    except tomllib.TOMLDecodeError as exc:
+        raw.problems.append(f"MARS_CONFIG: {path} is not valid TOML: {exc}")
+        return
+    _merge_plugin_sections(raw, data.pop("plugins", {}), path)
+    for key, value in data.items():
+        if key.upper() in CORE_KEYS:
+            raw.core[key.upper()] = value
+        else:
+            raw.warnings.append(f"{path}: unknown setting {key!r} ignored")
+
+
+def _from_environ(raw: RawConfig, environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
+            continue
+        key = name[len(ENV_PREFIX):]
+        if "__" in key:
+            plugin, _, setting = key.partition("__")
+            raw.plugins.setdefault(plugin.lower(), {})[setting.lower()] = value
+        elif key in CORE_KEYS:
+            raw.core[key] = value
+        else:
+            raw.warnings.append(f"unknown setting {name} ignored")
+
+
+def _from_mapping(raw: RawConfig, mapping: Mapping[str, Any]) -> None:
+    for key, value in mapping.items():
+        if key == "PLUGINS":
+            _merge_plugin_sections(raw, value, "create_app(config=...)")
+        elif key in CORE_KEYS:
+            raw.core[key] = value
+        else:
+            raw.passthrough[key] = value
+
+
+def gather(config: Mapping[str, Any] | None = None,
+           environ: Mapping[str, str] | None = None) -> RawConfig:
+    """Collect the settings from every source, in order of precedence."""
+    environ = os.environ if environ is None else environ
+    raw = RawConfig()
+    if environ.get("MARS_CONFIG"):
+        _from_file(raw, environ["MARS_CONFIG"])
+    _from_environ(raw, environ)
+    _from_mapping(raw, config or {})
+    return raw
+
+
+def normalise_database_url(url: str) -> str:
+    """Send PostgreSQL through psycopg 3 whatever driver the URL names."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
+    """Validate the core settings, appending every problem to ``raw.problems``."""
+    try:
+        settings: dict[str, Any] = CoreSettingsSchema().load(raw.core)
+    except ma.ValidationError as exc:
+        for key, messages in sorted(exc.normalized_messages().items()):
+            raw.problems.append(f"MARS_{key}: {' '.join(map(str, messages))}")
+        return {}
+
+    settings["INSTANCE_PATH"] = settings["INSTANCE_PATH"] or instance_path
+    url = settings["DATABASE_URL"] or f"sqlite:///{Path(settings['INSTANCE_PATH'], 'mars.db')}"
+    settings["DATABASE_URL"] = normalise_database_url(url)
+    if not settings["DATABASE_URL"].startswith(("sqlite://", "postgresql+psycopg://")):
+        raw.problems.append("MARS_DATABASE_URL: only sqlite:// and postgresql:// are supported")
+
+    if not settings["SECRET_KEY"]:
+        if settings["ENV"] == "production":
+            raw.problems.append(
+                "MARS_SECRET_KEY: required in production (32+ random characters, e.g. from "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+        else:
+            settings["SECRET_KEY"] = _development_secret(settings["INSTANCE_PATH"])
+    elif settings["ENV"] == "production" and len(settings["SECRET_KEY"]) < MIN_SECRET_KEY_LENGTH:
+        raw.problems.append(
+            f"MARS_SECRET_KEY: must be at least {MIN_SECRET_KEY_LENGTH} characters in production")
+
+    if "*" in settings["CORS_ORIGINS"]:
+        raw.problems.append("MARS_CORS_ORIGINS: list the website's origins; '*' is refused "
+                            "because MARS answers CORS requests with credentials")
+    for origin in settings["CORS_ORIGINS"]:
+        if not origin.startswith(("https://", "http://")) or origin.rstrip("/") != origin:
+            raw.problems.append(f"MARS_CORS_ORIGINS: {origin!r} is not an origin "
+                                "(scheme://host[:port], no path)")
+    return settings
+
+
+def _development_secret(instance_path: str) -> str:
+    """A per-checkout key kept in the instance folder, so cursors survive restarts."""
+    path = Path(instance_path, "secret_key")
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key, encoding="ascii")
+        path.chmod(0o600)
+        return key
+
+
+def plugin_settings(name: str) -> dict[str, Any]:
+    """Return the validated settings section of plugin ``name`` for the current app."""
+    sections: dict[str, dict[str, Any]] = current_app.extensions["mars"].plugin_settings
+    return sections.get(name, {})

@@ -1,0 +1,130 @@
+"""``Idempotency-Key`` on POST: the same key and body replay the first response.
+
+The key is claimed in its own short transaction before the view runs, so a concurrent
+duplicate finds it taken (409) however the view's own transaction ends. A response below
+500 is stored for replay; a 5xx frees the key so the client may retry. A claim whose request
+died (no response stored after :data:`ABANDONED_AFTER`) may be taken over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+
+import sqlalchemy as sa
+from flask import Response, current_app, g, request
+from sqlalchemy.exc import IntegrityError
+
+from mars_server.db import db, utcnow
+from mars_server.http.problems import PROBLEM_TYPE_PREFIX, BadRequest, Conflict, MarsError
+from mars_server.http.spec import API_PREFIX
+from mars_server.models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+ABANDONED_AFTER = dt.timedelta(minutes=5)
+_VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_REPLAYED_HEADERS = ("Content-Type", "Location", "ETag", "Link")
+
+
+class KeyReused(MarsError):
+    status = 422
+    type_ = PROBLEM_TYPE_PREFIX + "idempotency-key-reused"
+    title = "This Idempotency-Key was used for another request."
+
+
+def _owner() -> str:
+    credentials = request.headers.get("Authorization")
+    if not credentials:
+        return "anonymous"
+    return hashlib.sha256(credentials.encode()).hexdigest()
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for part in (request.method, request.path, request.query_string):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")
+    digest.update(request.get_data(cache=True))
+    return digest.hexdigest()
+
+
+def _replay(row: IdempotencyKey) -> Response:
+    response = Response(row.response_body, status=row.status_code)
+    for name, value in (row.response_headers or {}).items():
+        response.headers[name] = value
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def claim_key() -> Response | None:
+    """before_request: claim the key, or answer with the replay or the problem."""
+    key = request.headers.get(HEADER)
+    if key is None or request.method != "POST" or not request.path.startswith(API_PREFIX):
+        return None
+    if not _VALID_KEY.match(key):
+        raise BadRequest(f"{HEADER} must be 1 to 255 visible ASCII characters.")
+    owner, fingerprint, now = _owner(), _fingerprint(), utcnow()
+    table = IdempotencyKey.__table__
+    ttl = dt.timedelta(seconds=current_app.config["MARS"]["IDEMPOTENCY_TTL_SECONDS"])
+    with db.engine.begin() as conn:
+        row = conn.execute(sa.select(table).where(
+            table.c.owner == owner, table.c.key == key)).one_or_none()
+        if row is not None:
+            if row.expires_at <= now or (
+                    row.state == "processing" and row.created_at <= now - ABANDONED_AFTER):
+                conn.execute(table.delete().where(table.c.id == row.id))
+            elif row.fingerprint != fingerprint:
+                raise KeyReused("Use a new key for a new request.")
+            elif row.state == "completed":
+                return _replay(IdempotencyKey(**row._asdict()))
+            else:
+                raise Conflict("A request with this Idempotency-Key is still in progress.",
+                               headers={"Retry-After": "1"})
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(table.insert().values(
+                owner=owner, key=key, fingerprint=fingerprint, state="processing",
+                created_at=now, expires_at=now + ttl))
+    except IntegrityError:
+        raise Conflict("A request with this Idempotency-Key is still in progress.",
+                       headers={"Retry-After": "1"}) from None
+    g.idempotency_claim = (owner, key)
+    return None
+
+
+def store_response(response: Response) -> Response:
+    """after_request: keep the response for replay, or free the key after a 5xx."""
+    claim = g.pop("idempotency_claim", None)
+    if claim is None:
+        return response
+    table = IdempotencyKey.__table__
+    where = (table.c.owner == claim[0]) & (table.c.key == claim[1])
+    with db.engine.begin() as conn:
+        if response.status_code >= 500:
+            conn.execute(table.delete().where(where))
+        else:
+            headers = {name: response.headers[name] for name in _REPLAYED_HEADERS
+                       if name in response.headers}
+            conn.execute(table.update().where(where).values(
+                state="completed", status_code=response.status_code,
+                response_headers=headers, response_body=response.get_data()))
+    return response
+
+
+def release_unfinished(exc: BaseException | None) -> None:
+    """teardown: a request that never produced a response frees its key."""
+    claim = g.pop("idempotency_claim", None)
+    if claim is not None:
+        table = IdempotencyKey.__table__
+        with db.engine.begin() as conn:
+            conn.execute(table.delete().where(
+                (table.c.owner == claim[0]) & (table.c.key == claim[1])))
+
+
+def purge_expired() -> int:
+    """Delete expired keys; returns how many."""
+    table = IdempotencyKey.__table__
+    with db.engine.begin() as conn:
+        return conn.execute(table.delete().where(table.c.expires_at <= utcnow())).rowcount

@@ -1,0 +1,145 @@
+"""The OpenAPI side of the HTTP layer: MARS's flask-smorest ``Api`` and spec conventions.
+
+Every operation is checked as it is registered: it must have a unique ``operationId``, a
+tag and a summary, and it gets the problem responses and headers the conventions promise
+(documented once, under ``components``), so the SDK generator can rely on them.
+"""
+
+from __future__ import annotations
+
+import http
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import flask_swagger_ui
+from apispec import BasePlugin
+from flask import Blueprint as FlaskBlueprint
+from flask import send_from_directory
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+
+from mars_server.http.problems import PROBLEM_MEDIA_TYPE, ProblemSchema
+
+if TYPE_CHECKING:
+    from apispec import APISpec
+    from werkzeug import Response
+
+API_PREFIX = "/api/v1"
+DOCS_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
+MUTATING = ("post", "put", "patch", "delete")
+
+
+class SpecError(Exception):
+    """An operation breaks the API conventions; start-up stops with this message."""
+
+
+class MarsSpecPlugin(BasePlugin):
+    """Checks each operation and adds the shared problem responses and headers."""
+
+    def init_spec(self, spec: APISpec) -> None:
+        self.spec = spec
+        self.operation_ids: dict[str, str] = {}
+        components = spec.components
+        components.header("X-Request-ID", {
+            "description": "The request's id: yours when well-formed, else one MARS made.",
+            "schema": {"type": "string"}})
+        components.parameter("IDEMPOTENCY_KEY", "header", {
+            "name": "Idempotency-Key", "required": False,
+            "description": "Send the same key to retry safely: the first response is "
+                           "replayed for 24 hours. The same key with another body is 422.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                       "pattern": r"^[\x21-\x7e]+$"}})
+
+    def operation_helper(self, path: str | None = None,
+                         operations: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        for method, operation in (operations or {}).items():
+            where = f"{method.upper()} {path}"
+            self._check(where, operation)
+            responses = operation.setdefault("responses", {})
+            for status in self._problem_statuses(method, path or "", operation):
+                responses.setdefault(str(status), http.HTTPStatus(status).name)
+            for response in responses.values():
+                if isinstance(response, dict):
+                    response.setdefault("headers", {})["X-Request-ID"] = {
+                        "$ref": "#/components/headers/X-Request-ID"}
+            if method == "post":
+                operation.setdefault("parameters", []).append("IDEMPOTENCY_KEY")
+
+    def _check(self, where: str, operation: dict[str, Any]) -> None:
+        operation_id = operation.get("operationId")
+        if not operation_id:
+            raise SpecError(f"{where}: no operationId (add @blp.doc(operationId=...))")
+        if operation_id in self.operation_ids:
+            raise SpecError(f"{where}: operationId {operation_id!r} is used by "
+                            f"{self.operation_ids[operation_id]} too")
+        self.operation_ids[operation_id] = where
+        if not operation.get("summary"):
+            raise SpecError(f"{where}: no summary (give the view method a docstring)")
+        if not operation.get("tags"):
+            raise SpecError(f"{where}: no tag")
+
+    @staticmethod
+    def _problem_statuses(method: str, path: str, operation: dict[str, Any]) -> list[int]:
+        statuses = [500, 503]
+        if "{" in path:
+            statuses.append(404)
+        if "requestBody" in operation:
+            statuses += [400, 413, 415, 422]
+        if operation.get("parameters"):
+            statuses.append(422)
+        if method == "post":
+            statuses += [409, 422]
+        if method in ("patch", "delete"):
+            statuses += [412, 428]
+        return sorted(set(statuses))
+
+
+class MarsApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api, with problem+json errors and offline interactive docs."""
+
+    ERROR_SCHEMA = ProblemSchema
+    DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
+
+    def _register_error_handlers(self) -> None:
+        """MARS registers its own problem handlers (see ``register_problem_handlers``)."""
+
+    def _register_responses(self) -> None:
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "A problem (RFC 9457).", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+def docs_assets_blueprint() -> FlaskBlueprint:
+    """Swagger UI's files, served from the installed package: the docs need no internet."""
+    bp = FlaskBlueprint("mars_docs_assets", __name__)
+
+    @bp.get("/api/docs/assets/<path:filename>")
+    def docs_asset(filename: str) -> Response:
+        return send_from_directory(DOCS_ASSETS, filename, max_age=86400)
+
+    return bp
+
+
+def smorest_config(version: str) -> dict[str, Any]:
+    return {
+        "API_TITLE": "MARS API",
+        "API_VERSION": version,
+        "OPENAPI_VERSION": "3.1.0",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "v1/openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        "OPENAPI_SWAGGER_UI_URL": "/api/docs/assets/",
+        "OPENAPI_SWAGGER_UI_CONFIG": {"deepLinking": True, "displayRequestDuration": True,
+                                      "validatorUrl": None},
+        "API_SPEC_OPTIONS": {
+            "info": {"description": "The MARS platform API. Errors are RFC 9457 problem "
+                                    "documents; lists use keyset cursors."},
+            "servers": [{"url": "/"}],
+        },
+    }

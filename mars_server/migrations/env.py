@@ -1,0 +1,38 @@
+"""Alembic environment for MARS: one metadata, the core's and every plugin's revisions."""
+
+from __future__ import annotations
+
+from alembic import context
+from mars_server.db import db
+
+
+def _include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN202
+    # Alembic's own bookkeeping table is not a model.
+    return not (type_ == "table" and name == "alembic_version")
+
+
+def run_migrations_online() -> None:
+    engine = db.engine
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=db.metadata,
+            render_as_batch=engine.dialect.name == "sqlite",
+            compare_type=True,
+            include_object=_include_object,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=str(db.engine.url), target_metadata=db.metadata,
+                      literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,60 @@
+"""``/api/v1/meta``: what this MARS is, and which plugins it runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from mars_server import __version__
+
+API_VERSION = "v1"
+
+blp = Blueprint("meta", __name__, url_prefix="/meta",
+                description="What this MARS server is and what it runs.")
+
+
+class MetaSchema(ma.Schema):
+    name = ma.fields.String(required=True)
+    version = ma.fields.String(required=True, metadata={"description": "MARS's version."})
+    api_version = ma.fields.String(required=True, metadata={"example": "v1"})
+
+
+class PluginSchema(ma.Schema):
+    name = ma.fields.String(required=True)
+    version = ma.fields.String(required=True)
+    description = ma.fields.String(required=True)
+    source = ma.fields.String(required=True, metadata={
+        "description": "`builtin`, or the distribution that installed it."})
+    state = ma.fields.String(required=True, validate=ma.validate.OneOf(["enabled", "disabled"]))
+
+
+class PluginListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(PluginSchema), required=True)
+
+
+def plugin_rows() -> list[dict[str, Any]]:
+    return [{"name": p.info.name, "version": p.info.version,
+             "description": p.info.description, "source": p.source, "state": p.state}
+            for p in current_app.extensions["mars"].plugins.loaded]
+
+
+@blp.route("")
+class Meta(MethodView):
+    @blp.doc(operationId="get_meta")
+    @blp.response(200, MetaSchema)
+    def get(self) -> dict[str, str]:
+        """Show the MARS and API versions"""
+        return {"name": "MARS", "version": __version__, "api_version": API_VERSION}
+
+
+@blp.route("/plugins")
+class Plugins(MethodView):
+    @blp.doc(operationId="list_plugins")
+    @blp.response(200, PluginListSchema)
+    def get(self) -> dict[str, Any]:
+        """List the installed plugins, their versions and states"""
+        return {"items": plugin_rows()}

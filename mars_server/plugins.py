@@ -1,0 +1,173 @@
+"""The plugin manager: builtin plugins and ``mars.plugins`` entry points, loaded alike.
+
+Everything outside this module calls hooks through :class:`MarsPlugins`, a typed facade;
+nothing calls ``pm.hook`` directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
+from mars_server import __version__, hookspecs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    import click
+    import marshmallow as ma
+    from flask import Flask
+    from flask_smorest import Blueprint
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "mars.plugins"
+#: Builtin plugins, registered by the same code path as outside ones.
+DEFAULT_PLUGINS: tuple[str, ...] = ("mars_server.ops.plugin",)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What a plugin module declares as ``MARS_PLUGIN``.
+
+    :param name: short lower-case name: settings section, migration branch label, CLI group.
+    :param version: the plugin's own version.
+    :param requires: a PEP 440 specifier on ``mars_server``'s version, e.g. ``">=0.1,<0.2"``.
+    :param description: one line for ``mars plugins list``.
+    :param required: a builtin the core cannot run without; it cannot be disabled.
+    """
+
+    name: str
+    version: str
+    requires: str
+    description: str = ""
+    required: bool = False
+
+
+class PluginError(Exception):
+    """A plugin cannot be loaded; the message names it and says why, in one line."""
+
+
+@dataclass(frozen=True)
+class LoadedPlugin:
+    info: PluginInfo
+    source: str  # "builtin" or the distribution name
+    state: str  # "enabled" or "disabled"
+
+
+def _import_builtin(path: str) -> Callable[[], Any]:
+    return lambda: importlib.import_module(path)
+
+
+def _candidates() -> list[tuple[str, str, Callable[[], Any]]]:
+    """(name, source, loader) of every builtin, then every entry point, by name."""
+    found = [(path.rsplit(".", 2)[-2], "builtin", _import_builtin(path))
+             for path in DEFAULT_PLUGINS]
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        source = ep.dist.name if ep.dist is not None else ep.value
+        found.append((ep.name, source, ep.load))
+    return found
+
+
+def _check_info(name: str, module: Any) -> PluginInfo:
+    info = getattr(module, "MARS_PLUGIN", None)
+    if not isinstance(info, PluginInfo):
+        raise PluginError(f"plugin {name!r}: declares no MARS_PLUGIN = PluginInfo(...)")
+    try:
+        supported = SpecifierSet(info.requires)
+    except InvalidSpecifier:
+        raise PluginError(
+            f"plugin {name!r}: requires {info.requires!r} is not a version specifier") from None
+    if not supported.contains(Version(__version__), prereleases=True):
+        raise PluginError(f"plugin {name!r} {info.version} supports mars_server "
+                          f"{info.requires}, this is {__version__}")
+    return info
+
+
+def build_plugin_manager(disabled: Iterable[str] = ()) -> MarsPlugins:
+    """Load and check every plugin; raise :class:`PluginError` naming the first bad one."""
+    disabled = {name.strip().lower() for name in disabled}
+    pm = pluggy.PluginManager("mars")
+    pm.add_hookspecs(hookspecs)
+    loaded: list[LoadedPlugin] = []
+    seen: set[str] = set()
+    for name, source, load in _candidates():
+        try:
+            module = load()
+        except Exception as exc:
+            raise PluginError(f"plugin {name!r} failed to import: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        info = _check_info(name, module)
+        if info.name in seen:
+            raise PluginError(f"plugin {info.name!r} is installed twice (again by {source})")
+        seen.add(info.name)
+        if info.name in disabled:
+            if info.required:
+                raise PluginError(f"plugin {info.name!r} is builtin and cannot be disabled")
+            loaded.append(LoadedPlugin(info, source, "disabled"))
+            continue
+        try:
+            pm.register(module, name=info.name)
+        except ValueError as exc:
+            raise PluginError(f"plugin {info.name!r}: {exc}") from exc
+        loaded.append(LoadedPlugin(info, source, "enabled"))
+    unknown_disabled = disabled - seen
+    if unknown_disabled:
+        log.warning("MARS_PLUGINS_DISABLED names no installed plugin: %s",
+                    ", ".join(sorted(unknown_disabled)))
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from None
+    return MarsPlugins(pm, loaded)
+
+
+class MarsPlugins:
+    """The one typed way into the hooks; see :mod:`mars_server.hookspecs`."""
+
+    def __init__(self, pm: pluggy.PluginManager, loaded: list[LoadedPlugin]) -> None:
+        self._pm = pm
+        self.loaded = loaded
+
+    @property
+    def enabled(self) -> list[PluginInfo]:
+        return [p.info for p in self.loaded if p.state == "enabled"]
+
+    def api_blueprints(self) -> list[Blueprint]:
+        return [bp for result in self._pm.hook.mars_api_blueprints() for bp in result]
+
+    def migrations_locations(self) -> list[str]:
+        return [loc for loc in self._pm.hook.mars_migrations_location() if loc]
+
+    def cli_commands(self) -> list[click.Command]:
+        return [cmd for result in self._pm.hook.mars_cli_commands() for cmd in result]
+
+    def settings_schemas(self) -> dict[str, type[ma.Schema]]:
+        """Each plugin's settings schema, by plugin name."""
+        schemas: dict[str, type[ma.Schema]] = {}
+        for impl in self._pm.hook.mars_settings_schema.get_hookimpls():
+            schema = impl.function()
+            if schema is not None:
+                schemas[impl.plugin_name] = schema
+        return schemas
+
+    def health_checks(self) -> list[hookspecs.HealthCheck]:
+        checks = [check for result in self._pm.hook.mars_health_checks() for check in result]
+        names = [check.name for check in checks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise PluginError(f"health check names used twice: {', '.join(duplicates)}")
+        return checks
+
+    def app_ready(self, app: Flask) -> None:
+        self._pm.hook.mars_app_ready(app=app)
+
+    def hook_names(self) -> Sequence[str]:
+        return [name for name in dir(self._pm.hook) if name.startswith("mars_")]

@@ -1,0 +1,3 @@
+"""MARS projects plugin."""
+
+__version__ = "0.1.0"

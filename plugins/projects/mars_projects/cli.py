@@ -1,0 +1,58 @@
+"""``mars projects``: operators' view of projects."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from mars_projects import services
+
+projects = AppGroup("projects", help="Inspect and fix projects.")
+
+
+@projects.command("list")
+@click.option("--visibility", type=click.Choice(["public", "private"]))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def list_command(visibility: str | None, limit: int) -> None:
+    """List projects: id, slug, visibility, name."""
+    import sqlalchemy as sa
+
+    from mars_server.db import db
+    from mars_projects.models import Project
+
+    stmt = sa.select(Project).order_by(Project.id).limit(limit)
+    if visibility:
+        stmt = stmt.where(Project.visibility == visibility)
+    for project in db.session.scalars(stmt):
+        click.echo(f"{project.id}  {project.slug}  {project.visibility}  {project.name}")
+    click.echo(f"{services.count_projects()} projects in all", err=True)
+
+
+@projects.command("create")
+@click.argument("slug")
+@click.option("--name", required=True)
+@click.option("--visibility", type=click.Choice(["public", "private"]), default="private",
+              show_default=True)
+def create_command(slug: str, name: str, visibility: str) -> None:
+    """Create a project; prints its id."""
+    from mars_server.http import Conflict
+
+    try:
+        project = services.create_project(
+            {"slug": slug, "name": name, "visibility": visibility, "description": ""})
+    except Conflict as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(project.id)
+
+
+@projects.command("delete")
+@click.argument("project_id")
+def delete_command(project_id: str) -> None:
+    """Delete a project by id."""
+    from mars_server.http import NotFound
+
+    try:
+        services.delete_project(services.get_project(project_id))
+    except NotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"deleted {project_id}")

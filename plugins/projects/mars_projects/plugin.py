@@ -1,0 +1,60 @@
+"""Hook implementations of the projects plugin, and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mars_server import PluginInfo, hookimpl
+from mars_server.hookspecs import HealthCheck
+from mars_projects import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import click
+    import marshmallow as ma
+    from flask_smorest import Blueprint
+
+MARS_PLUGIN = PluginInfo(name="projects", version=__version__, requires=">=0.1,<0.2",
+                         description="Projects: create, list, share")
+
+
+@hookimpl
+def mars_api_blueprints() -> Sequence[Blueprint]:
+    from mars_projects.views import blp
+
+    return [blp]
+
+
+@hookimpl
+def mars_migrations_location() -> str:
+    return str(Path(__file__).parent / "migrations" / "versions")
+
+
+@hookimpl
+def mars_cli_commands() -> Sequence[click.Command]:
+    from mars_projects.cli import projects
+
+    return [projects]
+
+
+@hookimpl
+def mars_settings_schema() -> type[ma.Schema]:
+    from mars_projects.schemas import ProjectsSettingsSchema
+
+    return ProjectsSettingsSchema
+
+
+def _projects_table_readable() -> None:
+    import sqlalchemy as sa
+
+    from mars_server.db import db
+    from mars_projects.models import Project
+
+    db.session.execute(sa.select(Project.id).limit(1))
+
+
+@hookimpl
+def mars_health_checks() -> Sequence[HealthCheck]:
+    return [HealthCheck("projects", _projects_table_readable)]

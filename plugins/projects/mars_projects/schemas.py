@@ -1,0 +1,57 @@
+"""Request and response schemas of the projects API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+from mars_server import plugin_settings
+from mars_server.http import PageArgsSchema, page_schema
+from mars_projects.models import VISIBILITIES
+
+SLUG = ma.validate.Regexp(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
+                          error="Use 1-64 lower-case letters, digits and inner hyphens.")
+
+
+class ProjectSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = ma.fields.String(dump_only=True, metadata={"example": "prj_01jd2x6n7m4q8r9s0t1v2w3x4y"})
+    slug = ma.fields.String(required=True, validate=SLUG)
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    description = ma.fields.String(load_default="")
+    visibility = ma.fields.String(load_default="private",
+                                  validate=ma.validate.OneOf(VISIBILITIES))
+    created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+    updated_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+
+    @ma.validates("description")
+    def _description_length(self, value: str, **kwargs: Any) -> None:
+        limit = plugin_settings("projects")["description_max_length"]
+        if len(value) > limit:
+            raise ma.ValidationError(f"Longer than {limit} characters.")
+
+
+class ProjectUpdateSchema(ProjectSchema):
+    """PATCH: every field optional."""
+
+    class Meta:
+        ordered = True
+
+    description = ma.fields.String()
+    visibility = ma.fields.String(validate=ma.validate.OneOf(VISIBILITIES))
+
+
+class ProjectQueryArgsSchema(PageArgsSchema):
+    visibility = ma.fields.String(validate=ma.validate.OneOf(VISIBILITIES),
+                                  metadata={"description": "Only projects of this visibility."})
+
+
+ProjectPageSchema = page_schema(ProjectSchema, "ProjectPage")
+
+
+class ProjectsSettingsSchema(ma.Schema):
+    description_max_length = ma.fields.Integer(
+        load_default=10_000, validate=ma.validate.Range(min=1, max=1_000_000))
