@@ -143,7 +143,9 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect",
                             _sqlite_pragmas(settings["SQLITE_BUSY_TIMEOUT_MS"]))
-    migrate.init_app(app, db, directory=str(CORE_MIGRATIONS))
+    # Flask-Migrate's own commands stay reachable as `mars alembic ...` (stamp, merge, show);
+    # `mars db` is MARS's, upgrading every branch.
+    migrate.init_app(app, db, directory=str(CORE_MIGRATIONS), command="alembic")
 
     api = spec.MarsApi(app, spec_kwargs={"extra_plugins": [spec.MarsSpecPlugin()]})
     problems.register_problem_handlers(app)
@@ -160,6 +162,9 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(idempotency.claim_key)
     app.after_request(_finish_response)
     app.teardown_request(idempotency.release_unfinished)
+    # A request's session ends with the request, even where an outer app context (a CLI
+    # command, a test) lives on: no identity map leaks from one request into the next.
+    app.teardown_request(lambda _exc: db.session.remove())
     if settings["CORS_ORIGINS"]:
         cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ORIGINS"]}},
                       supports_credentials=True, expose_headers=CORS_EXPOSED,

@@ -103,7 +103,7 @@ def paginate(stmt: Select[tuple[T]], key: InstrumentedAttribute[Any],
 
 
 def add_link_header(response: Any) -> Any:
-    link = g.get("link_next")
+    link = g.pop("link_next", None)
     if link:
         response.headers["Link"] = f'<{link}>; rel="next"'
     return response

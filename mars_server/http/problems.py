@@ -161,7 +161,7 @@ def handle_http_exception(error: HTTPException) -> Response:
                                 headers=headers, **extra)
     detail = data.get("message")
     if status == 400 and messages:
-        detail = "; ".join(m for loc in messages.values() for ms in loc.values() for m in ms)
+        detail = " ".join(error["detail"] for error in _field_errors(messages))
     if detail is None and error.description and not error.description.startswith(
             ("The browser (or proxy)", "The requested URL", "The method is not allowed",
              "The data value transmitted", "The server does not support the media type")):

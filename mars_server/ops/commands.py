@@ -1,4 +1,4 @@
-"""Operator commands every MARS has: ``mars plugins list`` and ``mars openapi export``."""
+"""Operator commands every MARS has: ``mars db``, ``mars plugins`` and ``mars openapi``."""
 
 from __future__ import annotations
 
@@ -42,3 +42,94 @@ def export(output: Any) -> None:
     """Write the OpenAPI 3.1 document (core and enabled plugins) as JSON."""
     json.dump(openapi_document(), output, indent=2, sort_keys=True)
     output.write("\n")
+
+
+@click.group("db", cls=AppGroup)
+def db_group() -> None:
+    """Database migrations: the core's and every plugin's branch."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="heads")
+def db_upgrade(revision: str) -> None:
+    """Upgrade to REVISION (default: every head, core and plugins)."""
+    from mars_server.ops import migrations
+
+    migrations.upgrade(revision)
+    click.echo(f"database at {', '.join(sorted(migrations.database_heads())) or 'base'}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Downgrade to REVISION (e.g. ``projects@base`` or ``-1``)."""
+    import flask_migrate
+
+    flask_migrate.downgrade(revision=revision)
+
+
+@db_group.command("current")
+def db_current() -> None:
+    """Show the database's current revisions."""
+    from mars_server.ops import migrations
+
+    for head in sorted(migrations.database_heads()):
+        click.echo(head)
+
+
+@db_group.command("heads")
+def db_heads() -> None:
+    """Show the head revision of every branch."""
+    from mars_server.ops import migrations
+
+    for head in sorted(migrations.script_heads()):
+        click.echo(head)
+
+
+@db_group.command("revision")
+@click.option("-m", "--message", required=True)
+@click.option("--plugin", "branch", default="core", show_default=True,
+              help="The branch (plugin name) the revision belongs to.")
+@click.option("--autogenerate/--empty", default=True, show_default=True)
+def db_revision(message: str, branch: str, autogenerate: bool) -> None:
+    """Write a new revision on a branch, from the difference between models and database."""
+    import flask_migrate
+
+    from mars_server.app import CORE_MIGRATIONS
+
+    locations = {"core": str(CORE_MIGRATIONS / "versions")}
+    for path in current_app.extensions["mars"].migrations_locations:
+        plugin = _plugin_of(path)
+        if plugin:
+            locations[plugin] = path
+    if branch not in locations:
+        raise click.BadParameter(f"no migrations folder for {branch!r}", param_hint="--plugin")
+    flask_migrate.revision(message=message, autogenerate=autogenerate,
+                           head=f"{branch}@head", version_path=locations[branch])
+
+
+def _plugin_of(path: str) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from mars_server.ops.migrations import alembic_config
+
+    for script in ScriptDirectory.from_config(alembic_config()).walk_revisions():
+        if script.path.startswith(path) and script.branch_labels:
+            return next(iter(script.branch_labels))
+    return None
+
+
+@db_group.command("check")
+def db_check() -> None:
+    """Fail when the models and the migrations disagree."""
+    import flask_migrate
+
+    flask_migrate.check()
+
+
+@db_group.command("purge-expired")
+def db_purge_expired() -> None:
+    """Delete expired idempotency keys."""
+    from mars_server.http.idempotency import purge_expired
+
+    click.echo(f"deleted {purge_expired()} expired idempotency keys")

@@ -39,6 +39,6 @@ def mars_health_checks() -> Sequence[HealthCheck]:
 
 @hookimpl
 def mars_cli_commands() -> Sequence[click.Command]:
-    from mars_server.ops.commands import openapi, plugins
+    from mars_server.ops.commands import db_group, openapi, plugins
 
-    return [plugins, openapi]
+    return [db_group, plugins, openapi]

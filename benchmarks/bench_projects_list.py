@@ -1,0 +1,609 @@
+"""Benchmark ``GET /api/v1/projects?limit=50``: MARS against raw Flask + SQLAlchemy.
+
+Two measurements, in one run:
+
+1. HTTP throughput. A fresh database is brought to head with MARS's own migrations and
+   loaded with ``--rows`` projects. MARS (``gunicorn 'mars_server:create_app()'``) and a
+   hand-written Flask + SQLAlchemy Core app doing the same keyset query
+   (``benchmarks/raw_app.py``) are served side by side by ``gunicorn -w 2`` on loopback,
+   and ``wrk --latency`` drives each in turn, interleaved over ``--rounds`` rounds. Prints
+   req/s, p50 and p99 per round, their medians and the ratio MARS / raw.
+2. Deep pages. A second database gets ``--deep-rows`` projects; through the full MARS stack
+   (Flask's test client, in process) the first page is timed against a page whose cursor
+   points at 99% depth, and likewise for the raw app and for the bare SQL query.
+
+Usage::
+
+    /work/venv/bin/python benchmarks/bench_projects_list.py [--rows 100000]
+        [--deep-rows 1000000] [--duration 10] [--rounds 3]
+        [--database-url postgresql://postgres@127.0.0.1:5432/mars_bench]
+
+Needs ``wrk`` (``apt-get install wrk``) and ``gunicorn`` (``pip install gunicorn``). With
+``--database-url`` the named PostgreSQL database and ``<name>_deep`` are dropped, created
+anew and dropped again at the end; without it SQLite files in a temporary folder are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from flask import Flask
+
+HERE = Path(__file__).resolve().parent
+ENDPOINT = "/api/v1/projects"
+PAGE = 50
+BATCH = 10_000
+AIM_RATIO = 0.9
+AIM_DEEP = 1.1
+CURSOR_SALT = "mars.cursor.v1"
+FORBIDDEN_DATABASES = frozenset({"postgres", "test", "template0", "template1"})
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+# -- prerequisites -------------------------------------------------------------------------
+
+
+def missing_tools() -> list[str]:
+    problems = []
+    if shutil.which("wrk") is None:
+        problems.append("wrk is not installed. On Debian/Ubuntu: "
+                        "`sudo apt-get update && sudo apt-get install -y wrk`.")
+    if importlib.util.find_spec("gunicorn") is None:
+        problems.append(f"gunicorn is not installed in {sys.executable}: "
+                        f"`{sys.executable} -m pip install gunicorn`.")
+    return problems
+
+
+# -- databases -----------------------------------------------------------------------------
+
+
+@dataclass
+class Database:
+    """A database the benchmark owns: created empty, removed at the end."""
+
+    url: str
+    postgres_name: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "PostgreSQL" if self.postgres_name else "SQLite"
+
+
+def _postgres_admin(url: str) -> Any:
+    import psycopg
+
+    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    return psycopg.connect(admin, autocommit=True)
+
+
+def create_postgres_database(base_url: str, suffix: str) -> Database:
+    from psycopg import sql
+
+    parts = urlsplit(base_url)
+    name = parts.path.lstrip("/") + suffix
+    if not name or name in FORBIDDEN_DATABASES or name.startswith("template"):
+        raise SystemExit(f"refusing to drop and recreate database {name!r}: name one the "
+                         "benchmark may own, e.g. .../mars_bench")
+    with _postgres_admin(base_url) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                      .format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return Database(urlunsplit(parts._replace(path="/" + name)), postgres_name=name)
+
+
+def drop_postgres_database(database: Database) -> None:
+    from psycopg import sql
+
+    with _postgres_admin(database.url) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                      .format(sql.Identifier(database.postgres_name)))
+
+
+def mars_settings(database: Database, secret_key: str, instance_path: Path) -> dict[str, str]:
+    return {"ENV": "production", "SECRET_KEY": secret_key, "DATABASE_URL": database.url,
+            "INSTANCE_PATH": str(instance_path), "LOG_LEVEL": "WARNING"}
+
+
+def build_database(database: Database, rows: int, secret_key: str,
+                   instance_path: Path) -> Flask:
+    """Migrate ``database`` to head with MARS's migrations and load ``rows`` projects."""
+    import mars_server
+    from mars_server.ops import migrations
+
+    app = mars_server.create_app(mars_settings(database, secret_key, instance_path))
+    with app.app_context():
+        migrations.upgrade()
+        started = time.perf_counter()
+        load_projects(rows)
+        say(f"  loaded {rows:,} projects into {database.kind} in "
+            f"{time.perf_counter() - started:.1f} s")
+    return app
+
+
+def load_projects(rows: int) -> None:
+    """Bulk-insert ``rows`` projects in batches, in one transaction, ids made like the app's."""
+    import sqlalchemy as sa
+
+    from mars_server.db import db, new_id, utcnow
+
+    table = db.metadata.tables["projects"]
+    visibilities = ("public", "private")
+    with db.engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # no fsync while loading; pysqlite has not opened a transaction yet
+            conn.exec_driver_sql("PRAGMA synchronous=OFF")
+        for start in range(0, rows, BATCH):
+            now = utcnow()
+            conn.execute(table.insert(), [
+                {"id": new_id("prj"), "slug": f"project-{i}", "name": f"Project {i}",
+                 "description": f"Benchmark project number {i}.",
+                 "visibility": visibilities[i % 2], "created_at": now, "updated_at": now,
+                 "version": 1}
+                for i in range(start, min(start + BATCH, rows))])
+        conn.commit()
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+            conn.commit()
+    with db.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(sa.text("ANALYZE" if sqlite else "VACUUM ANALYZE projects"))
+        count = conn.scalar(sa.select(sa.func.count()).select_from(table))
+    if count != rows:
+        raise RuntimeError(f"loaded {count} projects, expected {rows}")
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_gunicorn(name: str, app_spec: str, env: dict[str, str], workers: int,
+                   log: Path, pythonpath: Path | None = None) -> Server:
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers),
+               "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    if pythonpath:
+        command += ["--pythonpath", str(pythonpath)]
+    command.append(app_spec)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MARS_", "RAW_"))}
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env={**clean, **env}, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    return Server(name, f"http://127.0.0.1:{port}", process, log)
+
+
+def stop_server(server: Server) -> None:
+    """Stop gunicorn and its workers: they are alone in the process group it leads."""
+    if server.process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGTERM)
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=5)
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:  # loopback only
+        return json.load(response)
+
+
+def wait_ready(server: Server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited at start:\n{server.log.read_text()[-3000:]}")
+        try:
+            get_json(f"{server.url}{ENDPOINT}?limit=1")
+        except OSError:
+            time.sleep(0.2)
+        else:
+            return
+    raise RuntimeError(f"{server.name} did not answer within {timeout:.0f} s")
+
+
+def check_same_answers(mars: Server, raw: Server) -> None:
+    """Both apps must serve the same items, on the first page and through the cursor."""
+    pages = []
+    for server in (mars, raw):
+        first = get_json(f"{server.url}{ENDPOINT}?limit={PAGE}")
+        second = get_json(f"{server.url}{ENDPOINT}?limit={PAGE}&cursor={first['next_cursor']}")
+        pages.append((first, second))
+    (mars_1, mars_2), (raw_1, raw_2) = pages
+    for page in (mars_1, mars_2, raw_1, raw_2):
+        if set(page) != {"items", "next_cursor"} or len(page["items"]) != PAGE:
+            raise RuntimeError(f"unexpected page shape: {sorted(page)}")
+    if mars_1["items"] != raw_1["items"] or mars_2["items"] != raw_2["items"]:
+        raise RuntimeError("MARS and the raw app disagree on the items of a page:\n"
+                           f"{mars_1['items'][0]}\n{raw_1['items'][0]}")
+    if mars_2["items"][0]["id"] <= mars_1["items"][-1]["id"]:
+        raise RuntimeError("the second page does not follow the first")
+
+
+# -- wrk -----------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    app: str
+    round: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _latency_ms(output: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"no {percentile}% latency in wrk's output:\n{output}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str, app: str, round_: int) -> WrkResult:
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    total = re.search(r"^\s+(\d+) requests in", output, re.MULTILINE)
+    if not rate or not total:
+        raise RuntimeError(f"cannot read wrk's output:\n{output}")
+    errors: dict[str, int] = {}
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if socket_errors:
+        for kind, count in zip(("connect", "read", "write", "timeout"),
+                               socket_errors.groups(), strict=True):
+            if int(count):
+                errors[kind] = int(count)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        errors["non-2xx"] = int(non_2xx.group(1))
+    return WrkResult(app, round_, float(rate.group(1)), _latency_ms(output, "50"),
+                     _latency_ms(output, "99"), int(total.group(1)), errors)
+
+
+def run_wrk(url: str, duration: int, threads: int, connections: int) -> str:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    done = subprocess.run(command, capture_output=True, text=True, check=True,
+                          timeout=duration + 60)
+    return done.stdout
+
+
+@dataclass
+class HttpSummary:
+    rounds: list[WrkResult]
+    median: dict[str, dict[str, float]]
+    ratio_rps: float
+    ratio_p50: float
+    ratio_p99: float
+    pair_ratios: list[float]
+
+
+def bench_http(mars: Server, raw: Server, args: argparse.Namespace) -> HttpSummary:
+    path = f"{ENDPOINT}?limit={PAGE}"
+    say(f"  warm-up: {args.warmup} s each")
+    for server in (mars, raw):
+        run_wrk(server.url + path, args.warmup, args.threads, args.connections)
+    results: list[WrkResult] = []
+    for round_ in range(1, args.rounds + 1):
+        order = (mars, raw) if round_ % 2 else (raw, mars)
+        for server in order:
+            result = parse_wrk(run_wrk(server.url + path, args.duration, args.threads,
+                                       args.connections), server.name, round_)
+            results.append(result)
+            say(f"  round {round_} {server.name:<4} {result.requests_per_second:9.1f} req/s  "
+                f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+                + (f"  errors {result.errors}" if result.errors else ""))
+    median = {name: {key: statistics.median(getattr(r, key) for r in results if r.app == name)
+                     for key in ("requests_per_second", "p50_ms", "p99_ms")}
+              for name in (mars.name, raw.name)}
+    pair_ratios = [
+        next(r.requests_per_second for r in results if r.round == n and r.app == mars.name)
+        / next(r.requests_per_second for r in results if r.round == n and r.app == raw.name)
+        for n in range(1, args.rounds + 1)]
+    m, r = median[mars.name], median[raw.name]
+    return HttpSummary(results, median, m["requests_per_second"] / r["requests_per_second"],
+                       m["p50_ms"] / r["p50_ms"], m["p99_ms"] / r["p99_ms"], pair_ratios)
+
+
+# -- deep pages ----------------------------------------------------------------------------
+
+
+@dataclass
+class DeepRow:
+    path: str
+    first_ms: float
+    deep_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.deep_ms / self.first_ms
+
+
+def _time_pair(first: Callable[[], object], deep: Callable[[], object],
+               repeats: int, warmup: int) -> tuple[float, float]:
+    """Median milliseconds of ``first`` and ``deep``, called alternately."""
+    for _ in range(warmup):
+        first()
+        deep()
+    first_ns: list[int] = []
+    deep_ns: list[int] = []
+    for _ in range(repeats):
+        for fetch, times in ((first, first_ns), (deep, deep_ns)):
+            started = time.perf_counter_ns()
+            fetch()
+            times.append(time.perf_counter_ns() - started)
+    return statistics.median(first_ns) / 1e6, statistics.median(deep_ns) / 1e6
+
+
+def _expect_page(response: Any, after_id: str | None) -> None:
+    if response.status_code != 200:
+        raise RuntimeError(f"{response.status_code}: {response.get_data(as_text=True)[:500]}")
+    items = response.get_json()["items"]
+    if len(items) != PAGE or (after_id is not None and items[0]["id"] <= after_id):
+        raise RuntimeError("the page is not the one asked for")
+
+
+def bench_deep(app: Flask, database: Database, rows: int, secret_key: str, repeats: int,
+               warmup: int) -> tuple[int, list[DeepRow]]:
+    """First page against a page at 99% depth: MARS, the raw app, and the SQL alone."""
+    import raw_app
+    import sqlalchemy as sa
+    from itsdangerous import URLSafeSerializer
+
+    from mars_server.config import normalise_database_url
+    from mars_server.db import db
+
+    depth = int(rows * 0.99)
+    with app.app_context():
+        table = db.metadata.tables["projects"]
+        deep_id = db.session.scalar(sa.select(table.c.id).order_by(table.c.id)
+                                    .limit(1).offset(depth - 1))
+        db.session.remove()
+    assert deep_id is not None
+    url = f"{ENDPOINT}?limit={PAGE}"
+
+    mars = app.test_client()
+    first_page = mars.get(url)
+    _expect_page(first_page, None)
+    signer = URLSafeSerializer(secret_key, salt=CURSOR_SALT)
+    scope, _ = signer.loads(first_page.get_json()["next_cursor"])
+    mars_deep = f"{url}&cursor={signer.dumps([scope, deep_id])}"
+    _expect_page(mars.get(mars_deep), deep_id)
+
+    raw = raw_app.create_app(database.url, secret_key).test_client()
+    raw_deep = f"{url}&cursor={URLSafeSerializer(secret_key, salt='raw.cursor.v1').dumps(deep_id)}"
+    _expect_page(raw.get(raw_deep), deep_id)
+    if raw.get(raw_deep).get_json()["items"] != mars.get(mars_deep).get_json()["items"]:
+        raise RuntimeError("MARS and the raw app disagree on the deep page")
+
+    engine = sa.create_engine(normalise_database_url(database.url))
+    stmt = sa.select(*raw_app.COLUMNS).order_by(raw_app.projects.c.id).limit(PAGE + 1)
+    rows_out = []
+    with engine.connect() as conn:
+
+        def sql(after: str | None) -> Callable[[], object]:
+            query = stmt if after is None else stmt.where(raw_app.projects.c.id > after)
+            return lambda: conn.execute(query).all()
+
+        for name, first, deep in (
+                ("MARS (test client)", lambda: mars.get(url), lambda: mars.get(mars_deep)),
+                ("raw (test client)", lambda: raw.get(url), lambda: raw.get(raw_deep)),
+                ("SQL only", sql(None), sql(deep_id))):
+            first_ms, deep_ms = _time_pair(first, deep, repeats, warmup)
+            rows_out.append(DeepRow(name, first_ms, deep_ms))
+            say(f"  {name:<19} first {first_ms:7.3f} ms  deep {deep_ms:7.3f} ms  "
+                f"deep/first {deep_ms / first_ms:5.2f}")
+    engine.dispose()
+    return depth, rows_out
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version, "loadavg": os.getloadavg()}
+
+
+def print_http(summary: HttpSummary, args: argparse.Namespace, kind: str) -> None:
+    say()
+    say(f"GET {ENDPOINT}?limit={PAGE} over {args.rows:,} projects ({kind}), "
+        f"gunicorn -w {args.workers}, wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration}s, {args.rounds} interleaved rounds")
+    say(f"{'app':<6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}   (medians of rounds)")
+    for name, figures in summary.median.items():
+        say(f"{name:<6}{figures['requests_per_second']:>10.1f}{figures['p50_ms']:>10.2f}"
+            f"{figures['p99_ms']:>10.2f}")
+    verdict = "meets" if summary.ratio_rps >= AIM_RATIO else "BELOW"
+    say(f"ratio MARS/raw req/s: {summary.ratio_rps:.3f} ({verdict} the {AIM_RATIO} aim; "
+        f"goal 1.0); per round: {', '.join(f'{r:.3f}' for r in summary.pair_ratios)}")
+    say(f"latency MARS/raw: p50 {summary.ratio_p50:.3f}x, p99 {summary.ratio_p99:.3f}x")
+
+
+def print_deep(depth: int, rows: list[DeepRow], args: argparse.Namespace, kind: str) -> None:
+    say()
+    say(f"First page vs. page at 99% depth (after row {depth:,} of {args.deep_rows:,}, "
+        f"{kind}), median of {args.deep_repeats} alternating fetches")
+    say(f"{'path':<20}{'first ms':>10}{'deep ms':>10}{'deep/first':>12}")
+    for row in rows:
+        say(f"{row.path:<20}{row.first_ms:>10.3f}{row.deep_ms:>10.3f}{row.ratio:>12.3f}")
+    mars = rows[0].ratio
+    verdict = "meets" if mars <= AIM_DEEP else "BELOW"
+    say(f"MARS deep/first: {mars:.3f} ({verdict} the 'within {AIM_DEEP}x' aim)")
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000,
+                        help="projects behind the HTTP benchmark (default 100000)")
+    parser.add_argument("--deep-rows", type=int, default=1_000_000,
+                        help="projects behind the deep-page benchmark (default 1000000)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per app")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per app")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per app")
+    parser.add_argument("--deep-repeats", type=int, default=200,
+                        help="timed fetches of each page in the deep-page benchmark")
+    parser.add_argument("--database-url", default=None,
+                        help="use PostgreSQL: postgresql://user@127.0.0.1:5432/NAME; the "
+                             "databases NAME and NAME_deep are dropped and recreated")
+    parser.add_argument("--skip-http", action="store_true", help="only the deep-page part")
+    parser.add_argument("--skip-deep", action="store_true", help="only the HTTP part")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary folder (logs, SQLite files)")
+    args = parser.parse_args(argv)
+    if args.rows < 2 * PAGE or args.deep_rows < 200 * PAGE:
+        parser.error(f"need --rows >= {2 * PAGE} and --deep-rows >= {200 * PAGE}")
+    return args
+
+
+def new_database(args: argparse.Namespace, workdir: Path, name: str) -> Database:
+    if args.database_url:
+        return create_postgres_database(args.database_url, "" if name == "http" else "_deep")
+    return Database(f"sqlite:///{workdir / f'{name}.db'}")
+
+
+@contextlib.contextmanager
+def cleanup_on_term() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so the ``finally`` blocks stop the servers."""
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.skip_http and (problems := missing_tools()):
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(HERE))
+    workdir = Path(tempfile.mkdtemp(prefix="mars-bench-"))
+    secret_key = secrets.token_urlsafe(36)  # 48 characters
+    report: dict[str, Any] = {"machine": machine(), "args": {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+    say(f"machine: {report['machine']}")
+    say(f"work folder: {workdir}")
+    databases: list[Database] = []
+    servers: list[Server] = []
+    started = time.monotonic()
+    try:
+        with cleanup_on_term():
+            if not args.skip_http:
+                database = new_database(args, workdir, "http")
+                databases.append(database)
+                say(f"HTTP benchmark: building {database.kind} database")
+                build_database(database, args.rows, secret_key, workdir / "instance-http")
+                env = {"MARS_" + k: v for k, v in mars_settings(
+                    database, secret_key, workdir / "instance-gunicorn").items()}
+                servers.append(start_gunicorn("MARS", "mars_server:create_app()", env,
+                                              args.workers, workdir / "mars.log"))
+                servers.append(start_gunicorn(
+                    "raw", "raw_app:create_app()",
+                    {"RAW_DATABASE_URL": database.url, "RAW_SECRET_KEY": secret_key},
+                    args.workers, workdir / "raw.log", pythonpath=HERE))
+                for server in servers:
+                    wait_ready(server)
+                check_same_answers(*servers)
+                say("  both apps answer with the same items; running wrk")
+                summary = bench_http(servers[0], servers[1], args)
+                for server in servers:
+                    stop_server(server)
+                report["http"] = asdict(summary)
+                print_http(summary, args, database.kind)
+            if not args.skip_deep:
+                database = new_database(args, workdir, "deep")
+                databases.append(database)
+                say()
+                say(f"Deep-page benchmark: building {database.kind} database")
+                app = build_database(database, args.deep_rows, secret_key,
+                                     workdir / "instance-deep")
+                depth, rows = bench_deep(app, database, args.deep_rows, secret_key,
+                                         args.deep_repeats, warmup=20)
+                with app.app_context():
+                    from mars_server.db import db
+
+                    db.engine.dispose()
+                report["deep"] = {"depth": depth, "rows": [
+                    {**asdict(row), "ratio": row.ratio} for row in rows]}
+                print_deep(depth, rows, args, database.kind)
+    finally:
+        for server in servers:
+            stop_server(server)
+        for database in databases:
+            if database.postgres_name and not args.keep:
+                drop_postgres_database(database)
+        if args.keep:
+            say(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    say(f"\ndone in {report['seconds']} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""MARS's pytest plugin (entry point ``pytest11``): the fixtures the core tests with.
+
+Plugin packages get them by installing ``mars-server``:
+
+- ``database_url`` (session): every test that uses the app runs once on SQLite and once
+  on PostgreSQL; the PostgreSQL run is skipped, with the reason, unless
+  ``MARS_TEST_DATABASE_URL`` names a database the suite may wipe.
+- ``app_config``: override it to pass settings (``{"PLUGINS": {"projects": {...}}}``).
+- ``app``, ``client``, ``runner``, ``db``: a fresh app on a migrated database, emptied after
+  each test.
+- ``make_app``: build another app on the same database (e.g. with other settings).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from flask import Flask
+    from flask.testing import FlaskClient, FlaskCliRunner
+    from flask_sqlalchemy import SQLAlchemy
+
+BACKENDS = ("sqlite", "postgresql")
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production-checks"
+POSTGRES_SKIP_REASON = ("PostgreSQL run skipped: set MARS_TEST_DATABASE_URL, e.g. "
+                        "postgresql://postgres@127.0.0.1:5432/test (the suite wipes it)")
+
+
+def settings_for_tests(database_url: str, instance_path: Path | str, **overrides: Any) -> dict[str, Any]:
+    """The settings the fixtures build apps with; ``overrides`` win."""
+    return {"ENV": "testing", "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(instance_path), "LOG_FORMAT": "json", **overrides}
+
+
+def _reset_postgres(url: str) -> None:
+    from mars_server.config import normalise_database_url
+
+    engine = sa.create_engine(normalise_database_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An empty database of each backend, once per session."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'mars.db'}"
+    url = os.environ.get("MARS_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def migrated_database(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``database_url`` upgraded to every head by the real migrations."""
+    from mars_server import create_app
+    from mars_server.db import db
+    from mars_server.ops import migrations
+
+    app = create_app(settings_for_tests(database_url, tmp_path_factory.mktemp("instance")))
+    with app.app_context():
+        migrations.upgrade()
+        db.engine.dispose()
+    return database_url
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    """Extra settings for ``app``; override this fixture in a test module or conftest."""
+    return {}
+
+
+def empty_tables(db: SQLAlchemy) -> None:
+    """Delete every row of every table (the schema stays)."""
+    tables = [t for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(conn.dialect.identifier_preparer.quote(t.name) for t in tables)
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def make_app(migrated_database: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps on the test database: ``make_app(**settings)``; disposed after the test."""
+    from mars_server import create_app
+    from mars_server.db import db
+
+    built: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app(settings_for_tests(migrated_database, tmp_path / "instance", **overrides))
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask], app_config: dict[str, Any]) -> Iterator[Flask]:
+    """A MARS app on a migrated, empty database; its app context is pushed."""
+    from mars_server.db import db
+
+    app = make_app(**app_config)
+    with app.app_context():
+        try:
+            yield app
+        finally:
+            db.session.remove()
+            empty_tables(db)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app: Flask) -> SQLAlchemy:
+    """Flask-SQLAlchemy's ``db``, inside the app's context."""
+    from mars_server.db import db
+
+    return db

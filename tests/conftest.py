@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+from typing import TYPE_CHECKING
+
+import pytest
+
+import mars_server.plugins
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@pytest.fixture
+def install_plugins(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Make ``tests.fakes`` objects look installed: ``install_plugins(name="attr", ...)``."""
+    real = mars_server.plugins.entry_points
+
+    def install(**plugins: str) -> None:
+        extra = [EntryPoint(name, f"tests.fakes:{attr}", mars_server.plugins.ENTRY_POINT_GROUP)
+                 for name, attr in plugins.items()]
+
+        def fake_entry_points(*, group: str) -> list[EntryPoint]:
+            return [*real(group=group), *extra]
+
+        monkeypatch.setattr(mars_server.plugins, "entry_points", fake_entry_points)
+
+    return install
+
+
+@pytest.fixture
+def sqlite_app(tmp_path):
+    """A migrated app on its own SQLite file, for what only SQLite does (locking)."""
+    from mars_server import create_app
+    from mars_server.db import db
+    from mars_server.ops import migrations
+    from mars_server.testing import settings_for_tests
+
+    def make(**overrides):
+        app = create_app(settings_for_tests(f"sqlite:///{tmp_path / 'own.db'}", tmp_path / "inst",
+                                       **overrides))
+        with app.app_context():
+            migrations.upgrade()
+        return app
+
+    yield make
+
+
+@pytest.fixture
+def project_body():
+    counter = iter(range(1_000_000))
+
+    def body(**overrides):
+        n = next(counter)
+        return {"slug": f"project-{n}", "name": f"Project {n}", **overrides}
+
+    return body

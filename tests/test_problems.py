@@ -1,0 +1,123 @@
+"""Every failure is an RFC 9457 problem with a request id, and changes nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+
+PROBLEM = "application/problem+json"
+
+
+def count_projects(db) -> int:
+    return db.session.scalar(sa.text("SELECT count(*) FROM projects"))
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    body = response.json
+    assert body["status"] == status
+    assert body["title"]
+    assert body["type"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body
+
+
+def test_malformed_json_is_400(client, db):
+    response = client.post("/api/v1/projects", data='{"slug": "a", "name":',
+                           content_type="application/json")
+    body = assert_problem(response, 400)
+    assert "JSON" in body["detail"]
+    assert count_projects(db) == 0
+
+
+def test_unknown_route_is_404(client):
+    body = assert_problem(client.get("/api/v1/no-such-thing"), 404)
+    assert body["type"] == "about:blank"
+
+
+def test_wrong_method_is_405_with_allow(client):
+    response = client.put("/api/v1/projects", json={})
+    assert_problem(response, 405)
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_body_too_large_is_413(make_app, db):
+    app = make_app(MAX_CONTENT_LENGTH=2048)
+    response = app.test_client().post(
+        "/api/v1/projects", json={"slug": "big", "name": "x", "description": "y" * 4096})
+    assert_problem(response, 413)
+    with app.app_context():
+        assert count_projects(db) == 0
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "application/xml"])
+def test_non_json_body_is_415(client, db, content_type):
+    response = client.post("/api/v1/projects", data="slug=a&name=b", content_type=content_type)
+    assert_problem(response, 415)
+    assert count_projects(db) == 0
+
+
+def test_validation_is_422_with_field_errors(client, db):
+    response = client.post("/api/v1/projects", json={"slug": "Not A Slug", "owner": "me"})
+    body = assert_problem(response, 422)
+    pointers = {(e["location"], e["pointer"]) for e in body["errors"]}
+    assert ("json", "/slug") in pointers
+    assert ("json", "/name") in pointers  # required and missing
+    assert ("json", "/owner") in pointers  # unknown fields are refused, never ignored
+    assert all(e["detail"] for e in body["errors"])
+    assert count_projects(db) == 0
+
+
+def test_query_validation_is_422(client):
+    body = assert_problem(client.get("/api/v1/projects?visibility=secret&limit=0"), 422)
+    assert {e["pointer"] for e in body["errors"]} == {"/visibility", "/limit"}
+    assert {e["location"] for e in body["errors"]} == {"query"}
+
+
+def test_unexpected_error_is_500_without_internals(make_app, caplog):
+    app = make_app()
+
+    @app.get("/api/v1/explode")
+    def explode():
+        raise RuntimeError("SELECT password FROM users WHERE id = 1")
+
+    response = app.test_client().get("/api/v1/explode")
+    body = assert_problem(response, 500)
+    text = response.get_data(as_text=True)
+    assert "SELECT" not in text and "Traceback" not in text and "RuntimeError" not in text
+    assert "request_id" in body["detail"]
+    assert any("RuntimeError" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_locked_sqlite_database_is_503(sqlite_app, tmp_path, project_body):
+    app = sqlite_app(SQLITE_BUSY_TIMEOUT_MS=50)
+    blocker = sqlite3.connect(tmp_path / "own.db", timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        response = app.test_client().post("/api/v1/projects", json=project_body())
+    finally:
+        blocker.rollback()
+        blocker.close()
+    body = assert_problem(response, 503)
+    assert response.headers["Retry-After"] == "1"
+    assert "busy" in body["detail"]
+    assert app.test_client().get("/api/v1/projects").json["items"] == []
+
+
+def test_integrity_conflict_is_409_problem(client, db, project_body):
+    assert client.post("/api/v1/projects", json=project_body(slug="same")).status_code == 201
+    body = assert_problem(client.post("/api/v1/projects", json=project_body(slug="same")), 409)
+    assert body["errors"][0]["pointer"] == "/slug"
+    assert count_projects(db) == 1
+
+
+def test_problem_schema_is_documented_once(client):
+    spec = client.get("/api/v1/openapi.json").json
+    problem = spec["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "request_id"}
+    default = spec["components"]["responses"]["DEFAULT_ERROR"]
+    assert list(default["content"]) == [PROBLEM]
