@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
 import marshmallow as ma
 import sqlalchemy as sa
 from flask import Flask
+from flask.cli import with_appcontext
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mars_server import __version__, config
@@ -96,6 +98,17 @@ def _finish_response(response: Response) -> Response:
     return response
 
 
+def _in_app_context(command: click.Command) -> click.Command:
+    """Make a plugin's command (and a group's subcommands) run inside an app context."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _in_app_context(sub)
+    elif command.callback is not None and not getattr(command, "_mars_app_context", False):
+        command.callback = with_appcontext(command.callback)
+        command._mars_app_context = True  # type: ignore[attr-defined]
+    return command
+
+
 def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
     """Build a MARS application.
 
@@ -156,7 +169,7 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(health.blueprint)
     for command in plugins.cli_commands():
-        app.cli.add_command(command)
+        app.cli.add_command(_in_app_context(command))
 
     app.before_request(requests.start_request)
     app.before_request(idempotency.claim_key)

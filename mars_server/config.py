@@ -14,6 +14,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
@@ -196,7 +197,9 @@ def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
         raw.problems.append("MARS_CORS_ORIGINS: list the website's origins; '*' is refused "
                             "because MARS answers CORS requests with credentials")
     for origin in settings["CORS_ORIGINS"]:
-        if not origin.startswith(("https://", "http://")) or origin.rstrip("/") != origin:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc
+                              or parts.path or parts.query or parts.fragment):
             raw.problems.append(f"MARS_CORS_ORIGINS: {origin!r} is not an origin "
                                 "(scheme://host[:port], no path)")
     return settings

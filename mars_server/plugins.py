@@ -86,7 +86,7 @@ def _check_info(name: str, module: Any) -> PluginInfo:
         raise PluginError(
             f"plugin {name!r}: requires {info.requires!r} is not a version specifier") from None
     if not supported.contains(Version(__version__), prereleases=True):
-        raise PluginError(f"plugin {name!r} {info.version} supports mars_server "
+        raise PluginError(f"plugin {info.name!r} {info.version} supports mars_server "
                           f"{info.requires}, this is {__version__}")
     return info
 
@@ -125,7 +125,7 @@ def build_plugin_manager(disabled: Iterable[str] = ()) -> MarsPlugins:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from None
+        raise PluginError(f"plugin {pm.get_name(exc.plugin)!r}: {exc}") from None
     return MarsPlugins(pm, loaded)
 
 

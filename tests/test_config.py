@@ -1,0 +1,121 @@
+"""Settings: defaults < MARS_CONFIG file < MARS_* environment < mapping; every problem reported."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from click.testing import CliRunner
+
+from mars_server import create_app
+from mars_server.config import ConfigError
+from mars_server.ops.cli import cli
+from mars_server.testing import settings_for_tests
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MARS_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_sources_are_layered(clean_env, tmp_path):
+    config_file = tmp_path / "mars.toml"
+    config_file.write_text(
+        'page_size_default = 10\nmax_content_length = 4096\nlog_level = "WARNING"\n'
+        '[plugins.projects]\ndescription_max_length = 100\n')
+    clean_env.setenv("MARS_CONFIG", str(config_file))
+    clean_env.setenv("MARS_MAX_CONTENT_LENGTH", "8192")
+    clean_env.setenv("MARS_PAGE_SIZE_DEFAULT", "20")
+    app = create_app(settings_for_tests("sqlite://", tmp_path, PAGE_SIZE_DEFAULT=30))
+    settings = app.config["MARS"]
+    assert settings["PAGE_SIZE_DEFAULT"] == 30  # mapping beats environment
+    assert settings["MAX_CONTENT_LENGTH"] == 8192  # environment beats file
+    assert app.config["MAX_CONTENT_LENGTH"] == 8192
+    assert settings["LOG_LEVEL"] == "WARNING"  # file beats default
+    assert settings["PAGE_SIZE_MAX"] == 200  # default
+    assert app.extensions["mars"].plugin_settings["projects"] == {"description_max_length": 100}
+
+
+def test_production_needs_a_real_secret_key(clean_env, tmp_path):
+    with pytest.raises(ConfigError, match="MARS_SECRET_KEY: required in production"):
+        create_app({"INSTANCE_PATH": str(tmp_path)})
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "short"})
+
+
+def test_development_keeps_a_generated_key_in_the_instance_folder(clean_env, tmp_path):
+    first = create_app({"ENV": "development", "INSTANCE_PATH": str(tmp_path)})
+    second = create_app({"ENV": "development", "INSTANCE_PATH": str(tmp_path)})
+    assert len(first.config["SECRET_KEY"]) >= 32
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_default_database_is_sqlite_in_the_instance_folder(clean_env, tmp_path):
+    app = create_app({"ENV": "development", "INSTANCE_PATH": str(tmp_path)})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'mars.db'}"
+
+
+@pytest.mark.parametrize("url", ["postgresql://u@h/d", "postgres://u@h/d",
+                                 "postgresql+psycopg2://u@h/d"])
+def test_postgres_urls_use_psycopg3_with_pre_ping(clean_env, tmp_path, url):
+    app = create_app(settings_for_tests(url, tmp_path))
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/d"
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
+
+
+def test_unknown_environment_names_are_warned_about(clean_env, tmp_path, caplog):
+    clean_env.setenv("MARS_DATABSE_URL", "sqlite://")
+    with caplog.at_level(logging.WARNING):
+        create_app(settings_for_tests("sqlite://", tmp_path))
+    assert "unknown setting MARS_DATABSE_URL ignored" in caplog.text
+
+
+def test_every_problem_is_reported_at_once(clean_env, tmp_path):
+    clean_env.setenv("MARS_MAX_CONTENT_LENGTH", "lots")
+    clean_env.setenv("MARS_LOG_LEVEL", "LOUD")
+    with pytest.raises(ConfigError) as info:
+        create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert len(info.value.problems) == 2
+    assert any(p.startswith("MARS_MAX_CONTENT_LENGTH:") for p in info.value.problems)
+    assert any(p.startswith("MARS_LOG_LEVEL:") for p in info.value.problems)
+
+
+def test_bad_config_file_is_a_problem(clean_env, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("this is = not toml =")
+    clean_env.setenv("MARS_CONFIG", str(bad))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        create_app(settings_for_tests("sqlite://", tmp_path))
+
+
+def test_mars_check_prints_every_problem_and_fails(clean_env, tmp_path):
+    clean_env.setenv("MARS_INSTANCE_PATH", str(tmp_path))
+    clean_env.setenv("MARS_CORS_ORIGINS", "*,https://ok.test/path")
+    clean_env.setenv("MARS_PROJECTS__DESCRIPTION_MAX_LENGTH", "0")
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1
+    problems = [line for line in result.output.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 4, result.output
+    assert any("MARS_SECRET_KEY" in p for p in problems)
+    assert any("'*' is refused" in p for p in problems)
+    assert any("'https://ok.test/path' is not an origin" in p for p in problems)
+    assert any("plugin 'projects' setting 'description_max_length'" in p for p in problems)
+
+
+def test_mars_check_passes_on_a_migrated_database(clean_env, tmp_path):
+    clean_env.setenv("MARS_ENV", "development")
+    clean_env.setenv("MARS_INSTANCE_PATH", str(tmp_path))
+    runner = CliRunner()
+    failing = runner.invoke(cli, ["check"])
+    assert failing.exit_code == 1
+    assert "not at head" in failing.output
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(cli, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "are fine" in result.output
