@@ -49,6 +49,21 @@ class MarsSpecPlugin(BasePlugin):
                            "replayed for 24 hours. The same key with another body is 422.",
             "schema": {"type": "string", "minLength": 1, "maxLength": 255,
                        "pattern": r"^[\x21-\x7e]+$"}})
+        components.parameter("IF_MATCH", "header", {
+            "name": "If-Match", "required": True,
+            "description": "The ETag you last read. Missing: 428; stale: 412.",
+            "schema": {"type": "string"}})
+        components.parameter("IF_NONE_MATCH", "header", {
+            "name": "If-None-Match", "required": False,
+            "description": "An ETag you hold: 304 Not Modified while it is current.",
+            "schema": {"type": "string"}})
+        components.header("ETag", {"description": "The version of the resource, for "
+                                                  "If-Match and If-None-Match.",
+                                   "schema": {"type": "string"}})
+        components.header("Link", {"description": '`<url>; rel="next"` while there are more '
+                                                  "pages.", "schema": {"type": "string"}})
+        components.header("Location", {"description": "The URL of the created resource.",
+                                       "schema": {"type": "string"}})
 
     def operation_helper(self, path: str | None = None,
                          operations: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -58,12 +73,26 @@ class MarsSpecPlugin(BasePlugin):
             responses = operation.setdefault("responses", {})
             for status in self._problem_statuses(method, path or "", operation):
                 responses.setdefault(str(status), http.HTTPStatus(status).name)
-            for response in responses.values():
-                if isinstance(response, dict):
-                    response.setdefault("headers", {})["X-Request-ID"] = {
-                        "$ref": "#/components/headers/X-Request-ID"}
+            parameters = operation.setdefault("parameters", [])
+            headers = ["X-Request-ID"]
+            single = "{" in (path or "")
             if method == "post":
-                operation.setdefault("parameters", []).append("IDEMPOTENCY_KEY")
+                parameters.append("IDEMPOTENCY_KEY")
+            if method in ("patch", "delete"):
+                parameters.append("IF_MATCH")
+            if method == "get" and single:
+                parameters.append("IF_NONE_MATCH")
+                responses["304"] = {"description": "Not Modified: your copy is current.",
+                                    "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}
+            if (method == "get" and single) or method in ("post", "patch"):
+                headers.append("ETag")
+            if method == "get" and any(isinstance(p, dict) and p.get("name") == "cursor"
+                                       for p in parameters):
+                headers.append("Link")
+            for code, response in responses.items():
+                if isinstance(response, dict) and str(code).startswith("2"):
+                    response.setdefault("headers", {}).update(
+                        {name: {"$ref": f"#/components/headers/{name}"} for name in headers})
 
     def _check(self, where: str, operation: dict[str, Any]) -> None:
         operation_id = operation.get("operationId")
@@ -102,6 +131,12 @@ class MarsApi(Api):  # type: ignore[misc]
 
     def _register_error_handlers(self) -> None:
         """MARS registers its own problem handlers (see ``register_problem_handlers``)."""
+
+    def _register_etag_headers(self) -> None:
+        """MARS documents its own ETag headers and parameters (see ``MarsSpecPlugin``)."""
+
+    def _register_pagination_header(self) -> None:
+        """MARS paginates with cursors and ``Link``, not flask-smorest's header."""
 
     def _register_responses(self) -> None:
         for status in http.HTTPStatus:

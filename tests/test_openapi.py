@@ -1,0 +1,81 @@
+"""The OpenAPI document: valid 3.1, and every operation as the SDK generator needs it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from openapi_spec_validator import validate
+
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@pytest.fixture
+def spec(client):
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    return response.json
+
+
+def operations(spec):
+    for path, item in spec["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def test_document_is_valid_openapi_3_1(spec):
+    assert spec["openapi"] == "3.1.0"
+    validate(spec)
+
+
+def test_every_path_is_under_api_v1(spec):
+    assert all(path.startswith("/api/v1/") for path in spec["paths"])
+
+
+def test_every_operation_has_id_tag_summary_and_problem_responses(spec):
+    ids = []
+    for path, method, op in operations(spec):
+        ids.append(op["operationId"])
+        assert re.fullmatch(r"[a-z][a-z_]*", op["operationId"]), op["operationId"]
+        assert op["tags"] and op["summary"], (method, path)
+        responses = op["responses"]
+        assert any(code.startswith("2") for code in responses), (method, path)
+        assert "500" in responses and "default" in responses
+        if "requestBody" in op:
+            assert {"400", "413", "415", "422"} <= set(responses), (method, path)
+        if method in ("patch", "delete"):
+            assert {"412", "428"} <= set(responses), (method, path)
+        if method == "post":
+            names = [p.get("$ref", "") for p in op.get("parameters", [])]
+            assert "#/components/parameters/IDEMPOTENCY_KEY" in names
+    assert len(ids) == len(set(ids))
+
+
+def test_problem_responses_are_problem_json(spec):
+    for name in ("UNPROCESSABLE_ENTITY", "NOT_FOUND", "DEFAULT_ERROR", "PRECONDITION_FAILED"):
+        response = spec["components"]["responses"][name]
+        assert list(response["content"]) == ["application/problem+json"]
+        assert response["content"]["application/problem+json"]["schema"] == {
+            "$ref": "#/components/schemas/Problem"}
+
+
+def test_export_command_writes_the_served_document(runner, spec, tmp_path):
+    target = tmp_path / "openapi.json"
+    result = runner.invoke(args=["openapi", "export", "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(target.read_text()) == spec
+
+
+def test_docs_page_uses_only_local_assets(client):
+    page = client.get("/api/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert assets and all(a.startswith("/api/docs/assets/") for a in assets), assets
+    assert "https://" not in html and "http://" not in html
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200, asset
+        assert len(response.data) > 1000
