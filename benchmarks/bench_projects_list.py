@@ -276,6 +276,8 @@ class WrkResult:
     p99_ms: float
     requests: int
     errors: dict[str, int] = field(default_factory=dict)
+    #: CPU time the server (gunicorn master and workers) spent per request served.
+    cpu_ms_per_request: float | None = None
 
 
 def _latency_ms(output: str, percentile: str) -> float:
@@ -305,6 +307,25 @@ def parse_wrk(output: str, app: str, round_: int) -> WrkResult:
                      _latency_ms(output, "99"), int(total.group(1)), errors)
 
 
+def server_cpu_seconds(server: Server) -> float | None:
+    """User + system CPU of every process in the server's group (Linux ``/proc``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    try:
+        entries = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == server.process.pid:  # process group id
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def run_wrk(url: str, duration: int, threads: int, connections: int) -> str:
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url]
     done = subprocess.run(command, capture_output=True, text=True, check=True,
@@ -320,6 +341,8 @@ class HttpSummary:
     ratio_p50: float
     ratio_p99: float
     pair_ratios: list[float]
+    #: raw's server CPU per request / MARS's: what MARS's layers cost, whatever the load.
+    ratio_cpu: float | None
 
 
 def bench_http(mars: Server, raw: Server, args: argparse.Namespace) -> HttpSummary:
@@ -331,22 +354,34 @@ def bench_http(mars: Server, raw: Server, args: argparse.Namespace) -> HttpSumma
     for round_ in range(1, args.rounds + 1):
         order = (mars, raw) if round_ % 2 else (raw, mars)
         for server in order:
-            result = parse_wrk(run_wrk(server.url + path, args.duration, args.threads,
-                                       args.connections), server.name, round_)
+            cpu_before = server_cpu_seconds(server)
+            output = run_wrk(server.url + path, args.duration, args.threads, args.connections)
+            cpu_after = server_cpu_seconds(server)
+            result = parse_wrk(output, server.name, round_)
+            if cpu_before is not None and cpu_after is not None and result.requests:
+                result.cpu_ms_per_request = (cpu_after - cpu_before) * 1000 / result.requests
             results.append(result)
+            cpu = (f"  cpu {result.cpu_ms_per_request:5.2f} ms/req"
+                   if result.cpu_ms_per_request is not None else "")
             say(f"  round {round_} {server.name:<4} {result.requests_per_second:9.1f} req/s  "
-                f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+                f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms{cpu}"
                 + (f"  errors {result.errors}" if result.errors else ""))
+    keys = ["requests_per_second", "p50_ms", "p99_ms"]
+    if all(r.cpu_ms_per_request is not None for r in results):
+        keys.append("cpu_ms_per_request")
     median = {name: {key: statistics.median(getattr(r, key) for r in results if r.app == name)
-                     for key in ("requests_per_second", "p50_ms", "p99_ms")}
+                     for key in keys}
               for name in (mars.name, raw.name)}
     pair_ratios = [
         next(r.requests_per_second for r in results if r.round == n and r.app == mars.name)
         / next(r.requests_per_second for r in results if r.round == n and r.app == raw.name)
         for n in range(1, args.rounds + 1)]
     m, r = median[mars.name], median[raw.name]
+    ratio_cpu = (r["cpu_ms_per_request"] / m["cpu_ms_per_request"]
+                 if "cpu_ms_per_request" in m else None)
     return HttpSummary(results, median, m["requests_per_second"] / r["requests_per_second"],
-                       m["p50_ms"] / r["p50_ms"], m["p99_ms"] / r["p99_ms"], pair_ratios)
+                       m["p50_ms"] / r["p50_ms"], m["p99_ms"] / r["p99_ms"], pair_ratios,
+                       ratio_cpu)
 
 
 # -- deep pages ----------------------------------------------------------------------------
@@ -460,13 +495,19 @@ def print_http(summary: HttpSummary, args: argparse.Namespace, kind: str) -> Non
     say(f"GET {ENDPOINT}?limit={PAGE} over {args.rows:,} projects ({kind}), "
         f"gunicorn -w {args.workers}, wrk -t{args.threads} -c{args.connections} "
         f"-d{args.duration}s, {args.rounds} interleaved rounds")
-    say(f"{'app':<6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}   (medians of rounds)")
+    say(f"{'app':<6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'cpu ms/req':>12}"
+        "   (medians of rounds)")
     for name, figures in summary.median.items():
+        cpu = figures.get("cpu_ms_per_request")
         say(f"{name:<6}{figures['requests_per_second']:>10.1f}{figures['p50_ms']:>10.2f}"
-            f"{figures['p99_ms']:>10.2f}")
+            f"{figures['p99_ms']:>10.2f}" + (f"{cpu:>12.2f}" if cpu is not None else ""))
     verdict = "meets" if summary.ratio_rps >= AIM_RATIO else "BELOW"
     say(f"ratio MARS/raw req/s: {summary.ratio_rps:.3f} ({verdict} the {AIM_RATIO} aim; "
-        f"goal 1.0); per round: {', '.join(f'{r:.3f}' for r in summary.pair_ratios)}")
+        f"goal 1.0); per round: {', '.join(f'{r:.3f}' for r in summary.pair_ratios)} "
+        f"(median {statistics.median(summary.pair_ratios):.3f})")
+    if summary.ratio_cpu is not None:
+        say(f"ratio raw/MARS server CPU per request: {summary.ratio_cpu:.3f} "
+            "(the same ratio, insensitive to other load on the machine)")
     say(f"latency MARS/raw: p50 {summary.ratio_p50:.3f}x, p99 {summary.ratio_p99:.3f}x")
 
 
@@ -493,7 +534,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="projects behind the deep-page benchmark (default 1000000)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per app")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per app")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per app")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per app")

@@ -98,35 +98,36 @@ def empty_tables(db: SQLAlchemy) -> None:
 
 @pytest.fixture
 def make_app(migrated_database: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    """Build apps on the test database: ``make_app(**settings)``; disposed after the test."""
+    """Build apps on the test database: ``make_app(**settings)``.
+
+    After the test, the database is emptied and every app's connections are closed.
+    """
     from mars_server import create_app
     from mars_server.db import db
 
     built: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
-        app = create_app(settings_for_tests(migrated_database, tmp_path / "instance", **overrides))
+        app = create_app(settings_for_tests(migrated_database, tmp_path / "instance",
+                                            **overrides))
         built.append(app)
         return app
 
     yield make
-    for app in built:
+    for index, app in enumerate(built):
         with app.app_context():
+            db.session.remove()
+            if index == 0:
+                empty_tables(db)
             db.engine.dispose()
 
 
 @pytest.fixture
 def app(make_app: Callable[..., Flask], app_config: dict[str, Any]) -> Iterator[Flask]:
     """A MARS app on a migrated, empty database; its app context is pushed."""
-    from mars_server.db import db
-
     app = make_app(**app_config)
     with app.app_context():
-        try:
-            yield app
-        finally:
-            db.session.remove()
-            empty_tables(db)
+        yield app
 
 
 @pytest.fixture

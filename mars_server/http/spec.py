@@ -86,6 +86,8 @@ class MarsSpecPlugin(BasePlugin):
                                     "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}
             if (method == "get" and single) or method in ("post", "patch"):
                 headers.append("ETag")
+            if method == "post":
+                headers.append("Location")
             if method == "get" and any(isinstance(p, dict) and p.get("name") == "cursor"
                                        for p in parameters):
                 headers.append("Link")

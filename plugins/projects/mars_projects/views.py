@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from flask import url_for
 from flask.views import MethodView
 
 from mars_server.http import Blueprint, require_if_match, send_etag
@@ -34,9 +35,11 @@ class Projects(MethodView):
     @blp.doc(operationId="create_project")
     @blp.arguments(ProjectSchema)
     @blp.response(201, ProjectSchema)
-    def post(self, data: dict[str, Any]) -> Project:
+    def post(self, data: dict[str, Any]) -> tuple[Project, dict[str, str]]:
         """Create a project"""
-        return send_etag(services.create_project(data))
+        project = services.create_project(data)
+        location = url_for("projects.ProjectById", project_id=project.id)
+        return send_etag(project), {"Location": location}
 
 
 @blp.route("/<string:project_id>")
