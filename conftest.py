@@ -23,10 +23,15 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if os.environ.get("MARS_TEST_REQUIRE_POSTGRES") != "1":
+    if (
+        os.environ.get("MARS_TEST_REQUIRE_POSTGRES") != "1"
+        or session.config.getoption("--mars-db") == "sqlite"
+    ):
         return
     if _postgres["passed"] == 0 or _postgres["skipped"]:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             f"PostgreSQL tests: {_postgres['passed']} passed, {_postgres['skipped']} skipped "
-            "- MARS_TEST_REQUIRE_POSTGRES=1 demands they all run", red=True)
+            "- MARS_TEST_REQUIRE_POSTGRES=1 demands they all run",
+            red=True,
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

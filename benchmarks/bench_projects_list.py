@@ -74,11 +74,15 @@ def say(message: str = "") -> None:
 def missing_tools() -> list[str]:
     problems = []
     if shutil.which("wrk") is None:
-        problems.append("wrk is not installed. On Debian/Ubuntu: "
-                        "`sudo apt-get update && sudo apt-get install -y wrk`.")
+        problems.append(
+            "wrk is not installed. On Debian/Ubuntu: "
+            "`sudo apt-get update && sudo apt-get install -y wrk`."
+        )
     if importlib.util.find_spec("gunicorn") is None:
-        problems.append(f"gunicorn is not installed in {sys.executable}: "
-                        f"`{sys.executable} -m pip install gunicorn`.")
+        problems.append(
+            f"gunicorn is not installed in {sys.executable}: "
+            f"`{sys.executable} -m pip install gunicorn`."
+        )
     return problems
 
 
@@ -111,11 +115,14 @@ def create_postgres_database(base_url: str, suffix: str) -> Database:
     parts = urlsplit(base_url)
     name = parts.path.lstrip("/") + suffix
     if not name or name in FORBIDDEN_DATABASES or name.startswith("template"):
-        raise SystemExit(f"refusing to drop and recreate database {name!r}: name one the "
-                         "benchmark may own, e.g. .../mars_bench")
+        raise SystemExit(
+            f"refusing to drop and recreate database {name!r}: name one the "
+            "benchmark may own, e.g. .../mars_bench"
+        )
     with _postgres_admin(base_url) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                      .format(sql.Identifier(name)))
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return Database(urlunsplit(parts._replace(path="/" + name)), postgres_name=name)
 
@@ -124,17 +131,24 @@ def drop_postgres_database(database: Database) -> None:
     from psycopg import sql
 
     with _postgres_admin(database.url) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                      .format(sql.Identifier(database.postgres_name)))
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(database.postgres_name)
+            )
+        )
 
 
 def mars_settings(database: Database, secret_key: str, instance_path: Path) -> dict[str, str]:
-    return {"ENV": "production", "SECRET_KEY": secret_key, "DATABASE_URL": database.url,
-            "INSTANCE_PATH": str(instance_path), "LOG_LEVEL": "WARNING"}
+    return {
+        "ENV": "production",
+        "SECRET_KEY": secret_key,
+        "DATABASE_URL": database.url,
+        "INSTANCE_PATH": str(instance_path),
+        "LOG_LEVEL": "WARNING",
+    }
 
 
-def build_database(database: Database, rows: int, secret_key: str,
-                   instance_path: Path) -> Flask:
+def build_database(database: Database, rows: int, secret_key: str, instance_path: Path) -> Flask:
     """Migrate ``database`` to head with MARS's migrations and load ``rows`` projects."""
     import mars_server
     from mars_server.ops import migrations
@@ -144,8 +158,10 @@ def build_database(database: Database, rows: int, secret_key: str,
         migrations.upgrade()
         started = time.perf_counter()
         load_projects(rows)
-        say(f"  loaded {rows:,} projects into {database.kind} in "
-            f"{time.perf_counter() - started:.1f} s")
+        say(
+            f"  loaded {rows:,} projects into {database.kind} in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
     return app
 
 
@@ -163,12 +179,22 @@ def load_projects(rows: int) -> None:
             conn.exec_driver_sql("PRAGMA synchronous=OFF")
         for start in range(0, rows, BATCH):
             now = utcnow()
-            conn.execute(table.insert(), [
-                {"id": new_id("prj"), "slug": f"project-{i}", "name": f"Project {i}",
-                 "description": f"Benchmark project number {i}.",
-                 "visibility": visibilities[i % 2], "created_at": now, "updated_at": now,
-                 "version": 1}
-                for i in range(start, min(start + BATCH, rows))])
+            conn.execute(
+                table.insert(),
+                [
+                    {
+                        "id": new_id("prj"),
+                        "slug": f"project-{i}",
+                        "name": f"Project {i}",
+                        "description": f"Benchmark project number {i}.",
+                        "visibility": visibilities[i % 2],
+                        "created_at": now,
+                        "updated_at": now,
+                        "version": 1,
+                    }
+                    for i in range(start, min(start + BATCH, rows))
+                ],
+            )
         conn.commit()
         if sqlite:
             conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
@@ -198,18 +224,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_gunicorn(name: str, app_spec: str, env: dict[str, str], workers: int,
-                   log: Path, pythonpath: Path | None = None) -> Server:
+def start_gunicorn(
+    name: str,
+    app_spec: str,
+    env: dict[str, str],
+    workers: int,
+    log: Path,
+    pythonpath: Path | None = None,
+) -> Server:
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers),
-               "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+    ]
     if pythonpath:
         command += ["--pythonpath", str(pythonpath)]
     command.append(app_spec)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MARS_", "RAW_"))}
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env={**clean, **env}, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            env={**clean, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return Server(name, f"http://127.0.0.1:{port}", process, log)
 
 
@@ -258,8 +304,10 @@ def check_same_answers(mars: Server, raw: Server) -> None:
         if set(page) != {"items", "next_cursor"} or len(page["items"]) != PAGE:
             raise RuntimeError(f"unexpected page shape: {sorted(page)}")
     if mars_1["items"] != raw_1["items"] or mars_2["items"] != raw_2["items"]:
-        raise RuntimeError("MARS and the raw app disagree on the items of a page:\n"
-                           f"{mars_1['items'][0]}\n{raw_1['items'][0]}")
+        raise RuntimeError(
+            "MARS and the raw app disagree on the items of a page:\n"
+            f"{mars_1['items'][0]}\n{raw_1['items'][0]}"
+        )
     if mars_2["items"][0]["id"] <= mars_1["items"][-1]["id"]:
         raise RuntimeError("the second page does not follow the first")
 
@@ -294,17 +342,26 @@ def parse_wrk(output: str, app: str, round_: int) -> WrkResult:
         raise RuntimeError(f"cannot read wrk's output:\n{output}")
     errors: dict[str, int] = {}
     socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     if socket_errors:
-        for kind, count in zip(("connect", "read", "write", "timeout"),
-                               socket_errors.groups(), strict=True):
+        for kind, count in zip(
+            ("connect", "read", "write", "timeout"), socket_errors.groups(), strict=True
+        ):
             if int(count):
                 errors[kind] = int(count)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
         errors["non-2xx"] = int(non_2xx.group(1))
-    return WrkResult(app, round_, float(rate.group(1)), _latency_ms(output, "50"),
-                     _latency_ms(output, "99"), int(total.group(1)), errors)
+    return WrkResult(
+        app,
+        round_,
+        float(rate.group(1)),
+        _latency_ms(output, "50"),
+        _latency_ms(output, "99"),
+        int(total.group(1)),
+        errors,
+    )
 
 
 def server_cpu_seconds(server: Server) -> float | None:
@@ -328,8 +385,9 @@ def server_cpu_seconds(server: Server) -> float | None:
 
 def run_wrk(url: str, duration: int, threads: int, connections: int) -> str:
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url]
-    done = subprocess.run(command, capture_output=True, text=True, check=True,
-                          timeout=duration + 60)
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=duration + 60
+    )
     return done.stdout
 
 
@@ -361,27 +419,44 @@ def bench_http(mars: Server, raw: Server, args: argparse.Namespace) -> HttpSumma
             if cpu_before is not None and cpu_after is not None and result.requests:
                 result.cpu_ms_per_request = (cpu_after - cpu_before) * 1000 / result.requests
             results.append(result)
-            cpu = (f"  cpu {result.cpu_ms_per_request:5.2f} ms/req"
-                   if result.cpu_ms_per_request is not None else "")
-            say(f"  round {round_} {server.name:<4} {result.requests_per_second:9.1f} req/s  "
+            cpu = (
+                f"  cpu {result.cpu_ms_per_request:5.2f} ms/req"
+                if result.cpu_ms_per_request is not None
+                else ""
+            )
+            say(
+                f"  round {round_} {server.name:<4} {result.requests_per_second:9.1f} req/s  "
                 f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms{cpu}"
-                + (f"  errors {result.errors}" if result.errors else ""))
+                + (f"  errors {result.errors}" if result.errors else "")
+            )
     keys = ["requests_per_second", "p50_ms", "p99_ms"]
     if all(r.cpu_ms_per_request is not None for r in results):
         keys.append("cpu_ms_per_request")
-    median = {name: {key: statistics.median(getattr(r, key) for r in results if r.app == name)
-                     for key in keys}
-              for name in (mars.name, raw.name)}
+    median = {
+        name: {
+            key: statistics.median(getattr(r, key) for r in results if r.app == name)
+            for key in keys
+        }
+        for name in (mars.name, raw.name)
+    }
     pair_ratios = [
         next(r.requests_per_second for r in results if r.round == n and r.app == mars.name)
         / next(r.requests_per_second for r in results if r.round == n and r.app == raw.name)
-        for n in range(1, args.rounds + 1)]
+        for n in range(1, args.rounds + 1)
+    ]
     m, r = median[mars.name], median[raw.name]
-    ratio_cpu = (r["cpu_ms_per_request"] / m["cpu_ms_per_request"]
-                 if "cpu_ms_per_request" in m else None)
-    return HttpSummary(results, median, m["requests_per_second"] / r["requests_per_second"],
-                       m["p50_ms"] / r["p50_ms"], m["p99_ms"] / r["p99_ms"], pair_ratios,
-                       ratio_cpu)
+    ratio_cpu = (
+        r["cpu_ms_per_request"] / m["cpu_ms_per_request"] if "cpu_ms_per_request" in m else None
+    )
+    return HttpSummary(
+        results,
+        median,
+        m["requests_per_second"] / r["requests_per_second"],
+        m["p50_ms"] / r["p50_ms"],
+        m["p99_ms"] / r["p99_ms"],
+        pair_ratios,
+        ratio_cpu,
+    )
 
 
 # -- deep pages ----------------------------------------------------------------------------
@@ -398,8 +473,9 @@ class DeepRow:
         return self.deep_ms / self.first_ms
 
 
-def _time_pair(first: Callable[[], object], deep: Callable[[], object],
-               repeats: int, warmup: int) -> tuple[float, float]:
+def _time_pair(
+    first: Callable[[], object], deep: Callable[[], object], repeats: int, warmup: int
+) -> tuple[float, float]:
     """Median milliseconds of ``first`` and ``deep``, called alternately."""
     for _ in range(warmup):
         first()
@@ -422,8 +498,9 @@ def _expect_page(response: Any, after_id: str | None) -> None:
         raise RuntimeError("the page is not the one asked for")
 
 
-def bench_deep(app: Flask, database: Database, rows: int, secret_key: str, repeats: int,
-               warmup: int) -> tuple[int, list[DeepRow]]:
+def bench_deep(
+    app: Flask, database: Database, rows: int, secret_key: str, repeats: int, warmup: int
+) -> tuple[int, list[DeepRow]]:
     """First page against a page at 99% depth: MARS, the raw app, and the SQL alone."""
     import raw_app
     import sqlalchemy as sa
@@ -435,8 +512,9 @@ def bench_deep(app: Flask, database: Database, rows: int, secret_key: str, repea
     depth = int(rows * 0.99)
     with app.app_context():
         table = db.metadata.tables["projects"]
-        deep_id = db.session.scalar(sa.select(table.c.id).order_by(table.c.id)
-                                    .limit(1).offset(depth - 1))
+        deep_id = db.session.scalar(
+            sa.select(table.c.id).order_by(table.c.id).limit(1).offset(depth - 1)
+        )
         db.session.remove()
     assert deep_id is not None
     url = f"{ENDPOINT}?limit={PAGE}"
@@ -465,13 +543,16 @@ def bench_deep(app: Flask, database: Database, rows: int, secret_key: str, repea
             return lambda: conn.execute(query).all()
 
         for name, first, deep in (
-                ("MARS (test client)", lambda: mars.get(url), lambda: mars.get(mars_deep)),
-                ("raw (test client)", lambda: raw.get(url), lambda: raw.get(raw_deep)),
-                ("SQL only", sql(None), sql(deep_id))):
+            ("MARS (test client)", lambda: mars.get(url), lambda: mars.get(mars_deep)),
+            ("raw (test client)", lambda: raw.get(url), lambda: raw.get(raw_deep)),
+            ("SQL only", sql(None), sql(deep_id)),
+        ):
             first_ms, deep_ms = _time_pair(first, deep, repeats, warmup)
             rows_out.append(DeepRow(name, first_ms, deep_ms))
-            say(f"  {name:<19} first {first_ms:7.3f} ms  deep {deep_ms:7.3f} ms  "
-                f"deep/first {deep_ms / first_ms:5.2f}")
+            say(
+                f"  {name:<19} first {first_ms:7.3f} ms  deep {deep_ms:7.3f} ms  "
+                f"deep/first {deep_ms / first_ms:5.2f}"
+            )
     engine.dispose()
     return depth, rows_out
 
@@ -486,35 +567,52 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version, "loadavg": os.getloadavg()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "loadavg": os.getloadavg(),
+    }
 
 
 def print_http(summary: HttpSummary, args: argparse.Namespace, kind: str) -> None:
     say()
-    say(f"GET {ENDPOINT}?limit={PAGE} over {args.rows:,} projects ({kind}), "
+    say(
+        f"GET {ENDPOINT}?limit={PAGE} over {args.rows:,} projects ({kind}), "
         f"gunicorn -w {args.workers}, wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration}s, {args.rounds} interleaved rounds")
-    say(f"{'app':<6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'cpu ms/req':>12}"
-        "   (medians of rounds)")
+        f"-d{args.duration}s, {args.rounds} interleaved rounds"
+    )
+    say(
+        f"{'app':<6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'cpu ms/req':>12}"
+        "   (medians of rounds)"
+    )
     for name, figures in summary.median.items():
         cpu = figures.get("cpu_ms_per_request")
-        say(f"{name:<6}{figures['requests_per_second']:>10.1f}{figures['p50_ms']:>10.2f}"
-            f"{figures['p99_ms']:>10.2f}" + (f"{cpu:>12.2f}" if cpu is not None else ""))
+        say(
+            f"{name:<6}{figures['requests_per_second']:>10.1f}{figures['p50_ms']:>10.2f}"
+            f"{figures['p99_ms']:>10.2f}" + (f"{cpu:>12.2f}" if cpu is not None else "")
+        )
     verdict = "meets" if summary.ratio_rps >= AIM_RATIO else "BELOW"
-    say(f"ratio MARS/raw req/s: {summary.ratio_rps:.3f} ({verdict} the {AIM_RATIO} aim; "
+    say(
+        f"ratio MARS/raw req/s: {summary.ratio_rps:.3f} ({verdict} the {AIM_RATIO} aim; "
         f"goal 1.0); per round: {', '.join(f'{r:.3f}' for r in summary.pair_ratios)} "
-        f"(median {statistics.median(summary.pair_ratios):.3f})")
+        f"(median {statistics.median(summary.pair_ratios):.3f})"
+    )
     if summary.ratio_cpu is not None:
-        say(f"ratio raw/MARS server CPU per request: {summary.ratio_cpu:.3f} "
-            "(the same ratio, insensitive to other load on the machine)")
+        say(
+            f"ratio raw/MARS server CPU per request: {summary.ratio_cpu:.3f} "
+            "(the same ratio, insensitive to other load on the machine)"
+        )
     say(f"latency MARS/raw: p50 {summary.ratio_p50:.3f}x, p99 {summary.ratio_p99:.3f}x")
 
 
 def print_deep(depth: int, rows: list[DeepRow], args: argparse.Namespace, kind: str) -> None:
     say()
-    say(f"First page vs. page at 99% depth (after row {depth:,} of {args.deep_rows:,}, "
-        f"{kind}), median of {args.deep_repeats} alternating fetches")
+    say(
+        f"First page vs. page at 99% depth (after row {depth:,} of {args.deep_rows:,}, "
+        f"{kind}), median of {args.deep_repeats} alternating fetches"
+    )
     say(f"{'path':<20}{'first ms':>10}{'deep ms':>10}{'deep/first':>12}")
     for row in rows:
         say(f"{row.path:<20}{row.first_ms:>10.3f}{row.deep_ms:>10.3f}{row.ratio:>12.3f}")
@@ -528,26 +626,42 @@ def print_deep(depth: int, rows: list[DeepRow], args: argparse.Namespace, kind: 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=100_000,
-                        help="projects behind the HTTP benchmark (default 100000)")
-    parser.add_argument("--deep-rows", type=int, default=1_000_000,
-                        help="projects behind the deep-page benchmark (default 1000000)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=100_000,
+        help="projects behind the HTTP benchmark (default 100000)",
+    )
+    parser.add_argument(
+        "--deep-rows",
+        type=int,
+        default=1_000_000,
+        help="projects behind the deep-page benchmark (default 1000000)",
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per app")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per app")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per app")
-    parser.add_argument("--deep-repeats", type=int, default=200,
-                        help="timed fetches of each page in the deep-page benchmark")
-    parser.add_argument("--database-url", default=None,
-                        help="use PostgreSQL: postgresql://user@127.0.0.1:5432/NAME; the "
-                             "databases NAME and NAME_deep are dropped and recreated")
+    parser.add_argument(
+        "--deep-repeats",
+        type=int,
+        default=200,
+        help="timed fetches of each page in the deep-page benchmark",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="use PostgreSQL: postgresql://user@127.0.0.1:5432/NAME; the "
+        "databases NAME and NAME_deep are dropped and recreated",
+    )
     parser.add_argument("--skip-http", action="store_true", help="only the deep-page part")
     parser.add_argument("--skip-deep", action="store_true", help="only the HTTP part")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary folder (logs, SQLite files)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (logs, SQLite files)"
+    )
     args = parser.parse_args(argv)
     if args.rows < 2 * PAGE or args.deep_rows < 200 * PAGE:
         parser.error(f"need --rows >= {2 * PAGE} and --deep-rows >= {200 * PAGE}")
@@ -563,6 +677,7 @@ def new_database(args: argparse.Namespace, workdir: Path, name: str) -> Database
 @contextlib.contextmanager
 def cleanup_on_term() -> Iterator[None]:
     """Turn SIGTERM into SystemExit so the ``finally`` blocks stop the servers."""
+
     def handler(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
@@ -582,8 +697,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE))
     workdir = Path(tempfile.mkdtemp(prefix="mars-bench-"))
     secret_key = secrets.token_urlsafe(36)  # 48 characters
-    report: dict[str, Any] = {"machine": machine(), "args": {
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    }
     say(f"machine: {report['machine']}")
     say(f"work folder: {workdir}")
     databases: list[Database] = []
@@ -596,14 +713,27 @@ def main(argv: list[str] | None = None) -> int:
                 databases.append(database)
                 say(f"HTTP benchmark: building {database.kind} database")
                 build_database(database, args.rows, secret_key, workdir / "instance-http")
-                env = {"MARS_" + k: v for k, v in mars_settings(
-                    database, secret_key, workdir / "instance-gunicorn").items()}
-                servers.append(start_gunicorn("MARS", "mars_server:create_app()", env,
-                                              args.workers, workdir / "mars.log"))
-                servers.append(start_gunicorn(
-                    "raw", "raw_app:create_app()",
-                    {"RAW_DATABASE_URL": database.url, "RAW_SECRET_KEY": secret_key},
-                    args.workers, workdir / "raw.log", pythonpath=HERE))
+                env = {
+                    "MARS_" + k: v
+                    for k, v in mars_settings(
+                        database, secret_key, workdir / "instance-gunicorn"
+                    ).items()
+                }
+                servers.append(
+                    start_gunicorn(
+                        "MARS", "mars_server:create_app()", env, args.workers, workdir / "mars.log"
+                    )
+                )
+                servers.append(
+                    start_gunicorn(
+                        "raw",
+                        "raw_app:create_app()",
+                        {"RAW_DATABASE_URL": database.url, "RAW_SECRET_KEY": secret_key},
+                        args.workers,
+                        workdir / "raw.log",
+                        pythonpath=HERE,
+                    )
+                )
                 for server in servers:
                     wait_ready(server)
                 check_same_answers(*servers)
@@ -618,16 +748,20 @@ def main(argv: list[str] | None = None) -> int:
                 databases.append(database)
                 say()
                 say(f"Deep-page benchmark: building {database.kind} database")
-                app = build_database(database, args.deep_rows, secret_key,
-                                     workdir / "instance-deep")
-                depth, rows = bench_deep(app, database, args.deep_rows, secret_key,
-                                         args.deep_repeats, warmup=20)
+                app = build_database(
+                    database, args.deep_rows, secret_key, workdir / "instance-deep"
+                )
+                depth, rows = bench_deep(
+                    app, database, args.deep_rows, secret_key, args.deep_repeats, warmup=20
+                )
                 with app.app_context():
                     from mars_server.db import db
 
                     db.engine.dispose()
-                report["deep"] = {"depth": depth, "rows": [
-                    {**asdict(row), "ratio": row.ratio} for row in rows]}
+                report["deep"] = {
+                    "depth": depth,
+                    "rows": [{**asdict(row), "ratio": row.ratio} for row in rows],
+                }
                 print_deep(depth, rows, args, database.kind)
     finally:
         for server in servers:

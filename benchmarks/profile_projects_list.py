@@ -53,15 +53,19 @@ def per_request_ms(client: FlaskClient, requests: int, batches: int = 7) -> floa
 
 def project_dict(item: Any) -> dict[str, Any]:
     """``ProjectSchema`` by hand: works on ORM objects and on Core rows alike."""
-    return {"id": item.id, "slug": item.slug, "name": item.name,
-            "description": item.description, "visibility": item.visibility,
-            "created_at": item.created_at.isoformat(),
-            "updated_at": item.updated_at.isoformat()}
+    return {
+        "id": item.id,
+        "slug": item.slug,
+        "name": item.name,
+        "description": item.description,
+        "visibility": item.visibility,
+        "created_at": item.created_at.isoformat(),
+        "updated_at": item.updated_at.isoformat(),
+    }
 
 
 def hand_page_dump(_schema: object, page: Any, **_kwargs: Any) -> dict[str, Any]:
-    return {"items": [project_dict(item) for item in page.items],
-            "next_cursor": page.next_cursor}
+    return {"items": [project_dict(item) for item in page.items], "next_cursor": page.next_cursor}
 
 
 def row_paginate(use_engine: bool) -> Callable[..., Any]:
@@ -164,8 +168,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=3500, help="timed requests per step")
-    parser.add_argument("--cprofile", type=int, default=0, metavar="N",
-                        help="also print cProfile's top N functions for MARS as it is")
+    parser.add_argument(
+        "--cprofile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print cProfile's top N functions for MARS as it is",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     import bench_projects_list as bench
@@ -197,18 +206,26 @@ def main() -> int:
         print_micro(app)
         steps: list[tuple[str, Callable[[], object]]] = [
             ("MARS as it is", lambda: None),
-            ("- marshmallow page dump (dict by hand)",
-             lambda: setattr(ProjectPageSchema, "dump", hand_page_dump)),
+            (
+                "- marshmallow page dump (dict by hand)",
+                lambda: setattr(ProjectPageSchema, "dump", hand_page_dump),
+            ),
             ("- new args Schema per request (cached)", cached_schema_parser),
             ("- MARS before/after/teardown hooks", lambda: without_hooks(app)),
-            ("- ORM entities (Core rows via session)",
-             lambda: setattr(mars_projects.services, "paginate", row_paginate(False))),
-            ("- Flask-SQLAlchemy session (engine.connect)",
-             lambda: setattr(mars_projects.services, "paginate", row_paginate(True))),
+            (
+                "- ORM entities (Core rows via session)",
+                lambda: setattr(mars_projects.services, "paginate", row_paginate(False)),
+            ),
+            (
+                "- Flask-SQLAlchemy session (engine.connect)",
+                lambda: setattr(mars_projects.services, "paginate", row_paginate(True)),
+            ),
         ]
         raw_ms = per_request_ms(raw, args.requests)
-        print(f"\n{args.rows:,} projects, {args.requests} requests per step, SQLite, "
-              "in process (test client)")
+        print(
+            f"\n{args.rows:,} projects, {args.requests} requests per step, SQLite, "
+            "in process (test client)"
+        )
         print(f"{'step':<46}{'ms/req':>8}{'saved':>8}{'raw/this':>10}")
         print(f"{'raw Flask + SQLAlchemy Core':<46}{raw_ms:>8.3f}{'':>8}{1:>10.3f}")
         previous = None
@@ -221,10 +238,14 @@ def main() -> int:
             saved = f"{previous - ms:8.3f}" if previous is not None else f"{'':>8}"
             print(f"{name:<46}{ms:>8.3f}{saved}{raw_ms / ms:>10.3f}", flush=True)
             previous = ms
-        print(f"{'(rest: flask-smorest/webargs wrappers, paginate)':<46}"
-              f"{previous - raw_ms:>8.3f} ms above raw")
-        print("(steps move by +-0.1 ms from run to run on a shared machine; the small costs are"
-              " timed alone above)")
+        print(
+            f"{'(rest: flask-smorest/webargs wrappers, paginate)':<46}"
+            f"{previous - raw_ms:>8.3f} ms above raw"
+        )
+        print(
+            "(steps move by +-0.1 ms from run to run on a shared machine; the small costs are"
+            " timed alone above)"
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

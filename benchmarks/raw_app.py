@@ -26,7 +26,8 @@ MAX_LIMIT = 200
 
 metadata = sa.MetaData()
 projects = sa.Table(
-    "projects", metadata,
+    "projects",
+    metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("slug", sa.String(64)),
     sa.Column("name", sa.String(200)),
@@ -35,8 +36,15 @@ projects = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
 )
-COLUMNS = [projects.c.id, projects.c.slug, projects.c.name, projects.c.description,
-            projects.c.visibility, projects.c.created_at, projects.c.updated_at]
+COLUMNS = [
+    projects.c.id,
+    projects.c.slug,
+    projects.c.name,
+    projects.c.description,
+    projects.c.visibility,
+    projects.c.created_at,
+    projects.c.updated_at,
+]
 
 
 def _rfc3339(value: dt.datetime) -> str:
@@ -64,8 +72,7 @@ def create_app(database_url: str | None = None, secret_key: str | None = None) -
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10)
-    cursors = URLSafeSerializer(secret_key or os.environ["RAW_SECRET_KEY"],
-                                salt="raw.cursor.v1")
+    cursors = URLSafeSerializer(secret_key or os.environ["RAW_SECRET_KEY"], salt="raw.cursor.v1")
 
     @app.get("/api/v1/projects")
     def list_projects() -> Any:
@@ -84,10 +91,18 @@ def create_app(database_url: str | None = None, secret_key: str | None = None) -
             stmt = stmt.where(projects.c.id > last_id)
         with engine.connect() as connection:
             rows = connection.execute(stmt).all()
-        items = [{"id": row.id, "slug": row.slug, "name": row.name,
-                  "description": row.description, "visibility": row.visibility,
-                  "created_at": _rfc3339(row.created_at),
-                  "updated_at": _rfc3339(row.updated_at)} for row in rows[:limit]]
+        items = [
+            {
+                "id": row.id,
+                "slug": row.slug,
+                "name": row.name,
+                "description": row.description,
+                "visibility": row.visibility,
+                "created_at": _rfc3339(row.created_at),
+                "updated_at": _rfc3339(row.updated_at),
+            }
+            for row in rows[:limit]
+        ]
         next_cursor = cursors.dumps(rows[limit - 1].id) if len(rows) > limit else None
         return jsonify(items=items, next_cursor=next_cursor)
 

@@ -34,10 +34,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
-CORS_EXPOSED = ["ETag", "Link", "Location", "Retry-After", "X-Request-ID", "RateLimit",
-                "RateLimit-Policy", "Deprecation", "Sunset", "Idempotent-Replayed"]
-CORS_ALLOWED = ["Authorization", "Content-Type", "If-Match", "If-None-Match",
-                "Idempotency-Key", "X-Request-ID"]
+CORS_EXPOSED = [
+    "ETag",
+    "Link",
+    "Location",
+    "Retry-After",
+    "X-Request-ID",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Deprecation",
+    "Sunset",
+    "Idempotent-Replayed",
+]
+CORS_ALLOWED = [
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
 
 
 @dataclass
@@ -51,8 +67,9 @@ class MarsState:
     warnings: list[str] = field(default_factory=list)
 
 
-def _validate_plugin_settings(raw: config.RawConfig,
-                              plugins: MarsPlugins) -> dict[str, dict[str, Any]]:
+def _validate_plugin_settings(
+    raw: config.RawConfig, plugins: MarsPlugins
+) -> dict[str, dict[str, Any]]:
     schemas = plugins.settings_schemas()
     sections: dict[str, dict[str, Any]] = {}
     for name, schema in schemas.items():
@@ -60,8 +77,9 @@ def _validate_plugin_settings(raw: config.RawConfig,
             sections[name] = schema(unknown=ma.RAISE).load(raw.plugins.get(name, {}))
         except ma.ValidationError as exc:
             for key, messages in sorted(exc.normalized_messages().items()):
-                raw.problems.append(f"plugin {name!r} setting {key!r}: "
-                                    f"{' '.join(map(str, messages))}")
+                raw.problems.append(
+                    f"plugin {name!r} setting {key!r}: {' '.join(map(str, messages))}"
+                )
     enabled = {info.name for info in plugins.enabled}
     for name, section in raw.plugins.items():
         if name not in enabled:
@@ -85,6 +103,7 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
     return on_connect
 
 
@@ -119,8 +138,9 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
     """
     raw = config.gather(config_mapping)
     instance_path = raw.core.get("INSTANCE_PATH")
-    app = Flask("mars_server", instance_path=os.path.abspath(instance_path)
-                if instance_path else None)
+    app = Flask(
+        "mars_server", instance_path=os.path.abspath(instance_path) if instance_path else None
+    )
     settings = config.validate_core(raw, app.instance_path)
     if not settings:
         raise config.ConfigError(raw.problems)
@@ -148,14 +168,16 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(raw.passthrough)
     if settings["PROXY_FIX_HOPS"]:
         hops = settings["PROXY_FIX_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
-                                x_host=hops)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            sa.event.listen(db.engine, "connect",
-                            _sqlite_pragmas(settings["SQLITE_BUSY_TIMEOUT_MS"]))
+            sa.event.listen(
+                db.engine, "connect", _sqlite_pragmas(settings["SQLITE_BUSY_TIMEOUT_MS"])
+            )
     # Flask-Migrate's own commands stay reachable as `mars alembic ...` (stamp, merge, show);
     # `mars db` is MARS's, upgrading every branch.
     migrate.init_app(app, db, directory=str(CORE_MIGRATIONS), command="alembic")
@@ -163,8 +185,7 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
     api = spec.MarsApi(app, spec_kwargs={"extra_plugins": [spec.MarsSpecPlugin()]})
     problems.register_problem_handlers(app)
     for blueprint in plugins.api_blueprints():
-        api.register_blueprint(blueprint,
-                               url_prefix=spec.API_PREFIX + (blueprint.url_prefix or ""))
+        api.register_blueprint(blueprint, url_prefix=spec.API_PREFIX + (blueprint.url_prefix or ""))
     app.register_blueprint(spec.docs_assets_blueprint())
 
     app.register_blueprint(health.blueprint)
@@ -179,13 +200,22 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
     # command, a test) lives on: no identity map leaks from one request into the next.
     app.teardown_request(lambda _exc: db.session.remove())
     if settings["CORS_ORIGINS"]:
-        cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ORIGINS"]}},
-                      supports_credentials=True, expose_headers=CORS_EXPOSED,
-                      allow_headers=CORS_ALLOWED, max_age=600, vary_header=True)
+        cors.init_app(
+            app,
+            resources={r"/api/*": {"origins": settings["CORS_ORIGINS"]}},
+            supports_credentials=True,
+            expose_headers=CORS_EXPOSED,
+            allow_headers=CORS_ALLOWED,
+            max_age=600,
+            vary_header=True,
+        )
 
     app.extensions["mars"] = MarsState(
-        plugins=plugins, plugin_settings=plugin_settings,
+        plugins=plugins,
+        plugin_settings=plugin_settings,
         health_checks=plugins.health_checks(),
-        migrations_locations=plugins.migrations_locations(), warnings=raw.warnings)
+        migrations_locations=plugins.migrations_locations(),
+        warnings=raw.warnings,
+    )
     plugins.app_ready(app=app)
     return app

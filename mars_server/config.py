@@ -14,8 +14,8 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import marshmallow as ma
 from flask import current_app
@@ -54,25 +54,28 @@ class CoreSettingsSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    ENV = ma.fields.String(load_default="production", validate=ma.validate.OneOf(
-        ["production", "development", "testing"]))
+    ENV = ma.fields.String(
+        load_default="production",
+        validate=ma.validate.OneOf(["production", "development", "testing"]),
+    )
     SECRET_KEY = ma.fields.String(load_default=None, allow_none=True)
     DATABASE_URL = ma.fields.String(load_default=None, allow_none=True)
     INSTANCE_PATH = ma.fields.String(load_default=None, allow_none=True)
-    MAX_CONTENT_LENGTH = ma.fields.Integer(load_default=1024 * 1024,
-                                           validate=ma.validate.Range(min=1024))
+    MAX_CONTENT_LENGTH = ma.fields.Integer(
+        load_default=1024 * 1024, validate=ma.validate.Range(min=1024)
+    )
     CORS_ORIGINS = CommaList(ma.fields.String(), load_default=list)
-    LOG_LEVEL = ma.fields.String(load_default="INFO", validate=ma.validate.OneOf(
-        ["DEBUG", "INFO", "WARNING", "ERROR"]))
-    LOG_FORMAT = ma.fields.String(load_default="json", validate=ma.validate.OneOf(
-        ["json", "text"]))
+    LOG_LEVEL = ma.fields.String(
+        load_default="INFO", validate=ma.validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
+    )
+    LOG_FORMAT = ma.fields.String(load_default="json", validate=ma.validate.OneOf(["json", "text"]))
     PLUGINS_DISABLED = CommaList(ma.fields.String(), load_default=list)
     PAGE_SIZE_DEFAULT = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1))
     PAGE_SIZE_MAX = ma.fields.Integer(load_default=200, validate=ma.validate.Range(min=1))
-    IDEMPOTENCY_TTL_SECONDS = ma.fields.Integer(load_default=24 * 3600,
-                                                validate=ma.validate.Range(min=60))
-    SQLITE_BUSY_TIMEOUT_MS = ma.fields.Integer(load_default=5000,
-                                               validate=ma.validate.Range(min=0))
+    IDEMPOTENCY_TTL_SECONDS = ma.fields.Integer(
+        load_default=24 * 3600, validate=ma.validate.Range(min=60)
+    )
+    SQLITE_BUSY_TIMEOUT_MS = ma.fields.Integer(load_default=5000, validate=ma.validate.Range(min=0))
     DATABASE_POOL_SIZE = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1))
     PROXY_FIX_HOPS = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
 
@@ -103,7 +106,8 @@ def _merge_plugin_sections(raw: RawConfig, sections: Mapping[str, Any], where: s
             raw.problems.append(f"{where}: plugin section {name!r} must be a table")
             continue
         raw.plugins.setdefault(name.lower(), {}).update(
-            {key.lower(): value for key, value in section.items()})
+            {key.lower(): value for key, value in section.items()}
+        )
 
 
 def _from_file(raw: RawConfig, path: str) -> None:
@@ -127,7 +131,7 @@ def _from_environ(raw: RawConfig, environ: Mapping[str, str]) -> None:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
             continue
-        key = name[len(ENV_PREFIX):]
+        key = name[len(ENV_PREFIX) :]
         if "__" in key:
             plugin, _, setting = key.partition("__")
             raw.plugins.setdefault(plugin.lower(), {})[setting.lower()] = value
@@ -147,8 +151,9 @@ def _from_mapping(raw: RawConfig, mapping: Mapping[str, Any]) -> None:
             raw.passthrough[key] = value
 
 
-def gather(config: Mapping[str, Any] | None = None,
-           environ: Mapping[str, str] | None = None) -> RawConfig:
+def gather(
+    config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> RawConfig:
     """Collect the settings from every source, in order of precedence."""
     environ = os.environ if environ is None else environ
     raw = RawConfig()
@@ -163,7 +168,7 @@ def normalise_database_url(url: str) -> str:
     """Send PostgreSQL through psycopg 3 whatever driver the URL names."""
     for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -186,22 +191,32 @@ def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
         if settings["ENV"] == "production":
             raw.problems.append(
                 "MARS_SECRET_KEY: required in production (32+ random characters, e.g. from "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
         else:
             settings["SECRET_KEY"] = _development_secret(settings["INSTANCE_PATH"])
     elif settings["ENV"] == "production" and len(settings["SECRET_KEY"]) < MIN_SECRET_KEY_LENGTH:
         raw.problems.append(
-            f"MARS_SECRET_KEY: must be at least {MIN_SECRET_KEY_LENGTH} characters in production")
+            f"MARS_SECRET_KEY: must be at least {MIN_SECRET_KEY_LENGTH} characters in production"
+        )
 
     if "*" in settings["CORS_ORIGINS"]:
-        raw.problems.append("MARS_CORS_ORIGINS: list the website's origins; '*' is refused "
-                            "because MARS answers CORS requests with credentials")
+        raw.problems.append(
+            "MARS_CORS_ORIGINS: list the website's origins; '*' is refused "
+            "because MARS answers CORS requests with credentials"
+        )
     for origin in settings["CORS_ORIGINS"]:
         parts = urlsplit(origin)
-        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc
-                              or parts.path or parts.query or parts.fragment):
-            raw.problems.append(f"MARS_CORS_ORIGINS: {origin!r} is not an origin "
-                                "(scheme://host[:port], no path)")
+        if origin != "*" and (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.path
+            or parts.query
+            or parts.fragment
+        ):
+            raw.problems.append(
+                f"MARS_CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], no path)"
+            )
     return settings
 
 

@@ -8,13 +8,14 @@ of the documented parameters. ``docs/plugins.md`` documents each one with its si
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     import click
     import marshmallow as ma
     from flask import Flask

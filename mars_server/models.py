@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from mars_server.db import db, utcnow
 
 
-class IdempotencyKey(db.Model):  # type: ignore[name-defined,misc]
+class IdempotencyKey(db.Model):  # type: ignore[name-defined]
     """A POST's ``Idempotency-Key`` and, once it finished, the response to replay."""
 
     __tablename__ = "mars_idempotency_keys"

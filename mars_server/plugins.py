@@ -10,7 +10,7 @@ import importlib
 import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -68,8 +68,9 @@ def _import_builtin(path: str) -> Callable[[], Any]:
 
 def _candidates() -> list[tuple[str, str, Callable[[], Any]]]:
     """(name, source, loader) of every builtin, then every entry point, by name."""
-    found = [(path.rsplit(".", 2)[-2], "builtin", _import_builtin(path))
-             for path in DEFAULT_PLUGINS]
+    found = [
+        (path.rsplit(".", 2)[-2], "builtin", _import_builtin(path)) for path in DEFAULT_PLUGINS
+    ]
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         source = ep.dist.name if ep.dist is not None else ep.value
         found.append((ep.name, source, ep.load))
@@ -84,10 +85,13 @@ def _check_info(name: str, module: Any) -> PluginInfo:
         supported = SpecifierSet(info.requires)
     except InvalidSpecifier:
         raise PluginError(
-            f"plugin {name!r}: requires {info.requires!r} is not a version specifier") from None
+            f"plugin {name!r}: requires {info.requires!r} is not a version specifier"
+        ) from None
     if not supported.contains(Version(__version__), prereleases=True):
-        raise PluginError(f"plugin {info.name!r} {info.version} supports mars_server "
-                          f"{info.requires}, this is {__version__}")
+        raise PluginError(
+            f"plugin {info.name!r} {info.version} supports mars_server "
+            f"{info.requires}, this is {__version__}"
+        )
     return info
 
 
@@ -102,8 +106,9 @@ def build_plugin_manager(disabled: Iterable[str] = ()) -> MarsPlugins:
         try:
             module = load()
         except Exception as exc:
-            raise PluginError(f"plugin {name!r} failed to import: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"plugin {name!r} failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
         info = _check_info(name, module)
         if info.name in seen:
             raise PluginError(f"plugin {info.name!r} is installed twice (again by {source})")
@@ -120,8 +125,10 @@ def build_plugin_manager(disabled: Iterable[str] = ()) -> MarsPlugins:
         loaded.append(LoadedPlugin(info, source, "enabled"))
     unknown_disabled = disabled - seen
     if unknown_disabled:
-        log.warning("MARS_PLUGINS_DISABLED names no installed plugin: %s",
-                    ", ".join(sorted(unknown_disabled)))
+        log.warning(
+            "MARS_PLUGINS_DISABLED names no installed plugin: %s",
+            ", ".join(sorted(unknown_disabled)),
+        )
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -153,7 +160,7 @@ class MarsPlugins:
         """Each plugin's settings schema, by plugin name."""
         schemas: dict[str, type[ma.Schema]] = {}
         for impl in self._pm.hook.mars_settings_schema.get_hookimpls():
-            schema = impl.function()
+            schema = cast("type[ma.Schema] | None", impl.function())
             if schema is not None:
                 schemas[impl.plugin_name] = schema
         return schemas

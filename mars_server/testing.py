@@ -29,14 +29,51 @@ if TYPE_CHECKING:
 
 BACKENDS = ("sqlite", "postgresql")
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production-checks"
-POSTGRES_SKIP_REASON = ("PostgreSQL run skipped: set MARS_TEST_DATABASE_URL, e.g. "
-                        "postgresql://postgres@127.0.0.1:5432/test (the suite wipes it)")
+POSTGRES_SKIP_REASON = (
+    "PostgreSQL run skipped: set MARS_TEST_DATABASE_URL, e.g. "
+    "postgresql://postgres@127.0.0.1:5432/test (the suite wipes it)"
+)
 
 
-def settings_for_tests(database_url: str, instance_path: Path | str, **overrides: Any) -> dict[str, Any]:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--mars-db",
+        choices=("all", *BACKENDS),
+        default="all",
+        help="MARS: run the database tests on this backend only (default: all). "
+        "With 'postgresql', tests that use no database are deselected.",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    choice = config.getoption("--mars-db")
+    if choice == "all":
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("database_url") if callspec else None
+        (keep if backend == choice or (backend is None and choice == "sqlite") else drop).append(
+            item
+        )
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def settings_for_tests(
+    database_url: str, instance_path: Path | str, **overrides: Any
+) -> dict[str, Any]:
     """The settings the fixtures build apps with; ``overrides`` win."""
-    return {"ENV": "testing", "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": database_url,
-            "INSTANCE_PATH": str(instance_path), "LOG_FORMAT": "json", **overrides}
+    return {
+        "ENV": "testing",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": str(instance_path),
+        "LOG_FORMAT": "json",
+        **overrides,
+    }
 
 
 def _reset_postgres(url: str) -> None:
@@ -52,8 +89,7 @@ def _reset_postgres(url: str) -> None:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest,
-                 tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """An empty database of each backend, once per session."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'mars.db'}"
@@ -108,8 +144,7 @@ def make_app(migrated_database: str, tmp_path: Path) -> Iterator[Callable[..., F
     built: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
-        app = create_app(settings_for_tests(migrated_database, tmp_path / "instance",
-                                            **overrides))
+        app = create_app(settings_for_tests(migrated_database, tmp_path / "instance", **overrides))
         built.append(app)
         return app
 

@@ -17,8 +17,10 @@ def install_plugins(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     real = mars_server.plugins.entry_points
 
     def install(**plugins: str) -> None:
-        extra = [EntryPoint(name, f"tests.fakes:{attr}", mars_server.plugins.ENTRY_POINT_GROUP)
-                 for name, attr in plugins.items()]
+        extra = [
+            EntryPoint(name, f"tests.fakes:{attr}", mars_server.plugins.ENTRY_POINT_GROUP)
+            for name, attr in plugins.items()
+        ]
 
         def fake_entry_points(*, group: str) -> list[EntryPoint]:
             return [*real(group=group), *extra]
@@ -32,18 +34,18 @@ def install_plugins(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 def sqlite_app(tmp_path):
     """A migrated app on its own SQLite file, for what only SQLite does (locking)."""
     from mars_server import create_app
-    from mars_server.db import db
     from mars_server.ops import migrations
     from mars_server.testing import settings_for_tests
 
     def make(**overrides):
-        app = create_app(settings_for_tests(f"sqlite:///{tmp_path / 'own.db'}", tmp_path / "inst",
-                                       **overrides))
+        app = create_app(
+            settings_for_tests(f"sqlite:///{tmp_path / 'own.db'}", tmp_path / "inst", **overrides)
+        )
         with app.app_context():
             migrations.upgrade()
         return app
 
-    yield make
+    return make
 
 
 @pytest.fixture

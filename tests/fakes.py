@@ -23,8 +23,9 @@ class GoodSettings(ma.Schema):
 
 
 class Good:
-    MARS_PLUGIN = PluginInfo(name="good", version="1.2.3", requires=">=0.1",
-                             description="a well-behaved test plugin")
+    MARS_PLUGIN = PluginInfo(
+        name="good", version="1.2.3", requires=">=0.1", description="a well-behaved test plugin"
+    )
 
     @hookimpl
     def mars_settings_schema(self) -> type[ma.Schema]:

@@ -14,8 +14,13 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
 def lint(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(config), "--no-cache"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(config), "--no-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_import_contracts_hold():
@@ -27,8 +32,10 @@ def test_import_contracts_hold():
 def test_a_broken_contract_is_caught(tmp_path):
     """The contracts can fail: a copy of the config that forbids what the core does import."""
     config = (ROOT / "setup.cfg").read_text()
-    config += ("\n[importlinter:contract:canary]\nname = canary\ntype = forbidden\n"
-               "source_modules =\n    mars_server.app\nforbidden_modules =\n    mars_server.db\n")
+    config += (
+        "\n[importlinter:contract:canary]\nname = canary\ntype = forbidden\n"
+        "source_modules =\n    mars_server.app\nforbidden_modules =\n    mars_server.db\n"
+    )
     (tmp_path / "setup.cfg").write_text(config)
     result = lint(tmp_path / "setup.cfg")
     assert result.returncode == 1

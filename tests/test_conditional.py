@@ -21,8 +21,9 @@ def project(client, project_body):
 def test_get_sends_etag_and_honours_if_none_match(client, project):
     response = client.get(f"/api/v1/projects/{project['id']}")
     assert response.headers["ETag"] == project["etag"]
-    again = client.get(f"/api/v1/projects/{project['id']}",
-                       headers={"If-None-Match": project["etag"]})
+    again = client.get(
+        f"/api/v1/projects/{project['id']}", headers={"If-None-Match": project["etag"]}
+    )
     assert again.status_code == 304
     assert again.data == b""
     assert again.headers["ETag"] == project["etag"]
@@ -41,21 +42,26 @@ def test_change_without_if_match_is_428(client, project, method):
 
 @pytest.mark.parametrize("method", ["patch", "delete"])
 def test_change_with_stale_if_match_is_412(client, project, method):
-    first = client.patch(f"/api/v1/projects/{project['id']}", json={"name": "First"},
-                         headers={"If-Match": project["etag"]})
+    first = client.patch(
+        f"/api/v1/projects/{project['id']}",
+        json={"name": "First"},
+        headers={"If-Match": project["etag"]},
+    )
     assert first.status_code == 200
     assert first.headers["ETag"] != project["etag"]
     kwargs = {"json": {"name": "Second"}} if method == "patch" else {}
-    response = getattr(client, method)(f"/api/v1/projects/{project['id']}",
-                                       headers={"If-Match": project["etag"]}, **kwargs)
+    response = getattr(client, method)(
+        f"/api/v1/projects/{project['id']}", headers={"If-Match": project["etag"]}, **kwargs
+    )
     assert response.status_code == 412
     assert response.mimetype == "application/problem+json"
     assert client.get(f"/api/v1/projects/{project['id']}").json["name"] == "First"
 
 
 def test_delete_with_current_if_match(client, project):
-    response = client.delete(f"/api/v1/projects/{project['id']}",
-                             headers={"If-Match": project["etag"]})
+    response = client.delete(
+        f"/api/v1/projects/{project['id']}", headers={"If-Match": project["etag"]}
+    )
     assert response.status_code == 204
     assert client.get(f"/api/v1/projects/{project['id']}").status_code == 404
 
@@ -78,13 +84,19 @@ def test_writer_racing_past_the_if_match_check_gets_412(client, db, project, mon
 
     def racing_update(target, changes):
         with db.engine.begin() as conn:
-            conn.execute(sa.update(Project.__table__).where(Project.id == target.id)
-                         .values(name="Racer", version=Project.version + 1))
+            conn.execute(
+                sa.update(Project.__table__)
+                .where(Project.id == target.id)
+                .values(name="Racer", version=Project.version + 1)
+            )
         return real_update(target, changes)
 
     monkeypatch.setattr(mars_projects.services, "update_project", racing_update)
-    response = client.patch(f"/api/v1/projects/{project['id']}", json={"name": "Mine"},
-                            headers={"If-Match": project["etag"]})
+    response = client.patch(
+        f"/api/v1/projects/{project['id']}",
+        json={"name": "Mine"},
+        headers={"If-Match": project["etag"]},
+    )
     assert response.status_code == 412
     assert response.mimetype == "application/problem+json"
     monkeypatch.undo()

@@ -27,7 +27,8 @@ def test_sources_are_layered(clean_env, tmp_path):
     config_file = tmp_path / "mars.toml"
     config_file.write_text(
         'page_size_default = 10\nmax_content_length = 4096\nlog_level = "WARNING"\n'
-        '[plugins.projects]\ndescription_max_length = 100\n')
+        "[plugins.projects]\ndescription_max_length = 100\n"
+    )
     clean_env.setenv("MARS_CONFIG", str(config_file))
     clean_env.setenv("MARS_MAX_CONTENT_LENGTH", "8192")
     clean_env.setenv("MARS_PAGE_SIZE_DEFAULT", "20")
@@ -61,8 +62,9 @@ def test_default_database_is_sqlite_in_the_instance_folder(clean_env, tmp_path):
     assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'mars.db'}"
 
 
-@pytest.mark.parametrize("url", ["postgresql://u@h/d", "postgres://u@h/d",
-                                 "postgresql+psycopg2://u@h/d"])
+@pytest.mark.parametrize(
+    "url", ["postgresql://u@h/d", "postgres://u@h/d", "postgresql+psycopg2://u@h/d"]
+)
 def test_postgres_urls_use_psycopg3_with_pre_ping(clean_env, tmp_path, url):
     app = create_app(settings_for_tests(url, tmp_path))
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/d"

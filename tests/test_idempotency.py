@@ -40,8 +40,9 @@ def test_replays_an_error_too(client, db, project_body):
 
 def test_same_key_with_another_body_is_422(client, db, project_body):
     client.post("/api/v1/projects", json=project_body(), headers={"Idempotency-Key": "k-3"})
-    response = client.post("/api/v1/projects", json=project_body(),
-                           headers={"Idempotency-Key": "k-3"})
+    response = client.post(
+        "/api/v1/projects", json=project_body(), headers={"Idempotency-Key": "k-3"}
+    )
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     assert response.json["type"].endswith("idempotency-key-reused")
@@ -62,14 +63,16 @@ def test_concurrent_duplicate_is_409(app, db, project_body, monkeypatch):
 
     def first_request():
         results["first"] = app.test_client().post(
-            "/api/v1/projects", json=body, headers={"Idempotency-Key": "k-4"})
+            "/api/v1/projects", json=body, headers={"Idempotency-Key": "k-4"}
+        )
 
     thread = threading.Thread(target=first_request)
     thread.start()
     try:
         assert inside.wait(10)
-        duplicate = app.test_client().post("/api/v1/projects", json=body,
-                                           headers={"Idempotency-Key": "k-4"})
+        duplicate = app.test_client().post(
+            "/api/v1/projects", json=body, headers={"Idempotency-Key": "k-4"}
+        )
     finally:
         release.set()
         thread.join(10)
@@ -83,11 +86,16 @@ def test_keys_expire_after_24_hours(client, db, project_body):
     with time_machine.travel(dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
         client.post("/api/v1/projects", json=project_body(), headers={"Idempotency-Key": "k-5"})
         clock.shift(dt.timedelta(hours=23, minutes=59))
-        assert client.post("/api/v1/projects", json=project_body(),
-                           headers={"Idempotency-Key": "k-5"}).status_code == 422
+        assert (
+            client.post(
+                "/api/v1/projects", json=project_body(), headers={"Idempotency-Key": "k-5"}
+            ).status_code
+            == 422
+        )
         clock.shift(dt.timedelta(minutes=2))
-        response = client.post("/api/v1/projects", json=project_body(),
-                               headers={"Idempotency-Key": "k-5"})
+        response = client.post(
+            "/api/v1/projects", json=project_body(), headers={"Idempotency-Key": "k-5"}
+        )
     assert response.status_code == 201
     assert project_count(db) == 2
 
@@ -98,8 +106,10 @@ def test_server_error_frees_the_key(client, db, project_body, monkeypatch):
 
     monkeypatch.setattr(mars_projects.services, "create_project", broken)
     body = project_body()
-    assert client.post("/api/v1/projects", json=body,
-                       headers={"Idempotency-Key": "k-6"}).status_code == 500
+    assert (
+        client.post("/api/v1/projects", json=body, headers={"Idempotency-Key": "k-6"}).status_code
+        == 500
+    )
     monkeypatch.undo()
     response = client.post("/api/v1/projects", json=body, headers={"Idempotency-Key": "k-6"})
     assert response.status_code == 201
@@ -108,25 +118,35 @@ def test_server_error_frees_the_key(client, db, project_body, monkeypatch):
 
 def test_keys_belong_to_their_caller(client, db, project_body):
     body = project_body()
-    client.post("/api/v1/projects", json=body,
-                headers={"Idempotency-Key": "k-7", "Authorization": "Bearer one"})
-    other = client.post("/api/v1/projects", json=project_body(),
-                        headers={"Idempotency-Key": "k-7", "Authorization": "Bearer two"})
+    client.post(
+        "/api/v1/projects",
+        json=body,
+        headers={"Idempotency-Key": "k-7", "Authorization": "Bearer one"},
+    )
+    other = client.post(
+        "/api/v1/projects",
+        json=project_body(),
+        headers={"Idempotency-Key": "k-7", "Authorization": "Bearer two"},
+    )
     assert other.status_code == 201
     assert project_count(db) == 2
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "caf\u00e9"])
 def test_malformed_key_is_400(client, db, project_body, key):
-    response = client.post("/api/v1/projects", json=project_body(),
-                           headers={"Idempotency-Key": key})
+    response = client.post(
+        "/api/v1/projects", json=project_body(), headers={"Idempotency-Key": key}
+    )
     assert response.status_code == 400
     assert project_count(db) == 0
 
 
 def test_no_credentials_are_stored(client, db, project_body):
-    client.post("/api/v1/projects", json=project_body(),
-                headers={"Idempotency-Key": "k-8", "Authorization": "Bearer s3cr3t-token"})
+    client.post(
+        "/api/v1/projects",
+        json=project_body(),
+        headers={"Idempotency-Key": "k-8", "Authorization": "Bearer s3cr3t-token"},
+    )
     row = db.session.scalars(sa.select(IdempotencyKey)).one()
     assert "s3cr3t" not in row.owner
     assert len(row.owner) == 64

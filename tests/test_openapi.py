@@ -58,7 +58,8 @@ def test_problem_responses_are_problem_json(spec):
         response = spec["components"]["responses"][name]
         assert list(response["content"]) == ["application/problem+json"]
         assert response["content"]["application/problem+json"]["schema"] == {
-            "$ref": "#/components/schemas/Problem"}
+            "$ref": "#/components/schemas/Problem"
+        }
 
 
 def test_export_command_writes_the_served_document(runner, spec, tmp_path):

@@ -15,8 +15,10 @@ def many_projects(db):
     def make(count: int, visibility: str = "public") -> list[str]:
         from mars_projects.models import Project
 
-        rows = [Project(id=new_id("prj"), slug=f"{visibility}-{i}", name=f"P{i}",
-                        visibility=visibility) for i in range(count)]
+        rows = [
+            Project(id=new_id("prj"), slug=f"{visibility}-{i}", name=f"P{i}", visibility=visibility)
+            for i in range(count)
+        ]
         db.session.add_all(rows)
         db.session.commit()
         return [row.id for row in rows]
@@ -33,7 +35,8 @@ def test_default_page_is_50_with_cursor_and_link(client, many_projects):
     assert cursor
     link = response.headers["Link"]
     assert link.startswith("<http://localhost/api/v1/projects?cursor=") and link.endswith(
-        '>; rel="next"')
+        '>; rel="next"'
+    )
 
 
 def test_walking_every_page_yields_each_item_once_in_order(client, many_projects):
@@ -64,7 +67,8 @@ def test_filters_apply_across_pages(client, many_projects):
     private = many_projects(30, "private")
     first = client.get("/api/v1/projects?visibility=private&limit=20").json
     second = client.get(
-        f"/api/v1/projects?visibility=private&limit=20&cursor={first['next_cursor']}").json
+        f"/api/v1/projects?visibility=private&limit=20&cursor={first['next_cursor']}"
+    ).json
     assert [p["id"] for p in first["items"] + second["items"]] == sorted(private)
 
 
@@ -79,7 +83,7 @@ def test_bad_cursor_is_400(client, cursor):
 def test_tampered_cursor_is_400(client, many_projects):
     many_projects(3)
     cursor = client.get("/api/v1/projects?limit=1").json["next_cursor"]
-    scope, last = URLSafeSerializer(TEST_SECRET_KEY, salt="mars.cursor.v1").loads(cursor)
+    scope, _last = URLSafeSerializer(TEST_SECRET_KEY, salt="mars.cursor.v1").loads(cursor)
     forged = URLSafeSerializer("another-key", salt="mars.cursor.v1").dumps([scope, "prj_0"])
     assert client.get(f"/api/v1/projects?cursor={forged}").status_code == 400
     tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")

@@ -10,14 +10,18 @@ import pytest
 from click.testing import CliRunner
 
 from mars_server import create_app, hookspecs
+from mars_server.config import ConfigError
 from mars_server.ops.cli import cli
 from mars_server.plugins import PluginError
 from mars_server.testing import settings_for_tests
 from tests import fakes
 
 ROOT = Path(__file__).resolve().parents[1]
-HOOK_NAMES = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
-                    if name.startswith("mars_"))
+HOOK_NAMES = sorted(
+    name
+    for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
+    if name.startswith("mars_")
+)
 
 
 @pytest.fixture
@@ -61,7 +65,7 @@ def test_hook_mars_settings_schema_rejects_bad_values(install_plugins, tmp_path,
     install_plugins(good="good")
     monkeypatch.setenv("MARS_GOOD__RETRIES", "-1")
     monkeypatch.setenv("MARS_GOOD__COLOUR", "red")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ConfigError) as info:
         create_app(settings_for_tests("sqlite://", tmp_path))
     assert "plugin 'good' setting 'retries'" in str(info.value)
     assert "plugin 'good' setting 'colour'" in str(info.value)
@@ -98,8 +102,11 @@ def test_every_hook_is_documented_with_its_signature():
 
 
 def test_hooks_are_called_only_through_the_facade():
-    offenders = [str(p.relative_to(ROOT)) for p in ROOT.glob("mars_server/**/*.py")
-                 if p.name != "plugins.py" and re.search(r"\.hook\.mars_", p.read_text())]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in ROOT.glob("mars_server/**/*.py")
+        if p.name != "plugins.py" and re.search(r"\.hook\.mars_", p.read_text())
+    ]
     assert offenders == []
 
 
@@ -130,13 +137,16 @@ def test_builtin_plugin_cannot_be_disabled(tmp_path):
         create_app(settings_for_tests("sqlite://", tmp_path, PLUGINS_DISABLED=["ops"]))
 
 
-@pytest.mark.parametrize(("attr", "message"), [
-    ("incompatible", r"^plugin 'oldie' 0\.0\.1 supports mars_server >=9\.0, this is 0\.1\.0$"),
-    ("unknown_hook", r"^plugin 'typo': .*mars_api_blueprint"),
-    ("no_info", r"^plugin 'broken': declares no MARS_PLUGIN"),
-    ("bad_specifier", r"^plugin 'broken': requires 'version one please' is not a version"),
-    ("does_not_exist", r"^plugin 'broken' failed to import: AttributeError"),
-])
+@pytest.mark.parametrize(
+    ("attr", "message"),
+    [
+        ("incompatible", r"^plugin 'oldie' 0\.0\.1 supports mars_server >=9\.0, this is 0\.1\.0$"),
+        ("unknown_hook", r"^plugin 'typo': .*mars_api_blueprint"),
+        ("no_info", r"^plugin 'broken': declares no MARS_PLUGIN"),
+        ("bad_specifier", r"^plugin 'broken': requires 'version one please' is not a version"),
+        ("does_not_exist", r"^plugin 'broken' failed to import: AttributeError"),
+    ],
+)
 def test_bad_plugin_stops_start_up_naming_it(install_plugins, tmp_path, attr, message):
     install_plugins(broken=attr)
     with pytest.raises(PluginError, match=message) as info:
@@ -151,8 +161,8 @@ def test_bad_plugin_stops_the_cli_with_one_line(install_plugins, monkeypatch, tm
     result = CliRunner().invoke(cli, ["plugins", "list"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: MARS cannot start: plugin 'oldie' 0.0.1 supports mars_server >=9.0, "
-        "this is 0.1.0"]
+        "Error: MARS cannot start: plugin 'oldie' 0.0.1 supports mars_server >=9.0, this is 0.1.0"
+    ]
 
 
 def test_plugin_manager_is_built_per_app(make_app):

@@ -26,8 +26,9 @@ def assert_problem(response, status: int) -> dict:
 
 
 def test_malformed_json_is_400(client, db):
-    response = client.post("/api/v1/projects", data='{"slug": "a", "name":',
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/projects", data='{"slug": "a", "name":', content_type="application/json"
+    )
     body = assert_problem(response, 400)
     assert "JSON" in body["detail"]
     assert count_projects(db) == 0
@@ -47,14 +48,16 @@ def test_wrong_method_is_405_with_allow(client):
 def test_body_too_large_is_413(make_app, db):
     app = make_app(MAX_CONTENT_LENGTH=2048)
     response = app.test_client().post(
-        "/api/v1/projects", json={"slug": "big", "name": "x", "description": "y" * 4096})
+        "/api/v1/projects", json={"slug": "big", "name": "x", "description": "y" * 4096}
+    )
     assert_problem(response, 413)
     with app.app_context():
         assert count_projects(db) == 0
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "application/xml"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
 def test_non_json_body_is_415(client, db, content_type):
     response = client.post("/api/v1/projects", data="slug=a&name=b", content_type=content_type)
     assert_problem(response, 415)

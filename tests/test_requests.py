@@ -55,9 +55,14 @@ def test_cors_allows_the_configured_origin_with_credentials(client):
     assert response.headers["Access-Control-Allow-Origin"] == "https://www.mars.test"
     assert response.headers["Access-Control-Allow-Credentials"] == "true"
     assert "ETag" in response.headers["Access-Control-Expose-Headers"]
-    preflight = client.options("/api/v1/projects", headers={
-        "Origin": "https://www.mars.test", "Access-Control-Request-Method": "PATCH",
-        "Access-Control-Request-Headers": "If-Match, Content-Type"})
+    preflight = client.options(
+        "/api/v1/projects",
+        headers={
+            "Origin": "https://www.mars.test",
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "If-Match, Content-Type",
+        },
+    )
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://www.mars.test"
     assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
 

@@ -39,9 +39,15 @@ def _route_to_the_test_app(app):
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 def test_every_operation_behaves_as_documented(case):
     # A cursor is a server-signed token that no generator can forge (bad ones are 400, see
     # test_pagination); a reused Idempotency-Key with another body is rightly 422 (see

@@ -24,14 +24,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_ready(base: str, process: subprocess.Popen, timeout: float = 30) -> requests.Response:
+def wait_until_ready(
+    base: str, process: subprocess.Popen, timeout: float = 60
+) -> requests.Response:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"server exited with {process.returncode}: {process.stdout.read()}")
         try:
-            response = requests.get(f"{base}/readyz", timeout=2)
-        except requests.ConnectionError:
+            response = requests.get(f"{base}/readyz", timeout=5)
+        except requests.RequestException:  # not listening yet, or slow on a busy machine
             time.sleep(0.2)
             continue
         if response.status_code == 200:
@@ -58,15 +60,19 @@ def stop(process: subprocess.Popen) -> str:
 def test_mars_serve_migrates_sqlite_and_prints_the_docs_address(tmp_path):
     port = free_port()
     process = subprocess.Popen(
-        [str(BIN / "mars"), "serve", "--port", str(port)], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-        env=clean_env(MARS_INSTANCE_PATH=str(tmp_path), MARS_LOG_FORMAT="text"))
+        [str(BIN / "mars"), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(MARS_INSTANCE_PATH=str(tmp_path), MARS_LOG_FORMAT="text"),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         ready = wait_until_ready(base, process)
         assert ready.json()["checks"]["migrations"] == "ok"
-        created = requests.post(f"{base}/api/v1/projects",
-                                json={"slug": "served", "name": "Served"}, timeout=5)
+        created = requests.post(
+            f"{base}/api/v1/projects", json={"slug": "served", "name": "Served"}, timeout=5
+        )
         assert created.status_code == 201
         assert requests.get(f"{base}/api/docs", timeout=5).status_code == 200
     finally:
@@ -76,25 +82,35 @@ def test_mars_serve_migrates_sqlite_and_prints_the_docs_address(tmp_path):
     assert (tmp_path / "secret_key").exists()
 
 
-@pytest.mark.skipif(shutil.which("gunicorn", path=str(BIN)) is None,
-                    reason="gunicorn is not installed (pip install 'mars-server[server]')")
+@pytest.mark.skipif(
+    shutil.which("gunicorn", path=str(BIN)) is None,
+    reason="gunicorn is not installed (pip install 'mars-server[server]')",
+)
 def test_gunicorn_serves_create_app_unchanged(tmp_path):
-    env = clean_env(MARS_ENV="production", MARS_SECRET_KEY=TEST_SECRET_KEY,
-                    MARS_DATABASE_URL=f"sqlite:///{tmp_path / 'prod.db'}",
-                    MARS_INSTANCE_PATH=str(tmp_path))
-    upgrade = subprocess.run([str(BIN / "mars"), "db", "upgrade"], env=env,
-                             capture_output=True, text=True, timeout=60)
+    env = clean_env(
+        MARS_ENV="production",
+        MARS_SECRET_KEY=TEST_SECRET_KEY,
+        MARS_DATABASE_URL=f"sqlite:///{tmp_path / 'prod.db'}",
+        MARS_INSTANCE_PATH=str(tmp_path),
+    )
+    upgrade = subprocess.run(
+        [str(BIN / "mars"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert upgrade.returncode == 0, upgrade.stderr
     port = free_port()
     process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
-         "mars_server:create_app()"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=env)
+        [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "mars_server:create_app()"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(base, process)
-        created = requests.post(f"{base}/api/v1/projects",
-                                json={"slug": "prod", "name": "Prod"}, timeout=5)
+        created = requests.post(
+            f"{base}/api/v1/projects", json={"slug": "prod", "name": "Prod"}, timeout=5
+        )
         assert created.status_code == 201
         listed = requests.get(f"{base}/api/v1/projects", timeout=5).json()
         assert [p["slug"] for p in listed["items"]] == ["prod"]
@@ -103,9 +119,13 @@ def test_gunicorn_serves_create_app_unchanged(tmp_path):
 
 
 def test_production_refuses_to_start_without_a_secret(tmp_path):
-    result = subprocess.run([str(BIN / "mars"), "db", "upgrade"], capture_output=True,
-                            text=True, timeout=60,
-                            env=clean_env(MARS_INSTANCE_PATH=str(tmp_path)))
+    result = subprocess.run(
+        [str(BIN / "mars"), "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(MARS_INSTANCE_PATH=str(tmp_path)),
+    )
     assert result.returncode == 1
     assert "MARS_SECRET_KEY: required in production" in result.stderr
     assert "Traceback" not in result.stderr

@@ -34,10 +34,12 @@ def require_if_match(obj: Any) -> None:
     if_match = request.if_match
     if not if_match:
         raise PreconditionRequired(
-            "Send If-Match with the ETag you last read, so no one's change is lost.")
+            "Send If-Match with the ETag you last read, so no one's change is lost."
+        )
     if not if_match.star_tag and not if_match.contains(etag_of(obj)):
         raise PreconditionFailed(
-            "The resource changed since you read it; fetch it again and retry.")
+            "The resource changed since you read it; fetch it again and retry."
+        )
 
 
 def apply_etag(response: Response) -> Response:
@@ -49,7 +51,8 @@ def apply_etag(response: Response) -> Response:
     response.headers["ETag"] = quote_etag(etag)
     if_none_match = request.if_none_match
     if request.method in ("GET", "HEAD") and (
-            if_none_match.star_tag or if_none_match.contains_weak(etag)):
+        if_none_match.star_tag or if_none_match.contains_weak(etag)
+    ):
         response.status_code = 304
         response.set_data(b"")
         for header in ("Content-Type", "Content-Length"):

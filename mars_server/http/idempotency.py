@@ -69,27 +69,40 @@ def claim_key() -> Response | None:
     table = IdempotencyKey.__table__
     ttl = dt.timedelta(seconds=current_app.config["MARS"]["IDEMPOTENCY_TTL_SECONDS"])
     with db.engine.begin() as conn:
-        row = conn.execute(sa.select(table).where(
-            table.c.owner == owner, table.c.key == key)).one_or_none()
+        row = conn.execute(
+            sa.select(table).where(table.c.owner == owner, table.c.key == key)
+        ).one_or_none()
         if row is not None:
             if row.expires_at <= now or (
-                    row.state == "processing" and row.created_at <= now - ABANDONED_AFTER):
+                row.state == "processing" and row.created_at <= now - ABANDONED_AFTER
+            ):
                 conn.execute(table.delete().where(table.c.id == row.id))
             elif row.fingerprint != fingerprint:
                 raise KeyReused("Use a new key for a new request.")
             elif row.state == "completed":
                 return _replay(IdempotencyKey(**row._asdict()))
             else:
-                raise Conflict("A request with this Idempotency-Key is still in progress.",
-                               headers={"Retry-After": "1"})
+                raise Conflict(
+                    "A request with this Idempotency-Key is still in progress.",
+                    headers={"Retry-After": "1"},
+                )
     try:
         with db.engine.begin() as conn:
-            conn.execute(table.insert().values(
-                owner=owner, key=key, fingerprint=fingerprint, state="processing",
-                created_at=now, expires_at=now + ttl))
+            conn.execute(
+                table.insert().values(
+                    owner=owner,
+                    key=key,
+                    fingerprint=fingerprint,
+                    state="processing",
+                    created_at=now,
+                    expires_at=now + ttl,
+                )
+            )
     except IntegrityError:
-        raise Conflict("A request with this Idempotency-Key is still in progress.",
-                       headers={"Retry-After": "1"}) from None
+        raise Conflict(
+            "A request with this Idempotency-Key is still in progress.",
+            headers={"Retry-After": "1"},
+        ) from None
     g.idempotency_claim = (owner, key)
     return None
 
@@ -105,11 +118,21 @@ def store_response(response: Response) -> Response:
         if response.status_code >= 500:
             conn.execute(table.delete().where(where))
         else:
-            headers = {name: response.headers[name] for name in _REPLAYED_HEADERS
-                       if name in response.headers}
-            conn.execute(table.update().where(where).values(
-                state="completed", status_code=response.status_code,
-                response_headers=headers, response_body=response.get_data()))
+            headers = {
+                name: response.headers[name]
+                for name in _REPLAYED_HEADERS
+                if name in response.headers
+            }
+            conn.execute(
+                table.update()
+                .where(where)
+                .values(
+                    state="completed",
+                    status_code=response.status_code,
+                    response_headers=headers,
+                    response_body=response.get_data(),
+                )
+            )
     return response
 
 
@@ -119,8 +142,9 @@ def release_unfinished(exc: BaseException | None) -> None:
     if claim is not None:
         table = IdempotencyKey.__table__
         with db.engine.begin() as conn:
-            conn.execute(table.delete().where(
-                (table.c.owner == claim[0]) & (table.c.key == claim[1])))
+            conn.execute(
+                table.delete().where((table.c.owner == claim[0]) & (table.c.key == claim[1]))
+            )
 
 
 def purge_expired() -> int:

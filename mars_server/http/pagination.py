@@ -34,21 +34,29 @@ class PageArgsSchema(ma.Schema):
 
     limit = ma.fields.Integer(
         validate=ma.validate.Range(min=1, max=200),
-        metadata={"description": "Items per page (default 50, at most 200)."})
+        metadata={"description": "Items per page (default 50, at most 200)."},
+    )
     cursor = ma.fields.String(
         validate=ma.validate.Length(max=2048),
-        metadata={"description": "`next_cursor` of the previous page; opaque."})
+        metadata={"description": "`next_cursor` of the previous page; opaque."},
+    )
 
 
 def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     """A ``{"items": [...], "next_cursor": ...}`` schema named ``name`` in OpenAPI."""
-    return type(name, (ma.Schema,), {
-        "items": ma.fields.List(ma.fields.Nested(item_schema), required=True),
-        "next_cursor": ma.fields.String(
-            required=True, allow_none=True,
-            metadata={"description": "Pass as `cursor` for the next page; null on the last."}),
-        "__doc__": f"A page of {item_schema.__name__.removesuffix('Schema')} items.",
-    })
+    return type(
+        name,
+        (ma.Schema,),
+        {
+            "items": ma.fields.List(ma.fields.Nested(item_schema), required=True),
+            "next_cursor": ma.fields.String(
+                required=True,
+                allow_none=True,
+                metadata={"description": "Pass as `cursor` for the next page; null on the last."},
+            ),
+            "__doc__": f"A page of {item_schema.__name__.removesuffix('Schema')} items.",
+        },
+    )
 
 
 @dataclass
@@ -71,8 +79,7 @@ def _bad_cursor() -> None:
     abort(400, message="The cursor is not valid for this list; start again without it.")
 
 
-def paginate(stmt: Select[tuple[T]], key: InstrumentedAttribute[Any],
-             args: dict[str, Any]) -> Page[T]:
+def paginate(stmt: Select[Any], key: InstrumentedAttribute[Any], args: dict[str, Any]) -> Page[Any]:
     """Run one page of ``stmt`` ordered by the unique ``key``.
 
     :param args: the parsed :class:`PageArgsSchema` arguments plus the list's filters.

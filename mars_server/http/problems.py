@@ -28,10 +28,12 @@ PROBLEM_TYPE_PREFIX = "urn:mars:problem:"
 class ProblemFieldErrorSchema(ma.Schema):
     detail = ma.fields.String(required=True, metadata={"description": "What is wrong."})
     pointer = ma.fields.String(
-        required=True, metadata={"description": "JSON pointer to the field, e.g. `/name`."})
+        required=True, metadata={"description": "JSON pointer to the field, e.g. `/name`."}
+    )
     location = ma.fields.String(
-        required=True, metadata={"description": "Where the field was sent: json, query, "
-                                                "headers, path."})
+        required=True,
+        metadata={"description": "Where the field was sent: json, query, headers, path."},
+    )
 
 
 class ProblemSchema(ma.Schema):
@@ -40,17 +42,25 @@ class ProblemSchema(ma.Schema):
     class Meta:
         ordered = True
 
-    type = ma.fields.String(required=True, metadata={
-        "description": "URI naming the kind of problem; `about:blank` when the status says "
-                       "it all."})
+    type = ma.fields.String(
+        required=True,
+        metadata={
+            "description": "URI naming the kind of problem; `about:blank` when the status says "
+            "it all."
+        },
+    )
     title = ma.fields.String(required=True)
     status = ma.fields.Integer(required=True)
     detail = ma.fields.String()
     instance = ma.fields.String()
-    request_id = ma.fields.String(required=True, metadata={
-        "description": "The request's id, as in the `X-Request-ID` header and the logs."})
-    errors = ma.fields.List(ma.fields.Nested(ProblemFieldErrorSchema), metadata={
-        "description": "Per-field errors of a 422 validation problem."})
+    request_id = ma.fields.String(
+        required=True,
+        metadata={"description": "The request's id, as in the `X-Request-ID` header and the logs."},
+    )
+    errors = ma.fields.List(
+        ma.fields.Nested(ProblemFieldErrorSchema),
+        metadata={"description": "Per-field errors of a 422 validation problem."},
+    )
 
 
 class MarsError(Exception):
@@ -60,9 +70,16 @@ class MarsError(Exception):
     type_: str = "about:blank"
     title: str | None = None
 
-    def __init__(self, detail: str | None = None, *, status: int | None = None,
-                 type_: str | None = None, title: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        status: int | None = None,
+        type_: str | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail or "")
         self.detail = detail
         self.status = status or self.status
@@ -99,11 +116,20 @@ class ServiceUnavailable(MarsError):
     status = 503
 
 
-def problem_response(status: int, *, title: str | None = None, detail: str | None = None,
-                     type_: str = "about:blank", headers: dict[str, str] | None = None,
-                     **extra: Any) -> Response:
-    body: dict[str, Any] = {"type": type_, "title": title or HTTPStatus(status).phrase,
-                            "status": status}
+def problem_response(
+    status: int,
+    *,
+    title: str | None = None,
+    detail: str | None = None,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
     if detail:
         body["detail"] = detail
     body["request_id"] = g.get("request_id", "")
@@ -127,8 +153,9 @@ def _field_errors(messages: Any) -> list[dict[str, str]]:
                 walk(value, location, f"{pointer}/{index}")
         else:
             for message in node if isinstance(node, list) else [node]:
-                errors.append({"detail": str(message), "pointer": pointer or "/",
-                               "location": location})
+                errors.append(
+                    {"detail": str(message), "pointer": pointer or "/", "location": location}
+                )
 
     if isinstance(messages, dict):
         for location, fields in messages.items():
@@ -155,28 +182,49 @@ def handle_http_exception(error: HTTPException) -> Response:
     messages = data.get("messages") or data.get("errors")
     if status == 422 and messages:
         extra["errors"] = _field_errors(messages)
-        return problem_response(422, type_=PROBLEM_TYPE_PREFIX + "validation-error",
-                                title="Your request is not valid.",
-                                detail="See `errors` for what to correct.",
-                                headers=headers, **extra)
+        return problem_response(
+            422,
+            type_=PROBLEM_TYPE_PREFIX + "validation-error",
+            title="Your request is not valid.",
+            detail="See `errors` for what to correct.",
+            headers=headers,
+            **extra,
+        )
     detail = data.get("message")
     if status == 400 and messages:
         detail = " ".join(error["detail"] for error in _field_errors(messages))
-    if detail is None and error.description and not error.description.startswith(
-            ("The browser (or proxy)", "The requested URL", "The method is not allowed",
-             "The data value transmitted", "The server does not support the media type")):
+    if (
+        detail is None
+        and error.description
+        and not error.description.startswith(
+            (
+                "The browser (or proxy)",
+                "The requested URL",
+                "The method is not allowed",
+                "The data value transmitted",
+                "The server does not support the media type",
+            )
+        )
+    ):
         detail = error.description
     return problem_response(status, detail=detail or _DETAILS.get(status), headers=headers)
 
 
 def handle_mars_error(error: MarsError) -> Response:
-    return problem_response(error.status, title=error.title, detail=error.detail,
-                            type_=error.type_, headers=error.headers, **error.extra)
+    return problem_response(
+        error.status,
+        title=error.title,
+        detail=error.detail,
+        type_=error.type_,
+        headers=error.headers,
+        **error.extra,
+    )
 
 
 def handle_stale_data(error: StaleDataError) -> Response:
-    return handle_mars_error(PreconditionFailed(
-        "The resource was changed by someone else; fetch it again and retry."))
+    return handle_mars_error(
+        PreconditionFailed("The resource was changed by someone else; fetch it again and retry.")
+    )
 
 
 def handle_operational_error(error: sa_exc.OperationalError) -> Response:
@@ -191,16 +239,20 @@ def handle_operational_error(error: sa_exc.OperationalError) -> Response:
 
 def handle_integrity_error(error: sa_exc.IntegrityError) -> Response:
     log.warning("integrity error: %s", type(error.orig).__name__)
-    return problem_response(409, type_=PROBLEM_TYPE_PREFIX + "conflict",
-                            detail="The change conflicts with the current state of the data.")
+    return problem_response(
+        409,
+        type_=PROBLEM_TYPE_PREFIX + "conflict",
+        detail="The change conflicts with the current state of the data.",
+    )
 
 
 def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
     log.exception("unhandled %s", type(error).__name__)
-    return problem_response(500, detail="Something went wrong on our side. Quote the "
-                                        "request_id if you contact us.")
+    return problem_response(
+        500, detail="Something went wrong on our side. Quote the request_id if you contact us."
+    )
 
 
 def register_problem_handlers(app: Flask) -> None:

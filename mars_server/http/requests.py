@@ -26,16 +26,20 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or (
-        mimetype.startswith("application/") and mimetype.endswith("+json"))
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
 
 
 def start_request() -> None:
     g.request_started = time.perf_counter()
     client_id = request.headers.get(REQUEST_ID_HEADER, "")
     g.request_id = client_id if _WELL_FORMED_ID.match(client_id) else uuid.uuid4().hex
-    if (request.method in _BODY_METHODS and request.path.startswith(API_PREFIX)
-            and (request.content_length or request.headers.get("Transfer-Encoding"))
-            and not _is_json(request.mimetype)):
+    if (
+        request.method in _BODY_METHODS
+        and request.path.startswith(API_PREFIX)
+        and (request.content_length or request.headers.get("Transfer-Encoding"))
+        and not _is_json(request.mimetype)
+    ):
         raise UnsupportedMediaType()
 
 
@@ -49,8 +53,15 @@ def add_request_id(response: Response) -> Response:
 def log_request(response: Response) -> None:
     started = g.get("request_started")
     access_log.info(
-        "%s %s %s", request.method, request.path, response.status_code,
-        extra={"method": request.method, "path": request.path,
-               "status": response.status_code, "remote_addr": request.remote_addr,
-               "duration_ms": round((time.perf_counter() - started) * 1000, 2)
-               if started else None})
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "remote_addr": request.remote_addr,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+        },
+    )

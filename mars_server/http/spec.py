@@ -40,33 +40,71 @@ class MarsSpecPlugin(BasePlugin):
         self.spec = spec
         self.operation_ids: dict[str, str] = {}
         components = spec.components
-        components.header("X-Request-ID", {
-            "description": "The request's id: yours when well-formed, else one MARS made.",
-            "schema": {"type": "string"}})
-        components.parameter("IDEMPOTENCY_KEY", "header", {
-            "name": "Idempotency-Key", "required": False,
-            "description": "Send the same key to retry safely: the first response is "
-                           "replayed for 24 hours. The same key with another body is 422.",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255,
-                       "pattern": r"^[\x21-\x7e]+$"}})
-        components.parameter("IF_MATCH", "header", {
-            "name": "If-Match", "required": True,
-            "description": "The ETag you last read. Missing: 428; stale: 412.",
-            "schema": {"type": "string"}})
-        components.parameter("IF_NONE_MATCH", "header", {
-            "name": "If-None-Match", "required": False,
-            "description": "An ETag you hold: 304 Not Modified while it is current.",
-            "schema": {"type": "string"}})
-        components.header("ETag", {"description": "The version of the resource, for "
-                                                  "If-Match and If-None-Match.",
-                                   "schema": {"type": "string"}})
-        components.header("Link", {"description": '`<url>; rel="next"` while there are more '
-                                                  "pages.", "schema": {"type": "string"}})
-        components.header("Location", {"description": "The URL of the created resource.",
-                                       "schema": {"type": "string"}})
+        components.header(
+            "X-Request-ID",
+            {
+                "description": "The request's id: yours when well-formed, else one MARS made.",
+                "schema": {"type": "string"},
+            },
+        )
+        components.parameter(
+            "IDEMPOTENCY_KEY",
+            "header",
+            {
+                "name": "Idempotency-Key",
+                "required": False,
+                "description": "Send the same key to retry safely: the first response is "
+                "replayed for 24 hours. The same key with another body is 422.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": r"^[\x21-\x7e]+$",
+                },
+            },
+        )
+        components.parameter(
+            "IF_MATCH",
+            "header",
+            {
+                "name": "If-Match",
+                "required": True,
+                "description": "The ETag you last read. Missing: 428; stale: 412.",
+                "schema": {"type": "string"},
+            },
+        )
+        components.parameter(
+            "IF_NONE_MATCH",
+            "header",
+            {
+                "name": "If-None-Match",
+                "required": False,
+                "description": "An ETag you hold: 304 Not Modified while it is current.",
+                "schema": {"type": "string"},
+            },
+        )
+        components.header(
+            "ETag",
+            {
+                "description": "The version of the resource, for If-Match and If-None-Match.",
+                "schema": {"type": "string"},
+            },
+        )
+        components.header(
+            "Link",
+            {
+                "description": '`<url>; rel="next"` while there are more pages.',
+                "schema": {"type": "string"},
+            },
+        )
+        components.header(
+            "Location",
+            {"description": "The URL of the created resource.", "schema": {"type": "string"}},
+        )
 
-    def operation_helper(self, path: str | None = None,
-                         operations: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         for method, operation in (operations or {}).items():
             where = f"{method.upper()} {path}"
             self._check(where, operation)
@@ -82,27 +120,33 @@ class MarsSpecPlugin(BasePlugin):
                 parameters.append("IF_MATCH")
             if method == "get" and single:
                 parameters.append("IF_NONE_MATCH")
-                responses["304"] = {"description": "Not Modified: your copy is current.",
-                                    "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}
+                responses["304"] = {
+                    "description": "Not Modified: your copy is current.",
+                    "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
+                }
             if (method == "get" and single) or method in ("post", "patch"):
                 headers.append("ETag")
             if method == "post":
                 headers.append("Location")
-            if method == "get" and any(isinstance(p, dict) and p.get("name") == "cursor"
-                                       for p in parameters):
+            if method == "get" and any(
+                isinstance(p, dict) and p.get("name") == "cursor" for p in parameters
+            ):
                 headers.append("Link")
             for code, response in responses.items():
                 if isinstance(response, dict) and str(code).startswith("2"):
                     response.setdefault("headers", {}).update(
-                        {name: {"$ref": f"#/components/headers/{name}"} for name in headers})
+                        {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
+                    )
 
     def _check(self, where: str, operation: dict[str, Any]) -> None:
         operation_id = operation.get("operationId")
         if not operation_id:
             raise SpecError(f"{where}: no operationId (add @blp.doc(operationId=...))")
         if operation_id in self.operation_ids:
-            raise SpecError(f"{where}: operationId {operation_id!r} is used by "
-                            f"{self.operation_ids[operation_id]} too")
+            raise SpecError(
+                f"{where}: operationId {operation_id!r} is used by "
+                f"{self.operation_ids[operation_id]} too"
+            )
         self.operation_ids[operation_id] = where
         if not operation.get("summary"):
             raise SpecError(f"{where}: no summary (give the view method a docstring)")
@@ -125,7 +169,7 @@ class MarsSpecPlugin(BasePlugin):
         return sorted(set(statuses))
 
 
-class MarsApi(Api):  # type: ignore[misc]
+class MarsApi(Api):
     """flask-smorest's Api, with problem+json errors and offline interactive docs."""
 
     ERROR_SCHEMA = ProblemSchema
@@ -172,11 +216,16 @@ def smorest_config(version: str) -> dict[str, Any]:
         "OPENAPI_JSON_PATH": "v1/openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "docs",
         "OPENAPI_SWAGGER_UI_URL": "/api/docs/assets/",
-        "OPENAPI_SWAGGER_UI_CONFIG": {"deepLinking": True, "displayRequestDuration": True,
-                                      "validatorUrl": None},
+        "OPENAPI_SWAGGER_UI_CONFIG": {
+            "deepLinking": True,
+            "displayRequestDuration": True,
+            "validatorUrl": None,
+        },
         "API_SPEC_OPTIONS": {
-            "info": {"description": "The MARS platform API. Errors are RFC 9457 problem "
-                                    "documents; lists use keyset cursors."},
+            "info": {
+                "description": "The MARS platform API. Errors are RFC 9457 problem "
+                "documents; lists use keyset cursors."
+            },
             "servers": [{"url": "/"}],
         },
     }

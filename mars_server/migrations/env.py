@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from alembic import context
+
 from mars_server.db import db
 
 
-def _include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN202
+def _include_object(obj, name, type_, reflected, compare_to):
     # Alembic's own bookkeeping table is not a model.
     return not (type_ == "table" and name == "alembic_version")
 
@@ -26,8 +27,12 @@ def run_migrations_online() -> None:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=str(db.engine.url), target_metadata=db.metadata,
-                      literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=str(db.engine.url),
+        target_metadata=db.metadata,
+        literal_binds=True,
+        render_as_batch=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

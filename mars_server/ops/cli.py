@@ -51,10 +51,14 @@ class MarsGroup(FlaskGroup):
         return app.cli.get_command(ctx, name)
 
 
-cli = MarsGroup(name="mars", create_app=_load_app, add_default_commands=False,
-                load_dotenv=False, set_debug_flag=False,
-                help="Run and operate MARS. Settings come from MARS_* variables "
-                     "(see docs/configuration.md).")
+cli = MarsGroup(
+    name="mars",
+    create_app=_load_app,
+    add_default_commands=False,
+    load_dotenv=False,
+    set_debug_flag=False,
+    help="Run and operate MARS. Settings come from MARS_* variables (see docs/configuration.md).",
+)
 cli.add_command(shell_command)
 cli.add_command(routes_command)
 
@@ -110,11 +114,14 @@ def serve(host: str, port: int) -> None:
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             migrations.upgrade()
         elif migrations.pending():
-            click.secho("warning: the database is not at head; run `mars db upgrade`",
-                        err=True, fg="yellow")
+            click.secho(
+                "warning: the database is not at head; run `mars db upgrade`", err=True, fg="yellow"
+            )
     base = f"http://{host}:{port}"
-    click.echo(f"MARS {__version__} serving on {base}/api/v1 (database: "
-               f"{app.config['SQLALCHEMY_DATABASE_URI'].split(':', 1)[0]})")
+    click.echo(
+        f"MARS {__version__} serving on {base}/api/v1 (database: "
+        f"{app.config['SQLALCHEMY_DATABASE_URI'].split(':', 1)[0]})"
+    )
     click.echo(f"API docs: {base}/api/docs")
     from werkzeug.serving import run_simple
 

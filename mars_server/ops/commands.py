@@ -23,8 +23,10 @@ def list_plugins(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    widths = {key: max(len(key), *(len(str(row[key])) for row in rows))
-              for key in ("name", "version", "state", "source")}
+    widths = {
+        key: max(len(key), *(len(str(row[key])) for row in rows))
+        for key in ("name", "version", "state", "source")
+    }
     click.echo("  ".join(key.upper().ljust(width) for key, width in widths.items()))
     for row in rows:
         click.echo("  ".join(str(row[key]).ljust(width) for key, width in widths.items()))
@@ -32,12 +34,17 @@ def list_plugins(as_json: bool) -> None:
 
 def openapi_document() -> dict[str, Any]:
     api = current_app.extensions["flask-smorest"]["apis"][""]["ext_obj"]
-    return api.spec.to_dict()  # type: ignore[no-any-return]
+    return api.spec.to_dict()
 
 
 @openapi.command("export")
-@click.option("--output", "-o", type=click.File("w"), default="-",
-              help="Write to this file instead of standard output.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.File("w"),
+    default="-",
+    help="Write to this file instead of standard output.",
+)
 def export(output: Any) -> None:
     """Write the OpenAPI 3.1 document (core and enabled plugins) as JSON."""
     json.dump(openapi_document(), output, indent=2, sort_keys=True)
@@ -88,8 +95,13 @@ def db_heads() -> None:
 
 @db_group.command("revision")
 @click.option("-m", "--message", required=True)
-@click.option("--plugin", "branch", default="core", show_default=True,
-              help="The branch (plugin name) the revision belongs to.")
+@click.option(
+    "--plugin",
+    "branch",
+    default="core",
+    show_default=True,
+    help="The branch (plugin name) the revision belongs to.",
+)
 @click.option("--autogenerate/--empty", default=True, show_default=True)
 def db_revision(message: str, branch: str, autogenerate: bool) -> None:
     """Write a new revision on a branch, from the difference between models and database."""
@@ -104,8 +116,12 @@ def db_revision(message: str, branch: str, autogenerate: bool) -> None:
             locations[plugin] = path
     if branch not in locations:
         raise click.BadParameter(f"no migrations folder for {branch!r}", param_hint="--plugin")
-    flask_migrate.revision(message=message, autogenerate=autogenerate,
-                           head=f"{branch}@head", version_path=locations[branch])
+    flask_migrate.revision(
+        message=message,
+        autogenerate=autogenerate,
+        head=f"{branch}@head",
+        version_path=locations[branch],
+    )
 
 
 def _plugin_of(path: str) -> str | None:

@@ -31,8 +31,7 @@ def check_migrations() -> None:
         raise RuntimeError(f"not at head: run `mars db upgrade` ({len(missing)} pending)")
 
 
-CORE_CHECKS = (HealthCheck("database", check_database),
-               HealthCheck("migrations", check_migrations))
+CORE_CHECKS = (HealthCheck("database", check_database), HealthCheck("migrations", check_migrations))
 
 
 @blueprint.get("/healthz")
@@ -49,13 +48,13 @@ def readyz() -> Response | tuple[dict[str, object], int]:
         except Exception as exc:
             # The reason goes to the logs only: /readyz is public and must not describe
             # the infrastructure behind it.
-            log.warning("readiness check %s failed: %s: %s", check.name,
-                        type(exc).__name__, exc)
+            log.warning("readiness check %s failed: %s: %s", check.name, type(exc).__name__, exc)
             results[check.name] = "failed"
         else:
             results[check.name] = "ok"
     if any(result != "ok" for result in results.values()):
         failed = ", ".join(name for name, result in results.items() if result != "ok")
-        return problem_response(503, detail=f"Not ready: {failed}.", checks=results,
-                                headers={"Retry-After": "5"})
+        return problem_response(
+            503, detail=f"Not ready: {failed}.", checks=results, headers={"Retry-After": "5"}
+        )
     return {"status": "ok", "checks": results}, 200

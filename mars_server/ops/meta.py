@@ -13,8 +13,9 @@ from mars_server import __version__
 
 API_VERSION = "v1"
 
-blp = Blueprint("meta", __name__, url_prefix="/meta",
-                description="What this MARS server is and what it runs.")
+blp = Blueprint(
+    "meta", __name__, url_prefix="/meta", description="What this MARS server is and what it runs."
+)
 
 
 class MetaSchema(ma.Schema):
@@ -27,8 +28,9 @@ class PluginSchema(ma.Schema):
     name = ma.fields.String(required=True)
     version = ma.fields.String(required=True)
     description = ma.fields.String(required=True)
-    source = ma.fields.String(required=True, metadata={
-        "description": "`builtin`, or the distribution that installed it."})
+    source = ma.fields.String(
+        required=True, metadata={"description": "`builtin`, or the distribution that installed it."}
+    )
     state = ma.fields.String(required=True, validate=ma.validate.OneOf(["enabled", "disabled"]))
 
 
@@ -37,9 +39,16 @@ class PluginListSchema(ma.Schema):
 
 
 def plugin_rows() -> list[dict[str, Any]]:
-    return [{"name": p.info.name, "version": p.info.version,
-             "description": p.info.description, "source": p.source, "state": p.state}
-            for p in current_app.extensions["mars"].plugins.loaded]
+    return [
+        {
+            "name": p.info.name,
+            "version": p.info.version,
+            "description": p.info.description,
+            "source": p.source,
+            "state": p.state,
+        }
+        for p in current_app.extensions["mars"].plugins.loaded
+    ]
 
 
 @blp.route("")

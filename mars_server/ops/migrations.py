@@ -27,7 +27,7 @@ def _version_locations(config: Config) -> Config:
 
 
 def alembic_config() -> Config:
-    return current_app.extensions["migrate"].migrate.get_config()  # type: ignore[no-any-return]
+    return current_app.extensions["migrate"].migrate.get_config()
 
 
 def script_heads() -> set[str]:
@@ -48,8 +48,7 @@ def database_heads() -> set[str]:
 def missing_heads() -> set[str]:
     """Script heads the database has not reached (a branch's ancestors count as reached)."""
     script = ScriptDirectory.from_config(alembic_config())
-    applied = {rev.revision for rev in script.iterate_revisions(
-        tuple(database_heads()), "base")}
+    applied = {rev.revision for rev in script.iterate_revisions(tuple(database_heads()), "base")}
     return script_heads() - applied
 
 

@@ -18,9 +18,13 @@ if TYPE_CHECKING:
 
     from mars_server.hookspecs import HealthCheck
 
-MARS_PLUGIN = PluginInfo(name="ops", version=__version__, requires=f"=={__version__}",
-                         description="Meta endpoints, health checks, operator commands",
-                         required=True)
+MARS_PLUGIN = PluginInfo(
+    name="ops",
+    version=__version__,
+    requires=f"=={__version__}",
+    description="Meta endpoints, health checks, operator commands",
+    required=True,
+)
 
 
 @hookimpl

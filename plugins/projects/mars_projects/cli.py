@@ -17,8 +17,8 @@ def list_command(visibility: str | None, limit: int) -> None:
     """List projects: id, slug, visibility, name."""
     import sqlalchemy as sa
 
-    from mars_server.db import db
     from mars_projects.models import Project
+    from mars_server.db import db
 
     stmt = sa.select(Project).order_by(Project.id).limit(limit)
     if visibility:
@@ -31,15 +31,17 @@ def list_command(visibility: str | None, limit: int) -> None:
 @projects.command("create")
 @click.argument("slug")
 @click.option("--name", required=True)
-@click.option("--visibility", type=click.Choice(["public", "private"]), default="private",
-              show_default=True)
+@click.option(
+    "--visibility", type=click.Choice(["public", "private"]), default="private", show_default=True
+)
 def create_command(slug: str, name: str, visibility: str) -> None:
     """Create a project; prints its id."""
     from mars_server.http import Conflict
 
     try:
         project = services.create_project(
-            {"slug": slug, "name": name, "visibility": visibility, "description": ""})
+            {"slug": slug, "name": name, "visibility": visibility, "description": ""}
+        )
     except Conflict as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(project.id)

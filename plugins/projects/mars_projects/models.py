@@ -17,8 +17,7 @@ class Project(Timestamped, Versioned, db.Model):  # type: ignore[name-defined,mi
         sa.Index("ix_projects_visibility_id", "visibility", "id"),
     )
 
-    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True,
-                                    default=lambda: new_id("prj"))
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("prj"))
     slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mars_projects import __version__
 from mars_server import PluginInfo, hookimpl
 from mars_server.hookspecs import HealthCheck
-from mars_projects import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -16,8 +16,12 @@ if TYPE_CHECKING:
     import marshmallow as ma
     from flask_smorest import Blueprint
 
-MARS_PLUGIN = PluginInfo(name="projects", version=__version__, requires=">=0.1,<0.2",
-                         description="Projects: create, list, share")
+MARS_PLUGIN = PluginInfo(
+    name="projects",
+    version=__version__,
+    requires=">=0.1,<0.2",
+    description="Projects: create, list, share",
+)
 
 
 @hookimpl
@@ -49,8 +53,8 @@ def mars_settings_schema() -> type[ma.Schema]:
 def _projects_table_readable() -> None:
     import sqlalchemy as sa
 
-    from mars_server.db import db
     from mars_projects.models import Project
+    from mars_server.db import db
 
     db.session.execute(sa.select(Project.id).limit(1))
 

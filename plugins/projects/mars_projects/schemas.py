@@ -6,12 +6,14 @@ from typing import Any
 
 import marshmallow as ma
 
+from mars_projects.models import VISIBILITIES
 from mars_server import plugin_settings
 from mars_server.http import PageArgsSchema, page_schema
-from mars_projects.models import VISIBILITIES
 
-SLUG = ma.validate.Regexp(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
-                          error="Use 1-64 lower-case letters, digits and inner hyphens.")
+SLUG = ma.validate.Regexp(
+    r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
+    error="Use 1-64 lower-case letters, digits and inner hyphens.",
+)
 
 
 class ProjectSchema(ma.Schema):
@@ -22,8 +24,7 @@ class ProjectSchema(ma.Schema):
     slug = ma.fields.String(required=True, validate=SLUG)
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     description = ma.fields.String(load_default="")
-    visibility = ma.fields.String(load_default="private",
-                                  validate=ma.validate.OneOf(VISIBILITIES))
+    visibility = ma.fields.String(load_default="private", validate=ma.validate.OneOf(VISIBILITIES))
     created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
     updated_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
 
@@ -45,8 +46,10 @@ class ProjectUpdateSchema(ProjectSchema):
 
 
 class ProjectQueryArgsSchema(PageArgsSchema):
-    visibility = ma.fields.String(validate=ma.validate.OneOf(VISIBILITIES),
-                                  metadata={"description": "Only projects of this visibility."})
+    visibility = ma.fields.String(
+        validate=ma.validate.OneOf(VISIBILITIES),
+        metadata={"description": "Only projects of this visibility."},
+    )
 
 
 ProjectPageSchema = page_schema(ProjectSchema, "ProjectPage")
@@ -54,4 +57,5 @@ ProjectPageSchema = page_schema(ProjectSchema, "ProjectPage")
 
 class ProjectsSettingsSchema(ma.Schema):
     description_max_length = ma.fields.Integer(
-        load_default=10_000, validate=ma.validate.Range(min=1, max=1_000_000))
+        load_default=10_000, validate=ma.validate.Range(min=1, max=1_000_000)
+    )

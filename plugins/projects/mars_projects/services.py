@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from mars_projects.models import Project
 from mars_server.db import db
 from mars_server.http import Conflict, NotFound, paginate
-from mars_projects.models import Project
 
 if TYPE_CHECKING:
     from mars_server.http import Page
@@ -30,8 +30,10 @@ def get_project(project_id: str) -> Project:
 
 
 def _slug_taken(slug: str) -> Conflict:
-    return Conflict(f"The slug {slug!r} is taken.", errors=[
-        {"detail": "Already taken.", "pointer": "/slug", "location": "json"}])
+    return Conflict(
+        f"The slug {slug!r} is taken.",
+        errors=[{"detail": "Already taken.", "pointer": "/slug", "location": "json"}],
+    )
 
 
 def create_project(data: dict[str, Any]) -> Project:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 from flask import url_for
 from flask.views import MethodView
 
-from mars_server.http import Blueprint, require_if_match, send_etag
 from mars_projects import services
 from mars_projects.schemas import (
     ProjectPageSchema,
@@ -15,12 +14,17 @@ from mars_projects.schemas import (
     ProjectSchema,
     ProjectUpdateSchema,
 )
+from mars_server.http import Blueprint, require_if_match, send_etag
 
 if TYPE_CHECKING:
     from mars_projects.models import Project
 
-blp = Blueprint("projects", __name__, url_prefix="/projects",
-                description="Projects: the units of work people share.")
+blp = Blueprint(
+    "projects",
+    __name__,
+    url_prefix="/projects",
+    description="Projects: the units of work people share.",
+)
 
 
 @blp.route("")

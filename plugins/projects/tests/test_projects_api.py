@@ -11,15 +11,27 @@ from mars_projects.models import Project
 
 
 def test_create_returns_the_project_with_location_and_etag(client, db):
-    response = client.post("/api/v1/projects", json={
-        "slug": "apollo", "name": "Apollo", "description": "To the moon",
-        "visibility": "public"})
+    response = client.post(
+        "/api/v1/projects",
+        json={
+            "slug": "apollo",
+            "name": "Apollo",
+            "description": "To the moon",
+            "visibility": "public",
+        },
+    )
     assert response.status_code == 201
     body = response.json
     assert re.fullmatch(r"prj_[0-9a-z]{26}", body["id"])
     assert body | {"id": None, "created_at": None, "updated_at": None} == {
-        "id": None, "slug": "apollo", "name": "Apollo", "description": "To the moon",
-        "visibility": "public", "created_at": None, "updated_at": None}
+        "id": None,
+        "slug": "apollo",
+        "name": "Apollo",
+        "description": "To the moon",
+        "visibility": "public",
+        "created_at": None,
+        "updated_at": None,
+    }
     assert body["created_at"].endswith("+00:00")
     assert response.headers["Location"] == f"/api/v1/projects/{body['id']}"
     assert response.headers["ETag"]
@@ -35,8 +47,7 @@ def test_defaults_are_private_and_empty(create_project):
 
 @pytest.mark.parametrize("field", ["id", "created_at", "updated_at", "version", "owner"])
 def test_server_fields_in_the_body_are_refused(client, db, field):
-    response = client.post("/api/v1/projects",
-                           json={"slug": "x", "name": "X", field: "prj_mine"})
+    response = client.post("/api/v1/projects", json={"slug": "x", "name": "X", field: "prj_mine"})
     assert response.status_code == 422
     assert {e["pointer"] for e in response.json["errors"]} == {f"/{field}"}
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Project)) == 0
@@ -72,9 +83,11 @@ def test_get_unknown_project_is_404(client):
 
 def test_patch_changes_only_what_is_sent(client, create_project):
     project = create_project(description="keep me")
-    response = client.patch(f"/api/v1/projects/{project['id']}",
-                            json={"name": "Renamed", "visibility": "public"},
-                            headers={"If-Match": project["etag"]})
+    response = client.patch(
+        f"/api/v1/projects/{project['id']}",
+        json={"name": "Renamed", "visibility": "public"},
+        headers={"If-Match": project["etag"]},
+    )
     assert response.status_code == 200
     assert response.json["name"] == "Renamed"
     assert response.json["visibility"] == "public"
@@ -85,25 +98,33 @@ def test_patch_changes_only_what_is_sent(client, create_project):
 def test_patch_to_a_taken_slug_is_409(client, create_project):
     create_project(slug="first")
     second = create_project(slug="second")
-    response = client.patch(f"/api/v1/projects/{second['id']}", json={"slug": "first"},
-                            headers={"If-Match": second["etag"]})
+    response = client.patch(
+        f"/api/v1/projects/{second['id']}",
+        json={"slug": "first"},
+        headers={"If-Match": second["etag"]},
+    )
     assert response.status_code == 409
     assert client.get(f"/api/v1/projects/{second['id']}").json["slug"] == "second"
 
 
 def test_patch_rejects_unknown_and_server_fields(client, create_project):
     project = create_project()
-    response = client.patch(f"/api/v1/projects/{project['id']}", json={"id": "prj_x"},
-                            headers={"If-Match": project["etag"]})
+    response = client.patch(
+        f"/api/v1/projects/{project['id']}",
+        json={"id": "prj_x"},
+        headers={"If-Match": project["etag"]},
+    )
     assert response.status_code == 422
 
 
 def test_description_limit_is_a_setting(make_app):
     client = make_app(PLUGINS={"projects": {"description_max_length": 10}}).test_client()
-    response = client.post("/api/v1/projects",
-                           json={"slug": "long", "name": "L", "description": "x" * 11})
+    response = client.post(
+        "/api/v1/projects", json={"slug": "long", "name": "L", "description": "x" * 11}
+    )
     assert response.status_code == 422
     assert response.json["errors"][0]["pointer"] == "/description"
-    ok = client.post("/api/v1/projects",
-                     json={"slug": "short", "name": "S", "description": "x" * 10})
+    ok = client.post(
+        "/api/v1/projects", json={"slug": "short", "name": "S", "description": "x" * 10}
+    )
     assert ok.status_code == 201
