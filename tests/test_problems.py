@@ -124,3 +124,15 @@ def test_problem_schema_is_documented_once(client):
     assert set(problem["required"]) == {"type", "title", "status", "request_id"}
     default = spec["components"]["responses"]["DEFAULT_ERROR"]
     assert list(default["content"]) == [PROBLEM]
+
+
+def test_nul_characters_are_refused_everywhere(client, db):
+    body = assert_problem(
+        client.post("/api/v1/projects", json={"slug": "nul", "name": "a\x00b"}), 422
+    )
+    assert body["errors"] == [
+        {"location": "json", "pointer": "/name", "detail": "Must not contain NUL characters."}
+    ]
+    assert_problem(client.get("/api/v1/projects?visibility=pub%00lic"), 422)
+    assert_problem(client.get("/api/v1/projects/prj_%00"), 400)
+    assert count_projects(db) == 0

@@ -246,6 +246,12 @@ def handle_integrity_error(error: sa_exc.IntegrityError) -> Response:
     )
 
 
+def handle_data_error(error: sa_exc.DataError) -> Response:
+    """The database refused a value (out of range, bad encoding): the request's fault."""
+    log.warning("data error: %s", type(error.orig).__name__)
+    return problem_response(400, detail="A value in the request cannot be stored or compared.")
+
+
 def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
@@ -262,4 +268,5 @@ def register_problem_handlers(app: Flask) -> None:
     app.register_error_handler(StaleDataError, handle_stale_data)
     app.register_error_handler(sa_exc.OperationalError, handle_operational_error)
     app.register_error_handler(sa_exc.IntegrityError, handle_integrity_error)
+    app.register_error_handler(sa_exc.DataError, handle_data_error)
     app.register_error_handler(Exception, handle_unexpected)

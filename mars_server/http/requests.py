@@ -9,8 +9,10 @@ import uuid
 from typing import TYPE_CHECKING
 
 from flask import g, request
+from flask_smorest import abort
 from werkzeug.exceptions import UnsupportedMediaType
 
+from mars_server.http.problems import BadRequest
 from mars_server.http.spec import API_PREFIX
 
 if TYPE_CHECKING:
@@ -22,12 +24,40 @@ REQUEST_ID_HEADER = "X-Request-ID"
 #: A client's id is kept when it is short and plain; anything else is replaced.
 _WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+NUL_MESSAGE = "Must not contain NUL characters."
 
 
 def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or (
         mimetype.startswith("application/") and mimetype.endswith("+json")
     )
+
+
+def _nul_pointers(value: object, pointer: str = "") -> list[str]:
+    if isinstance(value, str):
+        return [pointer or "/"] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nul_pointers(v, f"{pointer}/{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nul_pointers(v, f"{pointer}/{i}")]
+    return []
+
+
+def _reject_nul_characters() -> None:
+    """NUL cannot be stored (PostgreSQL refuses it in text) and is never meaningful text."""
+    if "\x00" in request.path:
+        raise BadRequest("The URL contains a NUL character.")
+    messages: dict[str, dict[str, list[str]]] = {}
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            messages.setdefault("query", {})[name.replace("\x00", "")] = [NUL_MESSAGE]
+    data = request.get_data(cache=True)
+    if b"\\u0000" in data.lower() and _is_json(request.mimetype):
+        body = request.get_json(silent=True)
+        for pointer in _nul_pointers(body):
+            messages.setdefault("json", {})[pointer.lstrip("/") or "/"] = [NUL_MESSAGE]
+    if messages:
+        abort(422, messages=messages)
 
 
 def start_request() -> None:
@@ -41,6 +71,8 @@ def start_request() -> None:
         and not _is_json(request.mimetype)
     ):
         raise UnsupportedMediaType()
+    if request.path.startswith(API_PREFIX):
+        _reject_nul_characters()
 
 
 def add_request_id(response: Response) -> Response:
