@@ -130,6 +130,7 @@ def create_postgres_database(base_url: str, suffix: str) -> Database:
 def drop_postgres_database(database: Database) -> None:
     from psycopg import sql
 
+    assert database.postgres_name is not None
     with _postgres_admin(database.url) as admin:
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(

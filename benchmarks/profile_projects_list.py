@@ -3,13 +3,15 @@
 In process, through Flask's test client, over a fresh SQLite database brought to head by
 MARS's migrations: the raw Flask + SQLAlchemy app (``raw_app.py``) is timed, then MARS as it
 is, then MARS with one more of its layers swapped for the plainest equivalent at each step
-(monkeypatched in this process only; no file is changed). The differences are what each
-layer costs per request. Every step must still answer with the very same JSON body.
+(monkeypatched in this process only; no file is changed). Every step must still answer with
+the very same JSON body. The configurations are timed round-robin, a batch of requests each
+per round, so that load from other processes falls on all of them alike; what a layer costs
+is the median over rounds of the difference between two neighbouring steps.
 
 Usage::
 
     /work/venv/bin/python benchmarks/profile_projects_list.py [--rows 100000]
-        [--requests 2000] [--cprofile 40]
+        [--rounds 7] [--batch 400] [--cprofile 40]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -37,18 +40,14 @@ HERE = Path(__file__).resolve().parent
 URL = "/api/v1/projects?limit=50"
 
 
-def per_request_ms(client: FlaskClient, requests: int, batches: int = 7) -> float:
-    """Median over ``batches`` batches of the milliseconds one request takes."""
-    for _ in range(max(requests // 10, 50)):
+def batch_ms(client: FlaskClient, requests: int, warmup: int = 20) -> float:
+    """Milliseconds one request takes, on average over ``requests`` requests."""
+    for _ in range(warmup):
         client.get(URL)
-    batch = max(requests // batches, 1)
-    timings = []
-    for _ in range(batches):
-        started = time.perf_counter()
-        for _ in range(batch):
-            client.get(URL)
-        timings.append((time.perf_counter() - started) / batch * 1000)
-    return statistics.median(timings)
+    started = time.perf_counter()
+    for _ in range(requests):
+        client.get(URL)
+    return (time.perf_counter() - started) / requests * 1000
 
 
 def project_dict(item: Any) -> dict[str, Any]:
@@ -84,9 +83,9 @@ def row_paginate(use_engine: bool) -> Callable[..., Any]:
         stmt = stmt.with_only_columns(*key.class_.__table__.c).order_by(key).limit(limit + 1)
         if use_engine:
             with db.engine.connect() as connection:
-                rows = connection.execute(stmt).all()
+                rows = list(connection.execute(stmt))
         else:
-            rows = db.session.execute(stmt).all()
+            rows = list(db.session.execute(stmt))
         items = rows[:limit]
         next_cursor = None
         if len(rows) > limit:
@@ -99,7 +98,27 @@ def row_paginate(use_engine: bool) -> Callable[..., Any]:
     return paginate
 
 
-def cached_schema_parser() -> Callable[..., Any]:
+@dataclass
+class Layer:
+    """One of MARS's layers, and how to swap it out and back in (restoring twice is fine)."""
+
+    name: str
+    remove: Callable[[], object]
+    restore: Callable[[], object]
+
+
+def dump_layer() -> Layer:
+    from mars_projects.schemas import ProjectPageSchema
+
+    assert "dump" not in vars(ProjectPageSchema)
+    return Layer(
+        "- marshmallow page dump (dict by hand)",
+        lambda: setattr(ProjectPageSchema, "dump", hand_page_dump),
+        lambda: "dump" in vars(ProjectPageSchema) and delattr(ProjectPageSchema, "dump"),
+    )
+
+
+def args_schema_layer() -> Layer:
     """webargs builds a new Schema per request when given a class; keep one per class."""
     from flask_smorest.arguments import ArgumentsMixin
 
@@ -114,8 +133,49 @@ def cached_schema_parser() -> Callable[..., Any]:
             return cache[argmap]
         return original(argmap, req)
 
-    parser._get_schema = get_schema  # type: ignore[method-assign]
-    return original
+    return Layer(
+        "- new args Schema per request (cached)",
+        lambda: setattr(parser, "_get_schema", get_schema),
+        lambda: vars(parser).pop("_get_schema", None),
+    )
+
+
+def hooks_layer(app: Flask) -> Layer:
+    registries: list[dict[Any, list[Any]]] = [
+        app.before_request_funcs,
+        app.after_request_funcs,
+        app.teardown_request_funcs,
+    ]
+    saved = [{key: list(funcs) for key, funcs in registry.items()} for registry in registries]
+
+    def remove() -> None:
+        for registry in registries:
+            registry.clear()
+
+    def restore() -> None:
+        for registry, funcs in zip(registries, saved, strict=True):
+            registry.clear()
+            registry.update({key: list(value) for key, value in funcs.items()})
+
+    return Layer("- MARS before/after/teardown hooks", remove, restore)
+
+
+def paginate_layers() -> list[Layer]:
+    import mars_projects.services as services
+
+    original, via_session, via_engine = services.paginate, row_paginate(False), row_paginate(True)
+    return [
+        Layer(
+            "- ORM entities (Core rows via session)",
+            lambda: setattr(services, "paginate", via_session),
+            lambda: setattr(services, "paginate", original),
+        ),
+        Layer(
+            "- Flask-SQLAlchemy session (engine.connect)",
+            lambda: setattr(services, "paginate", via_engine),
+            lambda: setattr(services, "paginate", via_session),
+        ),
+    ]
 
 
 def micro_us(fn: Callable[[], object], number: int = 5000) -> float:
@@ -158,16 +218,11 @@ def print_micro(app: Flask) -> None:
         db.session.remove()
 
 
-def without_hooks(app: Flask) -> None:
-    app.before_request_funcs.clear()
-    app.after_request_funcs.clear()
-    app.teardown_request_funcs.clear()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=3500, help="timed requests per step")
+    parser.add_argument("--rounds", type=int, default=7, help="round-robin rounds")
+    parser.add_argument("--batch", type=int, default=400, help="requests per step per round")
     parser.add_argument(
         "--cprofile",
         type=int,
@@ -179,9 +234,6 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     import bench_projects_list as bench
     import raw_app
-
-    import mars_projects.services
-    from mars_projects.schemas import ProjectPageSchema
 
     workdir = Path(tempfile.mkdtemp(prefix="mars-profile-"))
     try:
@@ -195,57 +247,48 @@ def main() -> int:
             raise RuntimeError("the raw app's items differ from MARS's")
 
         if args.cprofile:
-            per_request_ms(mars, 200)
+            batch_ms(mars, 1, warmup=200)
             profile = cProfile.Profile()
             profile.enable()
-            for _ in range(args.requests):
+            for _ in range(args.batch * args.rounds):
                 mars.get(URL)
             profile.disable()
             pstats.Stats(profile).sort_stats("cumulative").print_stats(args.cprofile)
 
         print_micro(app)
-        steps: list[tuple[str, Callable[[], object]]] = [
-            ("MARS as it is", lambda: None),
-            (
-                "- marshmallow page dump (dict by hand)",
-                lambda: setattr(ProjectPageSchema, "dump", hand_page_dump),
-            ),
-            ("- new args Schema per request (cached)", cached_schema_parser),
-            ("- MARS before/after/teardown hooks", lambda: without_hooks(app)),
-            (
-                "- ORM entities (Core rows via session)",
-                lambda: setattr(mars_projects.services, "paginate", row_paginate(False)),
-            ),
-            (
-                "- Flask-SQLAlchemy session (engine.connect)",
-                lambda: setattr(mars_projects.services, "paginate", row_paginate(True)),
-            ),
-        ]
-        raw_ms = per_request_ms(raw, args.requests)
+        layers = [dump_layer(), args_schema_layer(), hooks_layer(app), *paginate_layers()]
+        names = ["raw Flask + SQLAlchemy Core", "MARS as it is", *(x.name for x in layers)]
+        times: list[list[float]] = [[] for _ in names]
+        for round_ in range(args.rounds):
+            for layer in reversed(layers):
+                layer.restore()
+            times[0].append(batch_ms(raw, args.batch))
+            for step in range(1, len(names)):
+                if step >= 2:
+                    layers[step - 2].remove()
+                if round_ == 0 and mars.get(URL).get_json() != expected:
+                    raise RuntimeError(f"step {names[step]!r} changed the response body")
+                times[step].append(batch_ms(mars, args.batch))
+        for layer in reversed(layers):
+            layer.restore()
+
+        raw_ms = statistics.median(times[0])
         print(
-            f"\n{args.rows:,} projects, {args.requests} requests per step, SQLite, "
-            "in process (test client)"
+            f"\n{args.rows:,} projects, SQLite, in process (test client); {args.rounds} "
+            f"round-robin rounds of {args.batch} requests per step"
         )
         print(f"{'step':<46}{'ms/req':>8}{'saved':>8}{'raw/this':>10}")
-        print(f"{'raw Flask + SQLAlchemy Core':<46}{raw_ms:>8.3f}{'':>8}{1:>10.3f}")
-        previous = None
-        for name, apply in steps:
-            apply()
-            body = mars.get(URL).get_json()
-            if body != expected:
-                raise RuntimeError(f"step {name!r} changed the response body")
-            ms = per_request_ms(mars, args.requests)
-            saved = f"{previous - ms:8.3f}" if previous is not None else f"{'':>8}"
-            print(f"{name:<46}{ms:>8.3f}{saved}{raw_ms / ms:>10.3f}", flush=True)
-            previous = ms
-        print(
-            f"{'(rest: flask-smorest/webargs wrappers, paginate)':<46}"
-            f"{previous - raw_ms:>8.3f} ms above raw"
+        for step, name in enumerate(names):
+            ms = statistics.median(times[step])
+            saved = ""
+            if step >= 2:
+                pairs = zip(times[step - 1], times[step], strict=True)
+                saved = f"{statistics.median(before - after for before, after in pairs):8.3f}"
+            print(f"{name:<46}{ms:>8.3f}{saved:>8}{raw_ms / ms:>10.3f}")
+        rest = statistics.median(
+            last - base for last, base in zip(times[-1], times[0], strict=True)
         )
-        print(
-            "(steps move by +-0.1 ms from run to run on a shared machine; the small costs are"
-            " timed alone above)"
-        )
+        print(f"{'(rest: flask-smorest/webargs wrappers, paginate)':<46}{rest:>8.3f} ms above raw")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -6,6 +6,7 @@ its requests to the test's own ``app`` (on SQLite, then on PostgreSQL) through a
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 
@@ -40,7 +41,7 @@ def _route_to_the_test_app(app):
 
 @schema.parametrize()
 @settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("MARS_FUZZ_EXAMPLES", "30")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import flask_swagger_ui
+import marshmallow as ma
 from apispec import BasePlugin
 from flask import Blueprint as FlaskBlueprint
 from flask import send_from_directory
@@ -169,8 +170,24 @@ class MarsSpecPlugin(BasePlugin):
         return sorted(set(statuses))
 
 
+def no_nul_pattern(
+    converter: Any, field: ma.fields.Field, ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """Say what ``requests.py`` enforces: no string accepts a NUL character."""
+    types = ret.get("type")
+    is_string = types == "string" or (isinstance(types, list) and "string" in types)
+    documented = {"pattern", "enum", "format"} & set(ret)
+    if is_string and isinstance(field, ma.fields.String) and not documented:
+        return {"pattern": "^[^\\u0000]*$"}
+    return {}
+
+
 class MarsApi(Api):
     """flask-smorest's Api, with problem+json errors and offline interactive docs."""
+
+    def _init_spec(self, **kwargs: Any) -> None:
+        super()._init_spec(**kwargs)
+        self.ma_plugin.converter.add_attribute_function(no_nul_pattern)
 
     ERROR_SCHEMA = ProblemSchema
     DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
