@@ -111,10 +111,15 @@ def dump_layer() -> Layer:
     from mars_projects.schemas import ProjectPageSchema
 
     assert "dump" not in vars(ProjectPageSchema)
+
+    def restore() -> None:
+        if "dump" in vars(ProjectPageSchema):
+            delattr(ProjectPageSchema, "dump")
+
     return Layer(
         "- marshmallow page dump (dict by hand)",
         lambda: setattr(ProjectPageSchema, "dump", hand_page_dump),
-        lambda: "dump" in vars(ProjectPageSchema) and delattr(ProjectPageSchema, "dump"),
+        restore,
     )
 
 

@@ -166,6 +166,7 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
         **spec.smorest_config(__version__),
     )
     app.config.update(raw.passthrough)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # fields in schema order
     if settings["PROXY_FIX_HOPS"]:
         hops = settings["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
