@@ -7,7 +7,8 @@ Two measurements, in one run:
    hand-written Flask + SQLAlchemy Core app doing the same keyset query
    (``benchmarks/raw_app.py``) are served side by side by ``gunicorn -w 2`` on loopback,
    and ``wrk --latency`` drives each in turn, interleaved over ``--rounds`` rounds. Prints
-   req/s, p50 and p99 per round, their medians and the ratio MARS / raw.
+   req/s, p50 and p99 per round, their medians and the ratio MARS / raw, and the server CPU
+   time per request (from ``/proc``), whose ratio other load on the machine barely moves.
 2. Deep pages. A second database gets ``--deep-rows`` projects; through the full MARS stack
    (Flask's test client, in process) the first page is timed against a page whose cursor
    points at 99% depth, and likewise for the raw app and for the bare SQL query.
@@ -15,7 +16,7 @@ Two measurements, in one run:
 Usage::
 
     /work/venv/bin/python benchmarks/bench_projects_list.py [--rows 100000]
-        [--deep-rows 1000000] [--duration 10] [--rounds 3]
+        [--deep-rows 1000000] [--duration 10] [--rounds 5]
         [--database-url postgresql://postgres@127.0.0.1:5432/mars_bench]
 
 Needs ``wrk`` (``apt-get install wrk``) and ``gunicorn`` (``pip install gunicorn``). With

@@ -67,6 +67,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_app(database_url: str | None = None, secret_key: str | None = None) -> Flask:
     url = normalise_database_url(database_url or os.environ["RAW_DATABASE_URL"])
     app = Flask("raw_app")
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # as MARS: fields in schema order
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 5})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
