@@ -147,6 +147,8 @@ def mars_settings(database: Database, secret_key: str, instance_path: Path) -> d
         "DATABASE_URL": database.url,
         "INSTANCE_PATH": str(instance_path),
         "LOG_LEVEL": "WARNING",
+        # Production mode sends mail over SMTP by default; the benchmark sends none.
+        "MAIL_BACKEND": "files",
     }
 
 

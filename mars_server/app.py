@@ -19,6 +19,7 @@ from mars_server import __version__, config
 from mars_server.db import db
 from mars_server.extensions import cors, migrate
 from mars_server.http import conditional, idempotency, pagination, problems, requests, spec
+from mars_server.http.serialize import MarsJSONProvider
 from mars_server.ops import health
 from mars_server.ops import migrations as _migrations  # noqa: F401  (Alembic's version folders)
 from mars_server.ops.logging import configure_logging
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from flask import Response
 
-    from mars_server.hookspecs import HealthCheck
+    from mars_server.hookspecs import HealthCheck, Permission
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class MarsState:
     plugins: MarsPlugins
     plugin_settings: dict[str, dict[str, Any]]
     health_checks: list[HealthCheck]
+    permissions: list[Permission]
+    scopes: dict[str, str]
     migrations_locations: list[str]
     warnings: list[str] = field(default_factory=list)
 
@@ -166,6 +169,7 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
         **spec.smorest_config(__version__),
     )
     app.config.update(raw.passthrough)
+    app.json = MarsJSONProvider(app)  # response bodies encoded by orjson (serialize.py)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # fields in schema order
     if settings["PROXY_FIX_HOPS"]:
         hops = settings["PROXY_FIX_HOPS"]
@@ -183,7 +187,8 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
     # `mars db` is MARS's, upgrading every branch.
     migrate.init_app(app, db, directory=str(CORE_MIGRATIONS), command="alembic")
 
-    api = spec.MarsApi(app, spec_kwargs={"extra_plugins": [spec.MarsSpecPlugin()]})
+    scopes = {scope.name: scope.description for scope in plugins.scopes()}
+    api = spec.MarsApi(app, spec_kwargs={"extra_plugins": [spec.MarsSpecPlugin(scopes)]})
     problems.register_problem_handlers(app)
     for blueprint in plugins.api_blueprints():
         api.register_blueprint(blueprint, url_prefix=spec.API_PREFIX + (blueprint.url_prefix or ""))
@@ -215,6 +220,8 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
         plugins=plugins,
         plugin_settings=plugin_settings,
         health_checks=plugins.health_checks(),
+        permissions=plugins.permissions(),
+        scopes=scopes,
         migrations_locations=plugins.migrations_locations(),
         warnings=raw.warnings,
     )

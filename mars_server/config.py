@@ -13,6 +13,7 @@ import os
 import secrets
 import tomllib
 from dataclasses import dataclass, field
+from email.utils import getaddresses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -78,6 +79,24 @@ class CoreSettingsSchema(ma.Schema):
     SQLITE_BUSY_TIMEOUT_MS = ma.fields.Integer(load_default=5000, validate=ma.validate.Range(min=0))
     DATABASE_POOL_SIZE = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1))
     PROXY_FIX_HOPS = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    # Mail (mars_server.mail). MAIL_BACKEND and SMTP_PORT get their defaults in _check_mail.
+    MAIL_BACKEND = ma.fields.String(
+        load_default=None, allow_none=True, validate=ma.validate.OneOf(["smtp", "files"])
+    )
+    MAIL_FROM = ma.fields.String(load_default="MARS <no-reply@localhost>")
+    SMTP_HOST = ma.fields.String(load_default=None, allow_none=True)
+    SMTP_PORT = ma.fields.Integer(
+        load_default=None, allow_none=True, validate=ma.validate.Range(min=1, max=65535)
+    )
+    SMTP_SECURITY = ma.fields.String(
+        load_default="starttls", validate=ma.validate.OneOf(["starttls", "tls", "none"])
+    )
+    SMTP_USERNAME = ma.fields.String(load_default=None, allow_none=True)
+    SMTP_PASSWORD = ma.fields.String(load_default=None, allow_none=True)
+    SMTP_TIMEOUT = ma.fields.Float(
+        load_default=10.0, validate=ma.validate.Range(min=0, min_inclusive=False)
+    )
+    SMTP_CA_FILE = ma.fields.String(load_default=None, allow_none=True)
 
     @ma.validates_schema
     def _check_page_sizes(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -217,7 +236,36 @@ def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
             raw.problems.append(
                 f"MARS_CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], no path)"
             )
+    _check_mail(settings, raw)
     return settings
+
+
+def _check_mail(settings: dict[str, Any], raw: RawConfig) -> None:
+    """Fill the mail defaults that depend on other settings; a mail that cannot go is a problem.
+
+    Development and testing write ``.eml`` files; production sends, so it needs a server.
+    """
+    for key in ("SMTP_HOST", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_CA_FILE"):
+        settings[key] = settings[key] or None  # an empty variable means "not set"
+    if settings["MAIL_BACKEND"] is None:
+        settings["MAIL_BACKEND"] = "smtp" if settings["ENV"] == "production" else "files"
+    if settings["SMTP_PORT"] is None:
+        settings["SMTP_PORT"] = 465 if settings["SMTP_SECURITY"] == "tls" else 587
+    if settings["MAIL_BACKEND"] == "smtp" and not settings["SMTP_HOST"]:
+        raw.problems.append(
+            "MARS_SMTP_HOST: required when MARS_MAIL_BACKEND is smtp (the default in "
+            "production); or set MARS_MAIL_BACKEND=files to write mails to the instance folder"
+        )
+    mail_from = settings["MAIL_FROM"]
+    addresses = getaddresses([mail_from])
+    if len(addresses) != 1 or "@" not in addresses[0][1] or {"\r", "\n"} & set(mail_from):
+        raw.problems.append("MARS_MAIL_FROM: must be one address, e.g. 'MARS <mars@example.org>'")
+    if (settings["SMTP_USERNAME"] is None) != (settings["SMTP_PASSWORD"] is None):
+        raw.problems.append("MARS_SMTP_USERNAME and MARS_SMTP_PASSWORD: set both or neither")
+    elif settings["SMTP_USERNAME"] and settings["SMTP_SECURITY"] == "none":
+        raw.warnings.append("MARS_SMTP_SECURITY is none: the SMTP password crosses unencrypted")
+    if settings["SMTP_CA_FILE"] and not Path(settings["SMTP_CA_FILE"]).is_file():
+        raw.problems.append(f"MARS_SMTP_CA_FILE: {settings['SMTP_CA_FILE']} is not a file")
 
 
 def _development_secret(instance_path: str) -> str:

@@ -10,6 +10,8 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from flask import has_request_context, request
+from flask.globals import app_ctx
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, registry
 from ulid import ULID
@@ -65,7 +67,24 @@ class Base(DeclarativeBase):
     )
 
 
-db = SQLAlchemy(model_class=Base)
+def _session_scope() -> int:
+    """One session per request, and another for code outside requests (CLI, jobs, tests).
+
+    Flask-SQLAlchemy scopes sessions to the app context by default; a test client or a CLI
+    command that runs requests inside one long app context would then share one session,
+    and its identity map, across every request.
+    """
+    if has_request_context():
+        return id(request._get_current_object())  # type: ignore[attr-defined]
+    return id(app_ctx._get_current_object())  # type: ignore[attr-defined]
+
+
+db = SQLAlchemy(model_class=Base, session_options={"scopefunc": _session_scope})
+
+if TYPE_CHECKING:
+    Model = Base  # what db.Model is, spelled so type checkers follow it
+else:
+    Model = db.Model
 
 
 class Timestamped:

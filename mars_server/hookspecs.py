@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 
     import click
     import marshmallow as ma
-    from flask import Flask
+    from flask import Flask, Request
     from flask_smorest import Blueprint
+
+    from mars_server.http.security import Actor
 
 hookspec = pluggy.HookspecMarker("mars")
 
@@ -33,6 +35,23 @@ class HealthCheck:
 
     name: str
     check: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """An OAuth scope a plugin declares: what a token may be allowed to do."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Permission:
+    """A right a user holds through a role; ``roles`` are the builtin roles that hold it."""
+
+    name: str
+    description: str
+    roles: tuple[str, ...] = ("admin",)
 
 
 @hookspec
@@ -109,6 +128,46 @@ def mars_app_ready(app: Flask) -> None:
     """Called once the application is fully built, before it serves a request.
 
     :param app: the configured Flask application, with every plugin loaded.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def mars_actor_from_request(request: Request) -> Actor | None:
+    """Say who sent ``request``, from its credentials (``firstresult``).
+
+    The core's security layer asks this once per request, and only when a view needs it.
+    Return ``None`` when the request carries no credentials this plugin understands (another
+    plugin may). Raise :class:`mars_server.http.security.AuthenticationFailed` when it does
+    understand them and they are wrong, expired or revoked. A request whose
+    ``Authorization`` header no plugin accepts is answered 401.
+
+    :param request: the Flask request.
+    :return: the :class:`~mars_server.http.security.Actor`, or ``None``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def mars_scopes() -> Sequence[Scope]:
+    """Return the OAuth scopes the plugin's API needs.
+
+    They appear in the OpenAPI security schemes and the authorization server's metadata;
+    apps and tokens can only be granted declared scopes.
+
+    :return: :class:`Scope` objects; names are ``area:verb`` (``projects:read``).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def mars_permissions() -> Sequence[Permission]:
+    """Return the permissions the plugin checks, and which builtin roles hold them.
+
+    :return: :class:`Permission` objects; ``admin`` holds every permission anyway.
 
     .. versionadded:: 0.1
     """

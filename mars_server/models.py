@@ -7,10 +7,10 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mars_server.db import db, utcnow
+from mars_server.db import Model, utcnow
 
 
-class IdempotencyKey(db.Model):  # type: ignore[name-defined]
+class IdempotencyKey(Model):
     """A POST's ``Idempotency-Key`` and, once it finished, the response to replay."""
 
     __tablename__ = "mars_idempotency_keys"

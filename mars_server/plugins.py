@@ -23,14 +23,16 @@ if TYPE_CHECKING:
 
     import click
     import marshmallow as ma
-    from flask import Flask
+    from flask import Flask, Request
     from flask_smorest import Blueprint
+
+    from mars_server.http.security import Actor
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mars.plugins"
 #: Builtin plugins, registered by the same code path as outside ones.
-DEFAULT_PLUGINS: tuple[str, ...] = ("mars_server.ops.plugin",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("mars_server.ops.plugin", "mars_server.auth.plugin")
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,23 @@ class MarsPlugins:
         if duplicates:
             raise PluginError(f"health check names used twice: {', '.join(duplicates)}")
         return checks
+
+    def actor_from_request(self, request: Request) -> Actor | None:
+        return self._pm.hook.mars_actor_from_request(request=request)
+
+    def scopes(self) -> list[hookspecs.Scope]:
+        scopes = [scope for result in self._pm.hook.mars_scopes() for scope in result]
+        names = [scope.name for scope in scopes]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise PluginError(f"scopes declared twice: {', '.join(duplicates)}")
+        return sorted(scopes, key=lambda scope: scope.name)
+
+    def permissions(self) -> list[hookspecs.Permission]:
+        return sorted(
+            (p for result in self._pm.hook.mars_permissions() for p in result),
+            key=lambda permission: permission.name,
+        )
 
     def app_ready(self, app: Flask) -> None:
         self._pm.hook.mars_app_ready(app=app)

@@ -181,3 +181,54 @@ def db(app: Flask) -> SQLAlchemy:
     from mars_server.db import db
 
     return db
+
+
+@pytest.fixture
+def create_user(app: Flask) -> Callable[..., Any]:
+    """``create_user(email=..., password=..., roles=("member",), status="active")``: a user."""
+    from mars_server.auth import accounts
+    from mars_server.db import db
+
+    counter = iter(range(1_000_000))
+
+    def create(**overrides: Any) -> Any:
+        n = next(counter)
+        fields: dict[str, Any] = {
+            "email": f"user{n}@example.test",
+            "status": "active",
+            "display_name": f"User {n}",
+            "roles": ("member",),
+        }
+        fields |= overrides
+        user = accounts.create_user(fields.pop("email"), **fields)
+        db.session.commit()
+        return user
+
+    return create
+
+
+@pytest.fixture
+def token_for(app: Flask) -> Callable[..., str]:
+    """``token_for(user, scopes=[...])``: a real personal access token for ``user``."""
+    from mars_server.auth import tokens
+    from mars_server.db import db
+
+    def issue(user: Any, scopes: Any = None, **kwargs: Any) -> str:
+        scopes = list(scopes) if scopes is not None else sorted(app.extensions["mars"].scopes)
+        _, secret = tokens.create_personal_access_token(
+            user, name=kwargs.pop("name", "test"), scopes=scopes, **kwargs
+        )
+        db.session.commit()
+        return secret
+
+    return issue
+
+
+@pytest.fixture
+def auth_headers(token_for: Callable[..., str]) -> Callable[..., dict[str, str]]:
+    """``auth_headers(user, scopes=[...])``: ``{"Authorization": "Bearer ..."}``."""
+
+    def headers(user: Any, scopes: Any = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token_for(user, scopes)}"}
+
+    return headers

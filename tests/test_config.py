@@ -103,7 +103,8 @@ def test_mars_check_prints_every_problem_and_fails(clean_env, tmp_path):
     result = CliRunner().invoke(cli, ["check"])
     assert result.exit_code == 1
     problems = [line for line in result.output.splitlines() if line.startswith("problem:")]
-    assert len(problems) == 4, result.output
+    assert len(problems) == 5, result.output
+    assert any("MARS_SMTP_HOST: required" in p for p in problems)
     assert any("MARS_SECRET_KEY" in p for p in problems)
     assert any("'*' is refused" in p for p in problems)
     assert any("'https://ok.test/path' is not an origin" in p for p in problems)

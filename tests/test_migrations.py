@@ -21,7 +21,7 @@ def test_models_and_migrations_agree(app, db):
     """The session database was built by the real migrations from empty."""
     assert autogenerate_diff(db.engine) == []
     assert not migrations.pending()
-    assert migrations.script_heads() == {"core_0001", "projects_0001"}
+    assert migrations.script_heads() == {"core_0001", "auth_0001", "projects_0001"}
 
 
 def test_each_branch_goes_down_and_up_again(app, db):

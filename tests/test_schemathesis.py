@@ -13,6 +13,7 @@ import uuid
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from mars_server import create_app
 from mars_server.testing import settings_for_tests
@@ -39,6 +40,11 @@ def _route_to_the_test_app(app):
     proxy.app = spec_app
 
 
+#: Operations whose valid-looking input can still be refused for reasons no schema states:
+#: a single-use link token, the common-password list, the server's token lifetime limit.
+SEMANTIC_CHECKS = {"register", "verify_email", "reset_password", "create_my_token"}
+
+
 @schema.parametrize()
 @settings(
     max_examples=int(os.environ.get("MARS_FUZZ_EXAMPLES", "30")),
@@ -57,4 +63,7 @@ def test_every_operation_behaves_as_documented(case):
         case.query.pop("cursor", None)
     if case.headers and "Idempotency-Key" in case.headers:
         case.headers["Idempotency-Key"] = uuid.uuid4().hex
-    case.call_and_validate()
+    excluded = []
+    if case.operation.definition.raw.get("operationId") in SEMANTIC_CHECKS:
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(excluded_checks=excluded)

@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
+from mars_server.http.blueprint import Blueprint
 from mars_server.http.conditional import etag_of, require_if_match, send_etag
 from mars_server.http.pagination import Page, PageArgsSchema, page_schema, paginate
 from mars_server.http.problems import (
@@ -21,13 +22,27 @@ from mars_server.http.problems import (
     PreconditionRequired,
     ServiceUnavailable,
 )
+from mars_server.http.security import (
+    Actor,
+    AuthenticationFailed,
+    AuthenticationRequired,
+    Forbidden,
+    InsufficientScope,
+    authorize,
+    current_actor,
+)
 from mars_server.http.spec import API_PREFIX
 
 __all__ = [
     "API_PREFIX",
+    "Actor",
+    "AuthenticationFailed",
+    "AuthenticationRequired",
     "BadRequest",
     "Blueprint",
     "Conflict",
+    "Forbidden",
+    "InsufficientScope",
     "MarsError",
     "NotFound",
     "Page",
@@ -36,6 +51,8 @@ __all__ = [
     "PreconditionRequired",
     "ServiceUnavailable",
     "abort",
+    "authorize",
+    "current_actor",
     "etag_of",
     "page_schema",
     "paginate",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from typing import cast
 
 import sqlalchemy as sa
 from flask import Response, current_app, g, request
@@ -66,7 +67,7 @@ def claim_key() -> Response | None:
     if not _VALID_KEY.match(key):
         raise BadRequest(f"{HEADER} must be 1 to 255 visible ASCII characters.")
     owner, fingerprint, now = _owner(), _fingerprint(), utcnow()
-    table = IdempotencyKey.__table__
+    table = cast("sa.Table", IdempotencyKey.__table__)
     ttl = dt.timedelta(seconds=current_app.config["MARS"]["IDEMPOTENCY_TTL_SECONDS"])
     with db.engine.begin() as conn:
         row = conn.execute(
@@ -112,7 +113,7 @@ def store_response(response: Response) -> Response:
     claim = g.pop("idempotency_claim", None)
     if claim is None:
         return response
-    table = IdempotencyKey.__table__
+    table = cast("sa.Table", IdempotencyKey.__table__)
     where = (table.c.owner == claim[0]) & (table.c.key == claim[1])
     with db.engine.begin() as conn:
         if response.status_code >= 500:
@@ -140,7 +141,7 @@ def release_unfinished(exc: BaseException | None) -> None:
     """teardown: a request that never produced a response frees its key."""
     claim = g.pop("idempotency_claim", None)
     if claim is not None:
-        table = IdempotencyKey.__table__
+        table = cast("sa.Table", IdempotencyKey.__table__)
         with db.engine.begin() as conn:
             conn.execute(
                 table.delete().where((table.c.owner == claim[0]) & (table.c.key == claim[1]))
@@ -149,6 +150,6 @@ def release_unfinished(exc: BaseException | None) -> None:
 
 def purge_expired() -> int:
     """Delete expired keys; returns how many."""
-    table = IdempotencyKey.__table__
+    table = cast("sa.Table", IdempotencyKey.__table__)
     with db.engine.begin() as conn:
         return conn.execute(table.delete().where(table.c.expires_at <= utcnow())).rowcount

@@ -60,7 +60,14 @@ def _reject_nul_characters() -> None:
         abort(422, messages=messages)
 
 
+#: what a request keeps on ``g``; cleared at its start, since an outer app context (a test,
+#: a CLI command) can outlive one request and carry ``g`` into the next.
+REQUEST_STATE = ("mars_actor", "link_next", "etag_object", "idempotency_claim")
+
+
 def start_request() -> None:
+    for name in REQUEST_STATE:
+        g.pop(name, None)
     g.request_started = time.perf_counter()
     client_id = request.headers.get(REQUEST_ID_HEADER, "")
     g.request_id = client_id if _WELL_FORMED_ID.match(client_id) else uuid.uuid4().hex
@@ -83,16 +90,19 @@ def add_request_id(response: Response) -> Response:
 
 
 def log_request(response: Response) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return  # building the record's fields costs more than the check
     started = g.get("request_started")
+    method, path, status = request.method, request.path, response.status_code
     access_log.info(
         "%s %s %s",
-        request.method,
-        request.path,
-        response.status_code,
+        method,
+        path,
+        status,
         extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
+            "method": method,
+            "path": path,
+            "status": status,
             "remote_addr": request.remote_addr,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
         },

@@ -37,10 +37,39 @@ class SpecError(Exception):
 class MarsSpecPlugin(BasePlugin):
     """Checks each operation and adds the shared problem responses and headers."""
 
+    def __init__(self, scopes: dict[str, str] | None = None) -> None:
+        #: every declared OAuth scope and its description
+        self.scopes = scopes or {}
+
     def init_spec(self, spec: APISpec) -> None:
         self.spec = spec
         self.operation_ids: dict[str, str] = {}
         components = spec.components
+        components.security_scheme(
+            "oauth2",
+            {
+                "type": "oauth2",
+                "description": "OAuth 2: authorization code with PKCE (S256) for apps that sign "
+                "users in, client credentials for servers.",
+                "flows": {
+                    "authorizationCode": {
+                        "authorizationUrl": "/oauth/authorize",
+                        "tokenUrl": "/oauth/token",
+                        "refreshUrl": "/oauth/token",
+                        "scopes": self.scopes,
+                    },
+                    "clientCredentials": {"tokenUrl": "/oauth/token", "scopes": self.scopes},
+                },
+            },
+        )
+        components.security_scheme(
+            "personalAccessToken",
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A personal access token (`mars_pat_...`) from /api/v1/me/tokens.",
+            },
+        )
         components.header(
             "X-Request-ID",
             {
@@ -117,7 +146,7 @@ class MarsSpecPlugin(BasePlugin):
             single = "{" in (path or "")
             if method == "post":
                 parameters.append("IDEMPOTENCY_KEY")
-            if method in ("patch", "delete"):
+            if self._conditional(method, operation):
                 parameters.append("IF_MATCH")
             if method == "get" and single:
                 parameters.append("IF_NONE_MATCH")
@@ -153,10 +182,25 @@ class MarsSpecPlugin(BasePlugin):
             raise SpecError(f"{where}: no summary (give the view method a docstring)")
         if not operation.get("tags"):
             raise SpecError(f"{where}: no tag")
+        for requirement in operation.get("security", []):
+            undeclared = set(requirement.get("oauth2", ())) - set(self.scopes)
+            if undeclared:
+                raise SpecError(
+                    f"{where}: scope(s) {sorted(undeclared)} are not declared by "
+                    "any plugin (mars_scopes)"
+                )
+
+    @staticmethod
+    def _conditional(method: str, operation: dict[str, Any]) -> bool:
+        """PATCH and DELETE need If-Match, unless the view says it changes no versioned
+        resource (``@blp.doc(**{"x-mars-if-match": False})``)."""
+        return method in ("patch", "delete") and operation.get("x-mars-if-match", True)
 
     @staticmethod
     def _problem_statuses(method: str, path: str, operation: dict[str, Any]) -> list[int]:
         statuses = [500, 503]
+        if operation.get("security"):
+            statuses += [401, 403]
         if "{" in path:
             statuses.append(404)
         if "requestBody" in operation:
@@ -165,7 +209,7 @@ class MarsSpecPlugin(BasePlugin):
             statuses.append(422)
         if method == "post":
             statuses += [409, 422]
-        if method in ("patch", "delete"):
+        if MarsSpecPlugin._conditional(method, operation):
             statuses += [412, 428]
         return sorted(set(statuses))
 

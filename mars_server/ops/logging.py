@@ -43,3 +43,4 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level)
     # werkzeug's own request lines repeat what mars.access says.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

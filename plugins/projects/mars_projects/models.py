@@ -5,12 +5,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mars_server.db import Timestamped, Versioned, db, new_id
+from mars_server.db import Model, Timestamped, Versioned, new_id
 
 VISIBILITIES = ("public", "private")
 
 
-class Project(Timestamped, Versioned, db.Model):  # type: ignore[name-defined,misc]
+class Project(Timestamped, Versioned, Model):
     __tablename__ = "projects"
     __table_args__ = (
         sa.CheckConstraint("visibility IN ('public', 'private')", name="visibility"),

@@ -1,0 +1,155 @@
+"""Accounts: users, their passwords, statuses and roles. No HTTP here."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from mars_server.auth import passwords
+from mars_server.auth.models import ROLES, OAuthToken, PersonalAccessToken, User, UserRole
+
+__all__ = ["User"]
+from mars_server.db import db, utcnow
+from mars_server.http import BadRequest, Conflict, NotFound, abort
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from mars_server.http import Page
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+def find_user(email: str) -> User | None:
+    return db.session.scalar(sa.select(User).where(User.email_key == email_key(email)))
+
+
+def get_user(user_id: str) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user {user_id!r}.")
+    return user
+
+
+def user_by_email(email: str) -> User:
+    user = find_user(email)
+    if user is None:
+        raise NotFound(f"No user with the e-mail address {email!r}.")
+    return user
+
+
+def check_password_policy(password: str, *, email: str = "", field: str = "password") -> None:
+    problems = passwords.password_problems(password, email=email)
+    if problems:
+        abort(422, messages={"json": {field: problems}})
+
+
+def create_user(
+    email: str,
+    *,
+    password: str | None = None,
+    display_name: str = "",
+    status: str = "pending",
+    roles: tuple[str, ...] = ("member",),
+) -> User:
+    if password is not None:
+        check_password_policy(password, email=email)
+    user = User(
+        email=email.strip(),
+        email_key=email_key(email),
+        display_name=display_name,
+        status=status,
+        password_hash=passwords.hash_password(password) if password is not None else None,
+    )
+    user.roles = [UserRole(role=role) for role in roles]
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("An account with this e-mail address exists.") from None
+    return user
+
+
+def list_users(args: dict[str, Any]) -> Page[User]:
+    from mars_server.http import paginate
+
+    stmt = sa.select(User)
+    if args.get("status"):
+        stmt = stmt.where(User.status == args["status"])
+    return paginate(stmt, User.id, args)
+
+
+def revoke_all_tokens(user: User) -> int:
+    """Revoke every personal access token and OAuth token of ``user``; return how many."""
+    now = utcnow()
+    count = 0
+    for model in (PersonalAccessToken, OAuthToken):
+        result = db.session.execute(
+            sa.update(model)
+            .where(model.user_id == user.id, model.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        count += result.rowcount  # type: ignore[attr-defined]
+    return count
+
+
+def set_password(user: User, password: str, *, temporary: bool = False) -> None:
+    """Replace the password; every token of the user is revoked."""
+    check_password_policy(password, email=user.email)
+    user.password_hash = passwords.hash_password(password)
+    user.must_change_password = temporary
+    revoke_all_tokens(user)
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    ok, _ = passwords.verify_password(user.password_hash, current)
+    if not ok:
+        abort(422, messages={"json": {"current_password": ["This is not your password."]}})
+    if secrets.compare_digest(current.encode(), new.encode()):
+        abort(422, messages={"json": {"new_password": ["Choose a new password."]}})
+    check_password_policy(new, email=user.email, field="new_password")
+    set_password(user, new)
+
+
+def temporary_password(user: User) -> str:
+    """A one-time password the user must change at the next sign-in."""
+    password = secrets.token_urlsafe(12)
+    set_password(user, password, temporary=True)
+    return password
+
+
+def set_status(user: User, status: str) -> None:
+    if status not in ("active", "disabled"):
+        raise BadRequest(f"Unknown status {status!r}.")
+    user.status = status
+    if status == "disabled":
+        revoke_all_tokens(user)
+
+
+def grant_role(user: User, role: str) -> bool:
+    """Give ``user`` the role; False when they had it already."""
+    if role not in ROLES:
+        abort(422, messages={"json": {"role": [f"Must be one of: {', '.join(ROLES)}."]}})
+    if role in user.role_names:
+        return False
+    user.roles.append(UserRole(role=role))
+    return True
+
+
+def revoke_role(user: User, role: str) -> bool:
+    """Take the role from ``user``; False when they did not have it."""
+    for assignment in user.roles:
+        if assignment.role == role:
+            user.roles.remove(assignment)
+            return True
+    return False
+
+
+def record_login(user: User, when: dt.datetime | None = None) -> None:
+    user.last_login_at = when or utcnow()

@@ -1,0 +1,186 @@
+"""``mars users`` and ``mars tokens``: the operators' overrides. Every change is committed."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from mars_server.auth import accounts, tokens
+from mars_server.db import db
+
+users = AppGroup("users", help="Create accounts, reset passwords, disable, manage roles.")
+tokens_group = AppGroup("tokens", help="Create and revoke personal access tokens.")
+
+
+def _user(email: str) -> accounts.User:
+    user = accounts.find_user(email)
+    if user is None:
+        raise click.ClickException(f"no user with the e-mail address {email!r}")
+    return user
+
+
+def _fail_on_problem(func):  # type: ignore[no-untyped-def]
+    """Turn the services' problems (MarsError, 422 aborts) into one-line CLI errors."""
+    import functools
+
+    from werkzeug.exceptions import HTTPException
+
+    from mars_server.http import MarsError
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return func(*args, **kwargs)
+        except MarsError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.detail or exc.title or "failed") from None
+        except HTTPException as exc:
+            db.session.rollback()
+            messages = (getattr(exc, "data", None) or {}).get("messages", {})
+            details = [
+                f"{field}: {' '.join(problems)}"
+                for location in messages.values()
+                for field, problems in location.items()
+            ]
+            raise click.ClickException("; ".join(details) or str(exc)) from None
+
+    return wrapper
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--admin", is_flag=True, help="Also grant the admin role.")
+@click.option("--name", "display_name", default="", help="Display name.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (else a temporary one is printed).",
+)
+@_fail_on_problem
+def create_user(email: str, admin: bool, display_name: str, password_stdin: bool) -> None:
+    """Create an active account (no e-mail verification)."""
+    roles = ("member", "admin") if admin else ("member",)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        user = accounts.create_user(
+            email, password=password, display_name=display_name, status="active", roles=roles
+        )
+        db.session.commit()
+        click.echo(f"created {user.id} {user.email}")
+        return
+    user = accounts.create_user(email, display_name=display_name, status="active", roles=roles)
+    temporary = accounts.temporary_password(user)
+    db.session.commit()
+    click.echo(f"created {user.id} {user.email}; one-time password (change at sign-in):")
+    click.echo(temporary)
+
+
+@users.command("reset-password")
+@click.argument("email")
+@click.option(
+    "--temporary",
+    is_flag=True,
+    help="Print a one-time password instead of sending the reset e-mail.",
+)
+@_fail_on_problem
+def reset_password(email: str, temporary: bool) -> None:
+    """Send a password-reset e-mail, or print a one-time password (--temporary)."""
+    user = _user(email)
+    if temporary:
+        password = accounts.temporary_password(user)
+        db.session.commit()
+        click.echo(f"one-time password for {user.email} (all their tokens are revoked):")
+        click.echo(password)
+        return
+    from mars_server.auth.emails import send_password_reset
+
+    send_password_reset(user)
+    db.session.commit()
+    click.echo(f"password-reset e-mail sent to {user.email}")
+
+
+@users.command("disable")
+@click.argument("email")
+@_fail_on_problem
+def disable(email: str) -> None:
+    """Disable an account and revoke all its tokens."""
+    user = _user(email)
+    accounts.set_status(user, "disabled")
+    db.session.commit()
+    click.echo(f"disabled {user.email}; tokens revoked")
+
+
+@users.command("enable")
+@click.argument("email")
+@_fail_on_problem
+def enable(email: str) -> None:
+    """Enable (or activate) an account."""
+    user = _user(email)
+    accounts.set_status(user, "active")
+    db.session.commit()
+    click.echo(f"enabled {user.email}")
+
+
+@users.command("grant-role")
+@click.argument("email")
+@click.argument("role")
+@_fail_on_problem
+def grant_role(email: str, role: str) -> None:
+    """Grant ROLE (admin, member) to the account."""
+    user = _user(email)
+    changed = accounts.grant_role(user, role)
+    db.session.commit()
+    click.echo(f"{user.email} {'now has' if changed else 'already had'} the role {role}")
+
+
+@users.command("revoke-role")
+@click.argument("email")
+@click.argument("role")
+@_fail_on_problem
+def revoke_role(email: str, role: str) -> None:
+    """Revoke ROLE from the account."""
+    user = _user(email)
+    changed = accounts.revoke_role(user, role)
+    db.session.commit()
+    click.echo(f"{user.email} {'no longer has' if changed else 'did not have'} the role {role}")
+
+
+@tokens_group.command("create")
+@click.argument("email")
+@click.option("--scope", "scopes", multiple=True, required=True, help="Repeat for each scope.")
+@click.option("--name", default="created by an operator", show_default=True)
+@click.option("--expires-in", "days", type=click.IntRange(min=1), help="Days (default 90).")
+@_fail_on_problem
+def create_token(email: str, scopes: tuple[str, ...], name: str, days: int | None) -> None:
+    """Create a personal access token for EMAIL; the token is the last line printed."""
+    row, secret = tokens.create_personal_access_token(
+        _user(email), name=name, scopes=list(scopes), expires_in_days=days
+    )
+    db.session.commit()
+    click.echo(f"created {row.id} for {email}, expires {row.expires_at:%Y-%m-%d}")
+    click.echo(secret)
+
+
+@tokens_group.command("revoke")
+@click.argument("token_id", required=False)
+@click.option("--user", "email", help="Revoke every token of this account instead.")
+@_fail_on_problem
+def revoke_token(token_id: str | None, email: str | None) -> None:
+    """Revoke one token by ID, or every token of a user (--user EMAIL)."""
+    if bool(token_id) == bool(email):
+        raise click.UsageError("give a token ID or --user EMAIL, not both")
+    if email:
+        count = accounts.revoke_all_tokens(_user(email))
+        db.session.commit()
+        click.echo(f"revoked {count} tokens of {email}")
+        return
+    from mars_server.auth.models import PersonalAccessToken
+
+    row = db.session.get(PersonalAccessToken, token_id)
+    if row is None:
+        raise click.ClickException(f"no token {token_id!r}")
+    tokens.revoke_personal_access_token(row)
+    db.session.commit()
+    click.echo(f"revoked {token_id}")

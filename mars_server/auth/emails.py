@@ -1,0 +1,113 @@
+"""Account links sent by e-mail: address verification and password reset.
+
+A link carries a 256-bit token; only its digest is stored. It works once, until it expires.
+Whether an address has an account is never revealed: registering a taken address or asking
+to reset an unknown one gets the same answer as the real thing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from flask import request
+
+from mars_server import plugin_settings
+from mars_server.auth import accounts, secrets
+from mars_server.auth.models import EmailToken, User
+from mars_server.db import db, utcnow
+from mars_server.http import BadRequest
+from mars_server.mail import send_mail
+
+VERIFY, RESET = "verify", "reset"
+
+
+def _link(path: str, token: str) -> str:
+    base = plugin_settings("auth")["public_url"] or request.host_url
+    return f"{base.rstrip('/')}{path}?{urlencode({'token': token})}"
+
+
+def _issue(user: User, purpose: str, lifetime: dt.timedelta) -> str:
+    # A new link replaces the user's older ones of the same purpose.
+    db.session.execute(
+        sa.delete(EmailToken).where(EmailToken.user_id == user.id, EmailToken.purpose == purpose)
+    )
+    token = secrets.new_opaque_token()
+    db.session.add(
+        EmailToken(
+            user_id=user.id,
+            purpose=purpose,
+            digest=secrets.digest(token),
+            expires_at=utcnow() + lifetime,
+        )
+    )
+    return token
+
+
+def _consume(token: str, purpose: str) -> User:
+    row = db.session.scalar(
+        sa.select(EmailToken).where(
+            EmailToken.digest == secrets.digest(token), EmailToken.purpose == purpose
+        )
+    )
+    if row is None or row.used_at is not None or row.expires_at <= utcnow():
+        raise BadRequest("This link is invalid, used or expired; ask for a new one.")
+    row.used_at = utcnow()
+    return accounts.get_user(row.user_id)
+
+
+def send_verification(user: User) -> None:
+    hours = plugin_settings("auth")["verify_link_hours"]
+    token = _issue(user, VERIFY, dt.timedelta(hours=hours))
+    send_mail(
+        user.email,
+        "verify_email",
+        display_name=user.display_name or user.email,
+        verify_url=_link("/accounts/verify", token),
+        expires_in_hours=hours,
+    )
+
+
+def send_password_reset(user: User) -> None:
+    minutes = plugin_settings("auth")["reset_link_minutes"]
+    token = _issue(user, RESET, dt.timedelta(minutes=minutes))
+    send_mail(
+        user.email,
+        "reset_password",
+        display_name=user.display_name or user.email,
+        reset_url=_link("/accounts/reset-password", token),
+        expires_in_minutes=minutes,
+    )
+
+
+def register(email: str, password: str, display_name: str = "") -> None:
+    """Create a pending account and mail its verification link; silent if the address is taken."""
+    accounts.check_password_policy(password, email=email)
+    if accounts.find_user(email) is not None:
+        return
+    user = accounts.create_user(email, password=password, display_name=display_name)
+    send_verification(user)
+
+
+def verify_email(token: str) -> User:
+    user = _consume(token, VERIFY)
+    if user.status == "pending":
+        user.status = "active"
+    return user
+
+
+def request_password_reset(email: str) -> None:
+    user = accounts.find_user(email)
+    if user is not None and user.status != "disabled":
+        send_password_reset(user)
+
+
+def reset_password(token: str, password: str) -> User:
+    user = _consume(token, RESET)
+    if user.status == "disabled":
+        raise BadRequest("This link is invalid, used or expired; ask for a new one.")
+    accounts.set_password(user, password)
+    if user.status == "pending":  # the mail reached them: the address is theirs
+        user.status = "active"
+    return user

@@ -1,0 +1,156 @@
+"""Accounts, roles and credentials. Every secret is stored only as a digest."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mars_server.db import Model, Timestamped, Versioned, new_id, utcnow
+
+USER_STATUSES = ("pending", "active", "disabled")
+ROLES = ("admin", "member")
+
+
+class User(Timestamped, Versioned, Model):
+    __tablename__ = "auth_users"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("usr"))
+    #: as the user typed it; ``email_key`` (lower-cased) is what is unique.
+    email: Mapped[str] = mapped_column(sa.String(320))
+    email_key: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(100), default="")
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    must_change_password: Mapped[bool] = mapped_column(default=False)
+    last_login_at: Mapped[dt.datetime | None]
+    roles: Mapped[list[UserRole]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'active', 'disabled')", name="status"),
+    )
+
+    @property
+    def role_names(self) -> frozenset[str]:
+        return frozenset(role.role for role in self.roles)
+
+
+class UserRole(Model):
+    __tablename__ = "auth_user_roles"
+
+    user_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("auth_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    user: Mapped[User] = relationship(back_populates="roles")
+
+
+class PersonalAccessToken(Model):
+    __tablename__ = "auth_personal_access_tokens"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("pat"))
+    user_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(100))
+    #: the first characters of the token, safe to show so people can tell tokens apart.
+    hint: Mapped[str] = mapped_column(sa.String(24))
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(sa.Text)  # space-separated
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    last_used_at: Mapped[dt.datetime | None]
+    last_used_ip: Mapped[str | None] = mapped_column(sa.String(45))
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class EmailToken(Model):
+    """A single-use, expiring link sent by e-mail: address verification or password reset."""
+
+    __tablename__ = "auth_email_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(sa.String(16))  # "verify" | "reset"
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class LoginThrottle(Model):
+    """Failed sign-ins per account and per address, in a fixed window, shared by all workers."""
+
+    __tablename__ = "auth_login_throttle"
+
+    key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    window_start: Mapped[dt.datetime]
+    failures: Mapped[int] = mapped_column(default=0)
+
+
+class OAuthClient(Timestamped, Versioned, Model):
+    """An app registered by a user: confidential (has a secret) or public (PKCE only)."""
+
+    __tablename__ = "auth_oauth_clients"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("app"))
+    client_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    secret_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    #: the previous secret stays valid until then, so a rotation needs no downtime.
+    previous_secret_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    previous_secret_expires_at: Mapped[dt.datetime | None]
+    owner_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(100))
+    client_type: Mapped[str] = mapped_column(sa.String(16))  # confidential | public
+    redirect_uris: Mapped[list[str]] = mapped_column(sa.JSON)
+    scopes: Mapped[str] = mapped_column(sa.Text)  # the most the app may ask for
+    grant_types: Mapped[list[str]] = mapped_column(sa.JSON)
+
+
+class AuthorizationCode(Model):
+    __tablename__ = "auth_authorization_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("auth_users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(sa.Text)
+    scope: Mapped[str] = mapped_column(sa.Text)
+    code_challenge: Mapped[str] = mapped_column(sa.String(128))
+    code_challenge_method: Mapped[str] = mapped_column(sa.String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    #: the token family issued for this code: revoked if the code is used twice.
+    family_id: Mapped[str | None] = mapped_column(sa.String(40))
+
+
+class OAuthToken(Model):
+    """An access token and (for user grants) its refresh token; one row per rotation."""
+
+    __tablename__ = "auth_oauth_tokens"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("tok"))
+    client_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    user_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(sa.Text)
+    access_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    refresh_digest: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    #: every token descended from one authorization shares a family: reuse kills it whole.
+    family_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    access_expires_at: Mapped[dt.datetime]
+    refresh_expires_at: Mapped[dt.datetime | None]
+    #: set when the refresh token was exchanged for a new pair.
+    rotated_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]

@@ -1,0 +1,76 @@
+"""Hook implementations of the builtin ``auth`` plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mars_server import __version__, hookimpl
+from mars_server.hookspecs import Permission, Scope
+from mars_server.plugins import PluginInfo
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import click
+    import marshmallow as ma
+    from flask import Request
+    from flask_smorest import Blueprint
+
+    from mars_server.http import Actor
+
+MARS_PLUGIN = PluginInfo(
+    name="auth",
+    version=__version__,
+    requires=f"=={__version__}",
+    description="Accounts, tokens, roles and the OAuth 2 server",
+    required=True,
+)
+
+
+@hookimpl
+def mars_api_blueprints() -> Sequence[Blueprint]:
+    from mars_server.auth.views import accounts_blp, me_blp, users_blp
+
+    return [accounts_blp, me_blp, users_blp]
+
+
+@hookimpl
+def mars_migrations_location() -> str:
+    return str(Path(__file__).parent / "migrations" / "versions")
+
+
+@hookimpl
+def mars_cli_commands() -> Sequence[click.Command]:
+    from mars_server.auth.cli import tokens_group, users
+
+    return [users, tokens_group]
+
+
+@hookimpl
+def mars_settings_schema() -> type[ma.Schema]:
+    from mars_server.auth.schemas import AuthSettingsSchema
+
+    return AuthSettingsSchema
+
+
+@hookimpl
+def mars_actor_from_request(request: Request) -> Actor | None:
+    from mars_server.auth.tokens import actor_from_request
+
+    return actor_from_request(request)
+
+
+@hookimpl
+def mars_scopes() -> Sequence[Scope]:
+    return [
+        Scope("account:read", "See your account and your tokens."),
+        Scope("account:write", "Change your account, password and tokens."),
+        Scope("users:read", "See every account (admins only)."),
+        Scope("users:write", "Change accounts and roles (admins only)."),
+    ]
+
+
+@hookimpl
+def mars_permissions() -> Sequence[Permission]:
+    return [Permission("users:manage", "See and change every account and its roles.")]

@@ -1,0 +1,167 @@
+"""Request and response schemas of the accounts, tokens and users API."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from mars_server.auth.models import ROLES, USER_STATUSES
+from mars_server.auth.passwords import MAX_LENGTH
+from mars_server.http import PageArgsSchema, page_schema
+
+Password = ma.fields.String  # length and strength are checked by the service, with reasons
+
+
+class MeSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = ma.fields.String(dump_only=True)
+    email = ma.fields.Email(dump_only=True)
+    display_name = ma.fields.String(validate=ma.validate.Length(max=100))
+    status = ma.fields.String(dump_only=True)
+    roles = ma.fields.Method(
+        "_roles", dump_only=True, metadata={"type": "array", "items": {"type": "string"}}
+    )
+    must_change_password = ma.fields.Boolean(dump_only=True)
+    created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+    last_login_at = ma.fields.AwareDateTime(dump_only=True, format="iso", allow_none=True)
+
+    def _roles(self, user: object) -> list[str]:
+        return sorted(getattr(user, "role_names", ()))
+
+
+class MeUpdateSchema(ma.Schema):
+    display_name = ma.fields.String(validate=ma.validate.Length(max=100))
+
+
+class UserSchema(MeSchema):
+    """A user, as admins see it."""
+
+
+UserPageSchema = page_schema(UserSchema, "UserPage")
+
+
+class UserQueryArgsSchema(PageArgsSchema):
+    status = ma.fields.String(validate=ma.validate.OneOf(USER_STATUSES))
+
+
+class PasswordChangeSchema(ma.Schema):
+    current_password = Password(
+        required=True, validate=ma.validate.Length(max=MAX_LENGTH * 4), load_only=True
+    )
+    new_password = Password(
+        required=True, validate=ma.validate.Length(max=MAX_LENGTH * 4), load_only=True
+    )
+
+
+class TokenSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = ma.fields.String(dump_only=True)
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    hint = ma.fields.String(
+        dump_only=True,
+        metadata={"description": "The token's first characters, to tell tokens apart."},
+    )
+    scopes = ma.fields.Method(
+        "_scopes",
+        deserialize="_load_scopes",
+        required=True,
+        metadata={"type": "array", "items": {"type": "string"}},
+    )
+    expires_in_days = ma.fields.Integer(
+        load_only=True,
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "Default 90; capped by the server's maximum."},
+    )
+    created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+    expires_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+    last_used_at = ma.fields.AwareDateTime(dump_only=True, format="iso", allow_none=True)
+    last_used_ip = ma.fields.String(dump_only=True, allow_none=True)
+    revoked_at = ma.fields.AwareDateTime(dump_only=True, format="iso", allow_none=True)
+
+    def _scopes(self, token: object) -> list[str]:
+        return str(getattr(token, "scopes", "")).split()
+
+    def _load_scopes(self, value: object) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ma.ValidationError("Send a list of scope names.")
+        if not value:
+            raise ma.ValidationError("Name at least one scope.")
+        return value
+
+
+class NewTokenSchema(TokenSchema):
+    """The token as created: the only time its secret is shown."""
+
+    token = ma.fields.String(
+        dump_only=True,
+        metadata={"description": "The token itself. It is shown this once and never again."},
+    )
+
+
+class TokenListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(TokenSchema), required=True)
+
+
+class RoleSchema(ma.Schema):
+    role = ma.fields.String(required=True, validate=ma.validate.OneOf(ROLES))
+
+
+class AuthSettingsSchema(ma.Schema):
+    pat_default_days = ma.fields.Integer(load_default=90, validate=ma.validate.Range(min=1))
+    pat_max_days = ma.fields.Integer(load_default=365, validate=ma.validate.Range(min=1))
+    access_token_minutes = ma.fields.Integer(
+        load_default=15, validate=ma.validate.Range(min=1, max=1440)
+    )
+    refresh_token_days = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=1))
+    authorization_code_seconds = ma.fields.Integer(
+        load_default=60, validate=ma.validate.Range(min=10, max=600)
+    )
+    verify_link_hours = ma.fields.Integer(load_default=48, validate=ma.validate.Range(min=1))
+    reset_link_minutes = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=5))
+    login_window_minutes = ma.fields.Integer(load_default=15, validate=ma.validate.Range(min=1))
+    login_failures_per_account = ma.fields.Integer(
+        load_default=5, validate=ma.validate.Range(min=1)
+    )
+    login_failures_per_address = ma.fields.Integer(
+        load_default=20, validate=ma.validate.Range(min=1)
+    )
+    public_url = ma.fields.Url(
+        load_default=None,
+        allow_none=True,
+        require_tld=False,
+        metadata={"description": "Where links in e-mails point."},
+    )
+
+    @ma.validates_schema
+    def _days(self, data: dict[str, int], **kwargs: object) -> None:
+        if data["pat_default_days"] > data["pat_max_days"]:
+            raise ma.ValidationError("must not exceed pat_max_days", "pat_default_days")
+
+
+class RegistrationSchema(ma.Schema):
+    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=320))
+    password = Password(
+        required=True, load_only=True, validate=ma.validate.Length(max=MAX_LENGTH * 4)
+    )
+    display_name = ma.fields.String(load_default="", validate=ma.validate.Length(max=100))
+
+
+class LinkTokenSchema(ma.Schema):
+    token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+
+
+class PasswordResetRequestSchema(ma.Schema):
+    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=320))
+
+
+class PasswordResetSchema(LinkTokenSchema):
+    password = Password(
+        required=True, load_only=True, validate=ma.validate.Length(max=MAX_LENGTH * 4)
+    )
+
+
+class AcceptedSchema(ma.Schema):
+    detail = ma.fields.String(required=True)

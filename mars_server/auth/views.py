@@ -1,0 +1,218 @@
+"""The accounts API: ``/api/v1/me``, ``/api/v1/me/tokens`` and the admins' ``/api/v1/users``."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from flask.views import MethodView
+
+from mars_server.auth import accounts, emails, tokens
+from mars_server.auth.schemas import (
+    AcceptedSchema,
+    LinkTokenSchema,
+    MeSchema,
+    MeUpdateSchema,
+    NewTokenSchema,
+    PasswordChangeSchema,
+    PasswordResetRequestSchema,
+    PasswordResetSchema,
+    RegistrationSchema,
+    RoleSchema,
+    TokenListSchema,
+    UserPageSchema,
+    UserQueryArgsSchema,
+    UserSchema,
+)
+from mars_server.db import db
+from mars_server.http import Blueprint, current_actor, require_if_match, send_etag
+
+if TYPE_CHECKING:
+    from mars_server.auth.models import User
+
+me_blp = Blueprint(
+    "me", __name__, url_prefix="/me", description="Your own account and personal access tokens."
+)
+users_blp = Blueprint("users", __name__, url_prefix="/users", description="Accounts, for admins.")
+
+
+def me() -> User:
+    actor = current_actor()
+    assert actor is not None and actor.user_id is not None
+    return accounts.get_user(actor.user_id)
+
+
+@me_blp.route("")
+class Me(MethodView):
+    @me_blp.requires("account:read")
+    @me_blp.doc(operationId="get_me")
+    @me_blp.response(200, MeSchema)
+    def get(self) -> User:
+        """Show your account"""
+        return send_etag(me())
+
+    @me_blp.requires("account:write")
+    @me_blp.doc(operationId="update_me")
+    @me_blp.arguments(MeUpdateSchema)
+    @me_blp.response(200, MeSchema)
+    def patch(self, changes: dict[str, Any]) -> User:
+        """Change your display name (send If-Match)"""
+        user = me()
+        require_if_match(user)
+        for name, value in changes.items():
+            setattr(user, name, value)
+        db.session.commit()
+        return send_etag(user)
+
+
+@me_blp.route("/password")
+class MyPassword(MethodView):
+    @me_blp.requires("account:write")
+    @me_blp.doc(operationId="change_my_password")
+    @me_blp.arguments(PasswordChangeSchema)
+    @me_blp.response(204)
+    def post(self, data: dict[str, str]) -> None:
+        """Change your password; every token you hold is revoked"""
+        accounts.change_password(me(), data["current_password"], data["new_password"])
+        db.session.commit()
+
+
+@me_blp.route("/tokens")
+class MyTokens(MethodView):
+    @me_blp.requires("account:read")
+    @me_blp.doc(operationId="list_my_tokens")
+    @me_blp.response(200, TokenListSchema)
+    def get(self) -> dict[str, Any]:
+        """List your personal access tokens"""
+        return {"items": tokens.list_personal_access_tokens(me())}
+
+    @me_blp.requires("account:write")
+    @me_blp.doc(operationId="create_my_token")
+    @me_blp.arguments(NewTokenSchema)
+    @me_blp.response(201, NewTokenSchema)
+    def post(self, data: dict[str, Any]) -> SimpleNamespace:
+        """Create a personal access token (shown once)"""
+        row, secret = tokens.create_personal_access_token(
+            me(),
+            name=data["name"],
+            scopes=data["scopes"],
+            expires_in_days=data.get("expires_in_days"),
+        )
+        db.session.commit()
+        # The secret travels beside the row, never on it: it is not stored anywhere.
+        columns = {column.key: getattr(row, column.key) for column in row.__table__.columns}
+        return SimpleNamespace(**columns, token=secret)
+
+
+@me_blp.route("/tokens/<string:token_id>")
+class MyTokenById(MethodView):
+    @me_blp.requires("account:write")
+    @me_blp.doc(operationId="revoke_my_token", **{"x-mars-if-match": False})
+    @me_blp.response(204)
+    def delete(self, token_id: str) -> None:
+        """Revoke one of your personal access tokens"""
+        tokens.revoke_personal_access_token(tokens.get_personal_access_token(me(), token_id))
+        db.session.commit()
+
+
+@users_blp.route("")
+class Users(MethodView):
+    @users_blp.requires("users:read", permission="users:manage")
+    @users_blp.doc(operationId="list_users")
+    @users_blp.arguments(UserQueryArgsSchema, location="query", as_kwargs=False)
+    @users_blp.response(200, UserPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List accounts (admins)"""
+        return accounts.list_users(args)
+
+
+@users_blp.route("/<string:user_id>")
+class UserById(MethodView):
+    @users_blp.requires("users:read", permission="users:manage")
+    @users_blp.doc(operationId="get_user")
+    @users_blp.response(200, UserSchema)
+    def get(self, user_id: str) -> User:
+        """Show an account (admins)"""
+        return send_etag(accounts.get_user(user_id))
+
+
+@users_blp.route("/<string:user_id>/roles")
+class UserRoles(MethodView):
+    @users_blp.requires("users:write", permission="users:manage")
+    @users_blp.doc(operationId="grant_user_role")
+    @users_blp.arguments(RoleSchema)
+    @users_blp.response(200, UserSchema)
+    def post(self, data: dict[str, str], user_id: str) -> User:
+        """Grant a role (admins)"""
+        user = accounts.get_user(user_id)
+        accounts.grant_role(user, data["role"])
+        db.session.commit()
+        return user
+
+
+@users_blp.route("/<string:user_id>/roles/<string:role>")
+class UserRoleByName(MethodView):
+    @users_blp.requires("users:write", permission="users:manage")
+    @users_blp.doc(operationId="revoke_user_role", **{"x-mars-if-match": False})
+    @users_blp.response(200, UserSchema)
+    def delete(self, user_id: str, role: str) -> User:
+        """Revoke a role (admins)"""
+        user = accounts.get_user(user_id)
+        accounts.revoke_role(user, role)
+        db.session.commit()
+        return user
+
+
+accounts_blp = Blueprint(
+    "accounts",
+    __name__,
+    url_prefix="/accounts",
+    description="Registration, e-mail verification and password reset.",
+)
+_CHECK_INBOX = {"detail": "If the address can receive it, an e-mail is on its way."}
+
+
+@accounts_blp.route("")
+class Registration(MethodView):
+    @accounts_blp.doc(operationId="register")
+    @accounts_blp.arguments(RegistrationSchema)
+    @accounts_blp.response(202, AcceptedSchema)
+    def post(self, data: dict[str, str]) -> dict[str, str]:
+        """Register: a verification link is e-mailed"""
+        emails.register(data["email"], data["password"], data["display_name"])
+        db.session.commit()
+        return _CHECK_INBOX
+
+
+@accounts_blp.route("/verify")
+class Verification(MethodView):
+    @accounts_blp.doc(operationId="verify_email")
+    @accounts_blp.arguments(LinkTokenSchema)
+    @accounts_blp.response(204)
+    def post(self, data: dict[str, str]) -> None:
+        """Verify your e-mail address with the link's token"""
+        emails.verify_email(data["token"])
+        db.session.commit()
+
+
+@accounts_blp.route("/password-reset")
+class PasswordResetRequest(MethodView):
+    @accounts_blp.doc(operationId="request_password_reset")
+    @accounts_blp.arguments(PasswordResetRequestSchema)
+    @accounts_blp.response(202, AcceptedSchema)
+    def post(self, data: dict[str, str]) -> dict[str, str]:
+        """Ask for a password-reset link by e-mail"""
+        emails.request_password_reset(data["email"])
+        db.session.commit()
+        return _CHECK_INBOX
+
+
+@accounts_blp.route("/password-reset/confirm")
+class PasswordReset(MethodView):
+    @accounts_blp.doc(operationId="reset_password")
+    @accounts_blp.arguments(PasswordResetSchema)
+    @accounts_blp.response(204)
+    def post(self, data: dict[str, str]) -> None:
+        """Set a new password with the link's token; every token you hold is revoked"""
+        emails.reset_password(data["token"], data["password"])
+        db.session.commit()

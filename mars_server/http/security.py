@@ -1,0 +1,137 @@
+"""Who is calling, and may they: the core's half of authentication and authorization.
+
+The core never imports the plugin that issues credentials. It asks the
+``mars_actor_from_request`` hook who sent a request (the builtin ``auth`` plugin answers for
+personal access tokens and OAuth access tokens; an SSO plugin could answer too), then checks
+the operation's scopes and permission. Object-level rules stay in the services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from flask import current_app, g, request
+
+from mars_server.http.problems import PROBLEM_TYPE_PREFIX, MarsError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+REALM = "mars"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The caller of a request, as the credentials describe it.
+
+    :param kind: ``user`` (a person, through a token of theirs) or ``client`` (an OAuth app
+        acting for itself, through client credentials).
+    :param id: the user's id, or the client's id for ``client`` actors.
+    :param scopes: what the credentials allow.
+    :param permissions: what the user's roles allow (empty for clients).
+    :param credential_id: the token's id, for logs and audit; never the token itself.
+    """
+
+    kind: Literal["user", "client"]
+    id: str
+    scopes: frozenset[str]
+    permissions: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    credential_id: str | None = None
+    client_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def user_id(self) -> str | None:
+        return self.id if self.kind == "user" else None
+
+
+def _bearer(error: str | None = None, description: str | None = None, scope: str = "") -> str:
+    parts = [f'realm="{REALM}"']
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append(f'error_description="{description}"')
+    if scope:
+        parts.append(f'scope="{scope}"')
+    return "Bearer " + ", ".join(parts)
+
+
+class AuthenticationRequired(MarsError):
+    status = 401
+    type_ = PROBLEM_TYPE_PREFIX + "authentication-required"
+    title = "Sign in to do this."
+
+    def __init__(self, detail: str = "Send a token: Authorization: Bearer <token>.") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": _bearer()})
+
+
+class AuthenticationFailed(MarsError):
+    """Credentials were sent but are wrong, expired or revoked (RFC 6750 ``invalid_token``)."""
+
+    status = 401
+    type_ = PROBLEM_TYPE_PREFIX + "invalid-token"
+    title = "The credentials are not valid."
+
+    def __init__(self, detail: str = "The token is unknown, expired or revoked.") -> None:
+        super().__init__(
+            detail, headers={"WWW-Authenticate": _bearer("invalid_token", "The token is not valid")}
+        )
+
+
+class InsufficientScope(MarsError):
+    status = 403
+    type_ = PROBLEM_TYPE_PREFIX + "insufficient-scope"
+    title = "The token does not allow this."
+
+    def __init__(self, scopes: Iterable[str]) -> None:
+        needed = " ".join(sorted(scopes))
+        super().__init__(
+            f"This needs a token with the scope(s): {needed}.",
+            headers={"WWW-Authenticate": _bearer("insufficient_scope", scope=needed)},
+            scope=needed,
+        )
+
+
+class Forbidden(MarsError):
+    status = 403
+    type_ = PROBLEM_TYPE_PREFIX + "forbidden"
+    title = "You may not do this."
+
+
+ADMIN_ROLE = "admin"
+
+
+def role_permissions(roles: Iterable[str]) -> frozenset[str]:
+    """The permissions that ``roles`` hold, from what the plugins declared."""
+    roles = frozenset(roles)
+    declared = current_app.extensions["mars"].permissions
+    return frozenset(p.name for p in declared if ADMIN_ROLE in roles or roles & set(p.roles))
+
+
+_UNRESOLVED = object()
+
+
+def current_actor() -> Actor | None:
+    """The request's actor, asked of the plugins once per request; ``None`` if anonymous."""
+    actor = g.get("mars_actor", _UNRESOLVED)
+    if actor is _UNRESOLVED:
+        actor = current_app.extensions["mars"].plugins.actor_from_request(request)
+        if actor is None and request.headers.get("Authorization"):
+            raise AuthenticationFailed()
+        g.mars_actor = actor
+    return actor
+
+
+def authorize(scopes: Iterable[str] = (), permission: str | None = None) -> Actor:
+    """Demand an actor holding every scope in ``scopes`` and ``permission``; return it."""
+    actor = current_actor()
+    if actor is None:
+        raise AuthenticationRequired()
+    needed = frozenset(scopes)
+    if not needed <= actor.scopes:
+        raise InsufficientScope(needed)
+    if permission is not None and permission not in actor.permissions:
+        raise Forbidden(f"This needs the {permission!r} permission.")
+    return actor

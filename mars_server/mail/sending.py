@@ -1,0 +1,73 @@
+"""``send_mail``: render a template, address it, hand it to the configured backend.
+
+A plain function of its arguments and the current app's settings, so that a background job
+can call it later exactly as a request does today.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import format_datetime, make_msgid
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+
+from mars_server.mail.backends import MailDeliveryError, SmtpServer, send_smtp, write_eml
+from mars_server.mail.rendering import render_mail
+
+if TYPE_CHECKING:
+    from email.headerregistry import Address
+
+    from mars_server.mail.rendering import RenderedMail
+
+log = logging.getLogger(__name__)
+
+# Non-ASCII bodies go as quoted-printable or base64, never raw 8-bit: not every relay on the
+# way announces 8BITMIME, and a mangled link is a broken link.
+POLICY = default_policy.clone(cte_type="7bit")
+
+
+def build_message(to: str, rendered: RenderedMail, sender: str) -> EmailMessage:
+    """Address ``rendered`` from ``sender`` to ``to``: text, plus HTML as an alternative.
+
+    Raises :class:`ValueError` unless ``to`` is exactly one address.
+    """
+    message = EmailMessage(policy=POLICY)
+    message["From"] = sender
+    message["To"] = to
+    recipients: tuple[Address, ...] = message["To"].addresses
+    if len(recipients) != 1 or not recipients[0].domain:
+        raise ValueError(f"send_mail takes one recipient address, not {to!r}")
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    # The sender's domain, not make_msgid's default: that asks DNS for this host's name.
+    message["Message-ID"] = make_msgid(domain=message["From"].addresses[0].domain)
+    message.set_content(rendered.text)
+    if rendered.html is not None:
+        message.add_alternative(rendered.html, subtype="html")
+    return message
+
+
+def send_mail(to: str, template: str, /, **context: Any) -> None:
+    """Render mail ``template`` with ``context`` and deliver it to ``to``.
+
+    Delivery follows ``MARS_MAIL_BACKEND``: ``smtp`` hands the message to ``MARS_SMTP_HOST``,
+    ``files`` writes it to ``<instance>/mail/``. Raises the template's errors (a missing
+    template or variable) and :class:`MailDeliveryError` when the backend fails.
+    """
+    settings = current_app.config["MARS"]
+    message = build_message(to, render_mail(template, **context), settings["MAIL_FROM"])
+    backend = settings["MAIL_BACKEND"]
+    try:
+        if backend == "smtp":
+            send_smtp(message, SmtpServer.from_settings(settings))
+            log.info("mail %s (%s) sent through %s", message["Message-ID"], template, backend)
+        else:
+            path = write_eml(message, settings["INSTANCE_PATH"])
+            log.info("mail %s (%s) written to %s", message["Message-ID"], template, path)
+    except MailDeliveryError as exc:
+        log.warning("mail %s (%s) not delivered: %s", message["Message-ID"], template, exc)
+        raise
