@@ -11,7 +11,9 @@ is the median over rounds of the difference between two neighbouring steps.
 Usage::
 
     /work/venv/bin/python benchmarks/profile_projects_list.py [--rows 100000]
-        [--rounds 7] [--batch 400] [--cprofile 40]
+        [--rounds 7] [--batch 400] [--cprofile 40] [--before]
+
+``--before`` profiles MARS with its response fast paths taken out (``mars_before.py``).
 """
 
 from __future__ import annotations
@@ -107,41 +109,56 @@ class Layer:
     restore: Callable[[], object]
 
 
-def dump_layer() -> Layer:
-    from mars_projects.schemas import ProjectPageSchema
+def response_schema(app: Flask, endpoint: str, method: str) -> Any:
+    """The schema instance flask-smorest's ``response`` wrapper of a view dumps with."""
+    import marshmallow as ma
 
-    assert "dump" not in vars(ProjectPageSchema)
+    view = app.view_functions[endpoint].view_class  # type: ignore[attr-defined]
+    func = getattr(view, method)
+    while func is not None:
+        if getattr(func, "__name__", "") == "wrapper" and "flask_smorest/response" in (
+            func.__code__.co_filename
+        ):
+            for cell in func.__closure__ or ():
+                if isinstance(cell.cell_contents, ma.Schema):
+                    return cell.cell_contents
+        func = getattr(func, "__wrapped__", None)
+    raise LookupError(f"no response schema on {endpoint} {method}")
+
+
+def dump_layer(app: Flask) -> Layer:
+    """The response schema's dump (compiled, or marshmallow's with ``--before``)."""
+    schema = response_schema(app, "projects.Projects", "get")
+    in_use = vars(schema).get("dump")
+
+    def by_hand(page: Any, *, many: bool | None = None) -> dict[str, Any]:
+        return hand_page_dump(schema, page)
 
     def restore() -> None:
-        if "dump" in vars(ProjectPageSchema):
-            delattr(ProjectPageSchema, "dump")
+        if in_use is None:
+            vars(schema).pop("dump", None)
+        else:
+            schema.dump = in_use
 
     return Layer(
-        "- marshmallow page dump (dict by hand)",
-        lambda: setattr(ProjectPageSchema, "dump", hand_page_dump),
-        restore,
+        "- response schema dump (dicts by hand)", lambda: setattr(schema, "dump", by_hand), restore
     )
 
 
-def args_schema_layer() -> Layer:
-    """webargs builds a new Schema per request when given a class; keep one per class."""
+def args_layer() -> Layer:
+    """webargs parsing the query string with the view's schema, replaced by int()."""
+    from flask import request
     from flask_smorest.arguments import ArgumentsMixin
 
     parser = ArgumentsMixin.ARGUMENTS_PARSER
-    original = parser._get_schema
-    cache: dict[type, Any] = {}
 
-    def get_schema(argmap: Any, req: Any) -> Any:
-        if isinstance(argmap, type):
-            if argmap not in cache:
-                cache[argmap] = argmap()
-            return cache[argmap]
-        return original(argmap, req)
+    def parse(argmap: Any, req: Any = None, **kwargs: Any) -> dict[str, Any]:
+        return {"limit": int(request.args["limit"])}
 
     return Layer(
-        "- new args Schema per request (cached)",
-        lambda: setattr(parser, "_get_schema", get_schema),
-        lambda: vars(parser).pop("_get_schema", None),
+        "- webargs query parsing (int() by hand)",
+        lambda: setattr(parser, "parse", parse),
+        lambda: vars(parser).pop("parse", None),
     )
 
 
@@ -197,29 +214,52 @@ def micro_us(fn: Callable[[], object], number: int = 5000) -> float:
 def print_micro(app: Flask) -> None:
     """The small per-request costs, each alone (ablation steps cannot resolve them)."""
     from flask import Response
+    from flask.json.provider import DefaultJSONProvider
+    from flask_smorest.arguments import ArgumentsMixin
 
     from mars_projects import services
     from mars_projects.schemas import ProjectPageSchema, ProjectQueryArgsSchema
     from mars_server.db import db
     from mars_server.http import idempotency, pagination, requests
+    from mars_server.http.serialize import MarsJSONProvider, compile_dump
 
     with app.test_request_context(URL):
         page = services.list_projects({"limit": 50})
         schema = ProjectPageSchema()
+        compiled = compile_dump(schema)
+        assert compiled is not None
+        dumped = schema.dump(page)
+        flask_json, orjson_json = DefaultJSONProvider(app), MarsJSONProvider(app)
+        flask_json.sort_keys = orjson_json.sort_keys = False
+        args_schema = ProjectQueryArgsSchema()
+        parser = ArgumentsMixin.ARGUMENTS_PARSER
         response = Response("{}")
         finish = app.after_request_funcs[None][0]
         costs = [
-            ("ProjectPageSchema().dump(page of 50)", lambda: schema.dump(page)),
+            ("marshmallow dump of the page of 50", lambda: schema.dump(page)),
+            ("compiled dump of the page (serialize.py)", lambda: compiled(page)),
             ("same page as dicts by hand", lambda: hand_page_dump(None, page)),
-            ("ProjectQueryArgsSchema() (webargs, per request)", ProjectQueryArgsSchema),
-            ("hook start_request (uuid4 request id)", requests.start_request),
+            ("Flask's json provider: response of the page", lambda: flask_json.response(dumped)),
+            ("orjson provider (serialize.py): the same", lambda: orjson_json.response(dumped)),
+            ("ProjectQueryArgsSchema() (once per request before)", ProjectQueryArgsSchema),
+            (
+                "webargs parse of ?limit=50 (schema instance)",
+                lambda: parser.parse(args_schema, location="query"),
+            ),
+            ("hook start_request (uuid4 request id, NUL checks)", requests.start_request),
             ("hook claim_key (a GET: returns at once)", idempotency.claim_key),
             ("hook _finish_response (etag, link, id, log)", lambda: finish(response)),
             ("pagination._scope (json + sha256)", lambda: pagination._scope({})),
+            ("pagination._serializer() (built twice a page)", pagination._serializer),
+            (
+                "signing a cursor (_serializer().dumps)",
+                lambda: pagination._serializer().dumps(["a", "b"]),
+            ),
         ]
-        print(f"\n{'one call of':<50}{'us':>8}")
+        print(f"\n{'one call of':<52}{'us':>8}")
         for name, fn in costs:
-            print(f"{name:<50}{micro_us(fn, 500 if 'page' in name else 5000):>8.1f}")
+            number = 500 if "page" in name else 5000
+            print(f"{name:<52}{micro_us(fn, number):>8.1f}")
         db.session.remove()
 
 
@@ -235,16 +275,30 @@ def main() -> int:
         metavar="N",
         help="also print cProfile's top N functions for MARS as it is",
     )
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="profile MARS without its response fast paths (see mars_before.py)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     import bench_projects_list as bench
+    import mars_before
     import raw_app
+
+    if args.before:
+        mars_before.undo_fast_paths()
 
     workdir = Path(tempfile.mkdtemp(prefix="mars-profile-"))
     try:
         secret_key = secrets.token_urlsafe(36)
         database = bench.Database(f"sqlite:///{workdir / 'profile.db'}")
         app = bench.build_database(database, args.rows, secret_key, workdir / "instance")
+        if args.before:
+            from flask.json.provider import DefaultJSONProvider
+
+            app.json = DefaultJSONProvider(app)
+            app.json.sort_keys = False  # type: ignore[attr-defined]
         raw = raw_app.create_app(database.url, secret_key).test_client()
         mars = app.test_client()
         expected = mars.get(URL).get_json()
@@ -261,7 +315,7 @@ def main() -> int:
             pstats.Stats(profile).sort_stats("cumulative").print_stats(args.cprofile)
 
         print_micro(app)
-        layers = [dump_layer(), args_schema_layer(), hooks_layer(app), *paginate_layers()]
+        layers = [dump_layer(app), args_layer(), hooks_layer(app), *paginate_layers()]
         names = ["raw Flask + SQLAlchemy Core", "MARS as it is", *(x.name for x in layers)]
         times: list[list[float]] = [[] for _ in names]
         for round_ in range(args.rounds):
@@ -278,9 +332,10 @@ def main() -> int:
             layer.restore()
 
         raw_ms = statistics.median(times[0])
+        which = "MARS without its fast paths (--before)" if args.before else "MARS"
         print(
-            f"\n{args.rows:,} projects, SQLite, in process (test client); {args.rounds} "
-            f"round-robin rounds of {args.batch} requests per step"
+            f"\n{which}; {args.rows:,} projects, SQLite, in process (test client); "
+            f"{args.rounds} round-robin rounds of {args.batch} requests per step"
         )
         print(f"{'step':<46}{'ms/req':>8}{'saved':>8}{'raw/this':>10}")
         for step, name in enumerate(names):
@@ -293,7 +348,7 @@ def main() -> int:
         rest = statistics.median(
             last - base for last, base in zip(times[-1], times[0], strict=True)
         )
-        print(f"{'(rest: flask-smorest/webargs wrappers, paginate)':<46}{rest:>8.3f} ms above raw")
+        print(f"{'(rest: flask-smorest wrappers, paginate)':<46}{rest:>8.3f} ms above raw")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

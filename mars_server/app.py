@@ -19,7 +19,7 @@ from mars_server import __version__, config
 from mars_server.db import db
 from mars_server.extensions import cors, migrate
 from mars_server.http import conditional, idempotency, pagination, problems, requests, spec
-from mars_server.http.serialize import MarsJSONProvider
+from mars_server.http.serialize import json_provider
 from mars_server.ops import health
 from mars_server.ops import migrations as _migrations  # noqa: F401  (Alembic's version folders)
 from mars_server.ops.logging import configure_logging
@@ -160,6 +160,8 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(
         ENV_NAME=settings["ENV"],
         TESTING=settings["ENV"] == "testing",
+        # Tests see what clients see: failures become problems, never raised exceptions.
+        PROPAGATE_EXCEPTIONS=False,
         SECRET_KEY=settings["SECRET_KEY"],
         MAX_CONTENT_LENGTH=settings["MAX_CONTENT_LENGTH"],
         SQLALCHEMY_DATABASE_URI=settings["DATABASE_URL"],
@@ -169,7 +171,7 @@ def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
         **spec.smorest_config(__version__),
     )
     app.config.update(raw.passthrough)
-    app.json = MarsJSONProvider(app)  # response bodies encoded by orjson (serialize.py)
+    app.json = json_provider(app)  # response bodies encoded by orjson (serialize.py)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # fields in schema order
     if settings["PROXY_FIX_HOPS"]:
         hops = settings["PROXY_FIX_HOPS"]

@@ -198,7 +198,12 @@ def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
     except ma.ValidationError as exc:
         for key, messages in sorted(exc.normalized_messages().items()):
             raw.problems.append(f"MARS_{key}: {' '.join(map(str, messages))}")
-        return {}
+        # Go on with the defaults in place of the bad values, to report every other problem.
+        good = {key: value for key, value in raw.core.items() if key not in exc.messages}
+        try:
+            settings = CoreSettingsSchema().load(good)
+        except ma.ValidationError:
+            return {}
 
     settings["INSTANCE_PATH"] = settings["INSTANCE_PATH"] or instance_path
     url = settings["DATABASE_URL"] or f"sqlite:///{Path(settings['INSTANCE_PATH'], 'mars.db')}"
@@ -225,13 +230,18 @@ def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
             "because MARS answers CORS requests with credentials"
         )
     for origin in settings["CORS_ORIGINS"]:
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+        except ValueError:
+            parts = urlsplit("invalid:")
+        # flask-cors reads regex characters as a pattern: "https://.*" would let any site in.
         if origin != "*" and (
             parts.scheme not in ("http", "https")
             or not parts.netloc
             or parts.path
             or parts.query
             or parts.fragment
+            or any(char in origin for char in "*\\?[](){}^$|+")
         ):
             raw.problems.append(
                 f"MARS_CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], no path)"

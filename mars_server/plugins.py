@@ -62,6 +62,7 @@ class LoadedPlugin:
     info: PluginInfo
     source: str  # "builtin" or the distribution name
     state: str  # "enabled" or "disabled"
+    module: Any = None  # kept for a disabled plugin: its migrations still count
 
 
 def _import_builtin(path: str) -> Callable[[], Any]:
@@ -107,23 +108,31 @@ def build_plugin_manager(disabled: Iterable[str] = ()) -> MarsPlugins:
     for name, source, load in _candidates():
         try:
             module = load()
+            info = _check_info(name, module)
         except Exception as exc:
+            if name in disabled and source != "builtin":
+                # Disabling a plugin is how an operator gets past a broken one.
+                log.warning("disabled plugin %r cannot load: %s", name, exc)
+                loaded.append(LoadedPlugin(PluginInfo(name, "unknown", ""), source, "disabled"))
+                seen.add(name)
+                continue
+            if isinstance(exc, PluginError):
+                raise
             raise PluginError(
                 f"plugin {name!r} failed to import: {type(exc).__name__}: {exc}"
             ) from exc
-        info = _check_info(name, module)
         if info.name in seen:
             raise PluginError(f"plugin {info.name!r} is installed twice (again by {source})")
-        seen.add(info.name)
-        if info.name in disabled:
+        seen.update({info.name, name})
+        if info.name in disabled or name in disabled:
             if info.required:
                 raise PluginError(f"plugin {info.name!r} is builtin and cannot be disabled")
-            loaded.append(LoadedPlugin(info, source, "disabled"))
+            loaded.append(LoadedPlugin(info, source, "disabled", module))
             continue
         try:
             pm.register(module, name=info.name)
-        except ValueError as exc:
-            raise PluginError(f"plugin {info.name!r}: {exc}") from exc
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(f"plugin {info.name!r}: {exc}") from None
         loaded.append(LoadedPlugin(info, source, "enabled"))
     unknown_disabled = disabled - seen
     if unknown_disabled:
@@ -153,7 +162,16 @@ class MarsPlugins:
         return [bp for result in self._pm.hook.mars_api_blueprints() for bp in result]
 
     def migrations_locations(self) -> list[str]:
-        return [loc for loc in self._pm.hook.mars_migrations_location() if loc]
+        """Every plugin's revisions, disabled ones' too: their tables may exist already, and
+        Alembic must know every revision the database has seen."""
+        locations = [loc for loc in self._pm.hook.mars_migrations_location() if loc]
+        for plugin in self.loaded:
+            hook = getattr(plugin.module, "mars_migrations_location", None)
+            if plugin.state == "disabled" and callable(hook):
+                location = hook()
+                if location:
+                    locations.append(location)
+        return locations
 
     def cli_commands(self) -> list[click.Command]:
         return [cmd for result in self._pm.hook.mars_cli_commands() for cmd in result]

@@ -171,3 +171,19 @@ def test_plugin_manager_is_built_per_app(make_app):
     import mars_server.plugins as module
 
     assert not [v for v in vars(module).values() if type(v).__name__ == "PluginManager"]
+
+
+def test_disabling_a_broken_plugin_lets_mars_start(install_plugins, make_app):
+    install_plugins(broken="does_not_exist")
+    app = make_app(PLUGINS_DISABLED=["broken"])
+    rows = {
+        r["name"]: r["state"] for r in app.test_client().get("/api/v1/meta/plugins").json["items"]
+    }
+    assert rows["broken"] == "disabled"
+
+
+def test_a_disabled_plugin_keeps_its_migrations_known(make_app):
+    app = make_app(PLUGINS_DISABLED=["projects"])
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200, response.json
+    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0

@@ -136,3 +136,28 @@ def test_nul_characters_are_refused_everywhere(client, db):
     assert_problem(client.get("/api/v1/projects?visibility=pub%00lic"), 422)
     assert_problem(client.get("/api/v1/projects/prj_%00"), 400)
     assert count_projects(db) == 0
+
+
+def test_deeply_nested_json_is_400(client, db):
+    body = "[" * 100_000 + "]" * 100_000
+    response = client.post("/api/v1/projects", data=body, content_type="application/json")
+    assert_problem(response, 400)
+    assert count_projects(db) == 0
+
+
+def test_failure_after_the_view_keeps_its_problem_shape(make_app, sqlite_app):
+    app = make_app()
+
+    @app.after_request
+    def break_late(response):
+        raise sqlite3.OperationalError("database is locked")
+
+    import sqlalchemy.exc
+
+    @app.after_request
+    def break_later(response):
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError("locked"))
+
+    response = app.test_client().get("/api/v1/meta")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"

@@ -75,3 +75,9 @@ def test_cors_ignores_other_origins(client):
 def test_cors_wildcard_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="CORS_ORIGINS"):
         create_app(settings_for_tests("sqlite://", tmp_path, CORS_ORIGINS=["*"]))
+
+
+@pytest.mark.parametrize("origin", ["https://.*", "https://[a-z]+.test", "https://a.test|b"])
+def test_cors_origins_that_look_like_patterns_are_refused(tmp_path, origin):
+    with pytest.raises(ConfigError, match="is not an origin"):
+        create_app(settings_for_tests("sqlite://", tmp_path, CORS_ORIGINS=[origin]))

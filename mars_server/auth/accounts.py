@@ -82,7 +82,7 @@ def list_users(args: dict[str, Any]) -> Page[User]:
     stmt = sa.select(User)
     if args.get("status"):
         stmt = stmt.where(User.status == args["status"])
-    return paginate(stmt, User.id, args)
+    return paginate(stmt, User.id, args, name="users")
 
 
 def revoke_all_tokens(user: User) -> int:

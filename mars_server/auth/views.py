@@ -25,7 +25,7 @@ from mars_server.auth.schemas import (
     UserSchema,
 )
 from mars_server.db import db
-from mars_server.http import Blueprint, current_actor, require_if_match, send_etag
+from mars_server.http import Blueprint, current_actor, require_if_match, send_etag, send_page
 
 if TYPE_CHECKING:
     from mars_server.auth.models import User
@@ -123,7 +123,7 @@ class Users(MethodView):
     @users_blp.response(200, UserPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """List accounts (admins)"""
-        return accounts.list_users(args)
+        return send_page(accounts.list_users(args))
 
 
 @users_blp.route("/<string:user_id>")

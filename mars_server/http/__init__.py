@@ -12,7 +12,7 @@ from flask_smorest import abort
 
 from mars_server.http.blueprint import Blueprint
 from mars_server.http.conditional import etag_of, require_if_match, send_etag
-from mars_server.http.pagination import Page, PageArgsSchema, page_schema, paginate
+from mars_server.http.pagination import Page, PageArgsSchema, page_schema, paginate, send_page
 from mars_server.http.problems import (
     BadRequest,
     Conflict,
@@ -58,4 +58,5 @@ __all__ = [
     "paginate",
     "require_if_match",
     "send_etag",
+    "send_page",
 ]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask_smorest
 import marshmallow as ma
+from webargs.flaskparser import FlaskParser
 
 from mars_server.http.security import authorize
 from mars_server.http.serialize import fast_dump_schema
@@ -24,7 +25,20 @@ F = TypeVar("F", bound="Callable[..., Any]")
 SECURITY_SCHEMES = ("oauth2", "personalAccessToken")
 
 
+class ArgumentsParser(FlaskParser):
+    """webargs' Flask parser, but an unknown query parameter is an error, not ignored:
+    ``?visiblity=public`` must not quietly return the unfiltered list."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": ma.RAISE,
+        "querystring": ma.RAISE,
+    }
+
+
 class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = ArgumentsParser()
+
     def requires(self, *scopes: str, permission: str | None = None) -> Callable[[F], F]:
         """Let only callers whose token has ``scopes`` (and who hold ``permission``) in.
 
@@ -54,7 +68,7 @@ class Blueprint(flask_smorest.Blueprint):
         """
         if isinstance(schema, type) and issubclass(schema, ma.Schema):
             schema = schema()
-        return super().arguments(schema, **kwargs)  # type: ignore[no-any-return]
+        return super().arguments(schema, **kwargs)
 
     def response(self, status_code: Any, schema: Any = None, **kwargs: Any) -> Callable[[F], F]:
         """flask-smorest's ``response``, dumping through a compiled copy of ``schema``.
@@ -67,4 +81,4 @@ class Blueprint(flask_smorest.Blueprint):
             isinstance(schema, type) and issubclass(schema, ma.Schema)
         ):
             schema = fast_dump_schema(schema)
-        return super().response(status_code, schema, **kwargs)  # type: ignore[no-any-return]
+        return super().response(status_code, schema, **kwargs)

@@ -14,8 +14,9 @@ import re
 from typing import cast
 
 import sqlalchemy as sa
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, has_request_context, request
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from mars_server.db import db, utcnow
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX, BadRequest, Conflict, MarsError
@@ -59,10 +60,22 @@ def _replay(row: IdempotencyKey) -> Response:
     return response
 
 
+@sa.event.listens_for(Session, "after_commit")
+def _note_commit(session: Session) -> None:
+    """Remember that this request's changes are durable: its key must then never be freed."""
+    if has_request_context():
+        g.mars_committed = True
+
+
 def claim_key() -> Response | None:
     """before_request: claim the key, or answer with the replay or the problem."""
     key = request.headers.get(HEADER)
-    if key is None or request.method != "POST" or not request.path.startswith(API_PREFIX):
+    if (
+        key is None
+        or request.method != "POST"
+        or not request.path.startswith(API_PREFIX)
+        or request.url_rule is None
+    ):
         return None
     if not _VALID_KEY.match(key):
         raise BadRequest(f"{HEADER} must be 1 to 255 visible ASCII characters.")
@@ -109,14 +122,21 @@ def claim_key() -> Response | None:
 
 
 def store_response(response: Response) -> Response:
-    """after_request: keep the response for replay, or free the key after a 5xx."""
+    """after_request: keep the response for replay, or free the key after a 5xx.
+
+    A 5xx after the request's changes were committed is kept too: freeing the key then
+    would let a retry do the work twice.
+    """
     claim = g.pop("idempotency_claim", None)
     if claim is None:
         return response
+    # The view is done: give its connection back before taking another, so a busy pool
+    # (or SQLite's single writer lock) never waits on itself.
+    db.session.remove()
     table = cast("sa.Table", IdempotencyKey.__table__)
     where = (table.c.owner == claim[0]) & (table.c.key == claim[1])
     with db.engine.begin() as conn:
-        if response.status_code >= 500:
+        if response.status_code >= 500 and not g.get("mars_committed"):
             conn.execute(table.delete().where(where))
         else:
             headers = {

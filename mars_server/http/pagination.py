@@ -69,9 +69,9 @@ def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
 
 
-def _scope(filters: dict[str, Any]) -> str:
-    """What a cursor is bound to: the endpoint and the list's filters."""
-    material = json.dumps([request.endpoint, filters], sort_keys=True, default=str)
+def _scope(name: str, filters: dict[str, Any]) -> str:
+    """What a cursor is bound to: the list's name and its filters."""
+    material = json.dumps([name, filters], sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -79,13 +79,16 @@ def _bad_cursor() -> None:
     abort(400, message="The cursor is not valid for this list; start again without it.")
 
 
-def paginate(stmt: Select[Any], key: InstrumentedAttribute[Any], args: dict[str, Any]) -> Page[Any]:
-    """Run one page of ``stmt`` ordered by the unique ``key``.
+def paginate(
+    stmt: Select[Any], key: InstrumentedAttribute[Any], args: dict[str, Any], *, name: str
+) -> Page[Any]:
+    """Run one page of ``stmt`` ordered by the unique ``key``; no request needed.
 
     :param args: the parsed :class:`PageArgsSchema` arguments plus the list's filters.
+    :param name: names the list, so a cursor from another list is refused.
     """
     filters = {k: v for k, v in args.items() if k not in ("limit", "cursor")}
-    scope = _scope(filters)
+    scope = _scope(name, filters)
     limit = args.get("limit") or current_app.config["MARS"]["PAGE_SIZE_DEFAULT"]
     maximum = current_app.config["MARS"]["PAGE_SIZE_MAX"]
     if limit > maximum:
@@ -103,10 +106,16 @@ def paginate(stmt: Select[Any], key: InstrumentedAttribute[Any], args: dict[str,
     next_cursor = None
     if len(rows) > limit:
         next_cursor = _serializer().dumps([scope, getattr(items[-1], key.key)])
-        query = request.args.to_dict()
-        query["cursor"] = next_cursor
-        g.link_next = f"{request.base_url}?{urlencode(query)}"
     return Page(items, next_cursor)
+
+
+def send_page(page: Page[T]) -> Page[T]:
+    """In a view: send ``Link: rel="next"`` for ``page``, and return it."""
+    if page.next_cursor:
+        query = request.args.to_dict()
+        query["cursor"] = page.next_cursor
+        g.link_next = f"{request.base_url}?{urlencode(query)}"
+    return page
 
 
 def add_link_header(response: Any) -> Any:

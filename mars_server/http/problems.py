@@ -14,7 +14,7 @@ import marshmallow as ma
 from flask import Response, g, json
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -173,6 +173,10 @@ _DETAILS = {
 
 
 def handle_http_exception(error: HTTPException) -> Response:
+    original = getattr(error, "original_exception", None)
+    if isinstance(error, InternalServerError) and original is not None:
+        # Flask wraps what escapes an after_request function; answer it as MARS would.
+        return dispatch_exception(original)
     status = error.code or 500
     data = getattr(error, "data", None) or {}
     headers = dict(data.get("headers") or {})
@@ -252,6 +256,25 @@ def handle_data_error(error: sa_exc.DataError) -> Response:
     return problem_response(400, detail="A value in the request cannot be stored or compared.")
 
 
+def handle_recursion(error: RecursionError) -> Response:
+    return problem_response(400, detail="The request body is nested too deeply.")
+
+
+def handle_pool_timeout(error: sa_exc.TimeoutError) -> Response:
+    log.error("database connection pool exhausted")
+    return problem_response(
+        503, detail="The server is busy; retry shortly.", headers={"Retry-After": "1"}
+    )
+
+
+def dispatch_exception(error: BaseException) -> Response:
+    """The MARS handler for ``error``, as Flask would choose it."""
+    for kind, handler in _HANDLERS:
+        if isinstance(error, kind):
+            return handler(error)  # type: ignore[operator]
+    return handle_unexpected(error)  # type: ignore[arg-type]
+
+
 def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
@@ -261,12 +284,20 @@ def handle_unexpected(error: Exception) -> Response:
     )
 
 
+_HANDLERS: list[tuple[type[BaseException], object]] = [
+    (HTTPException, handle_http_exception),
+    (MarsError, handle_mars_error),
+    (StaleDataError, handle_stale_data),
+    (sa_exc.OperationalError, handle_operational_error),
+    (sa_exc.IntegrityError, handle_integrity_error),
+    (sa_exc.DataError, handle_data_error),
+    (sa_exc.TimeoutError, handle_pool_timeout),
+    (RecursionError, handle_recursion),
+]
+
+
 def register_problem_handlers(app: Flask) -> None:
     """Answer every failure with problem+json; call after flask-smorest's ``init_app``."""
-    app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(MarsError, handle_mars_error)
-    app.register_error_handler(StaleDataError, handle_stale_data)
-    app.register_error_handler(sa_exc.OperationalError, handle_operational_error)
-    app.register_error_handler(sa_exc.IntegrityError, handle_integrity_error)
-    app.register_error_handler(sa_exc.DataError, handle_data_error)
+    for kind, handler in _HANDLERS:
+        app.register_error_handler(kind, handler)  # type: ignore[arg-type]
     app.register_error_handler(Exception, handle_unexpected)

@@ -33,14 +33,19 @@ def _is_json(mimetype: str) -> bool:
     )
 
 
-def _nul_pointers(value: object, pointer: str = "") -> list[str]:
-    if isinstance(value, str):
-        return [pointer or "/"] if "\x00" in value else []
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _nul_pointers(v, f"{pointer}/{k}")]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _nul_pointers(v, f"{pointer}/{i}")]
-    return []
+def _nul_pointers(document: object) -> list[str]:
+    """JSON pointers of the strings holding NUL in ``document`` (iterative: no depth limit)."""
+    found, stack = [], [(document, "")]
+    while stack:
+        value, pointer = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                found.append(pointer or "/")
+        elif isinstance(value, dict):
+            stack.extend((v, f"{pointer}/{k}") for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{pointer}/{i}") for i, v in enumerate(value))
+    return sorted(found)
 
 
 def _reject_nul_characters() -> None:
@@ -62,7 +67,7 @@ def _reject_nul_characters() -> None:
 
 #: what a request keeps on ``g``; cleared at its start, since an outer app context (a test,
 #: a CLI command) can outlive one request and carry ``g`` into the next.
-REQUEST_STATE = ("mars_actor", "link_next", "etag_object", "idempotency_claim")
+REQUEST_STATE = ("mars_actor", "link_next", "etag_object", "idempotency_claim", "mars_committed")
 
 
 def start_request() -> None:

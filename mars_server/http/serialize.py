@@ -37,7 +37,9 @@ except ImportError:  # pragma: no cover - orjson is a dependency; Flask's provid
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flask import Response
+    from flask import Flask
+    from flask.json.provider import JSONProvider
+    from werkzeug.sansio.response import Response
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class _Source:
     def function(self, name: str, filename: str) -> Callable[..., Any]:
         code = compile("\n".join(self.lines), filename, "exec")
         exec(code, self.namespace)  # noqa: S102  (our own code, built from field types)
-        return self.namespace[name]  # type: ignore[no-any-return]
+        return self.namespace[name]
 
 
 def _dumps_like_marshmallow(schema: ma.Schema, *, top: bool) -> bool:
@@ -94,7 +96,7 @@ def _value_expression(
     field: mf.Field, var: str, attr_name: str, source: _Source, depth: int
 ) -> str:
     """An expression equal to ``field._serialize(<var>, attr_name, obj)``."""
-    kind = type(field)
+    kind: Any = type(field)
     impl = kind._serialize
     if impl is mf.Field._serialize:  # Raw, Boolean, ...: the value as it is
         return var
@@ -179,7 +181,7 @@ def _attribute_fast_path(schema: ma.Schema, source: _Source, depth: int) -> list
         where = field.attribute if field.attribute is not None else attr_name
         if not _plain_field(field) or not where.isidentifier() or keyword.iskeyword(where):
             return []
-        key = attr_name
+        key = field.data_key if field.data_key is not None else attr_name
         reads.append(f"            v{number} = obj.{where}")
         value = _value_expression(field, f"v{number}", attr_name, source, depth)
         items.append(f"            {key!r}: {value},")
@@ -286,8 +288,8 @@ class MarsJSONProvider(DefaultJSONProvider):
     """Flask's JSON provider, with response bodies encoded by orjson.
 
     orjson is used only where its bytes are Flask's: compact output (not debug mode), and
-    ASCII output while :attr:`ensure_ascii` is on (a body with other characters is encoded
-    by Flask, which escapes them). Dates and dataclasses still go through :attr:`default`
+    printable ASCII output while :attr:`ensure_ascii` is on (a body with other characters
+    or DEL is encoded by Flask, which escapes them). Dates and dataclasses still go through :attr:`default`
     (Flask's RFC 822 dates, ``dataclasses.asdict``). What orjson refuses (integers beyond
     64 bits, non-string keys, lone surrogates, unknown types) is encoded by Flask, which
     answers or raises as before. Two differences remain, in floats only: orjson writes
@@ -306,6 +308,12 @@ class MarsJSONProvider(DefaultJSONProvider):
             body = orjson.dumps(obj, default=self.default, option=option)
         except TypeError:  # orjson.JSONEncodeError is a TypeError
             return super().response(obj)
-        if self.ensure_ascii and not body.isascii():
-            return super().response(obj)
-        return self._app.response_class(body + b"\n", mimetype=self.mimetype)
+        if self.ensure_ascii and (not body.isascii() or b"\x7f" in body):
+            return super().response(obj)  # json escapes non-ASCII and DEL; orjson does not
+        response_class: Any = self._app.response_class
+        return response_class(body + b"\n", mimetype=self.mimetype)
+
+
+def json_provider(app: Flask) -> JSONProvider:
+    """The JSON provider for ``app``: :class:`MarsJSONProvider`, or Flask's without orjson."""
+    return MarsJSONProvider(app) if orjson is not None else DefaultJSONProvider(app)

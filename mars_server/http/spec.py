@@ -198,7 +198,8 @@ class MarsSpecPlugin(BasePlugin):
 
     @staticmethod
     def _problem_statuses(method: str, path: str, operation: dict[str, Any]) -> list[int]:
-        statuses = [500, 503]
+        # Any request can be malformed (400) or carry an unknown query parameter (422).
+        statuses = [400, 422, 500, 503]
         if operation.get("security"):
             statuses += [401, 403]
         if "{" in path:
@@ -207,8 +208,8 @@ class MarsSpecPlugin(BasePlugin):
             statuses += [400, 413, 415, 422]
         if operation.get("parameters"):
             statuses.append(422)
-        if method == "post":
-            statuses += [409, 422]
+        if method in ("post", "patch"):
+            statuses.append(409)
         if MarsSpecPlugin._conditional(method, operation):
             statuses += [412, 428]
         return sorted(set(statuses))

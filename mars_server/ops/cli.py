@@ -12,6 +12,7 @@ from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command
 
 from mars_server import __version__
 from mars_server.config import ConfigError
+from mars_server.http.spec import SpecError
 from mars_server.plugins import PluginError
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def _load_app() -> Flask:
         return create_app()
     except ConfigError as exc:
         raise click.ClickException("MARS cannot start: " + "; ".join(exc.problems)) from None
-    except PluginError as exc:
+    except (PluginError, SpecError) as exc:
         raise click.ClickException(f"MARS cannot start: {exc}") from None
 
 
@@ -80,14 +81,15 @@ def check() -> None:
         app = create_app()
     except ConfigError as exc:
         problems.extend(exc.problems)
-    except PluginError as exc:
+    except (PluginError, SpecError) as exc:
         problems.append(str(exc))
     else:
         with app.app_context():
             try:
                 health.check_database()
             except Exception as exc:
-                problems.append(f"database: cannot connect ({type(exc).__name__})")
+                reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+                problems.append(f"database: cannot connect ({type(exc).__name__}: {reason})")
             else:
                 if migrations.pending():
                     problems.append("database: not at head; run `mars db upgrade`")

@@ -19,7 +19,7 @@ def list_projects(args: dict[str, Any]) -> Page[Project]:
     stmt = sa.select(Project)
     if args.get("visibility"):
         stmt = stmt.where(Project.visibility == args["visibility"])
-    return paginate(stmt, Project.id, args)
+    return paginate(stmt, Project.id, args, name="projects")
 
 
 def get_project(project_id: str) -> Project:

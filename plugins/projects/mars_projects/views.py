@@ -14,7 +14,7 @@ from mars_projects.schemas import (
     ProjectSchema,
     ProjectUpdateSchema,
 )
-from mars_server.http import Blueprint, require_if_match, send_etag
+from mars_server.http import Blueprint, require_if_match, send_etag, send_page
 
 if TYPE_CHECKING:
     from mars_projects.models import Project
@@ -34,7 +34,7 @@ class Projects(MethodView):
     @blp.response(200, ProjectPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """List projects, oldest first"""
-        return services.list_projects(args)
+        return send_page(services.list_projects(args))
 
     @blp.doc(operationId="create_project")
     @blp.arguments(ProjectSchema)
