@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,14 +70,14 @@ def hand_page_dump(_schema: object, page: Any, **_kwargs: Any) -> dict[str, Any]
 
 def row_paginate(use_engine: bool) -> Callable[..., Any]:
     """``paginate`` loading Core rows (through the session, or a bare engine connection)."""
-    from flask import current_app, g, request
+    from flask import current_app
 
     from mars_server.db import db
     from mars_server.http import pagination
 
-    def paginate(stmt: Any, key: Any, args: dict[str, Any]) -> Any:
+    def paginate(stmt: Any, key: Any, args: dict[str, Any], *, name: str) -> Any:
         filters = {k: v for k, v in args.items() if k not in ("limit", "cursor")}
-        scope = pagination._scope(filters)
+        scope = pagination._scope(name, filters)
         limit = args.get("limit") or current_app.config["MARS"]["PAGE_SIZE_DEFAULT"]
         if args.get("cursor"):
             stmt = stmt.where(key > pagination._serializer().loads(args["cursor"])[1])
@@ -92,9 +91,6 @@ def row_paginate(use_engine: bool) -> Callable[..., Any]:
         next_cursor = None
         if len(rows) > limit:
             next_cursor = pagination._serializer().dumps([scope, getattr(items[-1], key.key)])
-            query = request.args.to_dict()
-            query["cursor"] = next_cursor
-            g.link_next = f"{request.base_url}?{urlencode(query)}"
         return pagination.Page(items, next_cursor)
 
     return paginate
@@ -116,9 +112,8 @@ def response_schema(app: Flask, endpoint: str, method: str) -> Any:
     view = app.view_functions[endpoint].view_class  # type: ignore[attr-defined]
     func = getattr(view, method)
     while func is not None:
-        if getattr(func, "__name__", "") == "wrapper" and "flask_smorest/response" in (
-            func.__code__.co_filename
-        ):
+        code = getattr(func, "__code__", None)
+        if code is not None and code.co_filename.endswith("flask_smorest/response.py"):
             for cell in func.__closure__ or ():
                 if isinstance(cell.cell_contents, ma.Schema):
                     return cell.cell_contents
@@ -249,7 +244,7 @@ def print_micro(app: Flask) -> None:
             ("hook start_request (uuid4 request id, NUL checks)", requests.start_request),
             ("hook claim_key (a GET: returns at once)", idempotency.claim_key),
             ("hook _finish_response (etag, link, id, log)", lambda: finish(response)),
-            ("pagination._scope (json + sha256)", lambda: pagination._scope({})),
+            ("pagination._scope (json + sha256)", lambda: pagination._scope("projects", {})),
             ("pagination._serializer() (built twice a page)", pagination._serializer),
             (
                 "signing a cursor (_serializer().dumps)",

@@ -15,7 +15,8 @@ from flask import Flask
 from flask.cli import with_appcontext
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mars_server import __version__, config
+from mars_server import __version__
+from mars_server import config as settings_sources
 from mars_server.db import db
 from mars_server.extensions import cors, migrate
 from mars_server.http import conditional, idempotency, pagination, problems, requests, spec
@@ -71,7 +72,7 @@ class MarsState:
 
 
 def _validate_plugin_settings(
-    raw: config.RawConfig, plugins: MarsPlugins
+    raw: settings_sources.RawConfig, plugins: MarsPlugins
 ) -> dict[str, dict[str, Any]]:
     schemas = plugins.settings_schemas()
     sections: dict[str, dict[str, Any]] = {}
@@ -131,26 +132,26 @@ def _in_app_context(command: click.Command) -> click.Command:
     return command
 
 
-def create_app(config_mapping: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a MARS application.
 
     Settings come from the defaults, then the TOML file named by ``MARS_CONFIG``, then
-    ``MARS_*`` environment variables, then ``config_mapping``. Raises
-    :class:`~mars_server.config.ConfigError` listing every problem, or
+    ``MARS_*`` environment variables, then the ``config`` mapping. Raises
+    :class:`~mars_server.settings_sources.ConfigError` listing every problem, or
     :class:`~mars_server.plugins.PluginError` naming a plugin that cannot load.
     """
-    raw = config.gather(config_mapping)
+    raw = settings_sources.gather(config)
     instance_path = raw.core.get("INSTANCE_PATH")
     app = Flask(
         "mars_server", instance_path=os.path.abspath(instance_path) if instance_path else None
     )
-    settings = config.validate_core(raw, app.instance_path)
+    settings = settings_sources.validate_core(raw, app.instance_path)
     if not settings:
-        raise config.ConfigError(raw.problems)
+        raise settings_sources.ConfigError(raw.problems)
     plugins = build_plugin_manager(settings["PLUGINS_DISABLED"])
     plugin_settings = _validate_plugin_settings(raw, plugins)
     if raw.problems:
-        raise config.ConfigError(raw.problems)
+        raise settings_sources.ConfigError(raw.problems)
 
     configure_logging(settings["LOG_LEVEL"], settings["LOG_FORMAT"])
     for warning in raw.warnings:

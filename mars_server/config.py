@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 import tomllib
 from dataclasses import dataclass, field
 from email.utils import getaddresses
@@ -279,16 +280,25 @@ def _check_mail(settings: dict[str, Any], raw: RawConfig) -> None:
 
 
 def _development_secret(instance_path: str) -> str:
-    """A per-checkout key kept in the instance folder, so cursors survive restarts."""
+    """A per-checkout key kept in the instance folder, so cursors survive restarts.
+
+    Created owner-only and exclusively: two processes starting together agree on one key.
+    """
     path = Path(instance_path, "secret_key")
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(48)
-        path.write_text(key, encoding="ascii")
-        path.chmod(0o600)
-        return key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another process may be writing it right now
+            key = path.read_text(encoding="ascii").strip()
+            if key:
+                return key
+            time.sleep(0.01)
+        raise
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(key)
+    return key
 
 
 def plugin_settings(name: str) -> dict[str, Any]:

@@ -87,11 +87,17 @@ else:
     Model = db.Model
 
 
+def _same_as_created(context: Any) -> dt.datetime:
+    """A new row was updated when it was created: one instant, not two calls to the clock."""
+    created = context.get_current_parameters().get("created_at")
+    return created if isinstance(created, dt.datetime) else utcnow()
+
+
 class Timestamped:
     """``created_at`` and ``updated_at``, set by the database session, always UTC."""
 
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_same_as_created, onupdate=utcnow)
 
 
 class Versioned:

@@ -107,7 +107,9 @@ def migrated_database(database_url: str, tmp_path_factory: pytest.TempPathFactor
     from mars_server.db import db
     from mars_server.ops import migrations
 
-    app = create_app(settings_for_tests(database_url, tmp_path_factory.mktemp("instance")))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _clear_mars_environment(monkeypatch)
+        app = create_app(settings_for_tests(database_url, tmp_path_factory.mktemp("instance")))
     with app.app_context():
         migrations.upgrade()
         db.engine.dispose()
@@ -132,8 +134,17 @@ def empty_tables(db: SQLAlchemy) -> None:
                 conn.execute(table.delete())
 
 
+def _clear_mars_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own MARS_* settings must not change what the tests see."""
+    for name in list(os.environ):
+        if name.startswith("MARS_") and not name.startswith("MARS_TEST_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
-def make_app(migrated_database: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+def make_app(
+    migrated_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Flask]]:
     """Build apps on the test database: ``make_app(**settings)``.
 
     After the test, the database is emptied and every app's connections are closed.
@@ -141,6 +152,7 @@ def make_app(migrated_database: str, tmp_path: Path) -> Iterator[Callable[..., F
     from mars_server import create_app
     from mars_server.db import db
 
+    _clear_mars_environment(monkeypatch)
     built: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:

@@ -159,3 +159,23 @@ def test_purge_removes_only_expired_keys(client, db, runner, project_body):
     result = runner.invoke(args=["db", "purge-expired"])
     assert "deleted 1 expired" in result.output
     assert db.session.scalars(sa.select(IdempotencyKey.key)).all() == ["new"]
+
+
+def test_the_same_json_with_other_spacing_is_the_same_request(client, db):
+    compact = '{"slug":"same-doc","name":"Same"}'
+    spaced = '{ "name" : "Same",\n  "slug" : "same-doc" }'
+    first = client.post(
+        "/api/v1/projects",
+        data=compact,
+        content_type="application/json",
+        headers={"Idempotency-Key": "k-9"},
+    )
+    second = client.post(
+        "/api/v1/projects",
+        data=spaced,
+        content_type="application/json",
+        headers={"Idempotency-Key": "k-9"},
+    )
+    assert first.status_code == second.status_code == 201
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert project_count(db) == 1

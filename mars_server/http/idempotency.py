@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 from typing import cast
 
@@ -44,11 +45,20 @@ def _owner() -> str:
 
 
 def _fingerprint() -> str:
+    """What makes a request "the same": method, path, query and body.
+
+    A JSON body counts by its meaning, not its bytes: a retry that re-serialises the same
+    document with other spacing or key order is still the same request.
+    """
     digest = hashlib.sha256()
     for part in (request.method, request.path, request.query_string):
         digest.update(part if isinstance(part, bytes) else part.encode())
         digest.update(b"\0")
-    digest.update(request.get_data(cache=True))
+    body = request.get_data(cache=True)
+    document = request.get_json(silent=True) if body else None
+    if document is not None:
+        body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    digest.update(body)
     return digest.hexdigest()
 
 

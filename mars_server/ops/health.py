@@ -50,6 +50,7 @@ def readyz() -> Response | tuple[dict[str, object], int]:
             # the infrastructure behind it.
             log.warning("readiness check %s failed: %s: %s", check.name, type(exc).__name__, exc)
             results[check.name] = "failed"
+            db.session.rollback()  # an aborted transaction must not fail the next check
         else:
             results[check.name] = "ok"
     if any(result != "ok" for result in results.values()):

@@ -30,14 +30,19 @@ def alembic_config() -> Config:
     return current_app.extensions["migrate"].migrate.get_config()
 
 
-def script_heads() -> set[str]:
-    """The head revision of every branch (core and plugins), cached per app."""
+def script_directory() -> ScriptDirectory:
+    """Every revision of the core and the plugins, read once per app."""
     state = current_app.extensions["mars"]
-    heads = getattr(state, "_script_heads", None)
-    if heads is None:
-        heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
-        state._script_heads = heads
-    return heads
+    script = getattr(state, "_script_directory", None)
+    if script is None:
+        script = ScriptDirectory.from_config(alembic_config())
+        state._script_directory = script
+    return script
+
+
+def script_heads() -> set[str]:
+    """The head revision of every branch (core and plugins)."""
+    return set(script_directory().get_heads())
 
 
 def database_heads() -> set[str]:
@@ -47,7 +52,7 @@ def database_heads() -> set[str]:
 
 def missing_heads() -> set[str]:
     """Script heads the database has not reached (a branch's ancestors count as reached)."""
-    script = ScriptDirectory.from_config(alembic_config())
+    script = script_directory()
     applied = {rev.revision for rev in script.iterate_revisions(tuple(database_heads()), "base")}
     return script_heads() - applied
 
