@@ -538,7 +538,12 @@ def bench_deep(
         raise RuntimeError("MARS and the raw app disagree on the deep page")
 
     engine = sa.create_engine(normalise_database_url(database.url))
-    stmt = sa.select(*raw_app.COLUMNS).order_by(raw_app.projects.c.id).limit(PAGE + 1)
+    stmt = (
+        sa.select(*raw_app.COLUMNS)
+        .where(raw_app.projects.c.visibility == "public")
+        .order_by(raw_app.projects.c.id)
+        .limit(PAGE + 1)
+    )
     rows_out = []
     with engine.connect() as conn:
 

@@ -1,6 +1,7 @@
 """The baseline: ``GET /api/v1/projects`` written by hand with Flask and SQLAlchemy Core.
 
-It runs the same keyset query as MARS (``WHERE id > :last ORDER BY id LIMIT n + 1``) and
+It runs the same keyset query as MARS does for an anonymous caller, who sees public
+projects only (``WHERE visibility = 'public' AND id > :last ORDER BY id LIMIT n + 1``), and
 answers with the same JSON body, ``{"items": [...], "next_cursor": ...}``, with a signed
 cursor, but without MARS's layers: no plugin system, no flask-smorest argument parsing or
 response schema, no ORM objects, no request id, ETag, Link or idempotency hooks.
@@ -83,7 +84,12 @@ def create_app(database_url: str | None = None, secret_key: str | None = None) -
             abort(422)
         if not 1 <= limit <= MAX_LIMIT:
             abort(422)
-        stmt = sa.select(*COLUMNS).order_by(projects.c.id).limit(limit + 1)
+        stmt = (
+            sa.select(*COLUMNS)
+            .where(projects.c.visibility == "public")
+            .order_by(projects.c.id)
+            .limit(limit + 1)
+        )
         if request.args.get("cursor"):
             try:
                 last_id = cursors.loads(request.args["cursor"])

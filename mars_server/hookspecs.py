@@ -171,3 +171,26 @@ def mars_permissions() -> Sequence[Permission]:
 
     .. versionadded:: 0.1
     """
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """What any plugin may know of a user: enough to show and to check they exist."""
+
+    id: str
+    display_name: str
+    active: bool
+
+
+@hookspec(firstresult=True)
+def mars_user_info(user_id: str) -> UserInfo | None:
+    """Describe the user ``user_id`` (``firstresult``), for plugins that refer to users.
+
+    Plugins keep user ids, never another plugin's tables; this is how they check that an id
+    names a user, and show their name. The builtin ``auth`` plugin answers.
+
+    :param user_id: a user's public id.
+    :return: a :class:`UserInfo`, or ``None`` when no such user exists.
+
+    .. versionadded:: 0.1
+    """

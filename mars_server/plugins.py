@@ -210,6 +210,9 @@ class MarsPlugins:
             key=lambda permission: permission.name,
         )
 
+    def user_info(self, user_id: str) -> hookspecs.UserInfo | None:
+        return self._pm.hook.mars_user_info(user_id=user_id)
+
     def app_ready(self, app: Flask) -> None:
         self._pm.hook.mars_app_ready(app=app)
 

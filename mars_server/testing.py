@@ -14,10 +14,13 @@ Plugin packages get them by installing ``mars-server``:
 from __future__ import annotations
 
 import os
+import uuid
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -195,45 +198,66 @@ def db(app: Flask) -> SQLAlchemy:
     return db
 
 
-@pytest.fixture
-def create_user(app: Flask) -> Callable[..., Any]:
-    """``create_user(email=..., password=..., roles=("member",), status="active")``: a user."""
+def _in_context(app: Flask) -> AbstractContextManager[Any]:
+    """``app``'s context, reusing the one a test has pushed (and so its session)."""
+    if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+        return nullcontext()
+    return app.app_context()
+
+
+def make_user(app: Flask, **fields: Any) -> Any:
+    """Create an active user in ``app`` (committed); ``fields`` override the defaults."""
     from mars_server.auth import accounts
     from mars_server.db import db
 
-    counter = iter(range(1_000_000))
-
-    def create(**overrides: Any) -> Any:
-        n = next(counter)
-        fields: dict[str, Any] = {
-            "email": f"user{n}@example.test",
+    with _in_context(app):
+        fields = {
+            "email": f"user-{uuid.uuid4().hex[:12]}@example.test",
             "status": "active",
-            "display_name": f"User {n}",
+            "display_name": "Test User",
             "roles": ("member",),
-        }
-        fields |= overrides
+        } | fields
         user = accounts.create_user(fields.pop("email"), **fields)
         db.session.commit()
+        db.session.refresh(user)  # loaded whole: usable after its session has gone
         return user
 
-    return create
+
+def make_token(app: Flask, user: Any, scopes: Any = None, **kwargs: Any) -> str:
+    """A real personal access token for ``user`` (every declared scope unless given)."""
+    from mars_server.auth import tokens
+    from mars_server.db import db
+
+    with _in_context(app):
+        if scopes is None:
+            scopes = sorted(app.extensions["mars"].scopes)
+        _, secret = tokens.create_personal_access_token(
+            db.session.merge(user), name=kwargs.pop("name", "test"), scopes=list(scopes), **kwargs
+        )
+        db.session.commit()
+        return secret
+
+
+def signed_in_client(app: Flask, user: Any = None, scopes: Any = None) -> FlaskClient:
+    """A test client sending a token of ``user`` (a new member by default) on every request;
+    ``client.user`` is the user."""
+    user = user if user is not None else make_user(app)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {make_token(app, user, scopes)}"
+    client.user = user  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.fixture
+def create_user(app: Flask) -> Callable[..., Any]:
+    """``create_user(email=..., password=..., roles=("member",), status="active")``: a user."""
+    return lambda **fields: make_user(app, **fields)
 
 
 @pytest.fixture
 def token_for(app: Flask) -> Callable[..., str]:
     """``token_for(user, scopes=[...])``: a real personal access token for ``user``."""
-    from mars_server.auth import tokens
-    from mars_server.db import db
-
-    def issue(user: Any, scopes: Any = None, **kwargs: Any) -> str:
-        scopes = list(scopes) if scopes is not None else sorted(app.extensions["mars"].scopes)
-        _, secret = tokens.create_personal_access_token(
-            user, name=kwargs.pop("name", "test"), scopes=scopes, **kwargs
-        )
-        db.session.commit()
-        return secret
-
-    return issue
+    return lambda user, scopes=None, **kwargs: make_token(app, user, scopes, **kwargs)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import mars_server.plugins
+from mars_server.testing import signed_in_client
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,3 +58,12 @@ def project_body():
         return {"slug": f"project-{n}", "name": f"Project {n}", **overrides}
 
     return body
+
+
+@pytest.fixture
+def client(app):
+    """A test client signed in, on every request, as a member holding every scope.
+
+    ``client.user`` is that user. For anonymous requests use ``app.test_client()``.
+    """
+    return signed_in_client(app)

@@ -82,14 +82,14 @@ def test_writer_racing_past_the_if_match_check_gets_412(client, db, project, mon
     """Another writer commits between our If-Match check and our UPDATE: 412, not a lost update."""
     real_update = mars_projects.services.update_project
 
-    def racing_update(target, changes):
+    def racing_update(actor, target, changes):
         with db.engine.begin() as conn:
             conn.execute(
                 sa.update(Project.__table__)
                 .where(Project.id == target.id)
                 .values(name="Racer", version=Project.version + 1)
             )
-        return real_update(target, changes)
+        return real_update(actor, target, changes)
 
     monkeypatch.setattr(mars_projects.services, "update_project", racing_update)
     response = client.patch(

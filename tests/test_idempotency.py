@@ -11,6 +11,7 @@ import time_machine
 
 import mars_projects.services
 from mars_server.models import IdempotencyKey
+from mars_server.testing import make_user, signed_in_client
 
 
 def project_count(db) -> int:
@@ -51,18 +52,19 @@ def test_same_key_with_another_body_is_422(client, db, project_body):
 
 def test_concurrent_duplicate_is_409(app, db, project_body, monkeypatch):
     inside, release = threading.Event(), threading.Event()
-    real_create = mars_projects.services.create_project
+    real_create = mars_projects.services.create_project_for
 
-    def slow_create(data):
+    def slow_create(actor, data):
         inside.set()
         release.wait(10)
-        return real_create(data)
+        return real_create(actor, data)
 
-    monkeypatch.setattr(mars_projects.services, "create_project", slow_create)
+    monkeypatch.setattr(mars_projects.services, "create_project_for", slow_create)
+    user = make_user(app)
     body, results = project_body(), {}
 
     def first_request():
-        results["first"] = app.test_client().post(
+        results["first"] = signed_in_client(app, user).post(
             "/api/v1/projects", json=body, headers={"Idempotency-Key": "k-4"}
         )
 
@@ -70,7 +72,7 @@ def test_concurrent_duplicate_is_409(app, db, project_body, monkeypatch):
     thread.start()
     try:
         assert inside.wait(10)
-        duplicate = app.test_client().post(
+        duplicate = signed_in_client(app, user).post(
             "/api/v1/projects", json=body, headers={"Idempotency-Key": "k-4"}
         )
     finally:
@@ -101,10 +103,10 @@ def test_keys_expire_after_24_hours(client, db, project_body):
 
 
 def test_server_error_frees_the_key(client, db, project_body, monkeypatch):
-    def broken(data):
+    def broken(actor, data):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(mars_projects.services, "create_project", broken)
+    monkeypatch.setattr(mars_projects.services, "create_project_for", broken)
     body = project_body()
     assert (
         client.post("/api/v1/projects", json=body, headers={"Idempotency-Key": "k-6"}).status_code
@@ -116,17 +118,10 @@ def test_server_error_frees_the_key(client, db, project_body, monkeypatch):
     assert "Idempotent-Replayed" not in response.headers
 
 
-def test_keys_belong_to_their_caller(client, db, project_body):
-    body = project_body()
-    client.post(
-        "/api/v1/projects",
-        json=body,
-        headers={"Idempotency-Key": "k-7", "Authorization": "Bearer one"},
-    )
-    other = client.post(
-        "/api/v1/projects",
-        json=project_body(),
-        headers={"Idempotency-Key": "k-7", "Authorization": "Bearer two"},
+def test_keys_belong_to_their_caller(app, client, db, project_body):
+    client.post("/api/v1/projects", json=project_body(), headers={"Idempotency-Key": "k-7"})
+    other = signed_in_client(app).post(
+        "/api/v1/projects", json=project_body(), headers={"Idempotency-Key": "k-7"}
     )
     assert other.status_code == 201
     assert project_count(db) == 2
@@ -142,13 +137,10 @@ def test_malformed_key_is_400(client, db, project_body, key):
 
 
 def test_no_credentials_are_stored(client, db, project_body):
-    client.post(
-        "/api/v1/projects",
-        json=project_body(),
-        headers={"Idempotency-Key": "k-8", "Authorization": "Bearer s3cr3t-token"},
-    )
+    client.post("/api/v1/projects", json=project_body(), headers={"Idempotency-Key": "k-8"})
     row = db.session.scalars(sa.select(IdempotencyKey)).one()
-    assert "s3cr3t" not in row.owner
+    token = client.environ_base["HTTP_AUTHORIZATION"].split()[1]
+    assert token not in row.owner
     assert len(row.owner) == 64
 
 

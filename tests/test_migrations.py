@@ -21,7 +21,7 @@ def test_models_and_migrations_agree(app, db):
     """The session database was built by the real migrations from empty."""
     assert autogenerate_diff(db.engine) == []
     assert not migrations.pending()
-    assert migrations.script_heads() == {"core_0001", "auth_0001", "projects_0001"}
+    assert migrations.script_heads() == {"core_0001", "auth_0001", "projects_0002"}
 
 
 def test_each_branch_goes_down_and_up_again(app, db):
@@ -49,7 +49,7 @@ def test_readyz_reports_a_database_behind_head(sqlite_app, tmp_path):
     assert client.get("/healthz").status_code == 200
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "core_0001" in result.output or "projects_0001" in result.output
+    assert "projects_0002" in result.output
     assert client.get("/readyz").status_code == 200
 
 
@@ -65,7 +65,7 @@ def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(sqlite_app):
 def test_db_commands_list_every_branch(runner, command):
     result = runner.invoke(args=command)
     assert result.exit_code == 0, result.output
-    assert set(result.output.split()) >= {"projects_0001"}
+    assert set(result.output.split()) >= {"auth_0001", "projects_0002"}
 
 
 def test_db_check_agrees(runner):

@@ -11,15 +11,21 @@ from mars_server.testing import TEST_SECRET_KEY
 
 
 @pytest.fixture
-def many_projects(db):
+def many_projects(db, client):
+    """Projects of the signed-in ``client``'s user (its member, so private ones are visible)."""
+
     def make(count: int, visibility: str = "public") -> list[str]:
-        from mars_projects.models import Project
+        from mars_projects.models import Project, ProjectMember
 
         rows = [
             Project(id=new_id("prj"), slug=f"{visibility}-{i}", name=f"P{i}", visibility=visibility)
             for i in range(count)
         ]
         db.session.add_all(rows)
+        db.session.flush()
+        db.session.add_all(
+            ProjectMember(project_id=row.id, user_id=client.user.id, role="owner") for row in rows
+        )
         db.session.commit()
         return [row.id for row in rows]
 

@@ -7,6 +7,8 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
+from mars_server.testing import signed_in_client
+
 PROBLEM = "application/problem+json"
 
 
@@ -98,17 +100,18 @@ def test_unexpected_error_is_500_without_internals(make_app, caplog):
 
 def test_locked_sqlite_database_is_503(sqlite_app, tmp_path, project_body):
     app = sqlite_app(SQLITE_BUSY_TIMEOUT_MS=50)
+    client = signed_in_client(app)
     blocker = sqlite3.connect(tmp_path / "own.db", timeout=0)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        response = app.test_client().post("/api/v1/projects", json=project_body())
+        response = client.post("/api/v1/projects", json=project_body())
     finally:
         blocker.rollback()
         blocker.close()
     body = assert_problem(response, 503)
     assert response.headers["Retry-After"] == "1"
     assert "busy" in body["detail"]
-    assert app.test_client().get("/api/v1/projects").json["items"] == []
+    assert client.get("/api/v1/projects").json["items"] == []
 
 
 def test_integrity_conflict_is_409_problem(client, db, project_body):

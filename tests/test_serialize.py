@@ -590,7 +590,8 @@ def test_floats_decode_to_the_same_number(number):
 def test_the_projects_list_is_marshmallows_dump_of_the_stored_rows(client, db):
     names = ("Zoë ✓", "東京", "plain")
     db.session.add_all(
-        Project(id=new_id("prj"), slug=f"s{n}", name=name) for n, name in enumerate(names)
+        Project(id=new_id("prj"), slug=f"s{n}", name=name, visibility="public")
+        for n, name in enumerate(names)
     )
     db.session.commit()
     first = client.get("/api/v1/projects?limit=2")

@@ -47,6 +47,27 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
+def operator_token(env: dict[str, str]) -> str:
+    """A user and a token made the operators' way, with the `mars` command."""
+    for args in (
+        ["users", "create", "ops@example.test"],
+        [
+            "tokens",
+            "create",
+            "ops@example.test",
+            "--scope",
+            "projects:write",
+            "--scope",
+            "projects:read",
+        ],
+    ):
+        result = subprocess.run(
+            [str(BIN / "mars"), *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
 def stop(process: subprocess.Popen) -> str:
     process.terminate()
     try:
@@ -59,19 +80,24 @@ def stop(process: subprocess.Popen) -> str:
 
 def test_mars_serve_migrates_sqlite_and_prints_the_docs_address(tmp_path):
     port = free_port()
+    env = clean_env(MARS_INSTANCE_PATH=str(tmp_path), MARS_LOG_FORMAT="text")
     process = subprocess.Popen(
         [str(BIN / "mars"), "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=clean_env(MARS_INSTANCE_PATH=str(tmp_path), MARS_LOG_FORMAT="text"),
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         ready = wait_until_ready(base, process)
         assert ready.json()["checks"]["migrations"] == "ok"
+        token = operator_token(env | {"MARS_ENV": "development"})
         created = requests.post(
-            f"{base}/api/v1/projects", json={"slug": "served", "name": "Served"}, timeout=5
+            f"{base}/api/v1/projects",
+            json={"slug": "served", "name": "Served"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
         )
         assert created.status_code == 201
         assert requests.get(f"{base}/api/docs", timeout=5).status_code == 200
@@ -109,11 +135,16 @@ def test_gunicorn_serves_create_app_unchanged(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(base, process)
+        token = operator_token(env)
+        auth = {"Authorization": f"Bearer {token}"}
         created = requests.post(
-            f"{base}/api/v1/projects", json={"slug": "prod", "name": "Prod"}, timeout=5
+            f"{base}/api/v1/projects",
+            json={"slug": "prod", "name": "Prod"},
+            headers=auth,
+            timeout=5,
         )
         assert created.status_code == 201
-        listed = requests.get(f"{base}/api/v1/projects", timeout=5).json()
+        listed = requests.get(f"{base}/api/v1/projects", headers=auth, timeout=5).json()
         assert [p["slug"] for p in listed["items"]] == ["prod"]
     finally:
         stop(process)

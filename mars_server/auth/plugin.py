@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mars_server import __version__, hookimpl
-from mars_server.hookspecs import Permission, Scope
+from mars_server.hookspecs import Permission, Scope, UserInfo
 from mars_server.plugins import PluginInfo
 
 if TYPE_CHECKING:
@@ -74,3 +74,14 @@ def mars_scopes() -> Sequence[Scope]:
 @hookimpl
 def mars_permissions() -> Sequence[Permission]:
     return [Permission("users:manage", "See and change every account and its roles.")]
+
+
+@hookimpl
+def mars_user_info(user_id: str) -> UserInfo | None:
+    from mars_server.auth.models import User
+    from mars_server.db import db
+
+    user = db.session.get(User, user_id)
+    if user is None:
+        return None
+    return UserInfo(id=user.id, display_name=user.display_name, active=user.status == "active")

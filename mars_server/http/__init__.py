@@ -30,6 +30,7 @@ from mars_server.http.security import (
     InsufficientScope,
     authorize,
     current_actor,
+    user_info,
 )
 from mars_server.http.spec import API_PREFIX
 
@@ -59,4 +60,5 @@ __all__ = [
     "require_if_match",
     "send_etag",
     "send_page",
+    "user_info",
 ]

@@ -13,7 +13,7 @@ import flask_smorest
 import marshmallow as ma
 from webargs.flaskparser import FlaskParser
 
-from mars_server.http.security import authorize
+from mars_server.http.security import authorize, current_actor
 from mars_server.http.serialize import fast_dump_schema
 
 if TYPE_CHECKING:
@@ -39,20 +39,26 @@ class ArgumentsParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ArgumentsParser()
 
-    def requires(self, *scopes: str, permission: str | None = None) -> Callable[[F], F]:
+    def requires(
+        self, *scopes: str, permission: str | None = None, optional: bool = False
+    ) -> Callable[[F], F]:
         """Let only callers whose token has ``scopes`` (and who hold ``permission``) in.
 
         No token: 401 with ``WWW-Authenticate: Bearer``; a token without the scopes: 403
-        ``insufficient_scope``. The operation's OpenAPI ``security`` says the same.
+        ``insufficient_scope``. With ``optional=True`` a caller without a token gets in too,
+        as anonymous (the service decides what anonymous may see); a token sent must still
+        carry the scopes. The operation's OpenAPI ``security`` says the same.
         """
 
         def decorator(func: F) -> F:
             @wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                authorize(scopes, permission)
+                if not (optional and current_actor() is None):
+                    authorize(scopes, permission)
                 return func(*args, **kwargs)
 
-            security = [{scheme: list(scopes)} for scheme in SECURITY_SCHEMES]
+            security: list[dict[str, list[str]]] = [{}] if optional else []
+            security += [{scheme: list(scopes)} for scheme in SECURITY_SCHEMES]
             doc: dict[str, Any] = {"security": security}
             if permission:
                 doc["x-mars-permission"] = permission

@@ -18,6 +18,8 @@ from mars_server.http.problems import PROBLEM_TYPE_PREFIX, MarsError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from mars_server.hookspecs import UserInfo
+
 REALM = "mars"
 
 
@@ -135,3 +137,8 @@ def authorize(scopes: Iterable[str] = (), permission: str | None = None) -> Acto
     if permission is not None and permission not in actor.permissions:
         raise Forbidden(f"This needs the {permission!r} permission.")
     return actor
+
+
+def user_info(user_id: str) -> UserInfo | None:
+    """What the plugins know of ``user_id`` (see the ``mars_user_info`` hook)."""
+    return current_app.extensions["mars"].plugins.user_info(user_id)

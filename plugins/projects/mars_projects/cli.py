@@ -31,16 +31,19 @@ def list_command(visibility: str | None, limit: int) -> None:
 @projects.command("create")
 @click.argument("slug")
 @click.option("--name", required=True)
+@click.option("--owner", "owner_id", required=True, help="The owning user's id (usr_...).")
 @click.option(
     "--visibility", type=click.Choice(["public", "private"]), default="private", show_default=True
 )
-def create_command(slug: str, name: str, visibility: str) -> None:
-    """Create a project; prints its id."""
-    from mars_server.http import Conflict
+def create_command(slug: str, name: str, owner_id: str, visibility: str) -> None:
+    """Create a project owned by --owner; prints its id."""
+    from mars_server.http import Conflict, user_info
 
+    if user_info(owner_id) is None:
+        raise click.ClickException(f"no user {owner_id!r}")
     try:
         project = services.create_project(
-            {"slug": slug, "name": name, "visibility": visibility, "description": ""}
+            owner_id, {"slug": slug, "name": name, "visibility": visibility, "description": ""}
         )
     except Conflict as exc:
         raise click.ClickException(str(exc)) from None
@@ -54,7 +57,13 @@ def delete_command(project_id: str) -> None:
     from mars_server.http import NotFound
 
     try:
-        services.delete_project(services.get_project(project_id))
+        from mars_projects.models import Project
+        from mars_server.db import db
+
+        project = db.session.get(Project, project_id)
+        if project is None:
+            raise NotFound(f"No project {project_id!r}.")
+        services.delete_project(None, project)
     except NotFound as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"deleted {project_id}")

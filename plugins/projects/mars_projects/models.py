@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mars_server.db import Model, Timestamped, Versioned, new_id
+from mars_server.db import Model, Timestamped, Versioned, new_id, utcnow
 
 VISIBILITIES = ("public", "private")
 
@@ -22,3 +24,24 @@ class Project(Timestamped, Versioned, Model):
     name: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     visibility: Mapped[str] = mapped_column(sa.String(16), default="private")
+
+
+MEMBER_ROLES = ("owner", "maintainer", "member")
+
+
+class ProjectMember(Model):
+    """Who belongs to a project, and as what.
+
+    ``user_id`` is a user's public id, not a foreign key: a plugin never depends on another
+    plugin's tables (it checks ids through the ``mars_user_info`` hook instead).
+    """
+
+    __tablename__ = "project_members"
+    __table_args__ = (sa.CheckConstraint("role IN ('owner', 'maintainer', 'member')", name="role"),)
+
+    project_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

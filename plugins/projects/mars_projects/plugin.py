@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from mars_projects import __version__
 from mars_server import PluginInfo, hookimpl
-from mars_server.hookspecs import HealthCheck
+from mars_server.hookspecs import HealthCheck, Scope
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -62,3 +62,11 @@ def _projects_table_readable() -> None:
 @hookimpl
 def mars_health_checks() -> Sequence[HealthCheck]:
     return [HealthCheck("projects", _projects_table_readable)]
+
+
+@hookimpl
+def mars_scopes() -> Sequence[Scope]:
+    return [
+        Scope("projects:read", "See the projects you belong to, and public ones."),
+        Scope("projects:write", "Create projects, change them and their members."),
+    ]

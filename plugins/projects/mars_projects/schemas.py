@@ -6,7 +6,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from mars_projects.models import VISIBILITIES
+from mars_projects.models import MEMBER_ROLES, VISIBILITIES
 from mars_server import plugin_settings
 from mars_server.http import PageArgsSchema, page_schema
 
@@ -63,3 +63,16 @@ class ProjectsSettingsSchema(ma.Schema):
     description_max_length = ma.fields.Integer(
         load_default=10_000, validate=ma.validate.Range(min=1, max=1_000_000)
     )
+
+
+class MemberSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    user_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
+    role = ma.fields.String(required=True, validate=ma.validate.OneOf(MEMBER_ROLES))
+    added_at = ma.fields.AwareDateTime(dump_only=True, required=True, format="iso")
+
+
+class MemberListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(MemberSchema), required=True)

@@ -1,4 +1,9 @@
-"""Business rules of projects. No HTTP here: views, commands and tests all call these."""
+"""Business rules of projects. No HTTP here: views, commands and tests all call these.
+
+Who may do what: anyone (even anonymous) sees public projects; members see private ones;
+maintainers and owners change a project and its members; only owners delete it or make
+owners. A project the caller may not see does not exist for them (404).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,51 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from mars_projects.models import Project
+from mars_projects.models import Project, ProjectMember
 from mars_server.db import db
-from mars_server.http import Conflict, NotFound, paginate
+from mars_server.http import Conflict, Forbidden, NotFound, abort, paginate, user_info
 
 if TYPE_CHECKING:
-    from mars_server.http import Page
+    from mars_server.http import Actor, Page
+
+WRITERS = ("owner", "maintainer")
 
 
-def list_projects(args: dict[str, Any]) -> Page[Project]:
-    stmt = sa.select(Project)
+def _visible(actor: Actor | None) -> sa.ColumnElement[bool]:
+    public = Project.visibility == "public"
+    if actor is None or actor.user_id is None:
+        return public
+    member_of = sa.select(ProjectMember.project_id).where(ProjectMember.user_id == actor.user_id)
+    return sa.or_(public, Project.id.in_(member_of))
+
+
+def list_projects(actor: Actor | None, args: dict[str, Any]) -> Page[Project]:
+    stmt = sa.select(Project).where(_visible(actor))
     if args.get("visibility"):
         stmt = stmt.where(Project.visibility == args["visibility"])
     return paginate(stmt, Project.id, args, name="projects")
 
 
-def get_project(project_id: str) -> Project:
-    project = db.session.get(Project, project_id)
+def get_project(actor: Actor | None, project_id: str) -> Project:
+    project = db.session.scalar(sa.select(Project).where(Project.id == project_id, _visible(actor)))
     if project is None:
         raise NotFound(f"No project {project_id!r}.")
     return project
+
+
+def role_of(actor: Actor | None, project: Project) -> str | None:
+    if actor is None or actor.user_id is None:
+        return None
+    return db.session.scalar(
+        sa.select(ProjectMember.role).where(
+            ProjectMember.project_id == project.id, ProjectMember.user_id == actor.user_id
+        )
+    )
+
+
+def _require_role(actor: Actor | None, project: Project, roles: tuple[str, ...]) -> None:
+    if role_of(actor, project) not in roles:
+        raise Forbidden(f"This needs the {' or '.join(roles)} role in the project.")
 
 
 def _slug_taken(slug: str) -> Conflict:
@@ -36,18 +66,28 @@ def _slug_taken(slug: str) -> Conflict:
     )
 
 
-def create_project(data: dict[str, Any]) -> Project:
+def create_project(owner_id: str, data: dict[str, Any]) -> Project:
+    """Create a project owned by the user ``owner_id``."""
     project = Project(**data)
     db.session.add(project)
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         raise _slug_taken(data["slug"]) from None
+    db.session.add(ProjectMember(project_id=project.id, user_id=owner_id, role="owner"))
+    db.session.commit()
     return project
 
 
-def update_project(project: Project, changes: dict[str, Any]) -> Project:
+def create_project_for(actor: Actor, data: dict[str, Any]) -> Project:
+    if actor.user_id is None:
+        raise Forbidden("Projects belong to people: use a token of a user.")
+    return create_project(actor.user_id, data)
+
+
+def update_project(actor: Actor, project: Project, changes: dict[str, Any]) -> Project:
+    _require_role(actor, project, WRITERS)
     for name, value in changes.items():
         setattr(project, name, value)
     try:
@@ -58,8 +98,63 @@ def update_project(project: Project, changes: dict[str, Any]) -> Project:
     return project
 
 
-def delete_project(project: Project) -> None:
+def delete_project(actor: Actor | None, project: Project) -> None:
+    """Delete ``project``; ``actor=None`` is an operator's override (the CLI)."""
+    if actor is not None:
+        _require_role(actor, project, ("owner",))
     db.session.delete(project)
+    db.session.commit()
+
+
+def list_members(project: Project) -> list[ProjectMember]:
+    return list(
+        db.session.scalars(
+            sa.select(ProjectMember)
+            .where(ProjectMember.project_id == project.id)
+            .order_by(ProjectMember.added_at, ProjectMember.user_id)
+        )
+    )
+
+
+def add_member(actor: Actor, project: Project, user_id: str, role: str) -> ProjectMember:
+    _require_role(actor, project, ("owner",) if role == "owner" else WRITERS)
+    info = user_info(user_id)
+    if info is None or not info.active:
+        abort(422, messages={"json": {"user_id": ["No active user has this id."]}})
+    member = db.session.get(ProjectMember, (project.id, user_id))
+    if member is None:
+        member = ProjectMember(project_id=project.id, user_id=user_id, role=role)
+        db.session.add(member)
+    else:
+        if member.role == "owner" and role != "owner":
+            _require_role(actor, project, ("owner",))
+            _keep_an_owner(project, user_id)
+        member.role = role
+    db.session.commit()
+    return member
+
+
+def _keep_an_owner(project: Project, leaving_user_id: str) -> None:
+    owners = db.session.scalar(
+        sa.select(sa.func.count()).where(
+            ProjectMember.project_id == project.id,
+            ProjectMember.role == "owner",
+            ProjectMember.user_id != leaving_user_id,
+        )
+    )
+    if not owners:
+        raise Conflict("A project keeps at least one owner.")
+
+
+def remove_member(actor: Actor, project: Project, user_id: str) -> None:
+    member = db.session.get(ProjectMember, (project.id, user_id))
+    if member is None:
+        raise NotFound(f"{user_id!r} is not a member.")
+    if actor.user_id != user_id:  # leaving is always allowed, removing others is not
+        _require_role(actor, project, ("owner",) if member.role == "owner" else WRITERS)
+    if member.role == "owner":
+        _keep_an_owner(project, user_id)
+    db.session.delete(member)
     db.session.commit()
 
 

@@ -4,6 +4,17 @@ import itertools
 
 import pytest
 
+from mars_server.testing import signed_in_client
+
+
+@pytest.fixture
+def client(app):
+    """A test client signed in, on every request, as a member holding every scope.
+
+    ``client.user`` is that user. For anonymous requests use ``app.test_client()``.
+    """
+    return signed_in_client(app)
+
 
 @pytest.fixture
 def create_project(client):

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from mars_projects.models import Project
+from mars_server.testing import signed_in_client
 
 
 def test_create_returns_the_project_with_location_and_etag(client, db):
@@ -118,7 +119,7 @@ def test_patch_rejects_unknown_and_server_fields(client, create_project):
 
 
 def test_description_limit_is_a_setting(make_app):
-    client = make_app(PLUGINS={"projects": {"description_max_length": 10}}).test_client()
+    client = signed_in_client(make_app(PLUGINS={"projects": {"description_max_length": 10}}))
     response = client.post(
         "/api/v1/projects", json={"slug": "long", "name": "L", "description": "x" * 11}
     )

@@ -7,15 +7,23 @@ import sqlalchemy as sa
 from mars_projects.models import Project
 
 
-def test_cli_create_list_delete(runner, db):
-    created = runner.invoke(args=["projects", "create", "ops-made", "--name", "By ops"])
+def test_cli_create_list_delete(runner, db, create_user):
+    owner = create_user()
+    nobody = runner.invoke(args=["projects", "create", "x", "--name", "X", "--owner", "usr_no"])
+    assert nobody.exit_code == 1
+    assert "no user" in nobody.output
+    created = runner.invoke(
+        args=["projects", "create", "ops-made", "--name", "By ops", "--owner", owner.id]
+    )
     assert created.exit_code == 0, created.output
     project_id = created.output.strip().splitlines()[-1]
     assert project_id.startswith("prj_")
     listed = runner.invoke(args=["projects", "list"])
     assert f"{project_id}  ops-made  private  By ops" in listed.output
     assert "1 projects in all" in listed.output
-    again = runner.invoke(args=["projects", "create", "ops-made", "--name", "Again"])
+    again = runner.invoke(
+        args=["projects", "create", "ops-made", "--name", "Again", "--owner", owner.id]
+    )
     assert again.exit_code == 1
     assert "taken" in again.output
     deleted = runner.invoke(args=["projects", "delete", project_id])
