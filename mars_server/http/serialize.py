@@ -28,6 +28,7 @@ from flask.json.provider import DefaultJSONProvider
 from marshmallow import fields as mf
 from marshmallow.decorators import POST_DUMP, PRE_DUMP
 from marshmallow.utils import ensure_text_type, get_value, missing
+from sqlalchemy.orm.attributes import InstrumentedAttribute
 
 try:
     import orjson
@@ -169,34 +170,81 @@ def _plain_field(field: mf.Field) -> bool:
     )
 
 
+def _reads_from_dict(cls: type, names: tuple[str, ...]) -> bool:
+    """Whether ``obj.__dict__[name]``, where present, is what ``getattr(obj, name)`` gives.
+
+    True when marshmallow reads instances of ``cls`` with getattr (no ``__getitem__``), the
+    class keeps plain attribute lookup, and no ``name`` is a data descriptor on the class
+    (which would win over the instance dict) other than a SQLAlchemy column attribute,
+    whose ``__get__`` returns the loaded value from ``__dict__``. Reading ``__dict__``
+    skips the descriptor call, the larger part of dumping an ORM object.
+    """
+    if cls.__getattribute__ is not object.__getattribute__ or hasattr(cls, "__getitem__"):
+        return False
+    if not getattr(cls, "__dictoffset__", 0):
+        return False
+    for name in names:
+        attr = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), None)
+        if attr is None:
+            continue
+        kind = type(attr)
+        if getattr(kind, "__get__", None) is InstrumentedAttribute.__get__:
+            impl = getattr(attr, "impl", None)
+            if impl is None or attr.key != name or not impl.supports_population:
+                return False
+        elif hasattr(kind, "__set__") or hasattr(kind, "__delete__"):
+            return False  # a property or another data descriptor
+    return True
+
+
 def _attribute_fast_path(schema: ma.Schema, source: _Source, depth: int) -> list[str]:
     """Lines for the common case: an object (not a mapping) that has every attribute.
 
-    Then ``getattr(obj, name, missing)`` is ``obj.name``, no dump default applies, and the
-    result is one dict display. Any AttributeError while reading sends the object down
-    the general path after it, which reads each attribute the way marshmallow does.
+    Then ``getattr(obj, name, missing)`` is ``obj.name`` (or, for classes where that is the
+    same, ``obj.__dict__[name]``: see :func:`_reads_from_dict`), no dump default applies,
+    and the result is one dict display. An attribute that is absent (or not loaded) sends
+    the object down the general path after it, which reads each attribute as marshmallow
+    does.
     """
-    reads, items = [], []
+    names, dict_reads, attribute_reads, items = [], [], [], []
     for number, (attr_name, field) in enumerate(schema.dump_fields.items()):
         where = field.attribute if field.attribute is not None else attr_name
         if not _plain_field(field) or not where.isidentifier() or keyword.iskeyword(where):
             return []
+        names.append(where)
         key = field.data_key if field.data_key is not None else attr_name
-        reads.append(f"            v{number} = obj.{where}")
+        dict_reads.append(f"            v{number} = d[{where!r}]")
+        attribute_reads.append(f"            v{number} = obj.{where}")
         value = _value_expression(field, f"v{number}", attr_name, source, depth)
-        items.append(f"            {key!r}: {value},")
-    if not reads:
+        items.append(f"                {key!r}: {value},")
+    if not names:
         return []
+    by_dict: dict[type, bool] = {}
+
+    def learn(cls: type) -> bool:
+        by_dict[cls] = result = _reads_from_dict(cls, tuple(names))
+        return result
+
+    ret = ["            return {", *items, "            }"]
     return [
-        "    if not _hasattr(obj, '__getitem__'):",
+        f"    by_dict = {source.name(by_dict)}.get(type(obj))",
+        "    if by_dict is None:",
+        f"        by_dict = {source.name(learn)}(type(obj))",
+        "    if by_dict:",
+        "        d = obj.__dict__",
         "        try:",
-        *reads,
+        *dict_reads,
+        "        except KeyError:",
+        "            pass",
+        "        else:",
+        *ret,
+        "    elif not _hasattr(obj, '__getitem__'):",
+        "        try:",
+        *attribute_reads,
         "        except AttributeError:",
         "            pass",
         "        else:",
-        "            return {",
-        *(f"    {item}" for item in items),
-        "            }",
+        *ret,
     ]
 
 
@@ -289,12 +337,12 @@ class MarsJSONProvider(DefaultJSONProvider):
 
     orjson is used only where its bytes are Flask's: compact output (not debug mode), and
     printable ASCII output while :attr:`ensure_ascii` is on (a body with other characters
-    or DEL is encoded by Flask, which escapes them). Dates and dataclasses still go through :attr:`default`
-    (Flask's RFC 822 dates, ``dataclasses.asdict``). What orjson refuses (integers beyond
-    64 bits, non-string keys, lone surrogates, unknown types) is encoded by Flask, which
-    answers or raises as before. Two differences remain, in floats only: orjson writes
-    ``1e-05`` as ``0.00001`` (the same number), and NaN and infinities as ``null``
-    (Python's ``NaN`` is not JSON). :meth:`dumps` is Flask's, unchanged.
+    or DEL is encoded by Flask, which escapes them). Dates and dataclasses still go through
+    :attr:`default` (Flask's RFC 822 dates, ``dataclasses.asdict``). What orjson refuses
+    (integers beyond 64 bits, non-string keys, lone surrogates, unknown types) is encoded
+    by Flask, which answers or raises as before. Two differences remain, in floats only:
+    orjson writes ``1e-05`` as ``0.00001`` (the same number), and NaN and infinities as
+    ``null`` (Python's ``NaN`` is not JSON). :meth:`dumps` is Flask's, unchanged.
     """
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
