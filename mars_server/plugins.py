@@ -173,6 +173,15 @@ class MarsPlugins:
                     locations.append(location)
         return locations
 
+    def migrations_by_plugin(self) -> dict[str, str]:
+        """Each enabled plugin's migrations folder, by plugin name (its branch label)."""
+        found: dict[str, str] = {}
+        for impl in self._pm.hook.mars_migrations_location.get_hookimpls():
+            location = impl.function()
+            if location:
+                found[impl.plugin_name] = location
+        return found
+
     def cli_commands(self) -> list[click.Command]:
         return [cmd for result in self._pm.hook.mars_cli_commands() for cmd in result]
 

@@ -71,3 +71,24 @@ def test_db_commands_list_every_branch(runner, command):
 def test_db_check_agrees(runner):
     result = runner.invoke(args=["db", "check"])
     assert result.exit_code == 0, result.output
+
+
+def test_db_revision_starts_a_new_plugin_branch(app, runner, tmp_path, monkeypatch):
+    """A plugin without revisions yet gets its first one, labelled and depending on core."""
+    folder = tmp_path / "versions"
+    folder.mkdir()
+    plugins = app.extensions["mars"].plugins
+    real = plugins.migrations_by_plugin
+    monkeypatch.setattr(plugins, "migrations_by_plugin", lambda: real() | {"newbie": str(folder)})
+    monkeypatch.setattr(
+        app.extensions["mars"],
+        "migrations_locations",
+        [*app.extensions["mars"].migrations_locations, str(folder)],
+    )
+    result = runner.invoke(args=["db", "revision", "--plugin", "newbie", "-m", "first", "--empty"])
+    assert result.exit_code == 0, result.output
+    (script,) = folder.glob("*.py")
+    text = script.read_text()
+    assert "branch_labels = ('newbie',)" in text
+    assert "depends_on = 'core_0001'" in text
+    assert "down_revision = None" in text

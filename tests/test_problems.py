@@ -164,3 +164,23 @@ def test_failure_after_the_view_keeps_its_problem_shape(make_app, sqlite_app):
     response = app.test_client().get("/api/v1/meta")
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
+
+
+def test_database_errors_a_service_did_not_expect_are_problems(make_app):
+    import sqlalchemy.exc
+
+    app = make_app()
+
+    @app.get("/api/v1/integrity")
+    def integrity():
+        raise sqlalchemy.exc.IntegrityError("INSERT secret", {}, Exception("UNIQUE failed"))
+
+    @app.get("/api/v1/data")
+    def data():
+        raise sqlalchemy.exc.DataError("SELECT secret", {}, Exception("out of range"))
+
+    client = app.test_client()
+    conflict = assert_problem(client.get("/api/v1/integrity"), 409)
+    bad = assert_problem(client.get("/api/v1/data"), 400)
+    for body in (conflict, bad):
+        assert "secret" not in str(body)

@@ -330,7 +330,8 @@ class Shadowed:
     """A property wins over an instance dict entry of the same name."""
 
     def __init__(self):
-        vars(self).update(id="prj_dict", name="from the dict", slug="s")
+        vars(self).update(dict.fromkeys(PROJECT_FIELDS, "from the dict"))
+        vars(self).update(created_at=None, updated_at=None)
 
     @property
     def name(self):
@@ -351,6 +352,7 @@ class Indexable:
 
     def __init__(self):
         vars(self).update(dict.fromkeys(PROJECT_FIELDS, "from the dict"))
+        vars(self).update(created_at=None, updated_at=None)
 
     def __getitem__(self, key):
         if key == "name":

@@ -192,7 +192,7 @@ def _reads_from_dict(cls: type, names: tuple[str, ...]) -> bool:
             impl = getattr(attr, "impl", None)
             if impl is None or attr.key != name or not impl.supports_population:
                 return False
-        elif False:
+        elif hasattr(kind, "__set__") or hasattr(kind, "__delete__"):
             return False  # a property or another data descriptor
     return True
 

@@ -104,35 +104,36 @@ def db_heads() -> None:
 )
 @click.option("--autogenerate/--empty", default=True, show_default=True)
 def db_revision(message: str, branch: str, autogenerate: bool) -> None:
-    """Write a new revision on a branch, from the difference between models and database."""
-    import flask_migrate
+    """Write a new revision on a branch, from the difference between models and database.
+
+    A plugin's first revision starts its branch: labelled with the plugin's name, depending
+    on the core's newest revision.
+    """
+    from alembic import command
 
     from mars_server.app import CORE_MIGRATIONS
+    from mars_server.ops.migrations import alembic_config, script_directory
 
     locations = {"core": str(CORE_MIGRATIONS / "versions")}
-    for path in current_app.extensions["mars"].migrations_locations:
-        plugin = _plugin_of(path)
-        if plugin:
-            locations[plugin] = path
+    locations |= current_app.extensions["mars"].plugins.migrations_by_plugin()
     if branch not in locations:
         raise click.BadParameter(f"no migrations folder for {branch!r}", param_hint="--plugin")
-    flask_migrate.revision(
+    script = script_directory()
+    branch_exists = any(branch in (rev.branch_labels or ()) for rev in script.walk_revisions())
+    options: dict[str, Any] = {"head": f"{branch}@head"}
+    if not branch_exists:
+        options = {
+            "head": "base",
+            "branch_label": branch,
+            "depends_on": script.get_revision("core@head").revision,
+        }
+    command.revision(
+        alembic_config(),
         message=message,
         autogenerate=autogenerate,
-        head=f"{branch}@head",
         version_path=locations[branch],
+        **options,
     )
-
-
-def _plugin_of(path: str) -> str | None:
-    from alembic.script import ScriptDirectory
-
-    from mars_server.ops.migrations import alembic_config
-
-    for script in ScriptDirectory.from_config(alembic_config()).walk_revisions():
-        if script.path.startswith(path) and script.branch_labels:
-            return next(iter(script.branch_labels))
-    return None
 
 
 @db_group.command("check")
