@@ -177,7 +177,7 @@ class MarsPlugins:
         """Each enabled plugin's migrations folder, by plugin name (its branch label)."""
         found: dict[str, str] = {}
         for impl in self._pm.hook.mars_migrations_location.get_hookimpls():
-            location = impl.function()
+            location = cast("str | None", impl.function())
             if location:
                 found[impl.plugin_name] = location
         return found
