@@ -211,7 +211,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings["CORS_ORIGINS"]:
         cors.init_app(
             app,
-            resources={r"/api/*": {"origins": settings["CORS_ORIGINS"]}},
+            # The API, and what a browser app needs of the OAuth server (not the pages).
+            resources={
+                path: {"origins": settings["CORS_ORIGINS"]}
+                for path in (
+                    r"/api/*",
+                    "/oauth/token",
+                    "/oauth/revoke",
+                    "/.well-known/oauth-authorization-server",
+                )
+            },
             supports_credentials=True,
             expose_headers=CORS_EXPOSED,
             allow_headers=CORS_ALLOWED,

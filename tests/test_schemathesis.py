@@ -41,8 +41,16 @@ def _route_to_the_test_app(app):
 
 
 #: Operations whose valid-looking input can still be refused for reasons no schema states:
-#: a single-use link token, the common-password list, the server's token lifetime limit.
-SEMANTIC_CHECKS = {"register", "verify_email", "reset_password", "create_my_token"}
+#: a single-use link token, the common-password list, the server's token lifetime limit, an
+#: app's redirect URIs (https or loopback, no fragment or user) and declared scopes.
+SEMANTIC_CHECKS = {
+    "register",
+    "verify_email",
+    "reset_password",
+    "create_my_token",
+    "create_app",
+    "update_app",
+}
 
 
 @schema.parametrize()

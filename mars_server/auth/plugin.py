@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     import click
     import marshmallow as ma
-    from flask import Request
+    from flask import Flask, Request
     from flask_smorest import Blueprint
 
     from mars_server.http import Actor
@@ -30,9 +30,9 @@ MARS_PLUGIN = PluginInfo(
 
 @hookimpl
 def mars_api_blueprints() -> Sequence[Blueprint]:
-    from mars_server.auth.views import accounts_blp, me_blp, users_blp
+    from mars_server.auth.views import accounts_blp, apps_blp, me_blp, users_blp
 
-    return [accounts_blp, me_blp, users_blp]
+    return [accounts_blp, me_blp, users_blp, apps_blp]
 
 
 @hookimpl
@@ -55,6 +55,14 @@ def mars_settings_schema() -> type[ma.Schema]:
 
 
 @hookimpl
+def mars_app_ready(app: Flask) -> None:
+    from mars_server.auth import oauth_views
+
+    # /oauth/... and /.well-known/...: OAuth's own wire format, outside /api/v1.
+    oauth_views.init_app(app)
+
+
+@hookimpl
 def mars_actor_from_request(request: Request) -> Actor | None:
     from mars_server.auth.tokens import actor_from_request
 
@@ -68,6 +76,10 @@ def mars_scopes() -> Sequence[Scope]:
         Scope("account:write", "Change your account, password and tokens."),
         Scope("users:read", "See every account (admins only)."),
         Scope("users:write", "Change accounts and roles (admins only)."),
+        Scope("apps:read", "See the OAuth apps you registered."),
+        Scope(
+            "apps:write", "Register, change and delete your OAuth apps and rotate their secrets."
+        ),
     ]
 
 

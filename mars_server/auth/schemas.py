@@ -128,6 +128,11 @@ class AuthSettingsSchema(ma.Schema):
     login_failures_per_address = ma.fields.Integer(
         load_default=20, validate=ma.validate.Range(min=1)
     )
+    client_secret_grace_minutes = ma.fields.Integer(
+        load_default=60,
+        validate=ma.validate.Range(min=0, max=7 * 24 * 60),
+        metadata={"description": "How long an OAuth app's previous secret works after rotation."},
+    )
     public_url = ma.fields.Url(
         load_default=None,
         allow_none=True,
@@ -165,3 +170,89 @@ class PasswordResetSchema(LinkTokenSchema):
 
 class AcceptedSchema(ma.Schema):
     detail = ma.fields.String(required=True)
+
+
+def _string_list(value: object, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ma.ValidationError(f"Send a list of {what}.")
+    return value
+
+
+class AppSchema(ma.Schema):
+    """An OAuth app, as its owner sees it (never its secret)."""
+
+    class Meta:
+        ordered = True
+
+    id = ma.fields.String(dump_only=True)
+    client_id = ma.fields.String(dump_only=True)
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    client_type = ma.fields.String(
+        required=True,
+        validate=ma.validate.OneOf(("confidential", "public")),
+        metadata={"description": "confidential (a server that keeps a secret) or public."},
+    )
+    redirect_uris = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=2000)),
+        load_default=list,
+        validate=ma.validate.Length(max=10),
+        metadata={
+            "description": "Exact URIs, https:// (or http:// on localhost/127.0.0.1); no "
+            "fragment, no user name."
+        },
+    )
+    scopes = ma.fields.Method(
+        "_scopes",
+        deserialize="_load_scopes",
+        required=True,
+        metadata={
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The most this app may ask for: declared scopes only.",
+        },
+    )
+    grant_types = ma.fields.List(
+        ma.fields.String(
+            validate=ma.validate.OneOf(
+                ("authorization_code", "refresh_token", "client_credentials")
+            )
+        ),
+        load_default=lambda: ["authorization_code", "refresh_token"],
+        validate=ma.validate.Length(min=1),
+    )
+    previous_secret_expires_at = ma.fields.AwareDateTime(
+        dump_only=True,
+        format="iso",
+        allow_none=True,
+        metadata={"description": "Until then, the secret before the last rotation still works."},
+    )
+    created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+    updated_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+
+    def _scopes(self, app: object) -> list[str]:
+        return str(getattr(app, "scopes", "")).split()
+
+    def _load_scopes(self, value: object) -> list[str]:
+        scopes = _string_list(value, "scope names")
+        if not scopes:
+            raise ma.ValidationError("Name at least one scope.")
+        return scopes
+
+
+class NewAppSchema(AppSchema):
+    """The app with its secret: only when created or when the secret is rotated."""
+
+    client_secret = ma.fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Shown this once, never again; null for public apps."},
+    )
+
+
+class AppUpdateSchema(AppSchema):
+    class Meta:
+        exclude = ("client_type",)
+
+
+class AppListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(AppSchema), required=True)

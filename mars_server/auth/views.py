@@ -7,12 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 from flask.views import MethodView
 
-from mars_server.auth import accounts, emails, tokens
+from mars_server.auth import accounts, apps, emails, tokens
 from mars_server.auth.schemas import (
     AcceptedSchema,
+    AppListSchema,
+    AppSchema,
+    AppUpdateSchema,
     LinkTokenSchema,
     MeSchema,
     MeUpdateSchema,
+    NewAppSchema,
     NewTokenSchema,
     PasswordChangeSchema,
     PasswordResetRequestSchema,
@@ -25,10 +29,17 @@ from mars_server.auth.schemas import (
     UserSchema,
 )
 from mars_server.db import db
-from mars_server.http import Blueprint, current_actor, require_if_match, send_etag, send_page
+from mars_server.http import (
+    Blueprint,
+    Forbidden,
+    current_actor,
+    require_if_match,
+    send_etag,
+    send_page,
+)
 
 if TYPE_CHECKING:
-    from mars_server.auth.models import User
+    from mars_server.auth.models import OAuthClient, User
 
 me_blp = Blueprint(
     "me", __name__, url_prefix="/me", description="Your own account and personal access tokens."
@@ -37,8 +48,10 @@ users_blp = Blueprint("users", __name__, url_prefix="/users", description="Accou
 
 
 def me() -> User:
+    """The signed-in user; an app acting for itself (client credentials) has no "me"."""
     actor = current_actor()
-    assert actor is not None and actor.user_id is not None
+    if actor is None or actor.user_id is None:
+        raise Forbidden("This needs a token of a user, not of an app acting for itself.")
     return accounts.get_user(actor.user_id)
 
 
@@ -216,3 +229,91 @@ class PasswordReset(MethodView):
         """Set a new password with the link's token; every token you hold is revoked"""
         emails.reset_password(data["token"], data["password"])
         db.session.commit()
+
+
+apps_blp = Blueprint(
+    "apps",
+    __name__,
+    url_prefix="/apps",
+    description="OAuth apps you register to let people use MARS through your software.",
+)
+
+
+def _app_owner() -> User:
+    actor = current_actor()
+    if actor is None or actor.user_id is None:
+        raise Forbidden("Only people register OAuth apps, not apps themselves.")
+    return accounts.get_user(actor.user_id)
+
+
+def _with_secret(app: OAuthClient, secret: str | None) -> SimpleNamespace:
+    # The secret travels beside the row, never on it: only its digest is stored.
+    columns = {column.key: getattr(app, column.key) for column in app.__table__.columns}
+    return SimpleNamespace(**columns, client_secret=secret)
+
+
+@apps_blp.route("")
+class Apps(MethodView):
+    @apps_blp.requires("apps:read")
+    @apps_blp.doc(operationId="list_apps")
+    @apps_blp.response(200, AppListSchema)
+    def get(self) -> dict[str, Any]:
+        """List the OAuth apps you registered"""
+        return {"items": apps.list_apps(_app_owner())}
+
+    @apps_blp.requires("apps:write")
+    @apps_blp.doc(operationId="create_app")
+    @apps_blp.arguments(AppSchema)
+    @apps_blp.response(201, NewAppSchema)
+    def post(self, data: dict[str, Any]) -> SimpleNamespace:
+        """Register an OAuth app (its secret is shown once)"""
+        app, secret = apps.create_app(_app_owner(), data)
+        db.session.commit()
+        send_etag(app)
+        return _with_secret(app, secret)
+
+
+@apps_blp.route("/<string:app_id>")
+class AppById(MethodView):
+    @apps_blp.requires("apps:read")
+    @apps_blp.doc(operationId="get_app")
+    @apps_blp.response(200, AppSchema)
+    def get(self, app_id: str) -> OAuthClient:
+        """Show one of your OAuth apps"""
+        return send_etag(apps.get_app(_app_owner(), app_id))
+
+    @apps_blp.requires("apps:write")
+    @apps_blp.doc(operationId="update_app")
+    @apps_blp.arguments(AppUpdateSchema(partial=True))
+    @apps_blp.response(200, AppSchema)
+    def patch(self, changes: dict[str, Any], app_id: str) -> OAuthClient:
+        """Change an OAuth app (send If-Match)"""
+        app = apps.get_app(_app_owner(), app_id)
+        require_if_match(app)
+        apps.update_app(app, changes)
+        db.session.commit()
+        return send_etag(app)
+
+    @apps_blp.requires("apps:write")
+    @apps_blp.doc(operationId="delete_app")
+    @apps_blp.response(204)
+    def delete(self, app_id: str) -> None:
+        """Delete an OAuth app; its tokens stop working (send If-Match)"""
+        app = apps.get_app(_app_owner(), app_id)
+        require_if_match(app)
+        apps.delete_app(app)
+        db.session.commit()
+
+
+@apps_blp.route("/<string:app_id>/secret")
+class AppSecret(MethodView):
+    @apps_blp.requires("apps:write")
+    @apps_blp.doc(operationId="rotate_app_secret")
+    @apps_blp.response(200, NewAppSchema)
+    def post(self, app_id: str) -> SimpleNamespace:
+        """Rotate an app's secret; the old one works for a grace period"""
+        app = apps.get_app(_app_owner(), app_id)
+        secret = apps.rotate_secret(app)
+        db.session.commit()
+        send_etag(app)
+        return _with_secret(app, secret)

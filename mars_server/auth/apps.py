@@ -1,0 +1,161 @@
+"""OAuth apps that users register: their redirect URIs, scopes, grants and secrets. No HTTP here.
+
+A confidential app's secret is returned by :func:`create_app` and :func:`rotate_secret` only,
+and stored as a digest; after a rotation the previous secret keeps working for a grace period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import secrets as random
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from mars_server import plugin_settings
+from mars_server.auth import secrets, tokens
+from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken
+from mars_server.db import db, utcnow
+from mars_server.http import Conflict, NotFound, abort
+
+if TYPE_CHECKING:
+    from mars_server.auth.models import User
+
+CLIENT_TYPES = ("confidential", "public")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+MAX_REDIRECT_URI_LENGTH = 2000
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a redirect URI; ``None`` when it can."""
+    if len(uri) > MAX_REDIRECT_URI_LENGTH:
+        return f"Use at most {MAX_REDIRECT_URI_LENGTH} characters."
+    if any(ord(char) <= 32 or ord(char) == 127 for char in uri):
+        return "Must not contain spaces or control characters."
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        return "Not a valid URL."
+    if parts.scheme not in ("https", "http") or not host:
+        return "Use an absolute https:// URL (http:// only for localhost or 127.0.0.1)."
+    if "@" in parts.netloc:
+        return "Must not contain a user name or password."
+    if parts.fragment or uri.endswith("#"):
+        return "Must not contain a fragment (#...)."
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            return "http:// is only allowed for localhost and 127.0.0.1; use https://."
+    return None
+
+
+def _check(values: dict[str, Any], client_type: str) -> None:
+    errors: dict[str, list[str]] = {}
+    for index, uri in enumerate(values.get("redirect_uris", ())):
+        problem = redirect_uri_problem(uri)
+        if problem:
+            errors.setdefault("redirect_uris", []).append(f"{index}: {problem}")
+    grant_types = set(values.get("grant_types", ()))
+    if client_type == "public" and "client_credentials" in grant_types:
+        errors.setdefault("grant_types", []).append(
+            "Public apps cannot use client_credentials: they hold no secret."
+        )
+    if "refresh_token" in grant_types and "authorization_code" not in grant_types:
+        errors.setdefault("grant_types", []).append("refresh_token needs authorization_code.")
+    if "authorization_code" in grant_types and not values.get("redirect_uris"):
+        errors.setdefault("redirect_uris", []).append(
+            "Give at least one redirect URI for authorization_code."
+        )
+    if errors:
+        abort(422, messages={"json": errors})
+    tokens.check_scopes(list(values.get("scopes", ())))
+
+
+def _new_secret(app: OAuthClient) -> str:
+    secret = secrets.new_client_secret()
+    app.secret_digest = secrets.digest(secret)
+    return secret
+
+
+def create_app(owner: User, values: dict[str, Any]) -> tuple[OAuthClient, str | None]:
+    """Register an app for ``owner``; returns it and its secret (``None`` for public apps)."""
+    _check(values, values["client_type"])
+    app = OAuthClient(
+        client_id="mars_app_" + random.token_urlsafe(18),
+        owner_id=owner.id,
+        name=values["name"],
+        client_type=values["client_type"],
+        redirect_uris=list(values.get("redirect_uris", [])),
+        scopes=" ".join(sorted(set(values["scopes"]))),
+        grant_types=sorted(set(values["grant_types"])),
+    )
+    secret = _new_secret(app) if app.client_type == "confidential" else None
+    db.session.add(app)
+    db.session.flush()
+    return app, secret
+
+
+def list_apps(owner: User) -> list[OAuthClient]:
+    return list(
+        db.session.scalars(
+            sa.select(OAuthClient)
+            .where(OAuthClient.owner_id == owner.id)
+            .order_by(OAuthClient.created_at, OAuthClient.id)
+        )
+    )
+
+
+def get_app(owner: User, app_id: str) -> OAuthClient:
+    app = db.session.get(OAuthClient, app_id)
+    if app is None or app.owner_id != owner.id:
+        raise NotFound(f"No app {app_id!r}.")
+    return app
+
+
+def update_app(app: OAuthClient, changes: dict[str, Any]) -> None:
+    merged = {
+        "redirect_uris": app.redirect_uris,
+        "grant_types": app.grant_types,
+        "scopes": app.scopes.split(),
+        **changes,
+    }
+    _check(merged, app.client_type)
+    if "name" in changes:
+        app.name = changes["name"]
+    if "redirect_uris" in changes:
+        app.redirect_uris = list(changes["redirect_uris"])
+    if "grant_types" in changes:
+        app.grant_types = sorted(set(changes["grant_types"]))
+    if "scopes" in changes:
+        app.scopes = " ".join(sorted(set(changes["scopes"])))
+
+
+def rotate_secret(app: OAuthClient) -> str:
+    """A new secret; the current one keeps working for ``client_secret_grace_minutes``."""
+    if app.client_type != "confidential":
+        raise Conflict("A public app has no secret to rotate.")
+    grace = dt.timedelta(minutes=plugin_settings("auth")["client_secret_grace_minutes"])
+    app.previous_secret_digest = app.secret_digest
+    app.previous_secret_expires_at = utcnow() + grace
+    return _new_secret(app)
+
+
+def delete_app(app: OAuthClient) -> None:
+    """Delete the app; every token and code it holds stops working."""
+    db.session.execute(
+        sa.update(OAuthToken)
+        .where(OAuthToken.client_id == app.client_id, OAuthToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    db.session.execute(
+        sa.delete(AuthorizationCode).where(AuthorizationCode.client_id == app.client_id)
+    )
+    db.session.delete(app)

@@ -1,0 +1,501 @@
+"""The OAuth 2 authorization server: authlib's machinery with MARS's stricter rules.
+
+authlib 1.9's defaults are not safe enough, so this module overrides them:
+
+- PKCE is required from *every* client, confidential ones included, and only ``S256`` is
+  accepted (authlib accepts ``plain`` and demands PKCE from public clients only);
+- refresh tokens are rotated on every use, and a replayed one revokes its whole family;
+- an authorization code used twice revokes every token issued from it;
+- codes, tokens and client secrets are stored only as digests (``secrets.digest``);
+- only the ``authorization_code``, ``refresh_token`` and ``client_credentials`` grants exist.
+
+authlib logs issued tokens at DEBUG level: :func:`build_server` raises the level of its
+loggers so that no secret can reach a log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import (
+    ClientMixin,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    TokenMixin,
+    grants,
+)
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from flask import current_app
+
+from mars_server import plugin_settings
+from mars_server.auth import secrets
+from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken, User
+from mars_server.db import db, new_id, utcnow
+
+if TYPE_CHECKING:
+    from authlib.oauth2.rfc6749 import OAuth2Request
+    from flask import Flask
+
+log = logging.getLogger(__name__)
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+#: what a public client uses: no secret, the client_id in the body.
+PUBLIC_AUTH_METHOD = "none"
+#: RFC 7636 section 4.1: 43 to 128 characters.
+VERIFIER_LENGTH = (43, 128)
+
+
+def declared_scopes() -> dict[str, str]:
+    return dict(current_app.extensions["mars"].scopes)
+
+
+def _now() -> dt.datetime:
+    return utcnow()
+
+
+class Client(ClientMixin):
+    """An :class:`OAuthClient` row, as authlib sees a client."""
+
+    def __init__(self, row: OAuthClient) -> None:
+        self.row = row
+        self.client_id = row.client_id
+
+    @property
+    def is_confidential(self) -> bool:
+        return self.row.client_type == "confidential"
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        # Never guessed: every authorization request must name its redirect URI.
+        return None
+
+    def allowed_scopes(self) -> set[str]:
+        return set(self.row.scopes.split()) & set(declared_scopes())
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """The scope to grant: all of the requested one, or ``None`` (``invalid_scope``)."""
+        allowed = self.allowed_scopes()
+        if not scope:
+            return " ".join(sorted(allowed)) or None
+        requested = set(scope.split())
+        if not requested <= allowed:
+            return None
+        return " ".join(sorted(requested))
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        # Exact string comparison: no prefix, case, slash, query or port leeway.
+        return any(hmac.compare_digest(redirect_uri, uri) for uri in self.row.redirect_uris)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if not self.is_confidential:
+            return False
+        candidate = secrets.digest(client_secret)
+        row = self.row
+        if row.secret_digest and hmac.compare_digest(candidate, row.secret_digest):
+            return True
+        return bool(
+            row.previous_secret_digest
+            and row.previous_secret_expires_at
+            and row.previous_secret_expires_at > _now()
+            and hmac.compare_digest(candidate, row.previous_secret_digest)
+        )
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.is_confidential:
+            return method in CONFIDENTIAL_AUTH_METHODS
+        return method == PUBLIC_AUTH_METHOD
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.row.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        if grant_type == "client_credentials" and not self.is_confidential:
+            return False
+        return grant_type in GRANT_TYPES and grant_type in self.row.grant_types
+
+
+def query_client(client_id: str | None) -> Client | None:
+    if not client_id:
+        return None
+    row = db.session.scalar(sa.select(OAuthClient).where(OAuthClient.client_id == client_id))
+    return Client(row) if row is not None else None
+
+
+@dataclass
+class Code:
+    """An :class:`AuthorizationCode` row, as authlib sees a code."""
+
+    row: AuthorizationCode
+
+    @property
+    def code_challenge(self) -> str:
+        return self.row.code_challenge
+
+    @property
+    def code_challenge_method(self) -> str:
+        return self.row.code_challenge_method
+
+    def get_redirect_uri(self) -> str:
+        return self.row.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+
+class Token(TokenMixin):
+    """An :class:`OAuthToken` row found by its access token (``kind="access"``) or its
+    refresh token (``kind="refresh"``)."""
+
+    def __init__(self, row: OAuthToken, kind: str) -> None:
+        self.row = row
+        self.kind = kind
+
+    def check_client(self, client: Client) -> bool:
+        return hmac.compare_digest(self.row.client_id, client.client_id)
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def get_expires_at(self) -> dt.datetime | None:
+        if self.kind == "access":
+            return self.row.access_expires_at
+        return self.row.refresh_expires_at
+
+    def get_expires_in(self) -> int:
+        expires_at = self.get_expires_at()
+        return max(0, int((expires_at - _now()).total_seconds())) if expires_at else 0
+
+    def is_expired(self) -> bool:
+        expires_at = self.get_expires_at()
+        return expires_at is None or expires_at <= _now()
+
+    def is_revoked(self) -> bool:
+        if self.row.revoked_at is not None:
+            return True
+        return self.kind == "refresh" and self.row.rotated_at is not None
+
+
+def find_token(value: str, hint: str | None = None) -> Token | None:
+    """The token whose access or refresh token is ``value`` (the hint only orders the look-up)."""
+    value_digest = secrets.digest(value)
+    kinds = ("refresh", "access") if hint == "refresh_token" else ("access", "refresh")
+    for kind in kinds:
+        column = OAuthToken.access_digest if kind == "access" else OAuthToken.refresh_digest
+        row = db.session.scalar(sa.select(OAuthToken).where(column == value_digest))
+        if row is not None:
+            return Token(row, kind)
+    return None
+
+
+def revoke_family(family_id: str | None) -> int:
+    """Revoke every token of a family; return how many were still live."""
+    if not family_id:
+        return 0
+    result = db.session.execute(
+        sa.update(OAuthToken)
+        .where(OAuthToken.family_id == family_id, OAuthToken.revoked_at.is_(None))
+        .values(revoked_at=_now())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _user_for(user_id: str | None) -> User | None:
+    user = db.session.get(User, user_id) if user_id else None
+    if user is None or user.status != "active" or user.must_change_password:
+        return None
+    return user
+
+
+# --- PKCE: S256 only, from every client ---------------------------------------------------
+
+
+class S256CodeChallenge(CodeChallenge):
+    """RFC 7636 as RFC 9700 wants it: required from every client, ``S256`` only."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    CODE_CHALLENGE_METHODS = {"S256": compare_s256_code_challenge}
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send 'code_challenge' (S256).")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError(
+                "Send 'code_challenge_method=S256': nothing else is accepted."
+            )
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        code = grant.request.authorization_code
+        if code is None or code.code_challenge_method != "S256" or not code.code_challenge:
+            raise InvalidGrantError("The code was not issued with an S256 challenge.")
+        if not grant.request.form.get("code_verifier"):
+            raise InvalidRequestError("Missing 'code_verifier'.")
+        super().validate_code_verifier(grant, result)
+
+
+# --- Grants ---------------------------------------------------------------------------------
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, PUBLIC_AUTH_METHOD]
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        payload = request.payload
+        seconds = plugin_settings("auth")["authorization_code_seconds"]
+        db.session.add(
+            AuthorizationCode(
+                digest=secrets.digest(code),
+                client_id=request.client.client_id,
+                user_id=request.user.id,
+                redirect_uri=payload.redirect_uri,
+                scope=request.scope,
+                code_challenge=payload.data["code_challenge"],
+                code_challenge_method=payload.data["code_challenge_method"],
+                expires_at=_now() + dt.timedelta(seconds=seconds),
+                # Chosen now, so a second use can find (and revoke) what the first one got.
+                family_id=new_id("fam"),
+            )
+        )
+        db.session.commit()
+
+    def generate_authorization_code(self) -> str:
+        return secrets.new_opaque_token()
+
+    def query_authorization_code(self, code: str, client: Client) -> Code | None:
+        row = db.session.scalar(
+            sa.select(AuthorizationCode).where(AuthorizationCode.digest == secrets.digest(code))
+        )
+        if row is None or not hmac.compare_digest(row.client_id, client.client_id):
+            return None
+        # Claimed in one statement: of two concurrent uses, exactly one wins.
+        claimed = db.session.execute(
+            sa.update(AuthorizationCode)
+            .where(AuthorizationCode.id == row.id, AuthorizationCode.used_at.is_(None))
+            .values(used_at=_now())
+        ).rowcount  # type: ignore[attr-defined]
+        if not claimed:
+            revoked = revoke_family(row.family_id)
+            db.session.commit()
+            log.warning(
+                "authorization code used twice; %d token(s) of its family revoked",
+                revoked,
+                extra={"client_id": row.client_id, "family_id": row.family_id},
+            )
+            return None
+        db.session.commit()
+        if row.expires_at <= _now():
+            return None
+        return Code(row)
+
+    def delete_authorization_code(self, authorization_code: Code) -> None:
+        """Already marked used when it was claimed; kept to recognise a second use."""
+
+    def authenticate_user(self, authorization_code: Code) -> User | None:
+        return _user_for(authorization_code.row.user_id)
+
+
+class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
+    """Every use returns a new refresh token; using an old one revokes the family."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, PUBLIC_AUTH_METHOD]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        token = find_token(refresh_token, "refresh_token")
+        if token is None or token.kind != "refresh":
+            return None
+        if token.row.rotated_at is not None:
+            self._reuse_detected(token.row)
+            return None
+        if token.is_revoked() or token.is_expired():
+            return None
+        return token
+
+    def authenticate_user(self, refresh_token: Token) -> User | None:
+        return _user_for(refresh_token.row.user_id)
+
+    def revoke_old_credential(self, refresh_token: Token) -> None:
+        rotated = db.session.execute(
+            sa.update(OAuthToken)
+            .where(
+                OAuthToken.id == refresh_token.row.id,
+                OAuthToken.rotated_at.is_(None),
+                OAuthToken.revoked_at.is_(None),
+            )
+            .values(rotated_at=_now())
+        ).rowcount  # type: ignore[attr-defined]
+        if not rotated:  # another request rotated it meanwhile: a replay
+            db.session.rollback()
+            self._reuse_detected(refresh_token.row)
+            raise InvalidGrantError()
+
+    @staticmethod
+    def _reuse_detected(row: OAuthToken) -> None:
+        revoked = revoke_family(row.family_id)
+        db.session.commit()
+        log.warning(
+            "refresh token replayed; %d token(s) of its family revoked",
+            revoked,
+            extra={"client_id": row.client_id, "family_id": row.family_id},
+        )
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+
+
+# --- Tokens ---------------------------------------------------------------------------------
+
+
+def generate_token(
+    grant_type: str,
+    client: Client,
+    user: User | None = None,
+    scope: str | None = None,
+    expires_in: int | None = None,
+    include_refresh_token: bool = True,
+) -> dict[str, Any]:
+    granted = client.get_allowed_scope(scope)
+    if granted is None:
+        raise InvalidScopeError()
+    minutes = plugin_settings("auth")["access_token_minutes"]
+    token = {
+        "token_type": "Bearer",
+        "access_token": secrets.new_opaque_token(),
+        "expires_in": expires_in or minutes * 60,
+        "scope": granted,
+    }
+    if include_refresh_token and user is not None:
+        token["refresh_token"] = secrets.new_opaque_token()
+    return token
+
+
+def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
+    now = _now()
+    if request.authorization_code is not None:
+        family_id = request.authorization_code.row.family_id
+    elif request.refresh_token is not None:
+        family_id = request.refresh_token.row.family_id
+    else:
+        family_id = new_id("fam")
+    refresh = token.get("refresh_token")
+    days = plugin_settings("auth")["refresh_token_days"]
+    db.session.add(
+        OAuthToken(
+            client_id=request.client.client_id,
+            user_id=request.user.id if request.user is not None else None,
+            scope=token["scope"],
+            access_digest=secrets.digest(token["access_token"]),
+            refresh_digest=secrets.digest(refresh) if refresh else None,
+            family_id=family_id,
+            issued_at=now,
+            access_expires_at=now + dt.timedelta(seconds=token["expires_in"]),
+            refresh_expires_at=now + dt.timedelta(days=days) if refresh else None,
+        )
+    )
+    db.session.flush()
+
+
+# --- Revocation and introspection -----------------------------------------------------------
+
+
+class MarsRevocationEndpoint(RevocationEndpoint):
+    """RFC 7009. Revoking either token of a row revokes its whole family (RFC 7009 section 2.1:
+    revoking a refresh token should revoke the access tokens of the same grant)."""
+
+    CLIENT_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, PUBLIC_AUTH_METHOD]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        return find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: Token, request: OAuth2Request) -> None:
+        revoke_family(token.row.family_id)
+        db.session.commit()
+
+
+class MarsIntrospectionEndpoint(IntrospectionEndpoint):
+    """RFC 7662, for confidential clients, about their own tokens only."""
+
+    CLIENT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        return find_token(token_string, token_type_hint)
+
+    def check_permission(self, token: Token, client: Client, request: OAuth2Request) -> bool:
+        return token.check_client(client)
+
+    def introspect_token(self, token: Token) -> dict[str, Any]:
+        row = token.row
+        expires_at = token.get_expires_at()
+        payload: dict[str, Any] = {
+            "active": True,
+            "client_id": row.client_id,
+            "scope": row.scope,
+            "iat": int(row.issued_at.timestamp()),
+            "exp": int(expires_at.timestamp()) if expires_at else None,
+        }
+        if token.kind == "access":
+            payload["token_type"] = "Bearer"  # noqa: S105
+        if row.user_id:
+            payload["sub"] = row.user_id
+        return payload
+
+
+def build_server(app: Flask) -> AuthorizationServer:
+    """The authorization server of ``app``, kept at ``app.extensions["mars_oauth"]``."""
+    for name in ("authlib", "authlib.oauth2", "authlib.integrations"):
+        # authlib logs issued tokens and client ids at DEBUG: never let that through.
+        logging.getLogger(name).setLevel(logging.INFO)
+    server = AuthorizationServer()
+    server.init_app(app, query_client=query_client, save_token=save_token)
+    server.register_token_generator("default", generate_token)
+    server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
+    server.register_grant(RotatingRefreshTokenGrant)
+    server.register_grant(ClientCredentialsGrant)
+    server.register_endpoint(MarsRevocationEndpoint)
+    server.register_endpoint(MarsIntrospectionEndpoint)
+    server.scopes_supported = None  # checked per client against the declared scopes
+    app.extensions["mars_oauth"] = server
+    return server
+
+
+def server() -> AuthorizationServer:
+    return current_app.extensions["mars_oauth"]
+
+
+def metadata(issuer: str) -> dict[str, Any]:
+    """RFC 8414 server metadata."""
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth/authorize",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "scopes_supported": sorted(declared_scopes()),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": list(GRANT_TYPES),
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": [*CONFIDENTIAL_AUTH_METHODS, PUBLIC_AUTH_METHOD],
+        "revocation_endpoint_auth_methods_supported": [
+            *CONFIDENTIAL_AUTH_METHODS,
+            PUBLIC_AUTH_METHOD,
+        ],
+        "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
+        "authorization_response_iss_parameter_supported": False,
+    }

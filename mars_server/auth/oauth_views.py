@@ -1,0 +1,243 @@
+"""The OAuth 2 endpoints, outside ``/api/v1``: they speak OAuth's form-encoded requests and
+JSON errors (RFC 6749 section 5.2), not problem+json.
+
+- ``/oauth/authorize``: the sign-in and consent pages (server-rendered, no JavaScript);
+- ``/oauth/token``, ``/oauth/revoke`` (RFC 7009), ``/oauth/introspect`` (RFC 7662);
+- ``/.well-known/oauth-authorization-server`` (RFC 8414).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, session
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import HTTPException
+
+from mars_server import plugin_settings
+from mars_server.auth import accounts, oauth, signin
+from mars_server.auth.models import User
+from mars_server.db import db
+from mars_server.http import MarsError
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+blueprint = Blueprint("oauth", __name__, template_folder="templates")
+
+SESSION_USER = "oauth_user_id"
+SESSION_CSRF = "oauth_csrf"
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, ``Secure`` whenever the request came over https."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+
+def init_app(app: Flask) -> None:
+    oauth.build_server(app)
+    app.config.update(
+        SESSION_COOKIE_NAME="mars_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/oauth",
+    )
+    app.session_interface = SessionInterface()
+    app.register_blueprint(blueprint)
+
+
+@blueprint.after_request
+def _page_headers(response: Response) -> Response:
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def _oauth_error(error: OAuth2Error) -> Response:
+    status, body, headers = error()
+    response = jsonify(dict(body))
+    response.status_code = status
+    for name, value in headers:
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+# --- The sign-in and consent pages -------------------------------------------------------------
+
+
+def _csrf_token() -> str:
+    token = session.get(SESSION_CSRF)
+    if not token:
+        token = session[SESSION_CSRF] = secrets.token_urlsafe(32)
+    return str(token)
+
+
+def _csrf_ok() -> bool:
+    sent = request.form.get("csrf_token", "")
+    expected = session.get(SESSION_CSRF, "")
+    return bool(expected) and hmac.compare_digest(sent.encode(), str(expected).encode())
+
+
+def _signed_in_user() -> User | None:
+    user_id = session.get(SESSION_USER)
+    user = db.session.get(User, user_id) if user_id else None
+    if user is None or user.status != "active":
+        session.pop(SESSION_USER, None)
+        return None
+    return user
+
+
+def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    return render_template(f"oauth/{template}", csrf_token=_csrf_token(), **context), status
+
+
+def _error_page(error: OAuth2Error) -> tuple[str, int]:
+    return _page("error.html", 400, error=error.error, description=error.get_error_description())
+
+
+def _redirect(response: Response) -> Response:
+    db.session.commit()
+    return response
+
+
+@blueprint.route("/oauth/authorize", methods=["GET", "POST"])
+def authorize() -> Any:
+    server = oauth.server()
+    try:
+        grant = server.get_consent_grant(end_user=None)
+    except OAuth2Error as error:
+        if error.redirect_uri:  # a valid redirect URI: the client hears of the error
+            return _redirect(server.handle_error_response(None, error))
+        return _error_page(error)  # never redirect to a URI that was not registered
+    client: oauth.Client = grant.client
+    if request.method == "POST" and not _csrf_ok():
+        return _page("error.html", 400, error="invalid_request", description=CSRF_MESSAGE)
+
+    action = request.form.get("action") if request.method == "POST" else None
+    if action == "sign_in":
+        return _sign_in(client)
+    user = _signed_in_user()
+    if user is None:
+        return _page("login.html", client=client.row)
+    if user.must_change_password:
+        if action == "change_password":
+            return _change_password(user, client)
+        return _page("change_password.html", client=client.row, user=user)
+    if action in ("approve", "deny"):
+        grant.request.user = user if action == "approve" else None
+        return _redirect(
+            server.create_authorization_response(
+                grant_user=user if action == "approve" else None, grant=grant
+            )
+        )
+    if action == "sign_out":
+        session.pop(SESSION_USER, None)
+        return _page("login.html", client=client.row)
+    declared = oauth.declared_scopes()
+    requested = grant.request.scope.split()
+    scopes = [(name, declared.get(name, "")) for name in requested]
+    return _page("consent.html", client=client.row, user=user, scopes=scopes)
+
+
+CSRF_MESSAGE = "This form has expired. Go back to the app and start again."
+
+
+def _sign_in(client: oauth.Client) -> Any:
+    email = request.form.get("email", "")[:320]
+    password = request.form.get("password", "")[:512]
+    try:
+        user = signin.authenticate(email, password, request.remote_addr)
+    except signin.SignInFailed:
+        return _page("login.html", 200, client=client.row, email=email, message=FAILED_MESSAGE)
+    except signin.TooManyAttempts as error:
+        body, status = _page(
+            "login.html", 429, client=client.row, email=email, message=str(error.detail)
+        )
+        return Response(body, status, headers=error.headers)
+    session.clear()  # a fresh session (and CSRF token) for the signed-in user
+    session[SESSION_USER] = user.id
+    return _see_next_page()
+
+
+FAILED_MESSAGE = "The e-mail address or the password is wrong."
+
+
+def _see_next_page() -> Any:
+    """Post/redirect/get: the same authorization request, now for a signed-in user."""
+    return redirect(request.full_path, 303)
+
+
+def _change_password(user: User, client: oauth.Client) -> Any:
+    try:
+        accounts.change_password(
+            user, request.form.get("current_password", ""), request.form.get("new_password", "")
+        )
+    except MarsError as error:
+        return _page(
+            "change_password.html", 422, client=client.row, user=user, message=str(error.detail)
+        )
+    except HTTPException as error:  # flask-smorest's abort(422, messages=...)
+        messages = getattr(error, "data", {}).get("messages", {}).get("json", {})
+        if not messages:
+            raise
+        text = " ".join(" ".join(m) for m in messages.values())
+        db.session.rollback()
+        return _page("change_password.html", 422, client=client.row, user=user, message=text)
+    db.session.commit()
+    return _see_next_page()
+
+
+# --- Token, revocation, introspection, metadata -------------------------------------------------
+
+
+def _endpoint(call: Any) -> Response:
+    try:
+        response: Response = call()
+    except OAuth2Error as error:  # raised before authlib could answer (insecure transport)
+        db.session.rollback()
+        return _oauth_error(error)
+    if response.status_code == 200:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    return response
+
+
+@blueprint.route("/oauth/token", methods=["POST"])
+def token() -> Response:
+    return _endpoint(lambda: oauth.server().create_token_response())
+
+
+@blueprint.route("/oauth/revoke", methods=["POST"])
+def revoke() -> Response:
+    return _endpoint(lambda: oauth.server().create_endpoint_response("revocation"))
+
+
+@blueprint.route("/oauth/introspect", methods=["POST"])
+def introspect() -> Response:
+    return _endpoint(lambda: oauth.server().create_endpoint_response("introspection"))
+
+
+@blueprint.route("/.well-known/oauth-authorization-server")
+def server_metadata() -> Response:
+    public_url = plugin_settings("auth")["public_url"]
+    issuer = (public_url or request.host_url).rstrip("/")
+    response = jsonify(oauth.metadata(issuer))
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
