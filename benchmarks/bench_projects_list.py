@@ -6,9 +6,11 @@ Two measurements, in one run:
    loaded with ``--rows`` projects. MARS (``gunicorn 'mars_server:create_app()'``) and a
    hand-written Flask + SQLAlchemy Core app doing the same keyset query
    (``benchmarks/raw_app.py``) are served side by side by ``gunicorn -w 2`` on loopback,
-   and ``wrk --latency`` drives each in turn, interleaved over ``--rounds`` rounds. Prints
-   req/s, p50 and p99 per round, their medians and the ratio MARS / raw, and the server CPU
-   time per request (from ``/proc``), whose ratio other load on the machine barely moves.
+   with, unless ``--no-before``, MARS without its response fast paths
+   (``benchmarks/mars_before.py``), and ``wrk --latency`` drives each in turn, the order
+   rotating over ``--rounds`` rounds. Prints req/s, p50 and p99 per round, their medians
+   and the ratios to raw, and the server CPU time per request (from ``/proc``), whose
+   ratio other load on the machine barely moves.
 2. Deep pages. A second database gets ``--deep-rows`` projects; through the full MARS stack
    (Flask's test client, in process) the first page is timed against a page whose cursor
    points at 99% depth, and likewise for the raw app and for the bare SQL query.
@@ -16,7 +18,7 @@ Two measurements, in one run:
 Usage::
 
     /work/venv/bin/python benchmarks/bench_projects_list.py [--rows 100000]
-        [--deep-rows 1000000] [--duration 10] [--rounds 5]
+        [--deep-rows 1000000] [--duration 10] [--rounds 5] [--no-before]
         [--database-url postgresql://postgres@127.0.0.1:5432/mars_bench]
 
 Needs ``wrk`` (``apt-get install wrk``) and ``gunicorn`` (``pip install gunicorn``). With
@@ -296,24 +298,24 @@ def wait_ready(server: Server, timeout: float = 60) -> None:
     raise RuntimeError(f"{server.name} did not answer within {timeout:.0f} s")
 
 
-def check_same_answers(mars: Server, raw: Server) -> None:
-    """Both apps must serve the same items, on the first page and through the cursor."""
-    pages = []
-    for server in (mars, raw):
+def check_same_answers(apps: list[Server], raw: Server) -> None:
+    """Every app must serve raw's items, on the first page and through the cursor."""
+    pages = {}
+    for server in [*apps, raw]:
         first = get_json(f"{server.url}{ENDPOINT}?limit={PAGE}")
         second = get_json(f"{server.url}{ENDPOINT}?limit={PAGE}&cursor={first['next_cursor']}")
-        pages.append((first, second))
-    (mars_1, mars_2), (raw_1, raw_2) = pages
-    for page in (mars_1, mars_2, raw_1, raw_2):
-        if set(page) != {"items", "next_cursor"} or len(page["items"]) != PAGE:
-            raise RuntimeError(f"unexpected page shape: {sorted(page)}")
-    if mars_1["items"] != raw_1["items"] or mars_2["items"] != raw_2["items"]:
-        raise RuntimeError(
-            "MARS and the raw app disagree on the items of a page:\n"
-            f"{mars_1['items'][0]}\n{raw_1['items'][0]}"
-        )
-    if mars_2["items"][0]["id"] <= mars_1["items"][-1]["id"]:
-        raise RuntimeError("the second page does not follow the first")
+        for page in (first, second):
+            if set(page) != {"items", "next_cursor"} or len(page["items"]) != PAGE:
+                raise RuntimeError(f"{server.name}: unexpected page shape: {sorted(page)}")
+        if second["items"][0]["id"] <= first["items"][-1]["id"]:
+            raise RuntimeError(f"{server.name}: the second page does not follow the first")
+        pages[server.name] = (first["items"], second["items"])
+    for server in apps:
+        if pages[server.name] != pages[raw.name]:
+            raise RuntimeError(
+                f"{server.name} and the raw app disagree on the items of a page:\n"
+                f"{pages[server.name][0][0]}\n{pages[raw.name][0][0]}"
+            )
 
 
 # -- wrk -----------------------------------------------------------------------------------
@@ -396,26 +398,38 @@ def run_wrk(url: str, duration: int, threads: int, connections: int) -> str:
 
 
 @dataclass
+class AppRatios:
+    """One app against raw, from the same run."""
+
+    #: median req/s of the app / median req/s of raw (aim >= 0.9)
+    rps: float
+    #: the app's req/s / raw's, round by round
+    per_round: list[float]
+    #: raw's server CPU per request / the app's: what its layers cost, whatever the load
+    cpu: float | None
+    p50: float
+    p99: float
+
+
+@dataclass
 class HttpSummary:
     rounds: list[WrkResult]
     median: dict[str, dict[str, float]]
-    ratio_rps: float
-    ratio_p50: float
-    ratio_p99: float
-    pair_ratios: list[float]
-    #: raw's server CPU per request / MARS's: what MARS's layers cost, whatever the load.
-    ratio_cpu: float | None
+    #: per app other than raw
+    ratios: dict[str, AppRatios]
 
 
-def bench_http(mars: Server, raw: Server, args: argparse.Namespace) -> HttpSummary:
+def bench_http(apps: list[Server], raw: Server, args: argparse.Namespace) -> HttpSummary:
+    """wrk on each app and raw in turn; the order rotates from round to round."""
     path = f"{ENDPOINT}?limit={PAGE}"
+    servers = [*apps, raw]
     say(f"  warm-up: {args.warmup} s each")
-    for server in (mars, raw):
+    for server in servers:
         run_wrk(server.url + path, args.warmup, args.threads, args.connections)
     results: list[WrkResult] = []
     for round_ in range(1, args.rounds + 1):
-        order = (mars, raw) if round_ % 2 else (raw, mars)
-        for server in order:
+        shift = (round_ - 1) % len(servers)
+        for server in servers[shift:] + servers[:shift]:
             cpu_before = server_cpu_seconds(server)
             output = run_wrk(server.url + path, args.duration, args.threads, args.connections)
             cpu_after = server_cpu_seconds(server)
@@ -429,7 +443,7 @@ def bench_http(mars: Server, raw: Server, args: argparse.Namespace) -> HttpSumma
                 else ""
             )
             say(
-                f"  round {round_} {server.name:<4} {result.requests_per_second:9.1f} req/s  "
+                f"  round {round_} {server.name:<7} {result.requests_per_second:9.1f} req/s  "
                 f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms{cpu}"
                 + (f"  errors {result.errors}" if result.errors else "")
             )
@@ -437,30 +451,32 @@ def bench_http(mars: Server, raw: Server, args: argparse.Namespace) -> HttpSumma
     if all(r.cpu_ms_per_request is not None for r in results):
         keys.append("cpu_ms_per_request")
     median = {
-        name: {
-            key: statistics.median(getattr(r, key) for r in results if r.app == name)
+        server.name: {
+            key: statistics.median(getattr(r, key) for r in results if r.app == server.name)
             for key in keys
         }
-        for name in (mars.name, raw.name)
+        for server in servers
     }
-    pair_ratios = [
-        next(r.requests_per_second for r in results if r.round == n and r.app == mars.name)
-        / next(r.requests_per_second for r in results if r.round == n and r.app == raw.name)
-        for n in range(1, args.rounds + 1)
-    ]
-    m, r = median[mars.name], median[raw.name]
-    ratio_cpu = (
-        r["cpu_ms_per_request"] / m["cpu_ms_per_request"] if "cpu_ms_per_request" in m else None
-    )
-    return HttpSummary(
-        results,
-        median,
-        m["requests_per_second"] / r["requests_per_second"],
-        m["p50_ms"] / r["p50_ms"],
-        m["p99_ms"] / r["p99_ms"],
-        pair_ratios,
-        ratio_cpu,
-    )
+
+    def rps(name: str, round_: int) -> float:
+        return next(r.requests_per_second for r in results if r.round == round_ and r.app == name)
+
+    base = median[raw.name]
+    ratios = {}
+    for server in apps:
+        m = median[server.name]
+        ratios[server.name] = AppRatios(
+            rps=m["requests_per_second"] / base["requests_per_second"],
+            per_round=[rps(server.name, n) / rps(raw.name, n) for n in range(1, args.rounds + 1)],
+            cpu=(
+                base["cpu_ms_per_request"] / m["cpu_ms_per_request"]
+                if "cpu_ms_per_request" in m
+                else None
+            ),
+            p50=m["p50_ms"] / base["p50_ms"],
+            p99=m["p99_ms"] / base["p99_ms"],
+        )
+    return HttpSummary(results, median, ratios)
 
 
 # -- deep pages ----------------------------------------------------------------------------
@@ -593,27 +609,28 @@ def print_http(summary: HttpSummary, args: argparse.Namespace, kind: str) -> Non
         f"-d{args.duration}s, {args.rounds} interleaved rounds"
     )
     say(
-        f"{'app':<6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'cpu ms/req':>12}"
+        f"{'app':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'cpu ms/req':>12}"
         "   (medians of rounds)"
     )
     for name, figures in summary.median.items():
         cpu = figures.get("cpu_ms_per_request")
         say(
-            f"{name:<6}{figures['requests_per_second']:>10.1f}{figures['p50_ms']:>10.2f}"
+            f"{name:<8}{figures['requests_per_second']:>10.1f}{figures['p50_ms']:>10.2f}"
             f"{figures['p99_ms']:>10.2f}" + (f"{cpu:>12.2f}" if cpu is not None else "")
         )
-    verdict = "meets" if summary.ratio_rps >= AIM_RATIO else "BELOW"
-    say(
-        f"ratio MARS/raw req/s: {summary.ratio_rps:.3f} ({verdict} the {AIM_RATIO} aim; "
-        f"goal 1.0); per round: {', '.join(f'{r:.3f}' for r in summary.pair_ratios)} "
-        f"(median {statistics.median(summary.pair_ratios):.3f})"
-    )
-    if summary.ratio_cpu is not None:
+    for name, ratio in summary.ratios.items():
+        verdict = "meets" if ratio.rps >= AIM_RATIO else "BELOW"
         say(
-            f"ratio raw/MARS server CPU per request: {summary.ratio_cpu:.3f} "
-            "(the same ratio, insensitive to other load on the machine)"
+            f"{name}/raw req/s: {ratio.rps:.3f} ({verdict} the {AIM_RATIO} aim; goal 1.0); "
+            f"per round: {', '.join(f'{r:.3f}' for r in ratio.per_round)} "
+            f"(median {statistics.median(ratio.per_round):.3f})"
         )
-    say(f"latency MARS/raw: p50 {summary.ratio_p50:.3f}x, p99 {summary.ratio_p99:.3f}x")
+        if ratio.cpu is not None:
+            say(
+                f"  raw/{name} server CPU per request: {ratio.cpu:.3f} "
+                "(the same ratio, insensitive to other load on the machine)"
+            )
+        say(f"  latency {name}/raw: p50 {ratio.p50:.3f}x, p99 {ratio.p99:.3f}x")
 
 
 def print_deep(depth: int, rows: list[DeepRow], args: argparse.Namespace, kind: str) -> None:
@@ -664,6 +681,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="use PostgreSQL: postgresql://user@127.0.0.1:5432/NAME; the "
         "databases NAME and NAME_deep are dropped and recreated",
+    )
+    parser.add_argument(
+        "--no-before",
+        action="store_true",
+        help="do not also serve MARS without its response fast paths (mars_before.py)",
     )
     parser.add_argument("--skip-http", action="store_true", help="only the deep-page part")
     parser.add_argument("--skip-deep", action="store_true", help="only the HTTP part")
@@ -733,6 +755,17 @@ def main(argv: list[str] | None = None) -> int:
                         "MARS", "mars_server:create_app()", env, args.workers, workdir / "mars.log"
                     )
                 )
+                if not args.no_before:
+                    servers.append(
+                        start_gunicorn(
+                            "before",
+                            "mars_before:create_app()",
+                            env,
+                            args.workers,
+                            workdir / "before.log",
+                            pythonpath=HERE,
+                        )
+                    )
                 servers.append(
                     start_gunicorn(
                         "raw",
@@ -745,9 +778,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 for server in servers:
                     wait_ready(server)
-                check_same_answers(*servers)
-                say("  both apps answer with the same items; running wrk")
-                summary = bench_http(servers[0], servers[1], args)
+                check_same_answers(servers[:-1], servers[-1])
+                say("  every app answers with the same items; running wrk")
+                summary = bench_http(servers[:-1], servers[-1], args)
                 for server in servers:
                     stop_server(server)
                 report["http"] = asdict(summary)
