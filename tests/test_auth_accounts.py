@@ -1,0 +1,158 @@
+"""Registration, e-mail verification, password reset and change, and the admin commands."""
+
+from __future__ import annotations
+
+import email
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from mars_server.testing import signed_in_client
+
+PASSWORD = "correct horse battery staple"
+
+
+def mailbox(app) -> list[email.message.EmailMessage]:
+    folder = Path(app.config["MARS"]["INSTANCE_PATH"], "mail")
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
+
+
+def link_token(message) -> str:
+    text = next(part for part in message.walk() if part.get_content_type() == "text/plain")
+    url = re.search(r"https?://\S+", text.get_payload(decode=True).decode()).group(0)
+    return parse_qs(urlsplit(url).query)["token"][0]
+
+
+def test_register_verify_and_use_the_account(app):
+    client = app.test_client()
+    response = client.post(
+        "/api/v1/accounts", json={"email": "New@Example.test", "password": PASSWORD}
+    )
+    assert response.status_code == 202
+    (message,) = mailbox(app)
+    assert message["To"] == "New@Example.test"
+    token = link_token(message)
+    assert client.post("/api/v1/accounts/verify", json={"token": token}).status_code == 204
+    assert client.post("/api/v1/accounts/verify", json={"token": token}).status_code == 400
+
+
+def test_registering_a_taken_address_looks_the_same(app, create_user):
+    create_user(email="taken@example.test")
+    client = app.test_client()
+    taken = client.post(
+        "/api/v1/accounts", json={"email": "TAKEN@example.test", "password": PASSWORD}
+    )
+    fresh = client.post(
+        "/api/v1/accounts", json={"email": "fresh@example.test", "password": PASSWORD}
+    )
+    assert taken.status_code == fresh.status_code == 202
+    assert taken.json == fresh.json
+
+
+def test_common_passwords_are_refused_at_registration(app):
+    response = app.test_client().post(
+        "/api/v1/accounts", json={"email": "weak@example.test", "password": "password123"}
+    )
+    assert response.status_code == 422
+    assert response.json["errors"][0]["pointer"] == "/password"
+
+
+def test_password_reset_by_email_revokes_tokens(app, create_user, token_for):
+    user = create_user(email="forgot@example.test", password=PASSWORD)
+    old_token = token_for(user, ["account:read"])
+    client = app.test_client()
+    for address in ("forgot@example.test", "nobody@example.test"):
+        assert (
+            client.post("/api/v1/accounts/password-reset", json={"email": address}).status_code
+            == 202
+        )
+    (message,) = mailbox(app)  # only the real account got mail
+    token = link_token(message)
+    new = "a brand new passphrase"
+    assert (
+        client.post(
+            "/api/v1/accounts/password-reset/confirm", json={"token": token, "password": new}
+        ).status_code
+        == 204
+    )
+    assert (
+        client.post(
+            "/api/v1/accounts/password-reset/confirm", json={"token": token, "password": new}
+        ).status_code
+        == 400
+    )
+    assert (
+        client.get("/api/v1/me", headers={"Authorization": f"Bearer {old_token}"}).status_code
+        == 401
+    )
+
+
+def test_changing_the_password_needs_the_current_one(app, create_user):
+    user = create_user(password=PASSWORD)
+    client = signed_in_client(app, user)
+    wrong = client.post(
+        "/api/v1/me/password",
+        json={"current_password": "nope nope nope", "new_password": "another passphrase"},
+    )
+    assert wrong.status_code == 422
+    ok = client.post(
+        "/api/v1/me/password",
+        json={"current_password": PASSWORD, "new_password": "another passphrase"},
+    )
+    assert ok.status_code == 204
+    assert client.get("/api/v1/me").status_code == 401  # every token was revoked
+
+
+def test_admin_commands(app, runner, db):
+    created = runner.invoke(args=["users", "create", "root@example.test", "--admin"])
+    assert created.exit_code == 0, created.output
+    one_time = created.output.strip().splitlines()[-1]
+    assert len(one_time) >= 12
+    from mars_server.auth import accounts, signin
+
+    user = accounts.find_user("root@example.test")
+    assert user.role_names == {"admin", "member"}
+    assert user.must_change_password
+    assert signin.authenticate("root@example.test", one_time, None).id == user.id
+
+    token = runner.invoke(
+        args=[
+            "tokens",
+            "create",
+            "root@example.test",
+            "--scope",
+            "account:read",
+            "--expires-in",
+            "7",
+        ]
+    )
+    assert token.exit_code == 0, token.output
+    secret = token.output.strip().splitlines()[-1]
+    assert secret.startswith("mars_pat_")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert app.test_client().get("/api/v1/me", headers=headers).status_code == 200
+
+    assert runner.invoke(args=["users", "revoke-role", "root@example.test", "admin"]).exit_code == 0
+    assert runner.invoke(args=["users", "grant-role", "root@example.test", "wizard"]).exit_code == 1
+    revoked = runner.invoke(args=["tokens", "revoke", "--user", "root@example.test"])
+    assert "revoked 1 tokens" in revoked.output
+    assert app.test_client().get("/api/v1/me", headers=headers).status_code == 401
+
+    temporary = runner.invoke(args=["users", "reset-password", "root@example.test", "--temporary"])
+    assert temporary.exit_code == 0
+    assert runner.invoke(args=["users", "disable", "root@example.test"]).exit_code == 0
+    assert runner.invoke(args=["users", "enable", "root@example.test"]).exit_code == 0
+    missing = runner.invoke(args=["users", "disable", "ghost@example.test"])
+    assert missing.exit_code == 1
+    assert "no user" in missing.output
+
+
+@pytest.mark.parametrize("stdin", ["short\n", "password123\n"])
+def test_cli_refuses_weak_passwords(runner, stdin):
+    result = runner.invoke(
+        args=["users", "create", "weak@example.test", "--password-stdin"], input=stdin
+    )
+    assert result.exit_code == 1
+    assert "password" in result.output
