@@ -14,6 +14,7 @@ Plugin packages get them by installing ``mars-server``:
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 from flask import current_app, has_app_context
+from werkzeug.serving import make_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -178,6 +180,17 @@ def app(make_app: Callable[..., Flask], app_config: dict[str, Any]) -> Iterator[
     app = make_app(**app_config)
     with app.app_context():
         yield app
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """``app`` served by a real HTTP server on loopback; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import secrets as random
-import threading
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -18,7 +17,6 @@ import sqlalchemy as sa
 import time_machine
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from werkzeug.serving import make_server
 
 from mars_server.auth.models import AuthorizationCode, OAuthToken
 
@@ -142,16 +140,6 @@ def me(client, access_token):
 
 
 # --- The whole flow, driven by authlib's own client against a live server ----------------------
-
-
-@pytest.fixture
-def live_server(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
 
 
 def test_authorization_code_flow_with_authlibs_client(live_server, register, owner):
