@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,20 +19,36 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from mars_server import __version__
 from mars_server import config as settings_sources
 from mars_server.db import db
+from mars_server.events import context as acting_context
 from mars_server.extensions import cors, migrate
-from mars_server.http import conditional, idempotency, pagination, problems, requests, spec
+from mars_server.http import (
+    conditional,
+    idempotency,
+    pagination,
+    problems,
+    requests,
+    spec,
+    webhooks_doc,
+)
 from mars_server.http.serialize import json_provider
 from mars_server.ops import health
 from mars_server.ops import migrations as _migrations  # noqa: F401  (Alembic's version folders)
 from mars_server.ops.logging import configure_logging
-from mars_server.plugins import MarsPlugins, build_plugin_manager
+from mars_server.plugins import MarsPlugins, PluginError, build_plugin_manager
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from flask import Response
 
-    from mars_server.hookspecs import HealthCheck, Permission
+    from mars_server.hookspecs import (
+        EventHandler,
+        EventType,
+        HealthCheck,
+        Permission,
+        Schedule,
+        Task,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +85,22 @@ class MarsState:
     permissions: list[Permission]
     scopes: dict[str, str]
     migrations_locations: list[str]
+    event_types: dict[str, EventType] = field(default_factory=dict)
+    event_handlers: dict[str, EventHandler] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+
+def _checked_schedules(plugins: MarsPlugins) -> dict[str, Schedule]:
+    schedules = plugins.schedules()
+    tasks = plugins.tasks()
+    for schedule in schedules.values():
+        if schedule.task not in tasks:
+            raise PluginError(
+                f"schedule {schedule.name!r} names no declared task {schedule.task!r}"
+            )
+    return schedules
 
 
 def _validate_plugin_settings(
@@ -122,12 +154,20 @@ def _finish_response(response: Response) -> Response:
 
 
 def _in_app_context(command: click.Command) -> click.Command:
-    """Make a plugin's command (and a group's subcommands) run inside an app context."""
+    """Make a plugin's command (and a group's subcommands) run inside an app context, and
+    attribute what it does to the operator (``cli:<login>``) in events and the audit log."""
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             _in_app_context(sub)
     elif command.callback is not None and not getattr(command, "_mars_app_context", False):
-        command.callback = with_appcontext(command.callback)
+        callback = command.callback
+
+        @functools.wraps(callback)
+        def as_operator(*args: Any, **kwargs: Any) -> Any:
+            with acting_context.acting_as(acting_context.operator()):
+                return callback(*args, **kwargs)
+
+        command.callback = with_appcontext(as_operator)
         command._mars_app_context = True  # type: ignore[attr-defined]
     return command
 
@@ -193,6 +233,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     scopes = {scope.name: scope.description for scope in plugins.scopes()}
     api = spec.MarsApi(app, spec_kwargs={"extra_plugins": [spec.MarsSpecPlugin(scopes)]})
     problems.register_problem_handlers(app)
+    event_types = plugins.event_types()
+    webhooks_doc.document_webhooks(api, event_types)
     for blueprint in plugins.api_blueprints():
         api.register_blueprint(blueprint, url_prefix=spec.API_PREFIX + (blueprint.url_prefix or ""))
     app.register_blueprint(spec.docs_assets_blueprint())
@@ -235,6 +277,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         permissions=plugins.permissions(),
         scopes=scopes,
         migrations_locations=plugins.migrations_locations(),
+        event_types=event_types,
+        event_handlers=plugins.event_handlers(),
+        tasks=plugins.tasks(),
+        schedules=_checked_schedules(plugins),
         warnings=raw.warnings,
     )
     plugins.app_ready(app=app)

@@ -98,6 +98,35 @@ class CoreSettingsSchema(ma.Schema):
         load_default=10.0, validate=ma.validate.Range(min=0, min_inclusive=False)
     )
     SMTP_CA_FILE = ma.fields.String(load_default=None, allow_none=True)
+    # Background jobs (docs/jobs.md).
+    JOBS_BACKEND = ma.fields.String(
+        load_default="embedded", validate=ma.validate.OneOf(["embedded", "celery"])
+    )
+    CELERY_BROKER_URL = ma.fields.String(load_default=None, allow_none=True)
+    WORKER_CONCURRENCY = ma.fields.Integer(
+        load_default=8, validate=ma.validate.Range(min=1, max=256)
+    )
+    WORKER_POLL_SECONDS = ma.fields.Float(
+        load_default=1.0, validate=ma.validate.Range(min=0.01, max=60)
+    )
+    #: How long a job stays leased to an embedded worker that stops renewing it (it died).
+    JOBS_LEASE_SECONDS = ma.fields.Float(
+        load_default=60.0, validate=ma.validate.Range(min=0.5, max=3600)
+    )
+    #: ``mars serve`` runs a worker (embedded backend) or the relay (Celery) in its process.
+    SERVE_WITH_WORKER = ma.fields.Boolean(load_default=True)
+    EVENTS_RETENTION_DAYS = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=1))
+    JOBS_RETENTION_DAYS = ma.fields.Integer(load_default=7, validate=ma.validate.Range(min=1))
+    #: Let webhooks reach loopback, private and link-local addresses (development, tests).
+    WEBHOOKS_ALLOW_PRIVATE = ma.fields.Boolean(load_default=False)
+
+    @ma.validates_schema
+    def _check_celery(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("JOBS_BACKEND") == "celery" and not data.get("CELERY_BROKER_URL"):
+            raise ma.ValidationError(
+                "is required when JOBS_BACKEND is celery (redis://... or amqp://...)",
+                "CELERY_BROKER_URL",
+            )
 
     @ma.validates_schema
     def _check_page_sizes(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -8,12 +8,13 @@ of the documented parameters. ``docs/plugins.md`` documents each one with its si
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Callable, Sequence
 
     import click
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from flask import Flask, Request
     from flask_smorest import Blueprint
 
+    from mars_server.events import Event
     from mars_server.http.security import Actor
 
 hookspec = pluggy.HookspecMarker("mars")
@@ -180,6 +182,8 @@ class UserInfo:
     id: str
     display_name: str
     active: bool
+    #: Where to e-mail them (notifications); ``None`` when unknown.
+    email: str | None = None
 
 
 @hookspec(firstresult=True)
@@ -193,4 +197,180 @@ def mars_user_info(user_id: str) -> UserInfo | None:
     :return: a :class:`UserInfo`, or ``None`` when no such user exists.
 
     .. versionadded:: 0.1
+    """
+
+
+# --- Events, jobs, notifications, audit (0.2) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventType:
+    """An event a plugin emits with :func:`mars_server.events.emit`.
+
+    :param name: ``<noun>.<past participle>``, e.g. ``project.created``; unique across plugins.
+    :param description: one sentence for the OpenAPI document's ``webhooks`` section.
+    :param payload: the marshmallow schema of the payload: ``emit`` dumps the payload with it,
+        webhook subscribers receive it as ``data``, and it is published in OpenAPI.
+    """
+
+    name: str
+    description: str
+    payload: type[ma.Schema]
+
+
+@dataclass(frozen=True)
+class EventHandler:
+    """Runs, as a background job, for every committed event of the given types.
+
+    Delivery is at least once: ``handle`` may see the same event again after a crash, and
+    must be idempotent by ``event.id``. Its database work commits with the job's completion.
+
+    :param name: unique, e.g. ``webhooks.fan_out``; with the event id it makes the job's key.
+    :param event_types: the event names it wants, or ``("*",)`` for every event.
+    """
+
+    name: str
+    event_types: tuple[str, ...]
+    handle: Callable[[Event], None]
+    max_attempts: int = 10
+
+
+@dataclass(frozen=True)
+class Task:
+    """A kind of background job, enqueued with :func:`mars_server.events.enqueue`.
+
+    ``run(**kwargs)`` is called in an app context; what it writes to ``db.session`` commits
+    together with the job's completion, or not at all. An exception retries the job later
+    (exponential backoff with jitter, or the ``retry_delays`` schedule) until
+    ``max_attempts``, after which the job is dead; raising
+    :class:`mars_server.events.Retry` keeps what ``run`` wrote and retries.
+
+    :param name: ``<plugin>.<verb>``, unique across plugins.
+    :param retry_delays: seconds to wait before the 2nd, 3rd, ... attempt; the last one
+        repeats. ``None``: exponential backoff from 1 s, capped at one hour.
+    :param timeout: the lease, in seconds: a job still running after it (its worker died)
+        is taken again by another worker.
+    """
+
+    name: str
+    run: Callable[..., object]
+    max_attempts: int = 10
+    retry_delays: tuple[float, ...] | None = None
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A task enqueued periodically, once per period across every worker and process."""
+
+    name: str
+    task: str
+    every: dt.timedelta
+    kwargs: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NotificationDraft:
+    """A notification a plugin wants a user to get about an event.
+
+    Whether it is shown in the app, e-mailed, both or neither is the user's choice, per
+    event type and channel.
+    """
+
+    user_id: str
+    title: str
+    body: str = ""
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the audit log, before it is written.
+
+    :param action: what happened: an event type (``project.created``) or a security event
+        (``auth.sign_in_failed``, ``auth.token_created``, ``cli.users.disable``).
+    :param actor_id: the user (or OAuth client) that did it; ``cli:<login>`` from the
+        command line; ``None`` when anonymous.
+    :param target: the public id of the object it happened to, if any.
+    :param details: what else matters; never a secret.
+    """
+
+    action: str
+    actor_id: str | None
+    target: str | None
+    address: str | None
+    user_agent: str | None
+    request_id: str | None
+    occurred_at: dt.datetime
+    details: dict[str, object]
+
+
+@hookspec
+def mars_event_types() -> Sequence[EventType]:
+    """Return the event types the plugin emits.
+
+    ``emit`` refuses an undeclared type; the declared ones are published in the OpenAPI
+    document's ``webhooks`` section.
+
+    :return: :class:`EventType` objects with names unique across plugins.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def mars_event_handlers() -> Sequence[EventHandler]:
+    """Return the plugin's subscribers to events.
+
+    :return: :class:`EventHandler` objects with names unique across plugins.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def mars_tasks() -> Sequence[Task]:
+    """Return the kinds of background job the plugin runs.
+
+    :return: :class:`Task` objects with names unique across plugins.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def mars_schedules() -> Sequence[Schedule]:
+    """Return the plugin's periodic jobs.
+
+    :return: :class:`Schedule` objects naming tasks some plugin declares.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def mars_notifications(event: Event) -> Sequence[NotificationDraft]:
+    """Turn an event into notifications for the users who should hear of it.
+
+    Called once per committed event, in a background job; return an empty sequence for
+    events the plugin does not know. Do not notify the user who caused the event.
+
+    :param event: the committed event.
+    :return: :class:`NotificationDraft` objects.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def mars_audit_entry(entry: AuditEntry) -> None:
+    """Record ``entry`` in the caller's transaction (the builtin ``audit`` plugin does).
+
+    Called by :func:`mars_server.events.emit` for every event and by
+    :func:`mars_server.events.audit` for every security event. Write with ``db.session``
+    and never commit: the entry exists if and only if the change it describes committed.
+
+    :param entry: the :class:`AuditEntry`.
+
+    .. versionadded:: 0.2
     """

@@ -10,7 +10,7 @@ import importlib
 import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -26,13 +26,26 @@ if TYPE_CHECKING:
     from flask import Flask, Request
     from flask_smorest import Blueprint
 
+    from mars_server.events import Event
     from mars_server.http.security import Actor
 
 log = logging.getLogger(__name__)
 
+
+class _Named(Protocol):
+    name: str
+
+
 ENTRY_POINT_GROUP = "mars.plugins"
 #: Builtin plugins, registered by the same code path as outside ones.
-DEFAULT_PLUGINS: tuple[str, ...] = ("mars_server.ops.plugin", "mars_server.auth.plugin")
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "mars_server.ops.plugin",
+    "mars_server.auth.plugin",
+    "mars_server.events.plugin",
+    "mars_server.audit.plugin",
+    "mars_server.notifications.plugin",
+    "mars_server.webhooks.plugin",
+)
 
 
 @dataclass(frozen=True)
@@ -222,8 +235,39 @@ class MarsPlugins:
     def user_info(self, user_id: str) -> hookspecs.UserInfo | None:
         return self._pm.hook.mars_user_info(user_id=user_id)
 
+    def event_types(self) -> dict[str, hookspecs.EventType]:
+        return _by_name("event types", self._pm.hook.mars_event_types())
+
+    def event_handlers(self) -> dict[str, hookspecs.EventHandler]:
+        return _by_name("event handlers", self._pm.hook.mars_event_handlers())
+
+    def tasks(self) -> dict[str, hookspecs.Task]:
+        return _by_name("tasks", self._pm.hook.mars_tasks())
+
+    def schedules(self) -> dict[str, hookspecs.Schedule]:
+        return _by_name("schedules", self._pm.hook.mars_schedules())
+
+    def notifications(self, event: Event) -> list[hookspecs.NotificationDraft]:
+        return [
+            draft for result in self._pm.hook.mars_notifications(event=event) for draft in result
+        ]
+
+    def audit_entry(self, entry: hookspecs.AuditEntry) -> None:
+        self._pm.hook.mars_audit_entry(entry=entry)
+
     def app_ready(self, app: Flask) -> None:
         self._pm.hook.mars_app_ready(app=app)
 
     def hook_names(self) -> Sequence[str]:
         return [name for name in dir(self._pm.hook) if name.startswith("mars_")]
+
+
+def _by_name(what: str, results: Iterable[Iterable[_Named]]) -> dict[str, Any]:
+    """Flatten hook results into a dict by ``name``; a name declared twice is an error."""
+    found: dict[str, Any] = {}
+    for result in results:
+        for item in result:
+            if item.name in found:
+                raise PluginError(f"{what} declared twice: {item.name}")
+            found[item.name] = item
+    return found

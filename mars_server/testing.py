@@ -50,18 +50,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "mars_backend(name): run this database test on that backend only ('sqlite' or "
+        "'postgresql'); on the other it is deselected, not skipped",
+    )
+
+
+def _wanted(item: pytest.Item, choice: str) -> bool:
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("database_url") if callspec else None
+    only = item.get_closest_marker("mars_backend")
+    if only is not None and backend is not None and backend != only.args[0]:
+        return False
+    return choice == "all" or backend == choice or (backend is None and choice == "sqlite")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     choice = config.getoption("--mars-db")
-    if choice == "all":
-        return
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("database_url") if callspec else None
-        (keep if backend == choice or (backend is None and choice == "sqlite") else drop).append(
-            item
-        )
+        (keep if _wanted(item, choice) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -191,6 +202,20 @@ def live_server(app: Flask) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(5)
+
+
+def run_due_jobs(app: Flask, *, max_seconds: float = 60.0) -> int:
+    """Relay committed events and run every due job now, in this thread, as a worker would;
+    return how many jobs ran. Jobs retried for later are not waited for."""
+    from mars_server.events.worker import Worker
+
+    return Worker(app).run_until_idle(max_seconds=max_seconds)
+
+
+@pytest.fixture
+def run_jobs(app: Flask) -> Callable[..., int]:
+    """``run_jobs()``: :func:`run_due_jobs` for ``app``."""
+    return lambda **kwargs: run_due_jobs(app, **kwargs)
 
 
 @pytest.fixture

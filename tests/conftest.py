@@ -7,6 +7,7 @@ import pytest
 
 import mars_server.plugins
 from mars_server.testing import signed_in_client
+from tests import mailbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -67,3 +68,7 @@ def client(app):
     ``client.user`` is that user. For anonymous requests use ``app.test_client()``.
     """
     return signed_in_client(app)
+
+
+smtp_server = pytest.fixture(mailbox.smtp_server_fixture, name="smtp_server")
+smtp_app = pytest.fixture(mailbox.smtp_app_fixture, name="smtp_app")

@@ -87,3 +87,110 @@ class BadSpecifier:
 
 
 bad_specifier = BadSpecifier()
+
+
+# --- Events and jobs -------------------------------------------------------------------------
+
+from mars_server.hookspecs import (  # noqa: E402
+    EventHandler,
+    EventType,
+    NotificationDraft,
+    Schedule,
+    Task,
+)
+
+
+class ThingSchema(ma.Schema):
+    id = ma.fields.String(required=True)
+    name = ma.fields.String(required=True)
+    owner_id = ma.fields.String()
+
+
+class Events:
+    """A plugin that emits ``thing.happened`` and records what reaches its handlers and tasks.
+
+    ``calls`` survives the app (module state); ``plan`` says how the next task runs fail.
+    """
+
+    MARS_PLUGIN = PluginInfo(name="eventful", version="1.0", requires=">=0.1")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.failures: list[Exception] = []
+        self.audit: list[object] = []
+        self.with_schedule = False
+
+    def reset(self) -> None:
+        self.with_schedule = False
+        self.calls.clear()
+        self.failures.clear()
+        self.audit.clear()
+
+    def _handle(self, event: object) -> None:
+        self.calls.append(("handled", event))
+
+    def _other(self, event: object) -> None:
+        self.calls.append(("everything", event))
+
+    def _run(self, **kwargs: object) -> None:
+        from mars_server.events import current_job
+
+        self.calls.append(("ran", {**kwargs, "attempt": current_job().attempt}))  # type: ignore[union-attr]
+        if self.failures:
+            raise self.failures.pop(0)
+
+    @hookimpl
+    def mars_event_types(self) -> list[EventType]:
+        return [
+            EventType("thing.happened", "Something happened to a thing.", ThingSchema),
+            EventType("thing.ignored", "Nobody listens to this.", ThingSchema),
+        ]
+
+    @hookimpl
+    def mars_event_handlers(self) -> list[EventHandler]:
+        return [
+            EventHandler("eventful.record", ("thing.happened",), self._handle),
+            EventHandler("eventful.everything", ("*",), self._other, max_attempts=3),
+        ]
+
+    def _sleep_first(self, seconds: float) -> None:
+        """Sleep on the first attempt only: a worker killed meanwhile leaves the job leased."""
+        import time
+
+        from mars_server.events import current_job
+
+        job = current_job()
+        assert job is not None
+        if job.attempt == 1:
+            time.sleep(seconds)
+        self.calls.append(("slept", job.attempt))
+
+    @hookimpl
+    def mars_tasks(self) -> list[Task]:
+        return [
+            Task("eventful.sleep", self._sleep_first, max_attempts=3, timeout=2),
+            Task("eventful.work", self._run, max_attempts=3),
+            Task("eventful.scheduled", self._run, max_attempts=3, retry_delays=(5, 60), timeout=30),
+        ]
+
+    @hookimpl
+    def mars_schedules(self) -> list[Schedule]:
+        import datetime as dt
+
+        if not self.with_schedule:
+            return []
+        return [Schedule("eventful.every_minute", "eventful.scheduled", dt.timedelta(minutes=1))]
+
+    @hookimpl
+    def mars_notifications(self, event: object) -> list[NotificationDraft]:
+        payload = event.payload  # type: ignore[attr-defined]
+        if event.type != "thing.happened" or "owner_id" not in payload:  # type: ignore[attr-defined]
+            return []
+        return [NotificationDraft(payload["owner_id"], f"{payload['name']} happened", "Details.")]
+
+    @hookimpl
+    def mars_audit_entry(self, entry: object) -> None:
+        self.audit.append(entry)
+
+
+events = Events()

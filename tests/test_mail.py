@@ -7,27 +7,30 @@ import email.policy
 import ipaddress
 import logging
 import re
-import socket
 import ssl
 import time
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 
 import jinja2
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from mars_server import config
+from mars_server.db import db
+from mars_server.events.models import Job
 from mars_server.mail import (
     MailDeliveryError,
+    build_message,
+    deliver,
     register_template_folder,
     render_mail,
     send_mail,
 )
 from mars_server.mail.backends import SmtpServer
+from mars_server.testing import run_due_jobs
+from tests.mailbox import free_port, html_links, text_links
 
 PASSWORD = "correct-horse-battery-staple"
 TEMPLATES = {
@@ -50,93 +53,9 @@ def context_for(template, url="https://mars.test/link?token=abc&user=1"):
     return {url_name: url, **context}
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps what it is given."""
-
-    def __init__(self):
-        self.envelopes = []
-        self.logins = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        if session.auth_data is not None:
-            self.logins.append(session.auth_data.login.decode())
-        return "250 Message accepted for delivery"
-
-    @property
-    def messages(self):
-        return [
-            email.message_from_bytes(e.content, policy=email.policy.default) for e in self.envelopes
-        ]
-
-
 def authenticator(server, session, envelope, mechanism, auth_data):
     ok = isinstance(auth_data, LoginPassword) and auth_data == (b"mars", PASSWORD.encode())
     return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
-
-
-@pytest.fixture
-def smtp_server():
-    """Start aiosmtpd on 127.0.0.1: ``smtp_server(**controller_options) -> (port, inbox)``."""
-    controllers = []
-
-    def start(**options):
-        inbox = Inbox()
-        port = free_port()
-        controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
-        controller.start()
-        controllers.append(controller)
-        return port, inbox
-
-    yield start
-    for controller in controllers:
-        controller.stop()
-
-
-@pytest.fixture
-def smtp_app(make_app, smtp_server):
-    """An app that mails a fresh aiosmtpd: ``smtp_app(server_options, **settings)``."""
-
-    def build(server_options=None, **settings):
-        port, inbox = smtp_server(**(server_options or {}))
-        settings = {
-            "MAIL_BACKEND": "smtp",
-            "MAIL_FROM": "MARS <mars@mars.test>",
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": port,
-            "SMTP_SECURITY": "none",
-            **settings,
-        }
-        return make_app(**settings), inbox
-
-    return build
-
-
-class Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.hrefs = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self.hrefs.append(dict(attrs)["href"])
-
-
-def html_links(html: str) -> list[str]:
-    parser = Links()
-    parser.feed(html)
-    return parser.hrefs
-
-
-def text_links(text: str) -> list[str]:
-    return re.findall(r"https?://\S+", text)
 
 
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
@@ -145,8 +64,8 @@ def test_mail_arrives_over_smtp_and_its_links_work(smtp_app, template):
     # address is one this app answers, so following the link proves it works.
     url = f"http://localhost/healthz?token=Zm9v-YmFy_{template}&user=ada%40example.org"
     app, inbox = smtp_app()
-    with app.app_context():
-        send_mail("Ada Lovelace <ada@example.org>", template, **context_for(template, url))
+    sent = mail_now(app, "Ada Lovelace <ada@example.org>", template, **context_for(template, url))
+    assert sent.status == "succeeded"
 
     assert [e.rcpt_tos for e in inbox.envelopes] == [["ada@example.org"]]
     assert inbox.envelopes[0].mail_from == "mars@mars.test"
@@ -167,12 +86,26 @@ def test_mail_arrives_over_smtp_and_its_links_work(smtp_app, template):
     assert app.test_client().get(text_links(text)[0]).status_code == 200
 
 
+def mail_now(app, to, template, **context):
+    """``send_mail`` as a request does, then its job run as a worker would; return the job."""
+    with app.app_context():
+        job_id = send_mail(to, template, **context)
+        db.session.commit()
+    run_due_jobs(app)
+    with app.app_context():
+        return db.session.get(Job, job_id)
+
+
+def verify_mail():
+    return render_mail("verify_email", **context_for("verify_email"))
+
+
 def test_smtp_login_never_logs_the_password(smtp_app, caplog):
     caplog.set_level(logging.DEBUG)
     server_options = {"authenticator": authenticator, "auth_require_tls": False}
     app, inbox = smtp_app(server_options, SMTP_USERNAME="mars", SMTP_PASSWORD=PASSWORD)
-    with app.app_context():
-        send_mail("ada@example.org", "reset_password", **context_for("reset_password"))
+    sent = mail_now(app, "ada@example.org", "reset_password", **context_for("reset_password"))
+    assert sent.status == "succeeded"
     assert inbox.logins == ["mars"]
     assert len(inbox.messages) == 1
     assert "the SMTP password crosses unencrypted" in caplog.text  # the warning about none
@@ -185,12 +118,18 @@ def test_refused_credentials_raise_without_the_password(smtp_app, caplog):
     wrong = "not-the-" + PASSWORD
     app, inbox = smtp_app(server_options, SMTP_USERNAME="mars", SMTP_PASSWORD=wrong)
     with app.app_context(), pytest.raises(MailDeliveryError) as caught:
-        send_mail("ada@example.org", "verify_email", **context_for("verify_email"))
+        deliver(build_message("ada@example.org", verify_mail(), "mars@mars.test"))
     assert str(caught.value).startswith("smtp backend, server 127.0.0.1:")
     assert "refused the credentials (535)" in str(caught.value)
     assert caught.value.__cause__ is None
+    # Sent by a job, the failure is kept on the job, which waits to be tried again.
+    job = mail_now(app, "ada@example.org", "verify_email", **context_for("verify_email"))
+    assert (job.status, job.attempts) == ("queued", 1)
+    assert job.last_error.startswith("mars_server.mail.backends.MailDeliveryError: smtp backend")
+    assert "refused the credentials (535)" in job.last_error
     assert inbox.envelopes == []
     assert wrong not in caplog.text
+    assert wrong not in job.last_error
     assert any(r.levelname == "WARNING" and "not delivered" in r.message for r in caplog.records)
 
 
@@ -206,7 +145,7 @@ def test_unreachable_server_raises_quickly_without_the_password(make_app, caplog
     )
     started = time.monotonic()
     with app.app_context(), pytest.raises(MailDeliveryError) as caught:
-        send_mail("ada@example.org", "verify_email", **context_for("verify_email"))
+        deliver(build_message("ada@example.org", verify_mail(), "mars@mars.test"))
     assert time.monotonic() - started < 5
     assert f"smtp backend, server 127.0.0.1:{port}" in str(caught.value)
     assert "ConnectionRefusedError" in str(caught.value)
@@ -219,8 +158,8 @@ def test_files_backend_writes_a_parseable_eml_in_the_instance_folder(make_app):
     app = make_app()  # testing: files by default
     assert app.config["MARS"]["MAIL_BACKEND"] == "files"
     url = "https://mars.test/r?a=1&b=2"
-    with app.app_context():
-        send_mail("ada@example.org", "reset_password", **context_for("reset_password", url))
+    sent = mail_now(app, "ada@example.org", "reset_password", **context_for("reset_password", url))
+    assert sent.status == "succeeded"
     [path] = Path(app.config["MARS"]["INSTANCE_PATH"], "mail").iterdir()
     assert re.fullmatch(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}\.eml", path.name)
     assert path.stat().st_mode & 0o077 == 0
@@ -275,8 +214,9 @@ def test_a_plugin_adds_a_template_folder(make_app, tmp_path):
     register_template_folder(app, folder)
     with app.app_context():
         mail = render_mail("plugin_hello", name="a plugin")
-        send_mail("ada@example.org", "plugin_hello", name="a plugin")
         core = render_mail("verify_email", display_name="A", verify_url="u", expires_in_hours=2)
+    sent = mail_now(app, "ada@example.org", "plugin_hello", name="a plugin")
+    assert sent.status == "succeeded"
     assert mail.subject == "Hello from a plugin"  # one line, whatever the template says
     assert mail.html is None
     [path] = (tmp_path / "instance" / "mail").iterdir()
@@ -385,8 +325,8 @@ def test_starttls_to_a_trusted_server_then_login(smtp_app, tls):
         SMTP_USERNAME="mars",
         SMTP_PASSWORD=PASSWORD,
     )
-    with app.app_context():
-        send_mail("ada@example.org", "verify_email", **context_for("verify_email"))
+    sent = mail_now(app, "ada@example.org", "verify_email", **context_for("verify_email"))
+    assert sent.status == "succeeded"
     assert inbox.logins == ["mars"]
     assert [m["Subject"] for m in inbox.messages] == ["Confirm your e-mail address for MARS"]
 
@@ -395,7 +335,7 @@ def test_starttls_verifies_the_certificate_by_default(smtp_app, tls):
     server_options = {"tls_context": tls.server_context, "require_starttls": True}
     app, inbox = smtp_app(server_options, SMTP_SECURITY="starttls")  # the system's CAs only
     with app.app_context(), pytest.raises(MailDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
-        send_mail("ada@example.org", "verify_email", **context_for("verify_email"))
+        deliver(build_message("ada@example.org", verify_mail(), "mars@mars.test"))
     assert inbox.envelopes == []
 
 
@@ -403,8 +343,8 @@ def test_implicit_tls(smtp_app, tls):
     app, inbox = smtp_app(
         {"ssl_context": tls.server_context}, SMTP_SECURITY="tls", SMTP_CA_FILE=tls.ca_file
     )
-    with app.app_context():
-        send_mail("ada@example.org", "reset_password", **context_for("reset_password"))
+    sent = mail_now(app, "ada@example.org", "reset_password", **context_for("reset_password"))
+    assert sent.status == "succeeded"
     assert [m["Subject"] for m in inbox.messages] == ["Reset your MARS password"]
 
 

@@ -101,9 +101,22 @@ def test_mars_serve_migrates_sqlite_and_prints_the_docs_address(tmp_path):
         )
         assert created.status_code == 201
         assert requests.get(f"{base}/api/docs", timeout=5).status_code == 200
+        registered = requests.post(
+            f"{base}/api/v1/accounts",
+            json={"email": "new@example.test", "password": "a long enough passphrase"},
+            timeout=5,
+        )
+        assert registered.status_code == 202
+        # The verification mail is sent by the worker running inside `mars serve`.
+        deadline = time.monotonic() + 30
+        while not list((tmp_path / "mail").glob("*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [mail] = (tmp_path / "mail").glob("*.eml")
+        assert b"To: new@example.test" in mail.read_bytes()
     finally:
         output = stop(process)
     assert f"API docs: {base}/api/docs" in output
+    assert "Background jobs: embedded worker, 8 threads" in output
     assert (tmp_path / "mars.db").exists()
     assert (tmp_path / "secret_key").exists()
 

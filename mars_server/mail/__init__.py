@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from mars_server.mail.backends import MailDeliveryError
 from mars_server.mail.rendering import RenderedMail, register_template_folder, render_mail
-from mars_server.mail.sending import build_message, send_mail
+from mars_server.mail.sending import build_message, deliver, send_mail
 
 __all__ = [
     "MailDeliveryError",
     "RenderedMail",
     "build_message",
+    "deliver",
     "register_template_folder",
     "render_mail",
     "send_mail",

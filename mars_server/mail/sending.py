@@ -1,11 +1,8 @@
-"""``send_mail``: render a template, address it, hand it to the configured backend.
-
-A plain function of its arguments and the current app's settings, so that a background job
-can call it later exactly as a request does today.
-"""
+"""``send_mail``: render a template, address it, queue it; ``deliver``: hand it to the backend."""
 
 from __future__ import annotations
 
+import email
 import logging
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -51,15 +48,36 @@ def build_message(to: str, rendered: RenderedMail, sender: str) -> EmailMessage:
     return message
 
 
-def send_mail(to: str, template: str, /, **context: Any) -> None:
-    """Render mail ``template`` with ``context`` and deliver it to ``to``.
+def send_mail(to: str, template: str, /, **context: Any) -> str | None:
+    """Render mail ``template`` with ``context`` for ``to``, and queue it for delivery.
 
-    Delivery follows ``MARS_MAIL_BACKEND``: ``smtp`` hands the message to ``MARS_SMTP_HOST``,
-    ``files`` writes it to ``<instance>/mail/``. Raises the template's errors (a missing
-    template or variable) and :class:`MailDeliveryError` when the backend fails.
+    The message is rendered now, so a missing template or variable fails the caller; it is
+    sent by a ``mail.send`` job that commits with the caller's transaction and is retried
+    when the server fails. The queued message is encrypted at rest: it may carry a link that
+    works like a password. Returns the job's id.
     """
-    settings = current_app.config["MARS"]
-    message = build_message(to, render_mail(template, **context), settings["MAIL_FROM"])
+    message = build_message(to, render_mail(template, **context), _settings()["MAIL_FROM"])
+    from mars_server.crypto import seal
+    from mars_server.events import enqueue
+
+    return enqueue("mail.send", message=seal(message.as_bytes()), template=template)
+
+
+def deliver_sealed(message: str, template: str) -> None:
+    """The ``mail.send`` task: decrypt a queued message and deliver it."""
+    from mars_server.crypto import open_sealed
+
+    parsed = email.message_from_bytes(open_sealed(message), policy=POLICY)
+    deliver(parsed, template)
+
+
+def deliver(message: EmailMessage, template: str = "") -> None:
+    """Hand ``message`` to the configured backend now.
+
+    ``smtp`` gives it to ``MARS_SMTP_HOST``; ``files`` writes it to ``<instance>/mail/``.
+    Raises :class:`MailDeliveryError` when the backend fails.
+    """
+    settings = _settings()
     backend = settings["MAIL_BACKEND"]
     try:
         if backend == "smtp":
@@ -71,3 +89,7 @@ def send_mail(to: str, template: str, /, **context: Any) -> None:
     except MailDeliveryError as exc:
         log.warning("mail %s (%s) not delivered: %s", message["Message-ID"], template, exc)
         raise
+
+
+def _settings() -> dict[str, Any]:
+    return current_app.config["MARS"]

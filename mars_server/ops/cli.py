@@ -125,9 +125,34 @@ def serve(host: str, port: int) -> None:
         f"{app.config['SQLALCHEMY_DATABASE_URI'].split(':', 1)[0]})"
     )
     click.echo(f"API docs: {base}/api/docs")
+    worker = _background_worker(app)
     from werkzeug.serving import run_simple
 
-    run_simple(host, port, app, threaded=True)
+    try:
+        run_simple(host, port, app, threaded=True)
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+def _background_worker(app: Any) -> Any:
+    """The worker ``mars serve`` runs beside the server: the embedded one, or the Celery relay."""
+    settings = app.config["MARS"]
+    if not settings["SERVE_WITH_WORKER"]:
+        click.echo("Background jobs: not run here (MARS_SERVE_WITH_WORKER=false)")
+        return None
+    if settings["JOBS_BACKEND"] == "celery":
+        from mars_server.events.celery import relay_worker
+
+        worker = relay_worker(app)
+        click.echo("Background jobs: relayed to Celery; run `mars worker` for the workers")
+    else:
+        from mars_server.events.worker import Worker
+
+        worker = Worker(app)
+        click.echo(f"Background jobs: embedded worker, {worker.concurrency} threads")
+    worker.start_in_thread()
+    return worker
 
 
 def main(argv: list[str] | None = None) -> Any:

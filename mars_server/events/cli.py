@@ -1,0 +1,148 @@
+"""``mars worker``, ``mars relay`` and ``mars jobs``: running and repairing background work."""
+
+from __future__ import annotations
+
+import json
+import signal
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from mars_server.db import db
+from mars_server.events import maintenance
+from mars_server.events.models import DEAD, JOB_STATUSES, Job
+from mars_server.events.worker import Worker
+
+jobs_group = AppGroup("jobs", help="List, retry, run and purge background jobs.")
+
+
+def _stop_on_signals(worker: Worker) -> None:
+    def stop(signum: int, _frame: Any) -> None:
+        click.echo(f"{signal.Signals(signum).name}: finishing the jobs in hand", err=True)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+@click.command("worker")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), help="Threads (or processes).")
+def worker_command(concurrency: int | None) -> None:
+    """Run background jobs until stopped (SIGTERM finishes the jobs in hand).
+
+    Embedded backend: takes jobs from the database and relays events. Celery backend: a
+    Celery worker; run `mars relay` too.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.config["MARS"]["JOBS_BACKEND"] == "celery":
+        from mars_server.events.celery import run_celery_worker
+
+        run_celery_worker(app, concurrency)
+        return
+    worker = Worker(app, concurrency=concurrency)
+    _stop_on_signals(worker)
+    worker.run()
+
+
+@click.command("relay")
+def relay_command() -> None:
+    """(Celery backend) Relay events and hand due jobs to the broker until stopped."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.config["MARS"]["JOBS_BACKEND"] != "celery":
+        raise click.ClickException(
+            "`mars relay` is for MARS_JOBS_BACKEND=celery; run `mars worker`"
+        )
+    from mars_server.events.celery import relay_worker
+
+    worker = relay_worker(app)
+    _stop_on_signals(worker)
+    worker.run()
+
+
+def _row(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "task": job.task,
+        "status": job.status,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "run_at": job.run_at.isoformat(),
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "last_error": job.last_error,
+    }
+
+
+@jobs_group.command("list")
+@click.option("--status", type=click.Choice(JOB_STATUSES), help="Only jobs in this state.")
+@click.option("--task", help="Only jobs of this task.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_jobs(status: str | None, task: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    stmt = sa.select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    if task:
+        stmt = stmt.where(Job.task == task)
+    for job in db.session.scalars(stmt):
+        if as_json:
+            click.echo(json.dumps(_row(job)))
+        else:
+            error = (job.last_error or "").splitlines()[0][:80] if job.last_error else ""
+            click.echo(
+                f"{job.id}  {job.status:<9}  {job.attempts}/{job.max_attempts}  "
+                f"{job.task:<24}  {job.created_at:%Y-%m-%d %H:%M:%S}  {error}".rstrip()
+            )
+
+
+@jobs_group.command("retry")
+@click.argument("job_id", required=False)
+@click.option("--all-dead", is_flag=True, help="Every dead job (of --task, if given).")
+@click.option("--task", help="With --all-dead: only this task's jobs.")
+def retry_jobs(job_id: str | None, all_dead: bool, task: str | None) -> None:
+    """Queue a dead job (or every dead job) to run again now."""
+    if bool(job_id) == all_dead:
+        raise click.UsageError("give a JOB_ID or --all-dead")
+    if job_id:
+        job = db.session.get(Job, job_id)
+        if job is None:
+            raise click.ClickException(f"no job {job_id!r}")
+        try:
+            maintenance.retry(job)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        jobs = [job]
+    else:
+        stmt = sa.select(Job).where(Job.status == DEAD)
+        if task:
+            stmt = stmt.where(Job.task == task)
+        jobs = list(db.session.scalars(stmt))
+        for job in jobs:
+            maintenance.retry(job)
+    db.session.commit()
+    click.echo(f"{len(jobs)} job(s) queued again")
+
+
+@jobs_group.command("purge")
+@click.option("--dead", is_flag=True, help="Delete dead jobs (of --task, if given) too.")
+@click.option("--task", help="With --dead: only this task's jobs.")
+def purge_jobs(dead: bool, task: str | None) -> None:
+    """Delete finished jobs and dispatched events past their retention."""
+    counts = maintenance.purge()
+    if dead:
+        counts["dead jobs"] = maintenance.purge_dead(task=task)
+    db.session.commit()
+    click.echo(", ".join(f"{count} {what}" for what, count in counts.items()) + " deleted")
+
+
+@jobs_group.command("run")
+@click.option("--max-seconds", type=float, default=60.0, show_default=True)
+def run_jobs(max_seconds: float) -> None:
+    """Relay events and run every due job now, in this process, then exit."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ran = Worker(app).run_until_idle(max_seconds=max_seconds)
+    click.echo(f"{ran} job(s) run")

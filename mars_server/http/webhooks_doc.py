@@ -1,0 +1,86 @@
+"""The OpenAPI document's ``webhooks`` section: every declared event type, as its subscribers
+receive it (OpenAPI 3.1)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import marshmallow as ma
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from flask_smorest import Api
+
+    from mars_server.hookspecs import EventType
+
+SIGNATURE_HEADERS = {
+    "webhook-id": "The delivery's id: the same in every retry of it; use it to drop duplicates.",
+    "webhook-timestamp": "When this attempt was signed, in seconds since the Unix epoch.",
+    "webhook-signature": (
+        "Space-separated `v1,<base64 HMAC-SHA256>` signatures of `{id}.{timestamp}.{body}` "
+        "(Standard Webhooks); two during a secret rotation."
+    ),
+}
+
+
+def component_name(event_type: str) -> str:
+    return "Webhook" + "".join(part.capitalize() for part in re.split(r"[._-]", event_type))
+
+
+def envelope_schema(event_type: EventType) -> type[ma.Schema]:
+    """The body of a delivery of ``event_type``: ``{id, type, timestamp, data}``."""
+    return type(
+        component_name(event_type.name),
+        (ma.Schema,),
+        {
+            "id": ma.fields.String(
+                required=True, metadata={"description": "The event's id (`evt_...`)."}
+            ),
+            "type": ma.fields.String(required=True, metadata={"enum": [event_type.name]}),
+            "timestamp": ma.fields.AwareDateTime(
+                required=True, metadata={"description": "When it happened."}
+            ),
+            "data": ma.fields.Nested(event_type.payload, required=True),
+        },
+    )
+
+
+def document_webhooks(api: Api, event_types: Mapping[str, EventType]) -> None:
+    webhooks: dict[str, Any] = {}
+    for name in sorted(event_types):
+        event_type = event_types[name]
+        component = component_name(name)
+        api.spec.components.schema(component, schema=envelope_schema(event_type))
+        webhooks[name] = {
+            "post": {
+                "summary": event_type.description,
+                "operationId": "webhook_" + re.sub(r"[^a-z0-9]+", "_", name.lower()),
+                "tags": ["webhooks"],
+                "parameters": [
+                    {
+                        "name": header,
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": description,
+                    }
+                    for header, description in SIGNATURE_HEADERS.items()
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{component}"}
+                        }
+                    },
+                },
+                "responses": {
+                    "2XX": {"description": "Received. Any other answer is retried later."},
+                    "410": {"description": "Gone: MARS disables the subscription."},
+                },
+            }
+        }
+    if webhooks:
+        api.spec.options["webhooks"] = webhooks

@@ -1,0 +1,172 @@
+"""The Celery backend against the real Redis and RabbitMQ on this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mars_server.db import db
+from mars_server.events import emit, enqueue
+from mars_server.events.models import Job
+from tests import fakes
+
+ROOT = Path(__file__).resolve().parents[1]
+BROKERS = {
+    "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/{n}"),
+    "rabbitmq": ("127.0.0.1", 5672, "amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+}
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def broker(request):
+    host, port, template = BROKERS[request.param]
+    if not reachable(host, port):
+        pytest.skip(f"{request.param} is not running on {host}:{port}")
+    # Each test gets its own empty queue: a Redis database or the default vhost with a purge.
+    url = template.format(n=15, vhost="")
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=5) as connection:
+        channel = connection.channel()
+        with contextlib.suppress(Exception):
+            channel.queue_purge("mars")
+    return url
+
+
+@pytest.fixture
+def app(install_plugins, make_app, broker):
+    install_plugins(eventful="events")
+    fakes.events.reset()
+    app = make_app(JOBS_BACKEND="celery", CELERY_BROKER_URL=broker)
+    with app.app_context():
+        yield app
+    fakes.events.reset()
+
+
+def celery_worker(database_url: str, instance: Path, broker: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.worker_process",
+            "celery-worker",
+            database_url,
+            str(instance),
+            broker,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group: the pool processes die with it
+    )
+
+
+def kill_group(process: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:
+    """Kill the worker and its pool processes at once, as a machine that dies would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    process.wait(30)
+
+
+def relay_until(app, done, timeout=90.0) -> None:
+    from mars_server.events.celery import relay_worker
+
+    relay = relay_worker(app)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        relay.relay_once()
+        db.session.expire_all()
+        if done():
+            return
+        time.sleep(0.1)
+    pytest.fail("the Celery workers did not finish in time")
+
+
+def statuses(ids) -> dict[str, str]:
+    rows = db.session.execute(sa.select(Job.id, Job.status).where(Job.id.in_(ids))).all()
+    return dict(rows)
+
+
+def test_jobs_and_events_run_on_celery_workers(app, migrated_database, broker, tmp_path):
+    marker = uuid.uuid4().hex
+    job_ids = [enqueue("eventful.work", n=i, marker=marker) for i in range(40)]
+    emit("thing.happened", {"id": "thg_celery", "name": "Carried"})
+    db.session.commit()
+    worker = celery_worker(migrated_database, tmp_path / "celery", broker)
+    try:
+        relay_until(
+            app,
+            lambda: (
+                set(statuses(job_ids).values()) == {"succeeded"}
+                and db.session.scalar(
+                    sa.select(sa.func.count()).where(
+                        Job.task == "events.handle", Job.status != "succeeded"
+                    )
+                )
+                == 0
+            ),
+        )
+    finally:
+        kill_group(worker, signal.SIGTERM)
+    handler_jobs = [
+        job
+        for job in db.session.scalars(sa.select(Job).where(Job.task == "events.handle"))
+        if job.kwargs["handler"].startswith("eventful.")
+    ]
+    assert sorted(job.kwargs["handler"] for job in handler_jobs) == [
+        "eventful.everything",
+        "eventful.record",
+    ]
+    assert {job.status for job in handler_jobs} == {"succeeded"}
+    assert all(job.attempts == 1 for job in handler_jobs)
+
+
+def test_a_killed_celery_worker_loses_no_job(app, migrated_database, broker, tmp_path):
+    job_id = enqueue("eventful.sleep", seconds=60)  # the first attempt hangs; lease: 2 s
+    db.session.commit()
+    first = celery_worker(migrated_database, tmp_path / "first", broker)
+    try:
+        relay_until(app, lambda: statuses([job_id])[job_id] == "running", timeout=60)
+    finally:
+        kill_group(first)
+    second = celery_worker(migrated_database, tmp_path / "second", broker)
+    try:
+        relay_until(app, lambda: statuses([job_id])[job_id] == "succeeded", timeout=120)
+    finally:
+        kill_group(second, signal.SIGTERM)
+    done = db.session.get(Job, job_id)
+    assert done.attempts >= 2
+
+
+def test_readyz_checks_the_broker(make_app, broker):
+    app = make_app(JOBS_BACKEND="celery", CELERY_BROKER_URL=broker)
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["checks"]["broker"] == "ok"
+    dead_port = socket.socket()
+    dead_port.bind(("127.0.0.1", 0))
+    port = dead_port.getsockname()[1]
+    dead_port.close()
+    down = make_app(JOBS_BACKEND="celery", CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0")
+    unready = down.test_client().get("/readyz")
+    assert unready.status_code == 503
+    assert unready.json["checks"]["broker"] == "failed"
