@@ -9,12 +9,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from mars_server.testing import signed_in_client
+from mars_server.testing import run_due_jobs, signed_in_client
 
 PASSWORD = "correct horse battery staple"
 
 
 def mailbox(app) -> list[email.message.EmailMessage]:
+    """What the app has mailed, once its worker has sent what was queued."""
+    run_due_jobs(app)
     folder = Path(app.config["MARS"]["INSTANCE_PATH"], "mail")
     return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -13,12 +14,23 @@ from mars_server.auth.models import ROLES, OAuthToken, PersonalAccessToken, User
 
 __all__ = ["User"]
 from mars_server.db import db, utcnow
+from mars_server.events import acting_as, audit
+from mars_server.events import context as acting_context
 from mars_server.http import BadRequest, Conflict, NotFound, abort
 
 if TYPE_CHECKING:
     import datetime as dt
 
     from mars_server.http import Page
+
+
+def audit_as(
+    actor_id: str | None, action: str, *, target: str | None = None, **details: Any
+) -> None:
+    """Record a security event whose actor is known here but not from the request's
+    credentials: a user just signed in, or signed in to the OAuth pages by their session."""
+    with acting_as(dataclasses.replace(acting_context.current(), actor_id=actor_id)):
+        audit(action, target=target, **details)
 
 
 def email_key(email: str) -> str:
@@ -85,17 +97,23 @@ def list_users(args: dict[str, Any]) -> Page[User]:
     return paginate(stmt, User.id, args, name="users")
 
 
-def revoke_all_tokens(user: User) -> int:
+def revoke_all_tokens(user: User, *, reason: str = "revoked") -> int:
     """Revoke every personal access token and OAuth token of ``user``; return how many."""
     now = utcnow()
-    count = 0
-    for model in (PersonalAccessToken, OAuthToken):
+    counts: dict[str, int] = {}
+    for kind, model in (
+        ("personal_access_tokens", PersonalAccessToken),
+        ("oauth_tokens", OAuthToken),
+    ):
         result = db.session.execute(
             sa.update(model)
             .where(model.user_id == user.id, model.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-        count += result.rowcount  # type: ignore[attr-defined]
+        counts[kind] = result.rowcount  # type: ignore[attr-defined]
+    count = sum(counts.values())
+    if count:
+        audit("auth.token_revoked", target=user.id, kind="all", reason=reason, **counts)
     return count
 
 
@@ -104,7 +122,7 @@ def set_password(user: User, password: str, *, temporary: bool = False) -> None:
     check_password_policy(password, email=user.email)
     user.password_hash = passwords.hash_password(password)
     user.must_change_password = temporary
-    revoke_all_tokens(user)
+    revoke_all_tokens(user, reason="password_set")
 
 
 def change_password(user: User, current: str, new: str) -> None:
@@ -115,6 +133,7 @@ def change_password(user: User, current: str, new: str) -> None:
         abort(422, messages={"json": {"new_password": ["Choose a new password."]}})
     check_password_policy(new, email=user.email, field="new_password")
     set_password(user, new)
+    audit("auth.password_changed", target=user.id)
 
 
 def temporary_password(user: User) -> str:
@@ -127,9 +146,12 @@ def temporary_password(user: User) -> str:
 def set_status(user: User, status: str) -> None:
     if status not in ("active", "disabled"):
         raise BadRequest(f"Unknown status {status!r}.")
-    user.status = status
+    previous, user.status = user.status, status
+    if previous != status:
+        action = "auth.user_disabled" if status == "disabled" else "auth.user_enabled"
+        audit(action, target=user.id, previous_status=previous)
     if status == "disabled":
-        revoke_all_tokens(user)
+        revoke_all_tokens(user, reason="user_disabled")
 
 
 def grant_role(user: User, role: str) -> bool:
@@ -139,6 +161,7 @@ def grant_role(user: User, role: str) -> bool:
     if role in user.role_names:
         return False
     user.roles.append(UserRole(role=role))
+    audit("auth.role_granted", target=user.id, role=role)
     return True
 
 
@@ -147,6 +170,7 @@ def revoke_role(user: User, role: str) -> bool:
     for assignment in user.roles:
         if assignment.role == role:
             user.roles.remove(assignment)
+            audit("auth.role_revoked", target=user.id, role=role)
             return True
     return False
 

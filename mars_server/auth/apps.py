@@ -18,6 +18,7 @@ from mars_server import plugin_settings
 from mars_server.auth import secrets, tokens
 from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken
 from mars_server.db import db, utcnow
+from mars_server.events import audit
 from mars_server.http import Conflict, NotFound, abort
 
 if TYPE_CHECKING:
@@ -100,6 +101,16 @@ def create_app(owner: User, values: dict[str, Any]) -> tuple[OAuthClient, str | 
     secret = _new_secret(app) if app.client_type == "confidential" else None
     db.session.add(app)
     db.session.flush()
+    audit(
+        "auth.app_created",
+        target=app.id,
+        client_id=app.client_id,
+        name=app.name,
+        client_type=app.client_type,
+        redirect_uris=app.redirect_uris,
+        scopes=app.scopes.split(),
+        grant_types=app.grant_types,
+    )
     return app, secret
 
 
@@ -136,6 +147,7 @@ def update_app(app: OAuthClient, changes: dict[str, Any]) -> None:
         app.grant_types = sorted(set(changes["grant_types"]))
     if "scopes" in changes:
         app.scopes = " ".join(sorted(set(changes["scopes"])))
+    audit("auth.app_updated", target=app.id, client_id=app.client_id, changes=changes)
 
 
 def rotate_secret(app: OAuthClient) -> str:
@@ -145,15 +157,28 @@ def rotate_secret(app: OAuthClient) -> str:
     grace = dt.timedelta(minutes=plugin_settings("auth")["client_secret_grace_minutes"])
     app.previous_secret_digest = app.secret_digest
     app.previous_secret_expires_at = utcnow() + grace
+    audit(
+        "auth.app_secret_rotated",
+        target=app.id,
+        client_id=app.client_id,
+        previous_secret_valid_until=app.previous_secret_expires_at,
+    )
     return _new_secret(app)
 
 
 def delete_app(app: OAuthClient) -> None:
     """Delete the app; every token and code it holds stops working."""
-    db.session.execute(
+    revoked = db.session.execute(
         sa.update(OAuthToken)
         .where(OAuthToken.client_id == app.client_id, OAuthToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
+    ).rowcount  # type: ignore[attr-defined]
+    audit(
+        "auth.app_deleted",
+        target=app.id,
+        client_id=app.client_id,
+        name=app.name,
+        tokens_revoked=revoked,
     )
     db.session.execute(
         sa.delete(AuthorizationCode).where(AuthorizationCode.client_id == app.client_id)

@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 
 from mars_server.auth import accounts, tokens
 from mars_server.db import db
+from mars_server.events import audit
 
 users = AppGroup("users", help="Create accounts, reset passwords, disable, manage roles.")
 tokens_group = AppGroup("tokens", help="Create and revoke personal access tokens.")
@@ -67,14 +68,29 @@ def create_user(email: str, admin: bool, display_name: str, password_stdin: bool
         user = accounts.create_user(
             email, password=password, display_name=display_name, status="active", roles=roles
         )
+        _audit_created(user, roles, temporary_password=False)
         db.session.commit()
         click.echo(f"created {user.id} {user.email}")
         return
     user = accounts.create_user(email, display_name=display_name, status="active", roles=roles)
     temporary = accounts.temporary_password(user)
+    _audit_created(user, roles, temporary_password=True)
     db.session.commit()
     click.echo(f"created {user.id} {user.email}; one-time password (change at sign-in):")
     click.echo(temporary)
+
+
+def _audit_created(
+    user: accounts.User, roles: tuple[str, ...], *, temporary_password: bool
+) -> None:
+    audit(
+        "auth.user_created",
+        target=user.id,
+        email=user.email,
+        status=user.status,
+        roles=list(roles),
+        temporary_password=temporary_password,
+    )
 
 
 @users.command("reset-password")
@@ -90,6 +106,7 @@ def reset_password(email: str, temporary: bool) -> None:
     user = _user(email)
     if temporary:
         password = accounts.temporary_password(user)
+        audit("auth.password_reset", target=user.id, method="temporary_password")
         db.session.commit()
         click.echo(f"one-time password for {user.email} (all their tokens are revoked):")
         click.echo(password)
@@ -172,7 +189,7 @@ def revoke_token(token_id: str | None, email: str | None) -> None:
     if bool(token_id) == bool(email):
         raise click.UsageError("give a token ID or --user EMAIL, not both")
     if email:
-        count = accounts.revoke_all_tokens(_user(email))
+        count = accounts.revoke_all_tokens(_user(email), reason="operator")
         db.session.commit()
         click.echo(f"revoked {count} tokens of {email}")
         return

@@ -17,6 +17,7 @@ from mars_server import plugin_settings
 from mars_server.auth import accounts, secrets
 from mars_server.auth.models import EmailToken, User
 from mars_server.db import db, utcnow
+from mars_server.events import audit
 from mars_server.http import BadRequest
 from mars_server.mail import send_mail
 
@@ -45,14 +46,29 @@ def _issue(user: User, purpose: str, lifetime: dt.timedelta) -> str:
     return token
 
 
-def _consume(token: str, purpose: str) -> User:
+INVALID_LINK = "This link is invalid, used or expired; ask for a new one."
+
+
+def _usable(token: str, purpose: str) -> EmailToken | None:
     row = db.session.scalar(
         sa.select(EmailToken).where(
             EmailToken.digest == secrets.digest(token), EmailToken.purpose == purpose
         )
     )
     if row is None or row.used_at is not None or row.expires_at <= utcnow():
-        raise BadRequest("This link is invalid, used or expired; ask for a new one.")
+        return None
+    return row
+
+
+def link_is_usable(token: str, purpose: str) -> bool:
+    """Whether a link would work now, without using it up (for the page that shows its form)."""
+    return _usable(token, purpose) is not None
+
+
+def _consume(token: str, purpose: str) -> User:
+    row = _usable(token, purpose)
+    if row is None:
+        raise BadRequest(INVALID_LINK)
     row.used_at = utcnow()
     return accounts.get_user(row.user_id)
 
@@ -72,6 +88,7 @@ def send_verification(user: User) -> None:
 def send_password_reset(user: User) -> None:
     minutes = plugin_settings("auth")["reset_link_minutes"]
     token = _issue(user, RESET, dt.timedelta(minutes=minutes))
+    audit("auth.password_reset_requested", target=user.id)
     send_mail(
         user.email,
         "reset_password",
@@ -87,13 +104,16 @@ def register(email: str, password: str, display_name: str = "") -> None:
     if accounts.find_user(email) is not None:
         return
     user = accounts.create_user(email, password=password, display_name=display_name)
+    audit("auth.registered", target=user.id, email=user.email)
     send_verification(user)
 
 
 def verify_email(token: str) -> User:
     user = _consume(token, VERIFY)
+    previous = user.status
     if user.status == "pending":
         user.status = "active"
+    audit("auth.email_verified", target=user.id, previous_status=previous)
     return user
 
 
@@ -106,8 +126,10 @@ def request_password_reset(email: str) -> None:
 def reset_password(token: str, password: str) -> User:
     user = _consume(token, RESET)
     if user.status == "disabled":
-        raise BadRequest("This link is invalid, used or expired; ask for a new one.")
+        raise BadRequest(INVALID_LINK)
     accounts.set_password(user, password)
+    previous = user.status
     if user.status == "pending":  # the mail reached them: the address is theirs
         user.status = "active"
+    audit("auth.password_reset", target=user.id, method="email_link", previous_status=previous)
     return user

@@ -38,9 +38,10 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
 
 from mars_server import plugin_settings
-from mars_server.auth import secrets
+from mars_server.auth import accounts, secrets
 from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken, User
 from mars_server.db import db, new_id, utcnow
+from mars_server.events import audit
 
 if TYPE_CHECKING:
     from authlib.oauth2.rfc6749 import OAuth2Request
@@ -271,6 +272,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 family_id=new_id("fam"),
             )
         )
+        accounts.audit_as(
+            request.user.id,
+            "auth.app_authorized",
+            target=request.client.row.id,
+            client_id=request.client.client_id,
+            scope=request.scope,
+        )
         db.session.commit()
 
     def generate_authorization_code(self) -> str:
@@ -290,6 +298,15 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         ).rowcount  # type: ignore[attr-defined]
         if not claimed:
             revoked = revoke_family(row.family_id)
+            audit(
+                "auth.token_revoked",
+                target=row.family_id,
+                kind="oauth_family",
+                reason="authorization_code_replayed",
+                client_id=row.client_id,
+                user_id=row.user_id,
+                tokens_revoked=revoked,
+            )
             db.session.commit()
             log.warning(
                 "authorization code used twice; %d token(s) of its family revoked",
@@ -347,6 +364,16 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
     @staticmethod
     def _reuse_detected(row: OAuthToken) -> None:
         revoked = revoke_family(row.family_id)
+        audit(
+            "auth.token_revoked",
+            target=row.id,
+            kind="oauth_family",
+            reason="refresh_token_replayed",
+            client_id=row.client_id,
+            user_id=row.user_id,
+            family_id=row.family_id,
+            tokens_revoked=revoked,
+        )
         db.session.commit()
         log.warning(
             "refresh token replayed; %d token(s) of its family revoked",
@@ -395,20 +422,33 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         family_id = new_id("fam")
     refresh = token.get("refresh_token")
     days = plugin_settings("auth")["refresh_token_days"]
-    db.session.add(
-        OAuthToken(
-            client_id=request.client.client_id,
-            user_id=request.user.id if request.user is not None else None,
-            scope=token["scope"],
-            access_digest=secrets.digest(token["access_token"]),
-            refresh_digest=secrets.digest(refresh) if refresh else None,
-            family_id=family_id,
-            issued_at=now,
-            access_expires_at=now + dt.timedelta(seconds=token["expires_in"]),
-            refresh_expires_at=now + dt.timedelta(days=days) if refresh else None,
-        )
+    user_id = request.user.id if request.user is not None else None
+    row = OAuthToken(
+        client_id=request.client.client_id,
+        user_id=user_id,
+        scope=token["scope"],
+        access_digest=secrets.digest(token["access_token"]),
+        refresh_digest=secrets.digest(refresh) if refresh else None,
+        family_id=family_id,
+        issued_at=now,
+        access_expires_at=now + dt.timedelta(seconds=token["expires_in"]),
+        refresh_expires_at=now + dt.timedelta(days=days) if refresh else None,
     )
+    db.session.add(row)
     db.session.flush()
+    # Attributed as requests with the token will be: to its user, or to the app itself.
+    accounts.audit_as(
+        user_id or request.client.client_id,
+        "auth.token_created",
+        target=row.id,
+        kind="oauth",
+        grant_type=request.payload.grant_type,
+        client_id=request.client.client_id,
+        user_id=user_id,
+        scope=row.scope,
+        family_id=family_id,
+        with_refresh_token=refresh is not None,
+    )
 
 
 # --- Revocation and introspection -----------------------------------------------------------
@@ -424,7 +464,19 @@ class MarsRevocationEndpoint(RevocationEndpoint):
         return find_token(token_string, token_type_hint)
 
     def revoke_token(self, token: Token, request: OAuth2Request) -> None:
-        revoke_family(token.row.family_id)
+        revoked = revoke_family(token.row.family_id)
+        row = token.row
+        accounts.audit_as(
+            row.user_id or row.client_id,
+            "auth.token_revoked",
+            target=row.id,
+            kind="oauth_family",
+            reason="revoked_by_client",
+            client_id=row.client_id,
+            user_id=row.user_id,
+            family_id=row.family_id,
+            tokens_revoked=revoked,
+        )
         db.session.commit()
 
 

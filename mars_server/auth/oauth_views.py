@@ -8,6 +8,7 @@ JSON errors (RFC 6749 section 5.2), not problem+json.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -18,9 +19,11 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from mars_server import plugin_settings
-from mars_server.auth import accounts, oauth, signin
+from mars_server.auth import accounts, oauth, pages, signin
 from mars_server.auth.models import User
 from mars_server.db import db
+from mars_server.events import acting_as
+from mars_server.events import context as acting_context
 from mars_server.http import MarsError
 
 if TYPE_CHECKING:
@@ -30,16 +33,6 @@ blueprint = Blueprint("oauth", __name__, template_folder="templates")
 
 SESSION_USER = "oauth_user_id"
 SESSION_CSRF = "oauth_csrf"
-PAGE_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -61,11 +54,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
 
 
-@blueprint.after_request
-def _page_headers(response: Response) -> Response:
-    for name, value in PAGE_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+blueprint.after_request(pages.add_page_headers)
 
 
 def _oauth_error(error: OAuth2Error) -> Response:
@@ -141,6 +130,14 @@ def authorize() -> Any:
         return _page("change_password.html", client=client.row, user=user)
     if action in ("approve", "deny"):
         grant.request.user = user if action == "approve" else None
+        if action == "deny":  # an approval is recorded with the code it issues
+            accounts.audit_as(
+                user.id,
+                "auth.app_authorization_denied",
+                target=client.row.id,
+                client_id=client.client_id,
+                scope=grant.request.scope,
+            )
         return _redirect(
             server.create_authorization_response(
                 grant_user=user if action == "approve" else None, grant=grant
@@ -185,20 +182,19 @@ def _see_next_page() -> Any:
 
 def _change_password(user: User, client: oauth.Client) -> Any:
     try:
-        accounts.change_password(
-            user, request.form.get("current_password", ""), request.form.get("new_password", "")
-        )
-    except MarsError as error:
-        return _page(
-            "change_password.html", 422, client=client.row, user=user, message=str(error.detail)
-        )
-    except HTTPException as error:  # flask-smorest's abort(422, messages=...)
-        messages = getattr(error, "data", {}).get("messages", {}).get("json", {})
-        if not messages:
+        # Signed in by the session, not a token: the audit entry is theirs all the same.
+        with acting_as(dataclasses.replace(acting_context.current(), actor_id=user.id)):
+            accounts.change_password(
+                user,
+                request.form.get("current_password", ""),
+                request.form.get("new_password", ""),
+            )
+    except (MarsError, HTTPException) as error:
+        message = pages.form_error_message(error)
+        if message is None:
             raise
-        text = " ".join(" ".join(m) for m in messages.values())
         db.session.rollback()
-        return _page("change_password.html", 422, client=client.row, user=user, message=text)
+        return _page("change_password.html", 422, client=client.row, user=user, message=message)
     db.session.commit()
     return _see_next_page()
 

@@ -56,10 +56,12 @@ def mars_settings_schema() -> type[ma.Schema]:
 
 @hookimpl
 def mars_app_ready(app: Flask) -> None:
-    from mars_server.auth import oauth_views
+    from mars_server.auth import account_pages, oauth_views
 
     # /oauth/... and /.well-known/...: OAuth's own wire format, outside /api/v1.
     oauth_views.init_app(app)
+    # /accounts/...: the pages the links in account e-mails open.
+    app.register_blueprint(account_pages.blueprint)
 
 
 @hookimpl
@@ -96,4 +98,9 @@ def mars_user_info(user_id: str) -> UserInfo | None:
     user = db.session.get(User, user_id)
     if user is None:
         return None
-    return UserInfo(id=user.id, display_name=user.display_name, active=user.status == "active")
+    return UserInfo(
+        id=user.id,
+        display_name=user.display_name,
+        active=user.status == "active",
+        email=user.email,
+    )

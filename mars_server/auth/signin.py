@@ -59,7 +59,25 @@ def check_throttle(email: str, address: str | None) -> None:
             raise TooManyAttempts(math.ceil((row.window_start + _window() - now).total_seconds()))
 
 
-def _record_failure(email: str, address: str | None) -> None:
+def _audit_failure(email: str, user: User | None, reason: str) -> None:
+    """``auth.sign_in_failed``, never with the password; an unknown address only as the
+    digest its throttle counter is kept under (it may be a password typed in the wrong box)."""
+    if user is None:
+        account = _keys(email, None)[0][0].removeprefix("acct:")
+        accounts.audit_as(None, "auth.sign_in_failed", reason=reason, account_digest=account)
+    else:
+        accounts.audit_as(None, "auth.sign_in_failed", target=user.id, reason=reason)
+
+
+def _failure_reason(user: User | None, password_ok: bool) -> str:
+    if user is None:
+        return "unknown_account"
+    if not password_ok:
+        return "wrong_password"
+    return "disabled" if user.status == "disabled" else "not_verified"
+
+
+def _record_failure(email: str, address: str | None, user: User | None, reason: str) -> None:
     now = utcnow()
     for key, _ in _keys(email, address):
         # One statement per key, so concurrent failures are all counted.
@@ -75,22 +93,30 @@ def _record_failure(email: str, address: str | None) -> None:
                 db.session.flush()
             except IntegrityError:
                 db.session.rollback()
+    # After any rollback above, so the entry commits with the counters.
+    _audit_failure(email, user, reason)
     db.session.commit()
 
 
 def authenticate(email: str, password: str, address: str | None) -> User:
     """The active user with these credentials; raises :class:`SignInFailed` or
     :class:`TooManyAttempts`. Commits (the failure count must survive the request)."""
-    check_throttle(email, address)
+    try:
+        check_throttle(email, address)
+    except TooManyAttempts:
+        _audit_failure(email, accounts.find_user(email), "throttled")
+        db.session.commit()  # the refusal is recorded, though nothing else changed
+        raise
     user = accounts.find_user(email)
     ok, new_hash = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not ok or user.status != "active":
-        _record_failure(email, address)
+        _record_failure(email, address, user, _failure_reason(user, ok))
         raise SignInFailed("The e-mail address or the password is wrong.")
     if new_hash:
         user.password_hash = new_hash
     for key, _ in _keys(email, None):
         db.session.execute(sa.delete(LoginThrottle).where(LoginThrottle.key == key))
     accounts.record_login(user)
+    accounts.audit_as(user.id, "auth.signed_in", target=user.id, method="password")
     db.session.commit()
     return user

@@ -12,6 +12,7 @@ from mars_server import plugin_settings
 from mars_server.auth import secrets
 from mars_server.auth.models import OAuthToken, PersonalAccessToken, User
 from mars_server.db import db, utcnow
+from mars_server.events import audit
 from mars_server.http import Actor, AuthenticationFailed, NotFound, abort
 from mars_server.http.security import role_permissions
 
@@ -59,6 +60,15 @@ def create_personal_access_token(
     )
     db.session.add(row)
     db.session.flush()
+    audit(
+        "auth.token_created",
+        target=row.id,
+        kind="personal_access_token",
+        user_id=user.id,
+        name=name,
+        scopes=row.scopes.split(),
+        expires_at=row.expires_at,
+    )
     return row, token
 
 
@@ -82,6 +92,9 @@ def get_personal_access_token(user: User, token_id: str) -> PersonalAccessToken:
 def revoke_personal_access_token(row: PersonalAccessToken) -> None:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        audit(
+            "auth.token_revoked", target=row.id, kind="personal_access_token", user_id=row.user_id
+        )
 
 
 def actor_for_user(

@@ -29,6 +29,7 @@ from mars_server.auth.schemas import (
     UserSchema,
 )
 from mars_server.db import db
+from mars_server.events import audit
 from mars_server.http import (
     Blueprint,
     Forbidden,
@@ -74,6 +75,7 @@ class Me(MethodView):
         require_if_match(user)
         for name, value in changes.items():
             setattr(user, name, value)
+        audit("auth.profile_updated", target=user.id, changes=changes)
         db.session.commit()
         return send_etag(user)
 
