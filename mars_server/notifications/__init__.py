@@ -1,0 +1,1 @@
+"""The builtin ``notifications`` plugin: in-app notifications and per-user preferences."""

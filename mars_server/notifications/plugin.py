@@ -1,0 +1,70 @@
+"""Hook implementations of the builtin ``notifications`` plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mars_server import __version__, hookimpl
+from mars_server.hookspecs import EventHandler, Scope
+from mars_server.plugins import PluginInfo
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import marshmallow as ma
+    from flask import Flask
+    from flask_smorest import Blueprint
+
+MARS_PLUGIN = PluginInfo(
+    name="notifications",
+    version=__version__,
+    requires=f"=={__version__}",
+    description="In-app and e-mail notifications, per-user preferences",
+)
+
+HERE = Path(__file__).parent
+
+
+@hookimpl
+def mars_api_blueprints() -> Sequence[Blueprint]:
+    from mars_server.notifications.views import blp
+
+    return [blp]
+
+
+@hookimpl
+def mars_migrations_location() -> str:
+    return str(HERE / "migrations" / "versions")
+
+
+@hookimpl
+def mars_settings_schema() -> type[ma.Schema]:
+    from mars_server.notifications.schemas import NotificationsSettingsSchema
+
+    return NotificationsSettingsSchema
+
+
+@hookimpl
+def mars_scopes() -> Sequence[Scope]:
+    return [
+        Scope("notifications:read", "See your notifications and notification preferences."),
+        Scope(
+            "notifications:write",
+            "Mark your notifications read and change your notification preferences.",
+        ),
+    ]
+
+
+@hookimpl
+def mars_event_handlers() -> Sequence[EventHandler]:
+    from mars_server.notifications.delivery import HANDLER_NAME, notify
+
+    return [EventHandler(HANDLER_NAME, ("*",), notify)]
+
+
+@hookimpl
+def mars_app_ready(app: Flask) -> None:
+    from mars_server.mail import register_template_folder
+
+    register_template_folder(app, HERE / "templates" / "mail")

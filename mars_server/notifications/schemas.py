@@ -1,0 +1,103 @@
+"""Request and response schemas of ``/api/v1/me/notifications`` and the plugin's settings."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from mars_server.http import PageArgsSchema, page_schema
+
+
+class NotificationSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = ma.fields.String(
+        dump_only=True, required=True, metadata={"example": "ntf_01jd2x6n7m4q8r9s0t1v2w3x4y"}
+    )
+    event_id = ma.fields.String(
+        dump_only=True, required=True, metadata={"description": "The event it tells of."}
+    )
+    event_type = ma.fields.String(
+        dump_only=True, required=True, metadata={"example": "project.member_added"}
+    )
+    title = ma.fields.String(dump_only=True, required=True)
+    body = ma.fields.String(dump_only=True, required=True)
+    link = ma.fields.String(
+        dump_only=True,
+        required=True,
+        allow_none=True,
+        metadata={"description": "Where to look: an API path or an address; may be null."},
+    )
+    created_at = ma.fields.AwareDateTime(
+        dump_only=True,
+        required=True,
+        format="iso",
+        metadata={"description": "When what it tells of happened."},
+    )
+    read_at = ma.fields.AwareDateTime(
+        dump_only=True,
+        required=True,
+        allow_none=True,
+        format="iso",
+        metadata={"description": "When you marked it read; null while unread."},
+    )
+
+
+class NotificationQueryArgsSchema(PageArgsSchema):
+    unread = ma.fields.Boolean(
+        metadata={
+            "description": "`true`: only unread notifications; `false`: only read ones; "
+            "absent: all."
+        }
+    )
+
+
+NotificationPageSchema = page_schema(NotificationSchema, "NotificationPage")
+
+
+class UnreadCountSchema(ma.Schema):
+    unread = ma.fields.Integer(
+        required=True, metadata={"description": "How many of your notifications are unread."}
+    )
+
+
+class MarkedReadSchema(ma.Schema):
+    marked = ma.fields.Integer(
+        required=True, metadata={"description": "How many notifications this marked read."}
+    )
+
+
+class PreferenceSchema(ma.Schema):
+    """One event type and the channels you get it on; PUT sends ``in_app`` and ``email``."""
+
+    class Meta:
+        ordered = True
+
+    event_type = ma.fields.String(
+        dump_only=True, required=True, metadata={"example": "project.member_added"}
+    )
+    description = ma.fields.String(dump_only=True, required=True)
+    in_app = ma.fields.Boolean(
+        required=True, metadata={"description": "Show it in your notifications."}
+    )
+    email = ma.fields.Boolean(required=True, metadata={"description": "E-mail it to you."})
+
+
+class PreferenceListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(PreferenceSchema), required=True)
+
+
+class NotificationsSettingsSchema(ma.Schema):
+    default_email = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "Whether users who chose nothing get notifications by e-mail."},
+    )
+    public_url = ma.fields.Url(
+        load_default=None,
+        allow_none=True,
+        require_tld=False,
+        metadata={
+            "description": "Put before the links in notification e-mails; "
+            "default: the auth plugin's public_url."
+        },
+    )

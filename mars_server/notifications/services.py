@@ -1,0 +1,190 @@
+"""A user's notifications and preferences: list, count, mark read, choose channels.
+
+No HTTP here. Every function takes the user's id and touches only that user's rows, so
+another user's notification does not exist for the caller (404).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from mars_server import plugin_settings
+from mars_server.db import db, utcnow
+from mars_server.http import BadRequest, NotFound, Page, abort
+from mars_server.notifications.models import Notification, NotificationPreference
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+_CURSOR_SALT = "mars.notifications.cursor.v1"
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Where a user gets one event type: in the app, by e-mail, both or neither."""
+
+    in_app: bool
+    email: bool
+
+
+# --- Notifications -------------------------------------------------------------------------------
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_CURSOR_SALT)
+
+
+def _cursor_scope(user_id: str, filters: dict[str, Any]) -> str:
+    material = json.dumps([user_id, filters], sort_keys=True, default=str)
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def list_notifications(user_id: str, args: dict[str, Any]) -> Page[Notification]:
+    """One page of the user's notifications, newest first (keyset on the id, descending).
+
+    The core's ``paginate`` walks keys upwards only; an inbox is read from the top, so this
+    list keeps its own cursor, signed and bound to the user and the filters alike.
+    """
+    filters = {"unread": args["unread"]} if "unread" in args else {}
+    stmt = sa.select(Notification).where(Notification.user_id == user_id)
+    if filters:
+        unread = Notification.read_at.is_(None)
+        stmt = stmt.where(unread if filters["unread"] else sa.not_(unread))
+    settings = current_app.config["MARS"]
+    limit = args.get("limit") or settings["PAGE_SIZE_DEFAULT"]
+    if limit > settings["PAGE_SIZE_MAX"]:
+        abort(422, messages={"query": {"limit": [f"Must be at most {settings['PAGE_SIZE_MAX']}."]}})
+    scope = _cursor_scope(user_id, filters)
+    if args.get("cursor"):
+        try:
+            payload = _serializer().loads(args["cursor"])
+        except BadSignature:
+            payload = None
+        if not isinstance(payload, list) or len(payload) != 2 or payload[0] != scope:
+            raise BadRequest("The cursor is not valid for this list; start again without it.")
+        stmt = stmt.where(Notification.id < payload[1])
+    rows = list(db.session.scalars(stmt.order_by(Notification.id.desc()).limit(limit + 1)))
+    items = rows[:limit]
+    next_cursor = _serializer().dumps([scope, items[-1].id]) if len(rows) > limit else None
+    return Page(items, next_cursor)
+
+
+def _notification(user_id: str, notification_id: str) -> Notification:
+    notification = db.session.scalar(
+        sa.select(Notification).where(
+            Notification.id == notification_id, Notification.user_id == user_id
+        )
+    )
+    if notification is None:
+        raise NotFound(f"No notification {notification_id!r}.")
+    return notification
+
+
+def unread_count(user_id: str) -> int:
+    return (
+        db.session.scalar(
+            sa.select(sa.func.count()).where(
+                Notification.user_id == user_id, Notification.read_at.is_(None)
+            )
+        )
+        or 0
+    )
+
+
+def mark_read(user_id: str, notification_id: str) -> Notification:
+    """Mark one notification read; one read already keeps the time it was first read."""
+    notification = _notification(user_id, notification_id)
+    if notification.read_at is None:
+        notification.read_at = utcnow()
+        db.session.commit()
+    return notification
+
+
+def mark_all_read(user_id: str) -> int:
+    """Mark every unread notification of the user read; return how many that was."""
+    result = db.session.execute(
+        sa.update(Notification)
+        .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+        .values(read_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- Preferences ---------------------------------------------------------------------------------
+
+
+def default_channels() -> Channels:
+    return Channels(in_app=True, email=plugin_settings("notifications")["default_email"])
+
+
+def channels_for(user_ids: Iterable[str], event_type: str) -> dict[str, Channels]:
+    """Each user's channels for ``event_type``: their choice, else the defaults."""
+    wanted = list(dict.fromkeys(user_ids))
+    chosen = {
+        row.user_id: Channels(row.in_app, row.email)
+        for row in db.session.scalars(
+            sa.select(NotificationPreference).where(
+                NotificationPreference.user_id.in_(wanted),
+                NotificationPreference.event_type == event_type,
+            )
+        )
+    }
+    default = default_channels()
+    return {user_id: chosen.get(user_id, default) for user_id in wanted}
+
+
+def _declared_event_types() -> dict[str, str]:
+    types = current_app.extensions["mars"].event_types
+    return {name: types[name].description for name in sorted(types)}
+
+
+def list_preferences(user_id: str) -> list[dict[str, Any]]:
+    """One entry per declared event type, with the user's channels for it."""
+    declared = _declared_event_types()
+    chosen = {
+        row.event_type: row
+        for row in db.session.scalars(
+            sa.select(NotificationPreference).where(NotificationPreference.user_id == user_id)
+        )
+    }
+    default = default_channels()
+    entries = []
+    for name, description in declared.items():
+        row = chosen.get(name)
+        entries.append(
+            {
+                "event_type": name,
+                "description": description,
+                "in_app": row.in_app if row is not None else default.in_app,
+                "email": row.email if row is not None else default.email,
+            }
+        )
+    return entries
+
+
+def set_preference(user_id: str, event_type: str, *, in_app: bool, email: bool) -> dict[str, Any]:
+    """Choose the channels of ``event_type`` for the user; an undeclared type is a 404."""
+    declared = _declared_event_types()
+    if event_type not in declared:
+        raise NotFound(f"No event type {event_type!r}.")
+    row = db.session.get(NotificationPreference, (user_id, event_type))
+    if row is None:
+        row = NotificationPreference(user_id=user_id, event_type=event_type)
+        db.session.add(row)
+    row.in_app, row.email = in_app, email
+    db.session.commit()
+    return {
+        "event_type": event_type,
+        "description": declared[event_type],
+        "in_app": in_app,
+        "email": email,
+    }
