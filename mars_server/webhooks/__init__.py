@@ -1,0 +1,1 @@
+"""The builtin ``webhooks`` plugin: signed deliveries of events to subscribers' endpoints."""

@@ -1,0 +1,102 @@
+"""Hook implementations of the builtin ``webhooks`` plugin."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mars_server import __version__, hookimpl
+from mars_server.hookspecs import Schedule, Scope
+from mars_server.plugins import PluginInfo
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import marshmallow as ma
+    from flask import Flask
+    from flask_smorest import Blueprint
+
+    from mars_server.events import Event
+    from mars_server.hookspecs import EventHandler, EventType, NotificationDraft, Task
+
+MARS_PLUGIN = PluginInfo(
+    name="webhooks",
+    version=__version__,
+    requires=f"=={__version__}",
+    description="Webhook subscriptions, Standard Webhooks signatures, retries, delivery log",
+)
+
+
+@hookimpl
+def mars_api_blueprints() -> Sequence[Blueprint]:
+    from mars_server.webhooks.views import blp
+
+    return [blp]
+
+
+@hookimpl
+def mars_migrations_location() -> str:
+    return str(Path(__file__).parent / "migrations" / "versions")
+
+
+@hookimpl
+def mars_settings_schema() -> type[ma.Schema]:
+    from mars_server.webhooks.schemas import WebhooksSettingsSchema
+
+    return WebhooksSettingsSchema
+
+
+@hookimpl
+def mars_scopes() -> Sequence[Scope]:
+    return [
+        Scope("webhooks:read", "See your webhook endpoints and their delivery logs."),
+        Scope(
+            "webhooks:write",
+            "Create, change and delete your webhook endpoints, rotate their secrets and "
+            "redeliver events.",
+        ),
+    ]
+
+
+@hookimpl
+def mars_event_types() -> Sequence[EventType]:
+    from mars_server.webhooks.delivery import EVENT_TYPES
+
+    return EVENT_TYPES
+
+
+@hookimpl
+def mars_event_handlers() -> Sequence[EventHandler]:
+    from mars_server.webhooks.delivery import HANDLERS
+
+    return HANDLERS
+
+
+@hookimpl
+def mars_tasks() -> Sequence[Task]:
+    from mars_server.webhooks.delivery import TASKS
+
+    return TASKS
+
+
+@hookimpl
+def mars_schedules() -> Sequence[Schedule]:
+    from mars_server.webhooks.delivery import PURGE_TASK
+
+    return [Schedule(PURGE_TASK, PURGE_TASK, every=dt.timedelta(hours=1))]
+
+
+@hookimpl
+def mars_notifications(event: Event) -> Sequence[NotificationDraft]:
+    from mars_server.webhooks.delivery import notifications
+
+    return notifications(event)
+
+
+@hookimpl
+def mars_app_ready(app: Flask) -> None:
+    from mars_server.webhooks.delivery import TRANSPORT_KEY, new_transport
+
+    # One connection pool per app, shared by every worker thread.
+    app.extensions[TRANSPORT_KEY] = new_transport(app)

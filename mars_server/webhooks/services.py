@@ -1,0 +1,173 @@
+"""Business rules of webhook endpoints and their delivery log. No HTTP here.
+
+An endpoint belongs to the user who created it; to anyone else it does not exist (404).
+OAuth apps acting for themselves have no endpoints: webhooks follow a person's rights,
+which decide which events they may receive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from mars_server.config import plugin_settings
+from mars_server.crypto import seal
+from mars_server.db import db, utcnow
+from mars_server.events import audit, enqueue
+from mars_server.http import Conflict, Forbidden, NotFound, paginate
+from mars_server.webhooks.models import (
+    BY_OWNER,
+    PENDING,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from mars_server.webhooks.signing import new_secret
+
+if TYPE_CHECKING:
+    from mars_server.http import Actor, Page
+
+DELIVER_TASK = "webhooks.deliver"
+
+
+def owner_id_of(actor: Actor) -> str:
+    """The user whose endpoints ``actor`` manages."""
+    if actor.user_id is None:
+        raise Forbidden("Webhook endpoints belong to people: use a token of a user.")
+    return actor.user_id
+
+
+def _host(url: str) -> str | None:
+    # For the audit log: the host says where deliveries go; the rest of a URL may be a secret.
+    return urlsplit(url).hostname
+
+
+def list_endpoints(owner_id: str, args: dict[str, Any]) -> Page[WebhookEndpoint]:
+    stmt = sa.select(WebhookEndpoint).where(WebhookEndpoint.owner_id == owner_id)
+    return paginate(stmt, WebhookEndpoint.id, args, name=f"webhooks:{owner_id}")
+
+
+def get_endpoint(owner_id: str, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = db.session.scalar(
+        sa.select(WebhookEndpoint).where(
+            WebhookEndpoint.id == endpoint_id, WebhookEndpoint.owner_id == owner_id
+        )
+    )
+    if endpoint is None:
+        raise NotFound(f"No webhook endpoint {endpoint_id!r}.")
+    return endpoint
+
+
+def create_endpoint(owner_id: str, data: dict[str, Any]) -> tuple[WebhookEndpoint, str]:
+    """Create an endpoint; return it and its secret, which is never readable again."""
+    secret = new_secret()
+    endpoint = WebhookEndpoint(
+        owner_id=owner_id,
+        url=data["url"],
+        description=data.get("description", ""),
+        secret_sealed=seal(secret),
+    )
+    endpoint.events = data["events"]
+    _set_disabled(endpoint, data.get("disabled", False))
+    db.session.add(endpoint)
+    db.session.flush()
+    audit("webhooks.endpoint_created", target=endpoint.id, host=_host(endpoint.url))
+    db.session.commit()
+    return endpoint, secret
+
+
+def _set_disabled(endpoint: WebhookEndpoint, disabled: bool) -> None:
+    if disabled and not endpoint.disabled:
+        endpoint.disabled_reason, endpoint.disabled_at = BY_OWNER, utcnow()
+    elif not disabled and endpoint.disabled:
+        # Enabled again: whatever failed before starts with a clean slate.
+        endpoint.disabled_reason = endpoint.disabled_at = endpoint.failing_since = None
+    endpoint.disabled = disabled
+
+
+def update_endpoint(endpoint: WebhookEndpoint, changes: dict[str, Any]) -> WebhookEndpoint:
+    if not changes:
+        return endpoint
+    if "url" in changes:
+        endpoint.url = changes["url"]
+    if "description" in changes:
+        endpoint.description = changes["description"]
+    if "events" in changes:
+        endpoint.events = changes["events"]
+    if "disabled" in changes:
+        _set_disabled(endpoint, changes["disabled"])
+    # Also when only the subscriptions changed: a new version, so a new ETag.
+    endpoint.updated_at = utcnow()
+    audit(
+        "webhooks.endpoint_updated",
+        target=endpoint.id,
+        fields=sorted(changes),
+        host=_host(endpoint.url),
+    )
+    db.session.commit()
+    return endpoint
+
+
+def delete_endpoint(endpoint: WebhookEndpoint) -> None:
+    """Delete the endpoint with its delivery log; its pending deliveries stop."""
+    audit("webhooks.endpoint_deleted", target=endpoint.id, host=_host(endpoint.url))
+    db.session.delete(endpoint)
+    db.session.commit()
+
+
+def rotate_secret(endpoint: WebhookEndpoint) -> str:
+    """A new secret; the current one keeps signing beside it for ``secret_grace_hours``."""
+    grace = dt.timedelta(hours=plugin_settings("webhooks")["secret_grace_hours"])
+    secret = new_secret()
+    if grace:
+        endpoint.previous_secret_sealed = endpoint.secret_sealed
+        endpoint.previous_secret_expires_at = utcnow() + grace
+    else:
+        endpoint.previous_secret_sealed = endpoint.previous_secret_expires_at = None
+    endpoint.secret_sealed = seal(secret)
+    endpoint.updated_at = utcnow()
+    audit("webhooks.secret_rotated", target=endpoint.id)
+    db.session.commit()
+    return secret
+
+
+def list_deliveries(endpoint: WebhookEndpoint, args: dict[str, Any]) -> Page[WebhookDelivery]:
+    stmt = sa.select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    if args.get("status"):
+        stmt = stmt.where(WebhookDelivery.status == args["status"])
+    return paginate(stmt, WebhookDelivery.id, args, name=f"webhook-deliveries:{endpoint.id}")
+
+
+def get_delivery(endpoint: WebhookEndpoint, delivery_id: str) -> WebhookDelivery:
+    delivery = db.session.scalar(
+        sa.select(WebhookDelivery).where(
+            WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint.id
+        )
+    )
+    if delivery is None:
+        raise NotFound(f"No delivery {delivery_id!r} for this endpoint.")
+    return delivery
+
+
+def redeliver(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Start a new series of attempts, with the same ``webhook-id`` and body.
+
+    A series still waiting for its next attempt is superseded: its job finds a newer series
+    and stops, so attempts never run twice side by side.
+    """
+    if endpoint.disabled:
+        raise Conflict("The endpoint is disabled: enable it before redelivering.")
+    delivery.series += 1
+    delivery.status = PENDING
+    delivery.completed_at = None
+    enqueue(
+        DELIVER_TASK,
+        key=f"{DELIVER_TASK}:{delivery.id}:{delivery.series}",
+        delivery_id=delivery.id,
+        series=delivery.series,
+    )
+    audit("webhooks.redelivered", target=delivery.id, endpoint=endpoint.id)
+    db.session.commit()
+    return delivery
