@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     import marshmallow as ma
     from flask_smorest import Blueprint
 
+    from mars_server.events import Event
+    from mars_server.hookspecs import EventType, NotificationDraft
+
 MARS_PLUGIN = PluginInfo(
     name="projects",
     version=__version__,
@@ -70,3 +73,17 @@ def mars_scopes() -> Sequence[Scope]:
         Scope("projects:read", "See the projects you belong to, and public ones."),
         Scope("projects:write", "Create projects, change them and their members."),
     ]
+
+
+@hookimpl
+def mars_event_types() -> Sequence[EventType]:
+    from mars_projects.events import EVENT_TYPES
+
+    return EVENT_TYPES
+
+
+@hookimpl
+def mars_notifications(event: Event) -> Sequence[NotificationDraft]:
+    from mars_projects.events import notifications_for
+
+    return notifications_for(event)

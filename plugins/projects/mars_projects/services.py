@@ -3,6 +3,9 @@
 Who may do what: anyone (even anonymous) sees public projects; members see private ones;
 maintainers and owners change a project and its members; only owners delete it or make
 owners. A project the caller may not see does not exist for them (404).
+
+Every change emits its event (``events.py``) in the transaction that makes it: a refused or
+rolled-back change emits nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from mars_projects import events
 from mars_projects.models import Project, ProjectMember
 from mars_server.db import db
 from mars_server.http import Conflict, Forbidden, NotFound, abort, paginate, user_info
@@ -76,6 +80,8 @@ def create_project(owner_id: str, data: dict[str, Any]) -> Project:
         db.session.rollback()
         raise _slug_taken(data["slug"]) from None
     db.session.add(ProjectMember(project_id=project.id, user_id=owner_id, role="owner"))
+    db.session.flush()
+    events.project_created(project)
     db.session.commit()
     return project
 
@@ -90,11 +96,17 @@ def update_project(actor: Actor, project: Project, changes: dict[str, Any]) -> P
     _require_role(actor, project, WRITERS)
     for name, value in changes.items():
         setattr(project, name, value)
+    state = sa.inspect(project)
+    changed = [name for name in changes if state.attrs[name].history.has_changes()]
+    if not changed:  # the same values again: nothing to save, nothing happened
+        return project
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         raise _slug_taken(changes["slug"]) from None
+    events.project_updated(project, changed)
+    db.session.commit()
     return project
 
 
@@ -102,6 +114,7 @@ def delete_project(actor: Actor | None, project: Project) -> None:
     """Delete ``project``; ``actor=None`` is an operator's override (the CLI)."""
     if actor is not None:
         _require_role(actor, project, ("owner",))
+    events.project_deleted(project)
     db.session.delete(project)
     db.session.commit()
 
@@ -125,11 +138,14 @@ def add_member(actor: Actor, project: Project, user_id: str, role: str) -> Proje
     if member is None:
         member = ProjectMember(project_id=project.id, user_id=user_id, role=role)
         db.session.add(member)
-    else:
-        if member.role == "owner" and role != "owner":
+        db.session.flush()
+        events.member_added(project, user_id, role)
+    elif member.role != role:
+        if member.role == "owner":
             _require_role(actor, project, ("owner",))
             _keep_an_owner(project, user_id)
-        member.role = role
+        previous, member.role = member.role, role
+        events.member_updated(project, user_id, role, previous)
     db.session.commit()
     return member
 
@@ -154,6 +170,7 @@ def remove_member(actor: Actor, project: Project, user_id: str) -> None:
         _require_role(actor, project, ("owner",) if member.role == "owner" else WRITERS)
     if member.role == "owner":
         _keep_an_owner(project, user_id)
+    events.member_removed(project, user_id, member.role)
     db.session.delete(member)
     db.session.commit()
 

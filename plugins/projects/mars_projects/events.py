@@ -1,0 +1,251 @@
+"""The events of projects: what they carry, emitting them, and who is notified of them.
+
+Every change emits its event in the transaction that makes it, so an event exists if and
+only if its change committed. The audience of an event about a private project is its
+members (as they were just before the change, so a removed member still hears of it);
+``None`` for a public project, which anyone may see.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import marshmallow as ma
+import sqlalchemy as sa
+
+from mars_projects.models import MEMBER_ROLES, VISIBILITIES, ProjectMember
+from mars_server.db import db
+from mars_server.events import emit
+from mars_server.hookspecs import EventType, NotificationDraft
+from mars_server.http import API_PREFIX, user_info
+
+if TYPE_CHECKING:
+    from mars_projects.models import Project
+    from mars_server.events import Event
+
+CREATED = "project.created"
+UPDATED = "project.updated"
+DELETED = "project.deleted"
+MEMBER_ADDED = "project.member_added"
+MEMBER_UPDATED = "project.member_updated"
+MEMBER_REMOVED = "project.member_removed"
+
+PROJECT_FIELDS = ("id", "slug", "name", "description", "visibility", "created_at", "updated_at")
+
+
+class ProjectEventSchema(ma.Schema):
+    """A project, as events tell of it."""
+
+    class Meta:
+        ordered = True
+
+    id = ma.fields.String(required=True, metadata={"example": "prj_01jd2x6n7m4q8r9s0t1v2w3x4y"})
+    slug = ma.fields.String(required=True)
+    name = ma.fields.String(required=True)
+    description = ma.fields.String(required=True)
+    visibility = ma.fields.String(required=True, metadata={"enum": list(VISIBILITIES)})
+    created_at = ma.fields.AwareDateTime(required=True, format="iso")
+    updated_at = ma.fields.AwareDateTime(required=True, format="iso")
+
+
+class ProjectUpdatedEventSchema(ProjectEventSchema):
+    """A project after a change, which of its fields the change touched, and its members."""
+
+    class Meta:
+        ordered = True
+
+    changed = ma.fields.List(
+        ma.fields.String(),
+        required=True,
+        metadata={"description": 'The fields whose value changed, e.g. `["name"]`.'},
+    )
+    member_ids = ma.fields.List(
+        ma.fields.String(),
+        required=True,
+        metadata={"description": "The ids of the users who are its members."},
+    )
+
+
+class ProjectDeletedEventSchema(ProjectEventSchema):
+    """A project as it was when it was deleted, and who its members were."""
+
+    class Meta:
+        ordered = True
+
+    member_ids = ma.fields.List(
+        ma.fields.String(),
+        required=True,
+        metadata={"description": "The ids of the users who were its members."},
+    )
+
+
+class MemberEventSchema(ma.Schema):
+    """A user's membership of a project."""
+
+    class Meta:
+        ordered = True
+
+    project_id = ma.fields.String(required=True)
+    project_name = ma.fields.String(required=True)
+    project_slug = ma.fields.String(required=True)
+    user_id = ma.fields.String(required=True)
+    role = ma.fields.String(required=True, metadata={"enum": list(MEMBER_ROLES)})
+
+
+class MemberUpdatedEventSchema(MemberEventSchema):
+    """A member's new role, and the one they had before."""
+
+    class Meta:
+        ordered = True
+
+    previous_role = ma.fields.String(required=True, metadata={"enum": list(MEMBER_ROLES)})
+
+
+EVENT_TYPES = (
+    EventType(CREATED, "A project was created.", ProjectEventSchema),
+    EventType(
+        UPDATED,
+        "A project's name, slug, description or visibility changed.",
+        ProjectUpdatedEventSchema,
+    ),
+    EventType(DELETED, "A project was deleted, with its memberships.", ProjectDeletedEventSchema),
+    EventType(MEMBER_ADDED, "A user was added to a project.", MemberEventSchema),
+    EventType(MEMBER_UPDATED, "A project member's role changed.", MemberUpdatedEventSchema),
+    EventType(MEMBER_REMOVED, "A user was removed from a project, or left it.", MemberEventSchema),
+)
+
+
+# --- Emitting -----------------------------------------------------------------------------------
+
+
+def member_ids(project_id: str) -> list[str]:
+    return list(
+        db.session.scalars(
+            sa.select(ProjectMember.user_id)
+            .where(ProjectMember.project_id == project_id)
+            .order_by(ProjectMember.added_at, ProjectMember.user_id)
+        )
+    )
+
+
+def audience(project: Project) -> list[str] | None:
+    """Who may see ``project`` now: everyone (``None``) or its members."""
+    return None if project.visibility == "public" else member_ids(project.id)
+
+
+def _project(project: Project) -> dict[str, Any]:
+    return {name: getattr(project, name) for name in PROJECT_FIELDS}
+
+
+def project_created(project: Project) -> None:
+    emit(CREATED, _project(project), audience=audience(project))
+
+
+def project_updated(project: Project, changed: list[str]) -> None:
+    members = member_ids(project.id)
+    emit(
+        UPDATED,
+        _project(project) | {"changed": changed, "member_ids": members},
+        audience=None if project.visibility == "public" else members,
+    )
+
+
+def project_deleted(project: Project) -> None:
+    """Call before deleting: the event names the members the deletion takes away."""
+    members = member_ids(project.id)
+    emit(
+        DELETED,
+        _project(project) | {"member_ids": members},
+        audience=None if project.visibility == "public" else members,
+    )
+
+
+def _member(project: Project, user_id: str, role: str) -> dict[str, Any]:
+    return {
+        "project_id": project.id,
+        "project_name": project.name,
+        "project_slug": project.slug,
+        "user_id": user_id,
+        "role": role,
+    }
+
+
+def member_added(project: Project, user_id: str, role: str) -> None:
+    """Call once the member is in the session: they are part of the audience."""
+    emit(
+        MEMBER_ADDED, _member(project, user_id, role), audience=audience(project), target=project.id
+    )
+
+
+def member_updated(project: Project, user_id: str, role: str, previous_role: str) -> None:
+    emit(
+        MEMBER_UPDATED,
+        _member(project, user_id, role) | {"previous_role": previous_role},
+        audience=audience(project),
+        target=project.id,
+    )
+
+
+def member_removed(project: Project, user_id: str, role: str) -> None:
+    """Call before deleting the membership: the removed member stays in the audience."""
+    emit(
+        MEMBER_REMOVED,
+        _member(project, user_id, role),
+        audience=audience(project),
+        target=project.id,
+    )
+
+
+# --- Notifications ------------------------------------------------------------------------------
+
+
+def _project_link(project_id: str) -> str:
+    return f"{API_PREFIX}/projects/{project_id}"
+
+
+def _who(event: Event) -> str | None:
+    """The display name of the user who caused ``event``, when a user did."""
+    if event.actor_id is None:
+        return None
+    info = user_info(event.actor_id)
+    return (info.display_name or None) if info is not None else None
+
+
+def notifications_for(event: Event) -> list[NotificationDraft]:
+    """Who hears of ``event``: the member it is about, or every member of the project.
+
+    The notifications plugin drops the user who caused the event and anyone outside its
+    audience; this function only says who should hear of it, and what to tell them.
+    """
+    data = event.payload
+    who = _who(event)
+    if event.type in (MEMBER_ADDED, MEMBER_UPDATED, MEMBER_REMOVED):
+        name, role = data["project_name"], data["role"]
+        link: str | None = _project_link(data["project_id"])
+        if event.type == MEMBER_ADDED:
+            title = f"You were added to {name} as {role}"
+            body = f"{who} added you to the project {name} as {role}." if who else ""
+        elif event.type == MEMBER_UPDATED:
+            title = f"Your role in {name} is now {role}"
+            body = f"{who} changed your role from {data['previous_role']} to {role}." if who else ""
+        else:
+            title = f"You were removed from {name}"
+            body = f"{who} removed you from the project {name}." if who else ""
+            link = None if event.audience is not None else link  # private: no longer yours
+        return [NotificationDraft(data["user_id"], title, body, link)]
+    if event.type == UPDATED:
+        changed = ", ".join(data["changed"])
+        body = f"{who} changed its {changed}." if who else f"Changed: {changed}."
+        return [
+            NotificationDraft(
+                user_id, f"{data['name']} was changed", body, _project_link(data["id"])
+            )
+            for user_id in data["member_ids"]
+        ]
+    if event.type == DELETED:
+        body = f"{who} deleted the project {data['name']}." if who else ""
+        return [
+            NotificationDraft(user_id, f"{data['name']} was deleted", body)
+            for user_id in data["member_ids"]
+        ]
+    return []
