@@ -225,14 +225,34 @@ class EventHandler:
     Delivery is at least once: ``handle`` may see the same event again after a crash, and
     must be idempotent by ``event.id``. Its database work commits with the job's completion.
 
-    :param name: unique, e.g. ``webhooks.fan_out``; with the event id it makes the job's key.
+    The relay gives a handler the events of one dispatch in one job, up to ``batch`` of
+    them, in the order they happened: ``handle_many`` gets them at once (one query for all
+    of them instead of one per event), or else ``handle`` is called for each. When such a
+    job fails, nothing it wrote is kept and each of its events is retried as a job of its
+    own, so one event that cannot be handled holds back no other.
+
+    :param name: unique, e.g. ``webhooks.fan_out``; with an event id it makes the job's key.
     :param event_types: the event names it wants, or ``("*",)`` for every event.
+    :param handle_many: handles a list of events at once; optional.
+    :param batch: the most events one job carries; ``1`` for a job per event.
+
+    .. versionchanged:: 0.2 ``handle_many`` and ``batch``.
     """
 
     name: str
     event_types: tuple[str, ...]
     handle: Callable[[Event], None]
     max_attempts: int = 10
+    handle_many: Callable[[Sequence[Event]], None] | None = None
+    batch: int = 100
+
+    def handle_all(self, events: Sequence[Event]) -> None:
+        """Handle ``events``: at once with ``handle_many``, else one by one."""
+        if self.handle_many is not None:
+            self.handle_many(events)
+        else:
+            for event in events:
+                self.handle(event)
 
 
 @dataclass(frozen=True)

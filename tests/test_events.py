@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -264,6 +266,57 @@ def test_concurrent_workers_never_take_the_same_job(app):
     assert sorted(everything) == sorted(ids)  # each job once, none twice
 
 
+def test_a_worker_claims_ahead_and_gives_back_what_it_did_not_start(app):
+    from mars_server.events.worker import Worker
+
+    slow = enqueue("eventful.sleep", seconds=1.0)
+    waiting = [enqueue("eventful.work", n=i) for i in range(3)]
+    db.session.commit()
+    worker = Worker(app, concurrency=1, poll_seconds=0.05)
+    thread = worker.start_in_thread()
+    try:
+        deadline = time.monotonic() + 10
+        while job(slow).status != "running" or job(waiting[0]).status != "running":
+            assert time.monotonic() < deadline, "the worker did not claim ahead"
+            time.sleep(0.02)
+        # One thread, one job running, the next one already claimed: a claim took two.
+        assert job(slow).claim == job(waiting[0]).claim
+        assert job(waiting[1]).status == "queued"
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert job(slow).status == "succeeded"
+    given_back = job(waiting[0])
+    assert (given_back.status, given_back.attempts, given_back.claim) == ("queued", 0, None)
+    assert given_back.run_at <= utcnow()
+
+
+def test_the_relay_looks_for_schedules_only_when_one_is_due(install_plugins, make_app):
+    from mars_server.events.models import ScheduleState
+    from mars_server.events.worker import Worker
+
+    install_plugins(eventful="events")
+    fakes.events.with_schedule = True
+    app = make_app()
+    with app.app_context():
+        worker = Worker(app, poll_seconds=0.05)
+        with time_machine.travel(utcnow(), tick=False) as clock:
+            assert worker.relay_once(force=False) >= 1  # the first pass enqueues it
+            statements = []
+            sa.event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+            # The soonest schedule is the audit seal's, every 5 s.
+            clock.shift(dt.timedelta(seconds=2))
+            worker.relay_once(force=False)
+            assert not any("mars_schedules" in sql for sql in statements)
+            clock.shift(dt.timedelta(seconds=59))
+            worker.relay_once(force=False)
+            assert any("mars_schedules" in sql for sql in statements)
+        state = db.session.get(ScheduleState, "eventful.every_minute")
+        assert state is not None
+        ran = db.session.scalar(sa.select(sa.func.count()).where(Job.task == "eventful.scheduled"))
+        assert ran == 2
+
+
 # --- Schedules -------------------------------------------------------------------------------
 
 
@@ -425,5 +478,66 @@ def test_dispatching_is_batched_and_complete(app):
     assert dispatch_events() == 500
     assert dispatch_events() == 200
     assert dispatch_events() == 0
-    handler_jobs = db.session.scalar(sa.select(sa.func.count()).where(Job.key.like("eventful.%")))
-    assert handler_jobs == 1200  # one per event for the "*" handler, none for the typed one
+    handler_jobs = db.session.scalars(
+        sa.select(Job).where(Job.task == "events.handle").order_by(Job.created_at, Job.key)
+    ).all()
+    # The "*" handler gets every event once, in jobs of at most its batch; the typed one none.
+    assert {
+        job.kwargs["handler"] for job in handler_jobs if "eventful" in job.kwargs["handler"]
+    } == {"eventful.everything"}
+    covered = [
+        event_id
+        for job in handler_jobs
+        if job.kwargs["handler"] == "eventful.everything"
+        for event_id in job.kwargs["event_ids"]
+    ]
+    assert len(covered) == len(set(covered)) == 1200
+    sizes = [
+        len(job.kwargs["event_ids"])
+        for job in handler_jobs
+        if job.kwargs["handler"] == "eventful.everything"
+    ]
+    assert max(sizes) == 100 and len(sizes) == 12
+    for job in handler_jobs:
+        assert job.key == f"{job.kwargs['handler']}:{job.kwargs['event_ids'][0]}"
+
+
+def test_a_batch_goes_to_handle_many_in_the_order_events_happened(app):
+    seen: list[list[str]] = []
+    handlers = app.extensions["mars"].event_handlers
+    handlers["eventful.record"] = dataclasses.replace(
+        handlers["eventful.record"], handle_many=lambda events: seen.append([e.id for e in events])
+    )
+    emitted = [emit("thing.happened", {"id": f"thg_{i}", "name": "n"}).id for i in range(5)]
+    db.session.commit()
+    run_due_jobs(app)
+    assert seen == [emitted]  # one call for the five, not five calls
+    assert handled() == []  # handle() is not called when handle_many is given
+
+
+def test_one_bad_event_in_a_batch_holds_back_no_other(app):
+    bad = emit("thing.happened", {"id": "thg_bad", "name": "poison"}).id
+    good = [emit("thing.happened", {"id": f"thg_{i}", "name": "n"}).id for i in range(3)]
+    db.session.commit()
+    attempts: list[str] = []
+    original = fakes.events._handle
+
+    def picky(event):
+        attempts.append(event.id)
+        if event.payload["name"] == "poison":
+            raise ValueError("cannot handle this one")
+        original(event)
+
+    handlers = app.extensions["mars"].event_handlers
+    handlers["eventful.record"] = dataclasses.replace(handlers["eventful.record"], handle=picky)
+    run_due_jobs(app)
+    # The batch failed on its first event and wrote nothing; then each event ran alone.
+    assert attempts[0] == bad and attempts.count(bad) == 2
+    assert sorted(e.id for e in handled()) == sorted(good)
+    alone = db.session.scalars(
+        sa.select(Job).where(Job.task == "events.handle", Job.key.is_(None))
+    ).all()
+    by_event = {job.kwargs["event_ids"][0]: job for job in alone}
+    assert set(by_event) == {bad, *good}
+    assert by_event[bad].status == "queued" and by_event[bad].attempts == 1  # retried later
+    assert {by_event[g].status for g in good} == {"succeeded"}

@@ -16,7 +16,7 @@ from mars_server.auth.models import User
 from mars_server.events import Event, emit
 from mars_server.events.models import Job, OutboxEvent
 from mars_server.testing import run_due_jobs, signed_in_client
-from mars_server.webhooks import delivery
+from mars_server.webhooks import delivery, fanout
 from mars_server.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests import webhook_fakes
 from tests.webhook_receiver import Answer, Receiver
@@ -54,10 +54,10 @@ def emit_thing(db, *, audience=None, name="rover", type=webhook_fakes.THING_CREA
 
 
 def deliver_job(db):
+    """The job of the latest attempt planned (each failed attempt plans the next as a job)."""
     db.session.expire_all()
-    return db.session.scalars(
-        sa.select(Job).where(Job.task == "webhooks.deliver").order_by(Job.created_at.desc())
-    ).first()
+    jobs = db.session.scalars(sa.select(Job).where(Job.task == "webhooks.deliver")).all()
+    return max(jobs, key=lambda job: job.kwargs["attempts"][-1]["number"], default=None)
 
 
 def endpoint_row(db, endpoint_id):
@@ -494,3 +494,58 @@ def test_other_events_make_no_webhook_notifications(db, client):
     event = emit_thing(db)
     row = db.session.get(OutboxEvent, event.id)
     assert delivery.notifications(Event.from_row(row)) == []
+
+
+def deliver_jobs(db):
+    db.session.expire_all()
+    return db.session.scalars(
+        sa.select(Job).where(Job.task == "webhooks.deliver").order_by(Job.created_at)
+    ).all()
+
+
+def test_first_attempts_go_in_jobs_per_endpoint_and_batch(app, client, db, receiver, run_jobs):
+    first = subscribe(client, receiver.url("/one"))
+    second = subscribe(client, receiver.url("/two"))
+    for n in range(fanout.DELIVER_BATCH + 5):
+        emit_thing(db, name=f"n{n}")
+    run_jobs()
+    assert len(receiver.wait_for(2 * (fanout.DELIVER_BATCH + 5))) == 2 * (fanout.DELIVER_BATCH + 5)
+    jobs = deliver_jobs(db)
+    endpoint_of = {
+        d.id: d.endpoint_id for d in db.session.scalars(sa.select(WebhookDelivery)).all()
+    }
+    per_job = [{endpoint_of[a["id"]] for a in job.kwargs["attempts"]} for job in jobs]
+    assert all(len(endpoints) == 1 for endpoints in per_job), "a job serves one endpoint"
+    sizes = sorted(len(job.kwargs["attempts"]) for job in jobs)
+    assert sizes == [5, 5, fanout.DELIVER_BATCH, fanout.DELIVER_BATCH]
+    assert {e for endpoints in per_job for e in endpoints} == {first["id"], second["id"]}
+    assert {job.status for job in jobs} == {"succeeded"}
+
+
+def test_an_attempt_already_recorded_is_not_made_again(app, client, db, receiver, run_jobs):
+    subscribe(client, receiver.url())
+    emit_thing(db)
+    emit_thing(db, name="second")
+    run_jobs()
+    assert len(receiver.wait_for(2)) == 2
+    [job] = deliver_jobs(db)
+    # The same job once more, as after a worker died before marking it done.
+    delivery.deliver(**job.kwargs)
+    db.session.commit()
+    time.sleep(0.2)
+    assert len(receiver.requests) == 2
+    attempts = db.session.scalar(sa.select(sa.func.count()).select_from(delivery.WebhookAttempt))
+    assert attempts == 2
+
+
+def test_a_long_job_hands_the_rest_to_a_new_job(app, client, db, receiver, run_jobs, monkeypatch):
+    monkeypatch.setattr(delivery, "BATCH_SECONDS", 0.0)
+    subscribe(client, receiver.url())
+    for n in range(3):
+        emit_thing(db, name=f"n{n}")
+    run_jobs()
+    assert len(receiver.wait_for(3)) == 3
+    sizes = [len(job.kwargs["attempts"]) for job in deliver_jobs(db)]
+    assert sizes == [3, 2, 1], "each job made one attempt and passed the others on"
+    statuses = set(db.session.scalars(sa.select(WebhookDelivery.status)))
+    assert statuses == {"succeeded"}

@@ -3,6 +3,8 @@
 ``python -m tests.worker_process emit-and-die DATABASE_URL INSTANCE``: commit one event, then
 SIGKILL itself before any worker could dispatch it.
 ``python -m tests.worker_process work DATABASE_URL INSTANCE``: run an embedded worker.
+``python -m tests.worker_process work-one DATABASE_URL INSTANCE``: an embedded worker with one
+thread that may deliver webhooks to loopback.
 ``python -m tests.worker_process celery-worker DATABASE_URL INSTANCE BROKER``: a Celery worker
 (two processes).
 """
@@ -27,10 +29,14 @@ def install_eventful() -> None:
 
 def main(mode: str, database_url: str, instance: str, broker: str = "") -> None:
     install_eventful()
-    celery = {"JOBS_BACKEND": "celery", "CELERY_BROKER_URL": broker} if broker else {}
+    extra: dict[str, object] = {}
+    if broker:
+        extra.update(JOBS_BACKEND="celery", CELERY_BROKER_URL=broker)
+    if mode == "work-one":
+        extra.update(WEBHOOKS_ALLOW_PRIVATE=True)
     app = create_app(
         settings_for_tests(
-            database_url, instance, WORKER_POLL_SECONDS=0.05, JOBS_LEASE_SECONDS=1, **celery
+            database_url, instance, WORKER_POLL_SECONDS=0.05, JOBS_LEASE_SECONDS=1, **extra
         )
     )
     if mode == "emit-and-die":
@@ -42,10 +48,10 @@ def main(mode: str, database_url: str, instance: str, broker: str = "") -> None:
             db.session.commit()
             print(event.id, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
-    elif mode == "work":
+    elif mode in ("work", "work-one"):
         from mars_server.events.worker import Worker
 
-        worker = Worker(app, concurrency=2)
+        worker = Worker(app, concurrency=1 if mode == "work-one" else 2)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         print("working", flush=True)
         worker.run()

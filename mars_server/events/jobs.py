@@ -111,7 +111,7 @@ def enqueue(
         created_at=utcnow(),
     )
     db.session.add(job)
-    _notify_after_commit()
+    notify_after_commit()
     return job.id
 
 
@@ -126,10 +126,15 @@ def _task(name: str) -> Task:
 
 #: Set when this process committed new work, so an embedded worker need not wait for its poll.
 work_available = threading.Event()
+#: Set when this process committed new events, so the relay dispatches them now.
+events_available = threading.Event()
 
 
-def _notify_after_commit() -> None:
+def notify_after_commit(*, events: bool = False) -> None:
+    """Wake this process's worker once the current transaction commits."""
     session = db.session()
+    if events:
+        session.info["mars_wake_events"] = True
     if not session.info.get("mars_wakeup"):
         session.info["mars_wakeup"] = True
         sa.event.listen(session, "after_commit", _wake, once=True)
@@ -137,6 +142,8 @@ def _notify_after_commit() -> None:
 
 def _wake(session: Any) -> None:
     session.info.pop("mars_wakeup", None)
+    if session.info.pop("mars_wake_events", False):
+        events_available.set()
     work_available.set()
 
 
@@ -194,6 +201,22 @@ def renew_leases(claims: Iterable[str]) -> int:
     )
     db.session.commit()
     return result.rowcount  # type: ignore[attr-defined]
+
+
+def release(claimed: Iterable[Claimed]) -> int:
+    """Give back claimed jobs that were not started: queued again, due now, this attempt
+    not counted; commits."""
+    released = 0
+    for job in claimed:
+        result = db.session.execute(
+            sa.update(Job)
+            .where(Job.id == job.id, Job.claim == job.claim, Job.status == RUNNING)
+            .values(status=QUEUED, claim=None, run_at=utcnow(), attempts=Job.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+        released += result.rowcount  # type: ignore[attr-defined]
+    db.session.commit()
+    return released
 
 
 def claim_due(

@@ -9,6 +9,7 @@ from flask import current_app
 
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import context
+from mars_server.events.jobs import notify_after_commit
 from mars_server.events.models import OutboxEvent
 from mars_server.hookspecs import AuditEntry
 
@@ -98,6 +99,7 @@ def emit(
             occurred_at=event.occurred_at,
         )
     )
+    notify_after_commit(events=True)
     _record(acting, type, target if target is not None else data.get("id"), data, event.occurred_at)
     return event
 

@@ -28,11 +28,11 @@ MARS_PLUGIN = PluginInfo(
 @hookimpl
 def mars_tasks() -> Sequence[Task]:
     from mars_server.events import maintenance
-    from mars_server.events.relay import HANDLE_TASK, handle_event
+    from mars_server.events.relay import HANDLE_TASK, handle_events
     from mars_server.mail.sending import deliver_sealed
 
     return [
-        Task(HANDLE_TASK, handle_event, max_attempts=10),
+        Task(HANDLE_TASK, handle_events, max_attempts=10),
         # Mail: minutes apart, for a day; then the job is dead and shows in `mars jobs list`.
         Task(
             "mail.send",

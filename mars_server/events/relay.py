@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from flask import current_app
@@ -15,8 +15,9 @@ from mars_server.db import db, new_id, utcnow
 from mars_server.events.models import QUEUED, RUNNING, Job, OutboxEvent, ScheduleState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
+    from mars_server.events.outbox import Event
     from mars_server.hookspecs import EventHandler
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,11 @@ def handlers_for(event_type: str) -> list[EventHandler]:
 
 
 def dispatch_events(limit: int = BATCH) -> int:
-    """Turn up to ``limit`` undispatched events into one job per subscribed handler; commits.
+    """Turn up to ``limit`` undispatched events into jobs of their subscribed handlers; commits.
 
-    The jobs and the ``dispatched_at`` mark commit together: an event is dispatched exactly
-    once, and each handler job's key (``<handler>:<event id>``) makes that visible.
+    Each handler gets the events it wants in jobs of up to ``handler.batch`` events, in the
+    order they happened. The jobs and the ``dispatched_at`` mark commit together: an event
+    is dispatched exactly once, and each job's key (``<handler>:<first event id>``) shows it.
     """
     rows = db.session.execute(
         sa.select(OutboxEvent.id, OutboxEvent.type)
@@ -47,18 +49,26 @@ def dispatch_events(limit: int = BATCH) -> int:
         db.session.rollback()
         return 0
     now = utcnow()
-    jobs: list[dict[str, Any]] = []
+    wanted: dict[str, list[str]] = {}
+    handlers: dict[str, EventHandler] = {}
     for event_id, event_type in rows:
         for handler in handlers_for(event_type):
+            handlers[handler.name] = handler
+            wanted.setdefault(handler.name, []).append(event_id)
+    jobs: list[dict[str, Any]] = []
+    for name, event_ids in wanted.items():
+        size = max(1, handlers[name].batch)
+        for start in range(0, len(event_ids), size):
+            chunk = event_ids[start : start + size]
             jobs.append(
                 {
                     "id": new_id("job"),
                     "task": HANDLE_TASK,
-                    "kwargs": {"handler": handler.name, "event_id": event_id},
-                    "key": f"{handler.name}:{event_id}",
+                    "kwargs": {"handler": name, "event_ids": chunk},
+                    "key": f"{name}:{chunk[0]}",
                     "status": QUEUED,
                     "attempts": 0,
-                    "max_attempts": handler.max_attempts,
+                    "max_attempts": handlers[name].max_attempts,
                     "run_at": now,
                     "created_at": now,
                 }
@@ -75,14 +85,19 @@ def dispatch_events(limit: int = BATCH) -> int:
     return len(rows)
 
 
-def enqueue_schedules(now: dt.datetime | None = None) -> int:
-    """Enqueue each schedule that is due, once across every relay; commits."""
+def enqueue_schedules(now: dt.datetime | None = None) -> tuple[int, dt.datetime | None]:
+    """Enqueue each schedule that is due, once across every relay; commits.
+
+    :return: how many were enqueued, and when the next one is due (``None``: no schedules).
+        Another relay may push a schedule later than that, never earlier, so a relay need
+        not look again before then.
+    """
     from mars_server.events.jobs import enqueue
 
     now = now or utcnow()
     schedules = current_app.extensions["mars"].schedules
     if not schedules:
-        return 0
+        return 0, None
     known = set(db.session.scalars(sa.select(ScheduleState.name)))
     for name in schedules.keys() - known:
         db.session.add(ScheduleState(name=name, next_run_at=now))
@@ -101,7 +116,15 @@ def enqueue_schedules(now: dt.datetime | None = None) -> int:
         enqueue(schedule.task, **schedule.kwargs)
         state.next_run_at = now + schedule.every
     db.session.commit()
-    return len(due)
+    next_due = db.session.scalar(
+        sa.select(sa.func.min(ScheduleState.next_run_at)).where(
+            ScheduleState.name.in_(schedules.keys())
+        )
+    )
+    db.session.rollback()
+    if next_due is not None and next_due.tzinfo is None:
+        next_due = next_due.replace(tzinfo=dt.UTC)
+    return len(due), next_due
 
 
 def hand_to_broker(send: Callable[[str], None], *, limit: int = BATCH) -> int:
@@ -142,16 +165,80 @@ def hand_to_broker(send: Callable[[str], None], *, limit: int = BATCH) -> int:
     return len(ids)
 
 
-def handle_event(handler: str, event_id: str) -> None:
-    """The ``events.handle`` task: give one committed event to one handler."""
+def load_events(event_ids: Sequence[str]) -> list[Event]:
+    """The committed events of ``event_ids`` still kept, in the order they happened."""
     from mars_server.events.outbox import Event
 
+    rows = db.session.execute(_LOAD_EVENTS, {"ids": list(event_ids)}).all()
+    return [
+        Event(
+            id=row.id,
+            type=row.type,
+            payload=row.payload,
+            occurred_at=row.occurred_at,
+            actor_id=row.actor_id,
+            audience=tuple(row.audience) if row.audience is not None else None,
+            request_id=row.request_id,
+        )
+        for row in rows
+    ]
+
+
+_events = cast("sa.Table", OutboxEvent.__table__)
+_LOAD_EVENTS = (
+    sa.select(
+        _events.c.id,
+        _events.c.type,
+        _events.c.payload,
+        _events.c.occurred_at,
+        _events.c.actor_id,
+        _events.c.audience,
+        _events.c.request_id,
+    )
+    .where(_events.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_events.c.occurred_at, _events.c.id)
+)
+
+
+def handle_events(
+    handler: str, event_ids: Sequence[str] | None = None, event_id: str | None = None
+) -> None:
+    """The ``events.handle`` task: give committed events to one handler.
+
+    A failing job of several events writes nothing and becomes one job per event (run at
+    once), so the event that fails is retried alone and the others go through.
+    """
+    ids = list(event_ids or ()) + ([event_id] if event_id else [])
     found = current_app.extensions["mars"].event_handlers.get(handler)
     if found is None:
-        log.warning("event %s: handler %r is no longer installed; skipped", event_id, handler)
+        log.warning("events %s: handler %r is no longer installed; skipped", ids, handler)
         return
-    row = db.session.get(OutboxEvent, event_id)
-    if row is None:
-        log.warning("event %s is gone (purged); handler %r skipped", event_id, handler)
+    events = load_events(ids)
+    if len(events) < len(ids):
+        gone = sorted(set(ids) - {event.id for event in events})
+        log.warning("events %s are gone (purged); handler %r skips them", gone, handler)
+    if not events:
         return
-    found.handle(Event.from_row(row))
+    if len(events) == 1:
+        found.handle_all(events)
+        return
+    try:
+        found.handle_all(events)
+    except Exception as error:
+        db.session.rollback()
+        log.warning(
+            "handler %r failed on a batch of %d events (%s); each is retried on its own",
+            handler,
+            len(events),
+            error,
+            exc_info=not isinstance(error, OSError),
+        )
+        from mars_server.events.jobs import enqueue
+
+        for event in events:
+            enqueue(
+                HANDLE_TASK,
+                max_attempts=found.max_attempts,
+                handler=handler,
+                event_ids=[event.id],
+            )

@@ -7,15 +7,17 @@ server. Any number of workers may share one database.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from mars_server.db import db
+from mars_server.db import db, utcnow
 from mars_server.events import jobs, relay
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Callable
 
     from flask import Flask
@@ -25,6 +27,10 @@ log = logging.getLogger(__name__)
 
 class Worker:
     """Relay events and run due jobs until stopped.
+
+    It keeps up to twice ``concurrency`` jobs in hand: while every thread is busy, the
+    next jobs are already claimed, so a claim takes many jobs at once instead of one per
+    finished job. Their leases are renewed like those of the running ones.
 
     :param execute: run jobs here (embedded backend); ``False`` for the Celery relay,
         which hands them to the broker with ``send`` instead.
@@ -46,19 +52,45 @@ class Worker:
         self.execute = execute
         self.send = send
         self.stopping = threading.Event()
-        self._running: dict[Future[str], str] = {}  # future -> claim
+        self._in_hand: dict[Future[str], jobs.Claimed] = {}
         self._lock = threading.Lock()
         self.lease_seconds = settings["JOBS_LEASE_SECONDS"]
         self._renewed = time.monotonic()
+        self._relayed = -math.inf  # when the relay last looked for events (monotonic)
+        self._more_events = False
+        self._schedules_due: dt.datetime | None = None
+        self._schedules_known = False
 
     # --- one pass ---------------------------------------------------------------------------
 
-    def relay_once(self) -> int:
-        """Dispatch events, enqueue due schedules, hand jobs to the broker; how much was done."""
+    def relay_once(self, *, force: bool = True) -> int:
+        """Dispatch events, enqueue due schedules, hand jobs to the broker; how much was done.
+
+        Without ``force`` each step runs only when it may find something: events when this
+        process committed some, when the last dispatch left more, or once per poll; schedules
+        when the earliest one is due.
+        """
+        now = time.monotonic()
+        woken = jobs.events_available.is_set()
+        dispatch = force or woken or self._more_events or now - self._relayed >= self.poll_seconds
+        schedules = (
+            force
+            or not self._schedules_known
+            or (self._schedules_due is not None and self._schedules_due <= utcnow())
+        )
         with self.app.app_context():
             try:
-                done = relay.dispatch_events()
-                done += relay.enqueue_schedules()
+                done = 0
+                if dispatch:
+                    jobs.events_available.clear()
+                    self._relayed = now
+                    dispatched = relay.dispatch_events()
+                    self._more_events = dispatched >= relay.BATCH
+                    done += dispatched
+                if schedules:
+                    enqueued, self._schedules_due = relay.enqueue_schedules()
+                    self._schedules_known = True
+                    done += enqueued
                 if self.send is not None:
                     done += relay.hand_to_broker(self.send)
                 return done
@@ -78,7 +110,7 @@ class Worker:
             return
         self._renewed = time.monotonic()
         with self._lock:
-            claims = set(self._running.values())
+            claims = {job.claim for job in self._in_hand.values()}
         if claims:
             with self.app.app_context():
                 try:
@@ -106,7 +138,7 @@ class Worker:
     # --- forever ----------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Work until :meth:`stop`; then finish the jobs in hand and return."""
+        """Work until :meth:`stop`; then finish the jobs running, give back the others, return."""
         log.info(
             "worker %s started (%s, %d threads)",
             jobs.worker_name(),
@@ -117,7 +149,7 @@ class Worker:
             while not self.stopping.is_set():
                 busy = False
                 try:
-                    busy = self.relay_once() > 0
+                    busy = self.relay_once(force=False) > 0
                     if self.execute:
                         self.heartbeat()
                         busy = self._fill(pool) or busy
@@ -128,26 +160,43 @@ class Worker:
                     wait = min(self.poll_seconds, self.lease_seconds / 3)
                     jobs.work_available.wait(wait)
                     jobs.work_available.clear()
-            log.info("worker stopping: finishing %d job(s) in hand", len(self._running))
+            self._give_back_waiting()
+            log.info("worker stopping: finishing %d job(s) in hand", len(self._in_hand))
         log.info("worker stopped")
 
     def _fill(self, pool: ThreadPoolExecutor) -> bool:
         with self._lock:
-            free = self.concurrency - len(self._running)
-        if free <= 0:
-            return False  # wait: a finishing job sets work_available
-        claimed = self.claim(free, heartbeat=True)
+            in_hand = len(self._in_hand)
+        if in_hand >= self.concurrency:
+            return False  # every thread has work: a finishing job sets work_available
+        claimed = self.claim(2 * self.concurrency - in_hand, heartbeat=True)
         for job in claimed:
             future = pool.submit(jobs.run_in_app, self.app, job)
             with self._lock:
-                self._running[future] = job.claim
+                self._in_hand[future] = job
             future.add_done_callback(self._done)
         return bool(claimed)
 
     def _done(self, future: Future[str]) -> None:
         with self._lock:
-            self._running.pop(future, None)
+            self._in_hand.pop(future, None)
         jobs.work_available.set()  # a free slot: look for more work now
+
+    def _give_back_waiting(self) -> None:
+        """Stopping: the claimed jobs no thread started yet go back to the queue at once."""
+        with self._lock:
+            in_hand = list(self._in_hand.items())
+        # Outside the lock: a cancelled future runs its done callback (``_done``) at once.
+        waiting = [job for future, job in in_hand if future.cancel()]
+        if not waiting:
+            return
+        with self.app.app_context():
+            try:
+                jobs.release(waiting)
+            except Exception:  # their leases end on their own
+                log.exception("could not give back %d claimed job(s)", len(waiting))
+            finally:
+                db.session.remove()
 
     def stop(self) -> None:
         self.stopping.set()

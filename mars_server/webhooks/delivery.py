@@ -1,24 +1,24 @@
-"""From committed events to signed HTTP requests: the fan-out handler and the delivery task.
+"""From committed events to signed HTTP requests: the delivery task.
 
-- ``webhooks.fan_out`` (an event handler on every event) creates one delivery per enabled
-  endpoint subscribed to the event's type whose owner is active and may see the event, and
-  enqueues one ``webhooks.deliver`` job for it. The unique (event, endpoint) pair makes a
-  second run of the handler create nothing.
-- ``webhooks.deliver`` makes one attempt per job run. Only a 2xx answer is a success; a 410
-  disables the endpoint; anything else is retried on the Standard Webhooks schedule
-  (``Retry-After`` on 429 and 503 is honoured), each attempt logged. An endpoint that has
-  failed without a single success for ``disable_after_days`` is disabled, and its owner
-  told through the ``webhook.endpoint_disabled`` event.
+The ``webhooks.fan_out`` handler (:mod:`mars_server.webhooks.fanout`) creates deliveries
+and enqueues ``webhooks.deliver`` jobs, each with a list of attempts to make now. A job
+makes them one after the other, and records each (its log entry, the delivery's new
+status, the next attempt's job) in a transaction of its own as soon as it has the answer:
+a worker killed mid-job repeats at most the one request it had in flight, and an attempt
+already recorded is never made again.
 
-Per delivery the database sees one read (the delivery with its endpoint), then one insert and
-one or two updates, committed with the job's completion. No connection is held while the
-request is in flight.
+Only a 2xx answer is a success; a 410 disables the endpoint; anything else schedules the
+next attempt on the Standard Webhooks schedule (``Retry-After`` on 429 and 503 is
+honoured) as a job of its own. An endpoint that has failed without a single success for
+``disable_after_days`` is disabled, and its owner told through the
+``webhook.endpoint_disabled`` event. No connection is held while a request is in flight.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -30,10 +30,10 @@ from flask import current_app
 
 from mars_server.config import plugin_settings
 from mars_server.crypto import InvalidToken, open_sealed
-from mars_server.db import db, new_id, utcnow
-from mars_server.events import Retry, current_job, emit, enqueue
+from mars_server.db import db, utcnow
+from mars_server.events import emit, enqueue
 from mars_server.hookspecs import EventHandler, EventType, NotificationDraft, Task
-from mars_server.http import user_info
+from mars_server.webhooks.fanout import FAN_OUT, fan_out, fan_out_many
 from mars_server.webhooks.models import (
     FAILED,
     FAILING,
@@ -43,10 +43,9 @@ from mars_server.webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
-    WebhookSubscription,
 )
-from mars_server.webhooks.services import DELIVER_TASK
-from mars_server.webhooks.signing import body_of, headers
+from mars_server.webhooks.services import DELIVER_TASK, planned_attempt
+from mars_server.webhooks.signing import headers
 from mars_server.webhooks.transport import Outcome, Transport
 
 if TYPE_CHECKING:
@@ -56,12 +55,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FAN_OUT = "webhooks.fan_out"
 PURGE_TASK = "webhooks.purge"
 ENDPOINT_DISABLED = "webhook.endpoint_disabled"
 #: The Standard Webhooks schedule after the first, immediate, attempt (the worker adds ±10%).
 RETRY_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+#: A job stops beginning attempts after this long, and hands the rest to a new job.
+BATCH_SECONDS = 60.0
 TRANSPORT_KEY = "mars.webhooks.transport"
 
 
@@ -90,51 +90,6 @@ EVENT_TYPES = [
         EndpointDisabledSchema,
     )
 ]
-
-
-# --- Fan-out ------------------------------------------------------------------------------------
-
-
-def fan_out(event: Event) -> None:
-    """Create the deliveries of ``event`` and their jobs (idempotent by event id)."""
-    candidates = db.session.execute(
-        sa.select(WebhookEndpoint.id, WebhookEndpoint.owner_id)
-        .join(WebhookSubscription, WebhookSubscription.endpoint_id == WebhookEndpoint.id)
-        .where(
-            WebhookSubscription.event_type == event.type,
-            WebhookEndpoint.disabled.is_(False),
-        )
-    ).all()
-    if not candidates:
-        return
-    done = set(
-        db.session.scalars(
-            sa.select(WebhookDelivery.endpoint_id).where(WebhookDelivery.event_id == event.id)
-        )
-    )
-    active: dict[str, bool] = {}
-    body: str | None = None
-    for endpoint_id, owner_id in candidates:
-        if endpoint_id in done or not event.visible_to(owner_id):
-            continue
-        if owner_id not in active:
-            info = user_info(owner_id)
-            active[owner_id] = info is not None and info.active
-        if not active[owner_id]:
-            continue
-        body = body or body_of(event)
-        delivery_id = new_id("msg")
-        db.session.add(
-            WebhookDelivery(
-                id=delivery_id,
-                endpoint_id=endpoint_id,
-                event_id=event.id,
-                event_type=event.type,
-                body=body,
-            )
-        )
-        key = f"{DELIVER_TASK}:{delivery_id}:1"
-        enqueue(DELIVER_TASK, key=key, delivery_id=delivery_id, series=1)
 
 
 # --- Delivery -----------------------------------------------------------------------------------
@@ -170,6 +125,7 @@ class _Target:
     delivery_id: str
     series: int
     status: str
+    attempt_count: int
     body: str
     endpoint_id: str
     owner_id: str
@@ -197,6 +153,7 @@ class _Statements:
                 d.id,
                 d.series,
                 d.status,
+                d.attempt_count,
                 d.body,
                 e.id,
                 e.owner_id,
@@ -208,7 +165,7 @@ class _Statements:
                 e.previous_secret_expires_at,
             )
             .join_from(deliveries, endpoints, e.id == d.endpoint_id)
-            .where(d.id == sa.bindparam("delivery_id"))
+            .where(d.id.in_(sa.bindparam("ids", expanding=True)))
         )
         self.add_attempt = attempts.insert()
         this_series = (d.id == sa.bindparam("b_id")) & (d.series == sa.bindparam("b_series"))
@@ -242,31 +199,13 @@ def statements() -> _Statements:
     return _statements
 
 
-def _load(delivery_id: str) -> _Target | None:
-    row = db.session.execute(statements().load, {"delivery_id": delivery_id}).one_or_none()
-    if row is None:
-        return None
-    values: tuple[Any, ...] = tuple(row)
-    return _Target(*values)
+def _load(ids: list[str]) -> dict[str, _Target]:
+    rows = db.session.execute(statements().load, {"ids": ids}).all()
+    return {row[0]: _Target(*tuple(row)) for row in rows}
 
 
-def deliver(delivery_id: str, series: int = 1) -> None:
-    """The ``webhooks.deliver`` task: one attempt of one delivery."""
-    target = _load(delivery_id)
-    if target is None or target.series != series or target.status != PENDING:
-        return  # deleted with its endpoint, superseded by a redelivery, or already done
-    now = utcnow()
-    if target.disabled:
-        db.session.execute(
-            statements().given_up,
-            {
-                "b_id": target.delivery_id,
-                "b_series": target.series,
-                "error": "The endpoint is disabled.",
-                "now": now,
-            },
-        )
-        return
+def _secrets(target: _Target, now: dt.datetime) -> list[str] | None:
+    """The endpoint's signing secrets now (two during a rotation); ``None``: unreadable."""
     sealed = [target.secret_sealed]
     if (
         target.previous_secret_sealed
@@ -274,25 +213,78 @@ def deliver(delivery_id: str, series: int = 1) -> None:
         and target.previous_secret_expires_at > now
     ):
         sealed.append(target.previous_secret_sealed)
-    # Nothing is written yet: end the read so no connection waits on the network.
-    db.session.rollback()
-
     try:
-        secrets = [open_sealed(secret).decode() for secret in sealed]
-    except InvalidToken:
-        # Sealed under another MARS_SECRET_KEY: nothing can be signed until a rotation.
-        outcome = Outcome(None, 0, "The signing secret cannot be read: rotate it.")
-    else:
-        timestamp = int(time.time())
-        outcome = transport().post(
-            target.url,
-            target.body.encode(),
-            headers(target.delivery_id, timestamp, target.body, secrets),
-        )
-    _record(target, outcome, utcnow())
+        return [open_sealed(secret).decode() for secret in sealed]
+    except InvalidToken:  # sealed under another MARS_SECRET_KEY
+        return None
 
 
-def _record(target: _Target, outcome: Outcome, now: dt.datetime) -> None:
+def deliver(attempts: list[dict[str, Any]]) -> None:
+    """The ``webhooks.deliver`` task: make the planned ``attempts``, one after the other.
+
+    Each is recorded and committed on its own. An attempt whose delivery is gone (deleted
+    with its endpoint), done, superseded by a redelivery, or already made, is skipped.
+    Past ``BATCH_SECONDS`` the attempts not begun go to a new job, so a slow receiver
+    cannot hold a job past its lease.
+    """
+    targets = _load([planned["id"] for planned in attempts])
+    db.session.rollback()  # nothing is written yet: hold no connection while sending
+    started = time.monotonic()
+    secrets_of: dict[str, list[str] | None] = {}
+    disabled: set[str] = set()
+    made = 0
+    for index, planned in enumerate(attempts):
+        target = targets.get(planned["id"])
+        if (
+            target is None
+            or target.series != planned["series"]
+            or target.status != PENDING
+            or target.attempt_count != planned["made"]
+        ):
+            continue
+        if made and time.monotonic() - started > BATCH_SECONDS:
+            enqueue(DELIVER_TASK, attempts=attempts[index:])
+            db.session.commit()
+            return
+        made += 1
+        now = utcnow()
+        if target.disabled or target.endpoint_id in disabled:
+            _give_up(target, "The endpoint is disabled.", now)
+            db.session.commit()
+            continue
+        if target.endpoint_id not in secrets_of:
+            secrets_of[target.endpoint_id] = _secrets(target, now)
+        secrets = secrets_of[target.endpoint_id]
+        if secrets is None:
+            outcome = Outcome(None, 0, "The signing secret cannot be read: rotate it.")
+        else:
+            timestamp = int(time.time())
+            outcome = transport().post(
+                target.url,
+                target.body.encode(),
+                headers(target.delivery_id, timestamp, target.body, secrets),
+            )
+        if _record(target, planned["number"], outcome, utcnow()):
+            disabled.add(target.endpoint_id)
+        db.session.commit()
+
+
+def _give_up(target: _Target, error: str, now: dt.datetime) -> None:
+    db.session.execute(
+        statements().given_up,
+        {"b_id": target.delivery_id, "b_series": target.series, "error": error, "now": now},
+    )
+
+
+def next_attempt_delay(number: int, retry_after: float | None) -> float:
+    """Seconds from attempt ``number`` of a series to the next: the Standard Webhooks
+    schedule with ±10% jitter, and at least the receiver's ``Retry-After``."""
+    delay = RETRY_DELAYS[number - 1] * random.uniform(0.9, 1.1)
+    return max(delay, retry_after or 0.0)
+
+
+def _record(target: _Target, number: int, outcome: Outcome, now: dt.datetime) -> bool:
+    """Log an attempt and act on its outcome; whether it disabled the endpoint."""
     db.session.execute(
         statements().add_attempt,
         {
@@ -313,11 +305,11 @@ def _record(target: _Target, outcome: Outcome, now: dt.datetime) -> None:
                 WebhookEndpoint.failing_since.is_not(None),
                 failing_since=None,
             )
-        return
+        return False
     if outcome.status == 410:  # Gone: the receiver asks for no more deliveries
         _attempted(target, FAILED, now, outcome)
         _disable(target, GONE, now)
-        return
+        return True
     failing_since = target.failing_since
     if failing_since is None:
         failing_since = now
@@ -326,14 +318,25 @@ def _record(target: _Target, outcome: Outcome, now: dt.datetime) -> None:
     if now - failing_since > limit:
         _attempted(target, FAILED, now, outcome)
         _disable(target, FAILING, now, failing_since)
-        return
-    job = current_job()
-    if job is None or job.is_last_attempt:
+        return True
+    if number >= MAX_ATTEMPTS:
         _attempted(target, FAILED, now, outcome)
-        return
+        return False
     _attempted(target, PENDING, now, outcome)
-    # Retry keeps what this attempt wrote (its log) and takes the next delay of the schedule.
-    raise Retry(outcome.error or "failed", after=outcome.retry_after)
+    delay = next_attempt_delay(number, outcome.retry_after)
+    enqueue(
+        DELIVER_TASK,
+        run_at=now + dt.timedelta(seconds=delay),
+        attempts=[
+            planned_attempt(
+                target.delivery_id,
+                series=target.series,
+                made=target.attempt_count + 1,
+                number=number + 1,
+            )
+        ],
+    )
+    return False
 
 
 def _attempted(target: _Target, status: str, now: dt.datetime, outcome: Outcome) -> None:
@@ -436,15 +439,17 @@ def purge() -> None:
     log.info("webhooks: purged %d old deliveries", result.rowcount)  # type: ignore[attr-defined]
 
 
-HANDLERS = [EventHandler(FAN_OUT, ("*",), fan_out)]
+HANDLERS = [EventHandler(FAN_OUT, ("*",), fan_out, handle_many=fan_out_many, batch=500)]
 TASKS = [
     Task(
         DELIVER_TASK,
         deliver,
-        max_attempts=MAX_ATTEMPTS,
-        retry_delays=RETRY_DELAYS,
-        # The lease: far above the longest attempt (timeout_seconds is at most 60).
-        timeout=180.0,
+        # Failed requests are retried by the delivery's own schedule, each a job of its
+        # own; these are for a job that failed itself (the database went away).
+        max_attempts=5,
+        # The lease: a job begins no attempt after BATCH_SECONDS, and one attempt lasts
+        # at most timeout_seconds (itself at most 60).
+        timeout=BATCH_SECONDS + 120.0,
     ),
     Task(PURGE_TASK, purge, max_attempts=3),
 ]

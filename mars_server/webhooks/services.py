@@ -32,6 +32,20 @@ if TYPE_CHECKING:
 DELIVER_TASK = "webhooks.deliver"
 
 
+def planned_attempt(delivery_id: str, *, series: int, made: int, number: int) -> dict[str, Any]:
+    """One attempt in the arguments of a ``webhooks.deliver`` job.
+
+    :param made: the delivery's ``attempt_count`` before it: an attempt already made (a job
+        run again after its worker died) is not made twice.
+    :param number: its number in its series, which picks the wait before the next one.
+    """
+    return {"id": delivery_id, "series": series, "made": made, "number": number}
+
+
+def first_attempt(delivery_id: str, *, series: int, made: int = 0) -> dict[str, Any]:
+    return planned_attempt(delivery_id, series=series, made=made, number=1)
+
+
 def owner_id_of(actor: Actor) -> str:
     """The user whose endpoints ``actor`` manages."""
     if actor.user_id is None:
@@ -165,8 +179,7 @@ def redeliver(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> WebhookDe
     enqueue(
         DELIVER_TASK,
         key=f"{DELIVER_TASK}:{delivery.id}:{delivery.series}",
-        delivery_id=delivery.id,
-        series=delivery.series,
+        attempts=[first_attempt(delivery.id, series=delivery.series, made=delivery.attempt_count)],
     )
     audit("webhooks.redelivered", target=delivery.id, endpoint=endpoint.id)
     db.session.commit()
