@@ -285,7 +285,10 @@ def next_attempt_delay(number: int, retry_after: float | None) -> float:
 
 def _record(target: _Target, number: int, outcome: Outcome, now: dt.datetime) -> bool:
     """Log an attempt and act on its outcome; whether it disabled the endpoint."""
-    db.session.execute(
+    # The session's connection, without the ORM's per-statement work: these statements
+    # touch no mapped object.
+    conn = db.session.connection()
+    conn.execute(
         statements().add_attempt,
         {
             "delivery_id": target.delivery_id,
@@ -298,7 +301,7 @@ def _record(target: _Target, number: int, outcome: Outcome, now: dt.datetime) ->
         },
     )
     if outcome.ok:
-        _attempted(target, SUCCEEDED, now, outcome)
+        _attempted(conn, target, SUCCEEDED, now, outcome)
         if target.failing_since is not None:
             _update_endpoint(
                 target,
@@ -307,7 +310,7 @@ def _record(target: _Target, number: int, outcome: Outcome, now: dt.datetime) ->
             )
         return False
     if outcome.status == 410:  # Gone: the receiver asks for no more deliveries
-        _attempted(target, FAILED, now, outcome)
+        _attempted(conn, target, FAILED, now, outcome)
         _disable(target, GONE, now)
         return True
     failing_since = target.failing_since
@@ -316,13 +319,13 @@ def _record(target: _Target, number: int, outcome: Outcome, now: dt.datetime) ->
         _update_endpoint(target, WebhookEndpoint.failing_since.is_(None), failing_since=now)
     limit = dt.timedelta(days=plugin_settings("webhooks")["disable_after_days"])
     if now - failing_since > limit:
-        _attempted(target, FAILED, now, outcome)
+        _attempted(conn, target, FAILED, now, outcome)
         _disable(target, FAILING, now, failing_since)
         return True
     if number >= MAX_ATTEMPTS:
-        _attempted(target, FAILED, now, outcome)
+        _attempted(conn, target, FAILED, now, outcome)
         return False
-    _attempted(target, PENDING, now, outcome)
+    _attempted(conn, target, PENDING, now, outcome)
     delay = next_attempt_delay(number, outcome.retry_after)
     enqueue(
         DELIVER_TASK,
@@ -339,12 +342,14 @@ def _record(target: _Target, number: int, outcome: Outcome, now: dt.datetime) ->
     return False
 
 
-def _attempted(target: _Target, status: str, now: dt.datetime, outcome: Outcome) -> None:
+def _attempted(
+    conn: sa.Connection, target: _Target, status: str, now: dt.datetime, outcome: Outcome
+) -> None:
     """The delivery after an attempt: its new status and the attempt's result.
 
     Only if its series is still current: a redelivery may have started another meanwhile.
     """
-    db.session.execute(
+    conn.execute(
         statements().attempted,
         {
             "b_id": target.delivery_id,

@@ -211,12 +211,17 @@ def _who(event: Event) -> str | None:
     return (info.display_name or None) if info is not None else None
 
 
+NOTIFIED = frozenset({MEMBER_ADDED, MEMBER_UPDATED, MEMBER_REMOVED, UPDATED, DELETED})
+
+
 def notifications_for(event: Event) -> list[NotificationDraft]:
     """Who hears of ``event``: the member it is about, or every member of the project.
 
     The notifications plugin drops the user who caused the event and anyone outside its
     audience; this function only says who should hear of it, and what to tell them.
     """
+    if event.type not in NOTIFIED:
+        return []  # no lookup for the events nobody hears of
     data = event.payload
     who = _who(event)
     if event.type in (MEMBER_ADDED, MEMBER_UPDATED, MEMBER_REMOVED):
