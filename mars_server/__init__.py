@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("mars")
 
 from mars_server.app import create_app  # noqa: E402
-from mars_server.config import plugin_settings  # noqa: E402
+from mars_server.config import plugin_settings, public_url  # noqa: E402
 from mars_server.plugins import PluginInfo  # noqa: E402
 
-__all__ = ["PluginInfo", "__version__", "create_app", "hookimpl", "plugin_settings"]
+__all__ = ["PluginInfo", "__version__", "create_app", "hookimpl", "plugin_settings", "public_url"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import marshmallow as ma
-from flask import current_app
+from flask import current_app, has_request_context, request
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -61,6 +61,8 @@ class CoreSettingsSchema(ma.Schema):
         validate=ma.validate.OneOf(["production", "development", "testing"]),
     )
     SECRET_KEY = ma.fields.String(load_default=None, allow_none=True)
+    #: The address users reach MARS at: links in e-mails and the OAuth issuer start with it.
+    PUBLIC_URL = ma.fields.String(load_default=None, allow_none=True)
     DATABASE_URL = ma.fields.String(load_default=None, allow_none=True)
     INSTANCE_PATH = ma.fields.String(load_default=None, allow_none=True)
     MAX_CONTENT_LENGTH = ma.fields.Integer(
@@ -254,6 +256,7 @@ def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
             f"MARS_SECRET_KEY: must be at least {MIN_SECRET_KEY_LENGTH} characters in production"
         )
 
+    _check_public_url(settings, raw)
     if "*" in settings["CORS_ORIGINS"]:
         raw.problems.append(
             "MARS_CORS_ORIGINS: list the website's origins; '*' is refused "
@@ -278,6 +281,30 @@ def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
             )
     _check_mail(settings, raw)
     return settings
+
+
+def _check_public_url(settings: dict[str, Any], raw: RawConfig) -> None:
+    """``PUBLIC_URL``: required in production, where a request's ``Host`` header (which
+    anyone can set) must never decide where the links in a password-reset mail point."""
+    url = (settings["PUBLIC_URL"] or "").strip().rstrip("/") or None
+    settings["PUBLIC_URL"] = url
+    if url is None:
+        if settings["ENV"] == "production":
+            raw.problems.append(
+                "MARS_PUBLIC_URL: required in production: the address users reach MARS at, "
+                "e.g. https://mars.example.org (links in e-mails and the OAuth issuer use it)"
+            )
+        return
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = urlsplit("invalid:")
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raw.problems.append(
+            f"MARS_PUBLIC_URL: {url!r} is not an http(s) address (scheme://host[:port][/path])"
+        )
+    elif settings["ENV"] == "production" and parts.scheme != "https":
+        raw.problems.append("MARS_PUBLIC_URL: must be https:// in production")
 
 
 def _check_mail(settings: dict[str, Any], raw: RawConfig) -> None:
@@ -334,3 +361,19 @@ def plugin_settings(name: str) -> dict[str, Any]:
     """Return the validated settings section of plugin ``name`` for the current app."""
     sections: dict[str, dict[str, Any]] = current_app.extensions["mars"].plugin_settings
     return sections.get(name, {})
+
+
+#: Where ``mars serve`` listens by default: the public address of a development MARS.
+DEVELOPMENT_URL = "http://127.0.0.1:5000"
+
+
+def public_url(path: str = "") -> str:
+    """``path`` as an absolute address users can open: after ``MARS_PUBLIC_URL``.
+
+    Without ``MARS_PUBLIC_URL`` (development and tests only: production requires it), the
+    address of the current request, or ``mars serve``'s outside one.
+    """
+    base = current_app.config["MARS"]["PUBLIC_URL"]
+    if base is None:
+        base = request.host_url.rstrip("/") if has_request_context() else DEVELOPMENT_URL
+    return base + "/" + path.lstrip("/") if path else base

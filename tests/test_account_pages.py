@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from mars_server.auth import signin
 from mars_server.auth.models import User
 from mars_server.db import db
-from mars_server.testing import run_due_jobs
+from mars_server.testing import make_user, run_due_jobs
 from tests.mailbox import text_links
 
 PASSWORD = "correct horse battery staple"
@@ -128,3 +128,36 @@ def test_a_bad_link_says_so_and_changes_nothing(app, path, token):
     )
     assert response.status_code == 400
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("path", ["/api/v1/accounts/password-reset", "/api/v1/accounts"])
+def test_a_forged_host_header_does_not_move_the_links(smtp_app, create_user, path):
+    app, inbox = smtp_app(PUBLIC_URL="https://mars.example.org")
+    body = {"email": "grace@example.test"}
+    if path == "/api/v1/accounts":
+        body = {"email": "new@example.test", "password": PASSWORD}
+    else:
+        create_user(email="grace@example.test", password=PASSWORD)
+    client = app.test_client()
+    response = client.post(path, json=body, headers={"Host": "evil.example"})
+    assert response.status_code == 202
+    url = link_from(app, inbox)
+    assert url.startswith("https://mars.example.org/accounts/"), url
+    assert "evil.example" not in inbox.messages[-1].as_string()
+
+
+def test_the_oauth_issuer_is_the_public_address(make_app):
+    app = make_app(PUBLIC_URL="https://mars.example.org/")
+    metadata = app.test_client().get(
+        "/.well-known/oauth-authorization-server", headers={"Host": "evil.example"}
+    )
+    assert metadata.json["issuer"] == "https://mars.example.org"
+    assert metadata.json["token_endpoint"] == "https://mars.example.org/oauth/token"
+
+
+def test_a_reset_mailed_from_the_command_line_links_to_the_public_address(smtp_app):
+    app, inbox = smtp_app(PUBLIC_URL="https://mars.example.org")
+    make_user(app, email="grace@example.test")
+    result = app.test_cli_runner().invoke(args=["users", "reset-password", "grace@example.test"])
+    assert result.exit_code == 0, result.output
+    assert link_from(app, inbox).startswith("https://mars.example.org/accounts/reset-password?")

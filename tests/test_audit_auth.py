@@ -62,7 +62,7 @@ def assert_no_secret(*values: str) -> None:
 @pytest.fixture
 def app_config():
     # Links in mail sent from the command line (no request to take the host from).
-    return {"PLUGINS": {"auth": {"public_url": "https://mars.example"}}}
+    return {"PUBLIC_URL": "https://mars.example"}
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -49,6 +50,23 @@ def test_production_needs_a_real_secret_key(clean_env, tmp_path):
         create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "short"})
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (None, "MARS_PUBLIC_URL: required in production"),
+        ("mars.example.org", "is not an http(s) address"),
+        ("https://mars.example.org/?x=1", "is not an http(s) address"),
+        ("http://mars.example.org", "must be https:// in production"),
+    ],
+)
+def test_production_needs_a_public_https_address(clean_env, tmp_path, value, problem):
+    settings = {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "k" * 40, "MAIL_BACKEND": "files"}
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        create_app({**settings, "PUBLIC_URL": value})
+    app = create_app({**settings, "PUBLIC_URL": "https://mars.example.org/"})
+    assert app.config["MARS"]["PUBLIC_URL"] == "https://mars.example.org"
+
+
 def test_development_keeps_a_generated_key_in_the_instance_folder(clean_env, tmp_path):
     first = create_app({"ENV": "development", "INSTANCE_PATH": str(tmp_path)})
     second = create_app({"ENV": "development", "INSTANCE_PATH": str(tmp_path)})
@@ -83,7 +101,8 @@ def test_every_problem_is_reported_at_once(clean_env, tmp_path):
     clean_env.setenv("MARS_LOG_LEVEL", "LOUD")
     with pytest.raises(ConfigError) as info:
         create_app({"INSTANCE_PATH": str(tmp_path)})
-    assert len(info.value.problems) == 4  # and the missing secret key and SMTP host
+    # ...and the missing secret key, SMTP host and public address
+    assert len(info.value.problems) == 5
     assert any(p.startswith("MARS_MAX_CONTENT_LENGTH:") for p in info.value.problems)
     assert any(p.startswith("MARS_LOG_LEVEL:") for p in info.value.problems)
 
@@ -103,8 +122,9 @@ def test_mars_check_prints_every_problem_and_fails(clean_env, tmp_path):
     result = CliRunner().invoke(cli, ["check"])
     assert result.exit_code == 1
     problems = [line for line in result.output.splitlines() if line.startswith("problem:")]
-    assert len(problems) == 5, result.output
+    assert len(problems) == 6, result.output
     assert any("MARS_SMTP_HOST: required" in p for p in problems)
+    assert any("MARS_PUBLIC_URL: required in production" in p for p in problems)
     assert any("MARS_SECRET_KEY" in p for p in problems)
     assert any("'*' is refused" in p for p in problems)
     assert any("'https://ok.test/path' is not an origin" in p for p in problems)

@@ -365,7 +365,11 @@ def test_mail_defaults_follow_the_environment(tmp_path):
     assert (development["SMTP_PORT"], development["SMTP_SECURITY"]) == (587, "starttls")
     assert development["SMTP_TIMEOUT"] == 10
     production, raw = settings_problems(
-        tmp_path, ENV="production", SECRET_KEY="k" * 40, SMTP_HOST="smtp.mars.test"
+        tmp_path,
+        ENV="production",
+        SECRET_KEY="k" * 40,
+        SMTP_HOST="smtp.mars.test",
+        PUBLIC_URL="https://mars.test",
     )
     assert raw.problems == []
     assert production["MAIL_BACKEND"] == "smtp"
@@ -380,7 +384,11 @@ def test_production_needs_an_smtp_host(tmp_path):
         "or set MARS_MAIL_BACKEND=files to write mails to the instance folder"
     ]
     _, raw = settings_problems(
-        tmp_path, ENV="production", SECRET_KEY="k" * 40, MAIL_BACKEND="files"
+        tmp_path,
+        ENV="production",
+        SECRET_KEY="k" * 40,
+        MAIL_BACKEND="files",
+        PUBLIC_URL="https://mars.test",
     )
     assert raw.problems == []
 

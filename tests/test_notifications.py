@@ -22,7 +22,7 @@ PUBLIC_URL = "https://mars.example.test"
 
 @pytest.fixture
 def app_config():
-    return {"PLUGINS": {"notifications": {"public_url": PUBLIC_URL}}}
+    return {"PUBLIC_URL": PUBLIC_URL}
 
 
 @pytest.fixture

@@ -132,6 +132,7 @@ def test_gunicorn_serves_create_app_unchanged(tmp_path):
         MARS_DATABASE_URL=f"sqlite:///{tmp_path / 'prod.db'}",
         MARS_INSTANCE_PATH=str(tmp_path),
         MARS_MAIL_BACKEND="files",
+        MARS_PUBLIC_URL="https://mars.example.org",
     )
     upgrade = subprocess.run(
         [str(BIN / "mars"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60

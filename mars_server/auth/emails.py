@@ -11,9 +11,8 @@ import datetime as dt
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
-from flask import request
 
-from mars_server import plugin_settings
+from mars_server import plugin_settings, public_url
 from mars_server.auth import accounts, secrets
 from mars_server.auth.models import EmailToken, User
 from mars_server.db import db, utcnow
@@ -25,8 +24,9 @@ VERIFY, RESET = "verify", "reset"
 
 
 def _link(path: str, token: str) -> str:
-    base = plugin_settings("auth")["public_url"] or request.host_url
-    return f"{base.rstrip('/')}{path}?{urlencode({'token': token})}"
+    # Never from the request's Host header in production: anyone can set it, and a reset
+    # link pointing at their site would hand them the token (MARS_PUBLIC_URL is required).
+    return f"{public_url(path)}?{urlencode({'token': token})}"
 
 
 def _issue(user: User, purpose: str, lifetime: dt.timedelta) -> str:

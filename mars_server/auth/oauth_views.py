@@ -18,7 +18,7 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
-from mars_server import plugin_settings
+from mars_server import public_url
 from mars_server.auth import accounts, oauth, pages, signin
 from mars_server.auth.models import User
 from mars_server.db import db
@@ -232,8 +232,6 @@ def introspect() -> Response:
 
 @blueprint.route("/.well-known/oauth-authorization-server")
 def server_metadata() -> Response:
-    public_url = plugin_settings("auth")["public_url"]
-    issuer = (public_url or request.host_url).rstrip("/")
-    response = jsonify(oauth.metadata(issuer))
+    response = jsonify(oauth.metadata(public_url()))
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response

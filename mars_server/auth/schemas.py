@@ -133,12 +133,6 @@ class AuthSettingsSchema(ma.Schema):
         validate=ma.validate.Range(min=0, max=7 * 24 * 60),
         metadata={"description": "How long an OAuth app's previous secret works after rotation."},
     )
-    public_url = ma.fields.Url(
-        load_default=None,
-        allow_none=True,
-        require_tld=False,
-        metadata={"description": "Where links in e-mails point."},
-    )
 
     @ma.validates_schema
     def _days(self, data: dict[str, int], **kwargs: object) -> None:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from flask import current_app
 from ulid import ULID
 
-from mars_server import plugin_settings
+from mars_server import public_url
 from mars_server.db import db
 from mars_server.mail import send_mail
 from mars_server.notifications.models import LINK_MAX, TITLE_MAX, Notification
@@ -103,15 +103,10 @@ def _one_line(text: str) -> str:
 
 
 def _absolute(link: str | None) -> str | None:
-    """``link`` as a mail reader can open it: relative links go after the public URL."""
+    """``link`` as a mail reader can open it: relative links go after ``MARS_PUBLIC_URL``."""
     if link is None:
         return None
-    base = (
-        plugin_settings("notifications")["public_url"]
-        or plugin_settings("auth").get("public_url")
-        or None
-    )
-    return urljoin(base.rstrip("/") + "/", link.lstrip("/")) if base else link
+    return urljoin(public_url() + "/", link.lstrip("/"))
 
 
 def _mail(info: UserInfo, event: Event, draft: NotificationDraft, link: str | None) -> None:

@@ -92,12 +92,3 @@ class NotificationsSettingsSchema(ma.Schema):
         load_default=False,
         metadata={"description": "Whether users who chose nothing get notifications by e-mail."},
     )
-    public_url = ma.fields.Url(
-        load_default=None,
-        allow_none=True,
-        require_tld=False,
-        metadata={
-            "description": "Put before the links in notification e-mails; "
-            "default: the auth plugin's public_url."
-        },
-    )
