@@ -74,7 +74,8 @@ def test_every_delivery_arrives_through_ten_sigkills(app, migrated_database, rec
         try:
             # Kill it at a random point while it delivers, never after it is done.
             target = min(len(receiver.requests) + rng.randint(20, 80), DELIVERIES - 20)
-            wait_for(lambda: len(receiver.requests) >= target, worker, 120, f"kill {kill}")
+            reached = lambda goal=target: len(receiver.requests) >= goal  # noqa: E731
+            wait_for(reached, worker, 120, f"kill {kill}")
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
         finally:
