@@ -177,7 +177,7 @@ def test_authorization_code_flow_with_authlibs_client(live_server, register, own
         timeout=10,
     )  # follows the 303 to the consent page
     assert "Allow" in signed_in.text and "account:read" in signed_in.text
-    cookie = next(c for c in browser.cookies if c.name == "mars_session")
+    cookie = next(c for c in browser.cookies if c.name == "mars_oauth")
     assert cookie.has_nonstandard_attr("HttpOnly") or "httponly" in str(cookie._rest).lower()
     consent = browser.post(
         url,
@@ -689,3 +689,27 @@ def test_an_app_acting_for_itself_has_no_me(app, db):
     response = app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
     assert response.mimetype == "application/problem+json"
+
+
+def test_the_oauth_pages_leave_the_apps_own_session_alone(app, register):
+    import flask
+
+    @app.route("/other/count")
+    def count():
+        flask.session["n"] = flask.session.get("n", 0) + 1
+        return str(flask.session["n"])
+
+    browser = app.test_client()
+    assert browser.get("/other/count").text == "1"
+    assert browser.get("/other/count").text == "2"  # the app's session cookie comes back
+    app_cookie = browser.get_cookie("session")
+    assert app_cookie is not None and app_cookie.path == "/"
+
+    oauth_app = register()
+    _, challenge = pkce()
+    page = browser.get(authorize_url(oauth_app["client_id"], challenge))
+    assert page.status_code == 200 and csrf_of(page.text)
+    pages_cookie = browser.get_cookie("mars_oauth", path="/oauth")
+    assert pages_cookie is not None and pages_cookie.http_only
+    assert browser.get("/other/count").text == "3"  # untouched by the sign-in page
+    assert app.config["SESSION_COOKIE_NAME"] == "session"

@@ -11,12 +11,22 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, session
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
+from werkzeug.local import LocalProxy
 
 from mars_server import public_url
 from mars_server.auth import accounts, oauth, pages, signin
@@ -28,29 +38,64 @@ from mars_server.http import MarsError
 
 if TYPE_CHECKING:
     from flask import Flask
+    from flask.sessions import SessionMixin
 
 blueprint = Blueprint("oauth", __name__, template_folder="templates")
 
+PAGE_COOKIE = "mars_oauth"
 SESSION_USER = "oauth_user_id"
 SESSION_CSRF = "oauth_csrf"
 
 
-class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, ``Secure`` whenever the request came over https."""
+class PageSessionInterface(SecureCookieSessionInterface):
+    """The OAuth pages' own signed cookie, ``mars_oauth`` on ``/oauth`` only.
+
+    It is not the app's session: the app's ``SESSION_*`` settings and ``flask.session`` stay
+    as they are for other plugins. ``Secure`` whenever the request came over https.
+    """
+
+    def get_cookie_name(self, app: Flask) -> str:
+        return PAGE_COOKIE
+
+    def get_cookie_path(self, app: Flask) -> str:
+        return "/oauth"
+
+    def get_cookie_domain(self, app: Flask) -> str | None:
+        return None
+
+    def get_cookie_httponly(self, app: Flask) -> bool:
+        return True
+
+    def get_cookie_samesite(self, app: Flask) -> str:
+        return "Lax"
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
 
 
+_page_sessions = PageSessionInterface()
+#: The signed-in user and the CSRF token of the OAuth pages (a dict, like ``flask.session``).
+session = cast("SessionMixin", LocalProxy(lambda: g.mars_oauth_session))
+
+
+@blueprint.before_request
+def _open_page_session() -> None:
+    opened = _page_sessions.open_session(current_app, request)
+    g.mars_oauth_session = (
+        opened if opened is not None else _page_sessions.make_null_session(current_app)
+    )
+
+
+@blueprint.after_request
+def _save_page_session(response: Response) -> Response:
+    opened = g.get("mars_oauth_session")
+    if opened is not None:
+        _page_sessions.save_session(current_app, opened, response)
+    return response
+
+
 def init_app(app: Flask) -> None:
     oauth.build_server(app)
-    app.config.update(
-        SESSION_COOKIE_NAME="mars_session",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_PATH="/oauth",
-    )
-    app.session_interface = SessionInterface()
     app.register_blueprint(blueprint)
 
 
