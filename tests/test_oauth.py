@@ -86,7 +86,7 @@ def sign_in(browser, url, email="dev@example.test", password=PASSWORD):
     )
 
 
-def approve(browser, url, action="approve"):
+def approve(browser, url, action="approve", redirect=REDIRECT):
     """Sign in (if needed), answer the consent page; return the redirect's query."""
     page = browser.get(url)
     if 'value="sign_in"' in page.text:
@@ -96,7 +96,7 @@ def approve(browser, url, action="approve"):
     response = browser.post(url, data={"csrf_token": csrf_of(page.text), "action": action})
     assert response.status_code == 302, response.text
     location = response.headers["Location"]
-    assert location.startswith(REDIRECT + "?")
+    assert location.startswith(redirect + "?")
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
@@ -713,3 +713,54 @@ def test_the_oauth_pages_leave_the_apps_own_session_alone(app, register):
     assert pages_cookie is not None and pages_cookie.http_only
     assert browser.get("/other/count").text == "3"  # untouched by the sign-in page
     assert app.config["SESSION_COOKIE_NAME"] == "session"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_a_native_app_on_loopback_may_come_back_on_any_port(app, register, host):
+    registered = f"http://{host}/callback"
+    oauth_app = register(client_type="public", redirect_uris=[registered])
+    used = f"http://{host}:54321/callback"
+    verifier, challenge = pkce()
+    query = approve(
+        app.test_client(),
+        authorize_url(oauth_app["client_id"], challenge, redirect_uri=used),
+        redirect=used,
+    )
+    issued = app.test_client().post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": query["code"],
+            "redirect_uri": used,
+            "code_verifier": verifier,
+            "client_id": oauth_app["client_id"],
+        },
+    )
+    assert issued.status_code == 200, issued.json
+
+
+@pytest.mark.parametrize(
+    ("client_type", "registered", "used"),
+    [
+        # Only a public client gets the leeway; a confidential one registers its port.
+        ("confidential", "http://127.0.0.1/callback", "http://127.0.0.1:54321/callback"),
+        # localhost is a name anyone's resolver may answer (RFC 8252 section 8.3).
+        ("public", "http://localhost/callback", "http://localhost:54321/callback"),
+        # A port once registered is the port.
+        ("public", "http://127.0.0.1:5000/callback", "http://127.0.0.1:5001/callback"),
+        # The rest of the address still matches exactly.
+        ("public", "http://127.0.0.1/callback", "http://127.0.0.1:54321/callback/"),
+        ("public", "http://127.0.0.1/callback", "http://127.0.0.1:54321/Callback"),
+        ("public", "http://127.0.0.1/callback", "http://127.0.0.1:54321/callback?x=1"),
+        ("public", "http://127.0.0.1/callback", "http://127.0.0.1:54321@evil.example/callback"),
+        ("public", "http://127.0.0.1/callback", "https://127.0.0.1:54321/callback"),
+        ("public", "http://127.0.0.1/callback", "http://127.0.0.2:54321/callback"),
+    ],
+)
+def test_no_other_port_leeway(app, register, client_type, registered, used):
+    oauth_app = register(client_type=client_type, redirect_uris=[registered])
+    response = app.test_client().get(
+        authorize_url(oauth_app["client_id"], pkce()[1], redirect_uri=used)
+    )
+    assert response.status_code == 400
+    assert "Location" not in response.headers

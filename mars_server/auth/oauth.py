@@ -65,6 +65,21 @@ def _now() -> dt.datetime:
     return utcnow()
 
 
+LOOPBACK_IPS = ("127.0.0.1", "[::1]")
+
+
+def loopback_without_port(uri: str) -> str | None:
+    """``http://127.0.0.1:PORT/rest`` as ``http://127.0.0.1/rest`` (or ``[::1]``); ``None``
+    for any other address, one without a port included."""
+    if not uri.startswith("http://"):
+        return None
+    netloc = uri[len("http://") :].split("/", 1)[0].split("?", 1)[0]
+    host, colon, port = netloc.rpartition(":")
+    if not colon or host not in LOOPBACK_IPS or not port.isdigit() or len(port) > 5:
+        return None
+    return f"http://{host}{uri[len('http://') + len(netloc) :]}"
+
+
 class Client(ClientMixin):
     """An :class:`OAuthClient` row, as authlib sees a client."""
 
@@ -97,8 +112,22 @@ class Client(ClientMixin):
         return " ".join(sorted(requested))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        # Exact string comparison: no prefix, case, slash, query or port leeway.
-        return any(hmac.compare_digest(redirect_uri, uri) for uri in self.row.redirect_uris)
+        """Exact string comparison: no prefix, case, slash, query or port leeway, but one.
+
+        A native app (a public client) that registered a loopback IP address without a port,
+        ``http://127.0.0.1/callback`` or ``http://[::1]/callback``, may come back on any
+        port: it listens on whichever the system gives it (RFC 8252 section 7.3). Everything
+        else in the address must still match, and ``localhost`` gets no such leeway.
+        """
+        registered = self.row.redirect_uris
+        if any(hmac.compare_digest(redirect_uri, uri) for uri in registered):
+            return True
+        if self.is_confidential:
+            return False
+        portless = loopback_without_port(redirect_uri)
+        return portless is not None and any(
+            hmac.compare_digest(portless, uri) for uri in registered
+        )
 
     def check_client_secret(self, client_secret: str) -> bool:
         if not self.is_confidential:
