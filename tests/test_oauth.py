@@ -19,6 +19,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from mars_server.auth.models import AuthorizationCode, OAuthToken
+from mars_server.db import db
 
 PASSWORD = "correct horse battery staple"
 REDIRECT = "https://app.example/callback"
@@ -92,8 +93,11 @@ def approve(browser, url, action="approve", redirect=REDIRECT):
     if 'value="sign_in"' in page.text:
         assert sign_in(browser, url).status_code == 303
         page = browser.get(url)
-    assert page.status_code == 200, page.text
-    response = browser.post(url, data={"csrf_token": csrf_of(page.text), "action": action})
+    if page.status_code == 302 and action == "approve":  # allowed before: no consent page
+        response = page
+    else:
+        assert page.status_code == 200, page.text
+        response = browser.post(url, data={"csrf_token": csrf_of(page.text), "action": action})
     assert response.status_code == 302, response.text
     location = response.headers["Location"]
     assert location.startswith(redirect + "?")
@@ -764,3 +768,88 @@ def test_no_other_port_leeway(app, register, client_type, registered, used):
     )
     assert response.status_code == 400
     assert "Location" not in response.headers
+
+
+# --- Remembered consent --------------------------------------------------------------------------
+
+
+def consent_page_shown(browser, url):
+    page = browser.get(url)
+    if page.status_code == 302:
+        return False
+    assert page.status_code == 200 and 'value="approve"' in page.text, page.text
+    return True
+
+
+def test_a_confidential_app_is_not_asked_twice_for_what_was_allowed(app, register):
+    oauth_app = register()
+    browser = app.test_client()
+    url = authorize_url(oauth_app["client_id"], pkce()[1])
+    assert sign_in(browser, url).status_code == 303
+    assert consent_page_shown(browser, url)
+    approve(browser, url)
+
+    again = browser.get(authorize_url(oauth_app["client_id"], pkce()[1]))
+    assert again.status_code == 302  # straight back to the app, with a code
+    assert again.headers["Location"].startswith(REDIRECT + "?code=")
+    # Asking for more, or prompt=consent, shows the page again.
+    more = authorize_url(oauth_app["client_id"], pkce()[1], scope="account:read account:write")
+    assert consent_page_shown(browser, more)
+    forced = authorize_url(oauth_app["client_id"], pkce()[1], prompt="consent")
+    assert consent_page_shown(browser, forced)
+
+
+def test_a_public_app_is_asked_every_time(app, register):
+    oauth_app = register(client_type="public")
+    browser = app.test_client()
+    url = authorize_url(oauth_app["client_id"], pkce()[1])
+    approve(browser, url)
+    assert consent_page_shown(browser, authorize_url(oauth_app["client_id"], pkce()[1]))
+
+
+def test_taking_back_an_authorization(app, register, owner, auth_headers):
+    oauth_app = register()
+    client = app.test_client()
+    code, verifier = get_code(app, oauth_app)
+    tokens = exchange(client, oauth_app, code, verifier).json
+    assert me(client, tokens["access_token"]).status_code == 200
+    headers = auth_headers(owner, ["account:read", "account:write"])
+
+    listed = client.get("/api/v1/me/authorizations", headers=headers)
+    assert listed.status_code == 200
+    [item] = listed.json["items"]
+    assert (item["client_id"], item["app_name"], item["scopes"]) == (
+        oauth_app["client_id"],
+        "Rover",
+        ["account:read"],
+    )
+
+    gone = client.delete(f"/api/v1/me/authorizations/{oauth_app['client_id']}", headers=headers)
+    assert gone.status_code == 204
+    assert me(client, tokens["access_token"]).status_code == 401
+    assert refresh(client, oauth_app, tokens["refresh_token"]).status_code == 400
+    assert client.get("/api/v1/me/authorizations", headers=headers).json["items"] == []
+    again = client.delete(f"/api/v1/me/authorizations/{oauth_app['client_id']}", headers=headers)
+    assert again.status_code == 404
+    assert again.headers["Content-Type"] == "application/problem+json"
+    browser = app.test_client()
+    url = authorize_url(oauth_app["client_id"], pkce()[1])
+    assert sign_in(browser, url).status_code == 303
+    assert consent_page_shown(browser, url), "it must ask again"
+
+
+def test_deleting_an_app_forgets_its_consents(app, register, owner, auth_headers):
+    from mars_server.auth.models import OAuthConsent
+
+    oauth_app = register()
+    get_code(app, oauth_app)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(OAuthConsent)) == 1
+    headers = auth_headers(owner, ["apps:read", "apps:write"])
+    client = app.test_client()
+    etag = client.get(f"/api/v1/apps/{oauth_app['id']}", headers=headers).headers["ETag"]
+    deleted = client.delete(
+        f"/api/v1/apps/{oauth_app['id']}", headers={**headers, "If-Match": etag}
+    )
+    assert deleted.status_code == 204
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(OAuthConsent)) == 0

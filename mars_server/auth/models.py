@@ -154,3 +154,22 @@ class OAuthToken(Model):
     #: set when the refresh token was exchanged for a new pair.
     rotated_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
+
+
+class OAuthConsent(Model):
+    """The scopes a user allowed a confidential app: the consent page is not shown again for
+    them, only for more. Revoked by the user (``/api/v1/me/authorizations``), or gone with
+    the app."""
+
+    __tablename__ = "auth_oauth_consents"
+
+    user_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("auth_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("auth_oauth_clients.client_id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+    scope: Mapped[str] = mapped_column(sa.Text)
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
 
 from mars_server import public_url
-from mars_server.auth import accounts, oauth, pages, signin
+from mars_server.auth import accounts, consents, oauth, pages, signin
 from mars_server.auth.models import User
 from mars_server.db import db
 from mars_server.events import acting_as
@@ -175,6 +175,8 @@ def authorize() -> Any:
         return _page("change_password.html", client=client.row, user=user)
     if action in ("approve", "deny"):
         grant.request.user = user if action == "approve" else None
+        if action == "approve":
+            consents.remember(user, client.row, grant.request.scope)
         if action == "deny":  # an approval is recorded with the code it issues
             accounts.audit_as(
                 user.id,
@@ -191,6 +193,12 @@ def authorize() -> Any:
     if action == "sign_out":
         session.pop(SESSION_USER, None)
         return _page("login.html", client=client.row)
+    if request.args.get("prompt") != "consent" and consents.covers(
+        user, client.row, grant.request.scope
+    ):
+        # Allowed before, every scope of it: no page, the app gets its code at once.
+        grant.request.user = user
+        return _redirect(server.create_authorization_response(grant_user=user, grant=grant))
     declared = oauth.declared_scopes()
     requested = grant.request.scope.split()
     scopes = [(name, declared.get(name, "")) for name in requested]

@@ -250,3 +250,19 @@ class AppUpdateSchema(AppSchema):
 
 class AppListSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(AppSchema), required=True)
+
+
+class AuthorizationSchema(ma.Schema):
+    """An app you allowed to act for you, and what it may do."""
+
+    class Meta:
+        ordered = True
+
+    client_id = ma.fields.String(dump_only=True)
+    app_name = ma.fields.String(dump_only=True)
+    scopes = ma.fields.List(ma.fields.String(), dump_only=True)
+    granted_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+
+
+class AuthorizationListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(AuthorizationSchema), dump_only=True)

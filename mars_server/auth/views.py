@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask.views import MethodView
 
-from mars_server.auth import accounts, apps, emails, tokens
+from mars_server.auth import accounts, apps, consents, emails, tokens
 from mars_server.auth.schemas import (
     AcceptedSchema,
     AppListSchema,
     AppSchema,
     AppUpdateSchema,
+    AuthorizationListSchema,
     LinkTokenSchema,
     MeSchema,
     MeUpdateSchema,
@@ -127,6 +128,27 @@ class MyTokenById(MethodView):
     def delete(self, token_id: str) -> None:
         """Revoke one of your personal access tokens"""
         tokens.revoke_personal_access_token(tokens.get_personal_access_token(me(), token_id))
+        db.session.commit()
+
+
+@me_blp.route("/authorizations")
+class MyAuthorizations(MethodView):
+    @me_blp.requires("account:read")
+    @me_blp.doc(operationId="list_my_authorizations")
+    @me_blp.response(200, AuthorizationListSchema)
+    def get(self) -> dict[str, Any]:
+        """List the apps you allowed to act for you"""
+        return {"items": consents.list_authorizations(me())}
+
+
+@me_blp.route("/authorizations/<string:client_id>")
+class MyAuthorizationByClient(MethodView):
+    @me_blp.requires("account:write")
+    @me_blp.doc(operationId="revoke_my_authorization", **{"x-mars-if-match": False})
+    @me_blp.response(204)
+    def delete(self, client_id: str) -> None:
+        """Take back what you allowed an app: its tokens stop working, and it must ask again"""
+        consents.revoke_authorization(me(), client_id)
         db.session.commit()
 
 
