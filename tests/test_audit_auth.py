@@ -435,6 +435,7 @@ def test_oauth_consent_tokens_replays_and_revocation(app, browser, create_user, 
     # A fresh grant, revoked by the app (RFC 7009).
     verifier = random.token_urlsafe(48)
     url = authorize_url(oauth_app["client_id"], create_s256_code_challenge(verifier))
+    url += "&prompt=consent"  # allowed before: without it, the app would get a code at once
     page = browser.get(url)
     approved = browser.post(url, data={"csrf_token": csrf_of(page.text), "action": "approve"})
     code = parse_qs(urlsplit(approved.headers["Location"]).query)["code"][0]

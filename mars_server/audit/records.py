@@ -12,7 +12,9 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
 
 from mars_server.audit.models import (
     ACTION_LENGTH,
@@ -147,21 +149,32 @@ def _clip(value: str | None, length: int) -> str | None:
     return _clean_text(value)[:length]
 
 
-def record(entry: AuditEntry) -> AuditRecord:
-    """Add ``entry`` to the caller's transaction, unsealed; it commits (or not) with it."""
+_INSERT = sa.insert(cast("sa.Table", AuditRecord.__table__))
+
+
+def record(entry: AuditEntry) -> str:
+    """Add ``entry`` to the caller's transaction, unsealed; it commits (or not) with it.
+
+    Written on the session's connection without flushing the ORM's pending changes first
+    (an entry refers to no row), so a change's own errors still surface where its code
+    expects them. Returns the entry's id.
+    """
     occurred_at = entry.occurred_at
     if occurred_at.tzinfo is None:  # the core gives aware times; a naive one is UTC
         occurred_at = occurred_at.replace(tzinfo=dt.UTC)
-    row = AuditRecord(
-        id=new_id("aud"),
-        occurred_at=occurred_at,
-        actor_id=_clip(entry.actor_id, ACTOR_LENGTH),
-        action=_clip(entry.action, ACTION_LENGTH) or "",
-        target=_clip(entry.target, TARGET_LENGTH),
-        address=_clip(entry.address, ADDRESS_LENGTH),
-        user_agent=_clip(entry.user_agent, USER_AGENT_LENGTH),
-        request_id=_clip(entry.request_id, REQUEST_ID_LENGTH),
-        details=redact(dict(entry.details)),
+    entry_id = new_id("aud")
+    db.session.connection().execute(
+        _INSERT,
+        {
+            "id": entry_id,
+            "occurred_at": occurred_at,
+            "actor_id": _clip(entry.actor_id, ACTOR_LENGTH),
+            "action": _clip(entry.action, ACTION_LENGTH) or "",
+            "target": _clip(entry.target, TARGET_LENGTH),
+            "address": _clip(entry.address, ADDRESS_LENGTH),
+            "user_agent": _clip(entry.user_agent, USER_AGENT_LENGTH),
+            "request_id": _clip(entry.request_id, REQUEST_ID_LENGTH),
+            "details": redact(dict(entry.details)),
+        },
     )
-    db.session.add(row)
-    return row
+    return entry_id

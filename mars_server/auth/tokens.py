@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from flask import current_app
 
 from mars_server import plugin_settings
 from mars_server.auth import secrets
-from mars_server.auth.models import OAuthToken, PersonalAccessToken, User
+from mars_server.auth.models import OAuthToken, PersonalAccessToken, User, UserRole
 from mars_server.db import db, utcnow
 from mars_server.events import audit
 from mars_server.http import Actor, AuthenticationFailed, NotFound, abort
@@ -97,13 +97,16 @@ def revoke_personal_access_token(row: PersonalAccessToken) -> None:
         )
 
 
-def actor_for_user(
-    user: User, scopes: frozenset[str], *, credential_id: str, client_id: str | None = None
+def _user_actor(
+    user_id: str,
+    roles: frozenset[str],
+    scopes: frozenset[str],
+    credential_id: str,
+    client_id: str | None = None,
 ) -> Actor:
-    roles = user.role_names
     return Actor(
         kind="user",
-        id=user.id,
+        id=user_id,
         scopes=scopes,
         roles=roles,
         permissions=role_permissions(roles),
@@ -112,39 +115,75 @@ def actor_for_user(
     )
 
 
-def _active_user(user_id: str | None) -> User:
-    user = db.session.get(User, user_id) if user_id else None
-    if user is None or user.status != "active":
+_pats = cast("sa.Table", PersonalAccessToken.__table__)
+_oauth_tokens = cast("sa.Table", OAuthToken.__table__)
+_users = cast("sa.Table", User.__table__)
+_roles = cast("sa.Table", UserRole.__table__)
+
+
+def _lookup(table: sa.Table, digest_column: str, *columns: str) -> sa.Select[Any]:
+    """One statement for a token, its user's status and roles (one row per role), built once:
+    every authenticated request runs it."""
+    return (
+        sa.select(*(table.c[name] for name in columns), _users.c.status, _roles.c.role)
+        .select_from(
+            table.outerjoin(_users, _users.c.id == table.c.user_id).outerjoin(
+                _roles, _roles.c.user_id == table.c.user_id
+            )
+        )
+        .where(table.c[digest_column] == sa.bindparam("digest"))
+    )
+
+
+_PAT_LOOKUP = _lookup(
+    _pats, "digest", "id", "user_id", "scopes", "expires_at", "revoked_at", "last_used_at"
+)
+_OAUTH_LOOKUP = _lookup(
+    _oauth_tokens,
+    "access_digest",
+    "id",
+    "user_id",
+    "client_id",
+    "scope",
+    "access_expires_at",
+    "revoked_at",
+)
+_TOUCH_PAT = (
+    sa.update(_pats)
+    .where(_pats.c.id == sa.bindparam("pat_id"))
+    .values(last_used_at=sa.bindparam("now"), last_used_ip=sa.bindparam("address"))
+)
+
+
+def _found(statement: sa.Select[Any], digest: str) -> tuple[Any, frozenset[str]]:
+    """The token's row and its user's roles; :class:`AuthenticationFailed` when unknown, or
+    when it belongs to a user who is not active."""
+    rows = db.session.execute(statement, {"digest": digest}).all()
+    if not rows:
         raise AuthenticationFailed()
-    return user
+    row = rows[0]
+    if row.user_id is not None and row.status != "active":
+        raise AuthenticationFailed()
+    return row, frozenset(r.role for r in rows if r.role is not None)
 
 
 def _pat_actor(token: str, address: str | None) -> Actor:
     if not secrets.is_personal_access_token(token):
         raise AuthenticationFailed()
-    row = db.session.scalar(
-        sa.select(PersonalAccessToken).where(PersonalAccessToken.digest == secrets.digest(token))
-    )
+    row, roles = _found(_PAT_LOOKUP, secrets.digest(token))
     now = utcnow()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    if row.revoked_at is not None or row.expires_at <= now:
         raise AuthenticationFailed()
-    user = _active_user(row.user_id)
     if row.last_used_at is None or now - row.last_used_at >= LAST_USE_RESOLUTION:
         # A separate, tiny transaction: the request's own may fail and roll back.
         with db.engine.begin() as conn:
-            conn.execute(
-                sa.update(PersonalAccessToken)
-                .where(PersonalAccessToken.id == row.id)
-                .values(last_used_at=now, last_used_ip=address)
-            )
-    return actor_for_user(user, frozenset(row.scopes.split()), credential_id=row.id)
+            conn.execute(_TOUCH_PAT, {"pat_id": row.id, "now": now, "address": address})
+    return _user_actor(row.user_id, roles, frozenset(row.scopes.split()), row.id)
 
 
 def _oauth_actor(token: str) -> Actor:
-    row = db.session.scalar(
-        sa.select(OAuthToken).where(OAuthToken.access_digest == secrets.digest(token))
-    )
-    if row is None or row.revoked_at is not None or row.access_expires_at <= utcnow():
+    row, roles = _found(_OAUTH_LOOKUP, secrets.digest(token))
+    if row.revoked_at is not None or row.access_expires_at <= utcnow():
         raise AuthenticationFailed()
     scopes = frozenset(row.scope.split())
     if row.user_id is None:
@@ -155,9 +194,7 @@ def _oauth_actor(token: str) -> Actor:
             credential_id=row.id,
             client_id=row.client_id,
         )
-    return actor_for_user(
-        _active_user(row.user_id), scopes, credential_id=row.id, client_id=row.client_id
-    )
+    return _user_actor(row.user_id, roles, scopes, row.id, row.client_id)
 
 
 def actor_from_request(request: Request) -> Actor | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import sqlalchemy as sa
 from flask import current_app
 
 from mars_server.db import db, new_id, utcnow
@@ -16,6 +17,9 @@ from mars_server.hookspecs import AuditEntry
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Iterable, Mapping
+
+
+_INSERT_EVENT = sa.insert(cast("sa.Table", OutboxEvent.__table__))
 
 
 class UnknownEventType(LookupError):
@@ -88,16 +92,19 @@ def emit(
         audience=tuple(dict.fromkeys(audience)) if audience is not None else None,
         request_id=acting.request_id,
     )
-    db.session.add(
-        OutboxEvent(
-            id=event.id,
-            type=event.type,
-            payload=event.payload,
-            audience=list(event.audience) if event.audience is not None else None,
-            actor_id=event.actor_id,
-            request_id=event.request_id,
-            occurred_at=event.occurred_at,
-        )
+    # On the session's connection, so in its transaction, but without flushing the ORM's
+    # pending changes first: an outbox row refers to nothing, and emit() stays cheap.
+    db.session.connection().execute(
+        _INSERT_EVENT,
+        {
+            "id": event.id,
+            "type": event.type,
+            "payload": event.payload,
+            "audience": list(event.audience) if event.audience is not None else None,
+            "actor_id": event.actor_id,
+            "request_id": event.request_id,
+            "occurred_at": event.occurred_at,
+        },
     )
     notify_after_commit(events=True)
     _record(acting, type, target if target is not None else data.get("id"), data, event.occurred_at)

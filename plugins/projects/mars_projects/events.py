@@ -128,17 +128,20 @@ def member_ids(project_id: str) -> list[str]:
     )
 
 
-def audience(project: Project) -> list[str] | None:
-    """Who may see ``project`` now: everyone (``None``) or its members."""
-    return None if project.visibility == "public" else member_ids(project.id)
+def audience(project: Project, members: list[str] | None = None) -> list[str] | None:
+    """Who may see ``project`` now: everyone (``None``) or its members (``members`` when the
+    caller knows them)."""
+    if project.visibility == "public":
+        return None
+    return members if members is not None else member_ids(project.id)
 
 
 def _project(project: Project) -> dict[str, Any]:
     return {name: getattr(project, name) for name in PROJECT_FIELDS}
 
 
-def project_created(project: Project) -> None:
-    emit(CREATED, _project(project), audience=audience(project))
+def project_created(project: Project, members: list[str] | None = None) -> None:
+    emit(CREATED, _project(project), audience=audience(project, members))
 
 
 def project_updated(project: Project, changed: list[str]) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mars_projects import events
 from mars_projects.models import Project, ProjectMember
-from mars_server.db import db
+from mars_server.db import db, new_id
 from mars_server.http import Conflict, Forbidden, NotFound, abort, paginate, user_info
 
 if TYPE_CHECKING:
@@ -72,16 +72,17 @@ def _slug_taken(slug: str) -> Conflict:
 
 def create_project(owner_id: str, data: dict[str, Any]) -> Project:
     """Create a project owned by the user ``owner_id``."""
-    project = Project(**data)
+    project = Project(id=new_id("prj"), **data)
     db.session.add(project)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise _slug_taken(data["slug"]) from None
     db.session.add(ProjectMember(project_id=project.id, user_id=owner_id, role="owner"))
-    db.session.flush()
-    events.project_created(project)
+    try:
+        db.session.flush()  # one flush for both: a brand-new project can only clash on its slug
+    except IntegrityError as error:
+        db.session.rollback()
+        if "slug" not in str(error.orig):
+            raise
+        raise _slug_taken(data["slug"]) from None
+    events.project_created(project, members=[owner_id])
     db.session.commit()
     return project
 
