@@ -151,6 +151,7 @@ def mars_settings(database: Database, secret_key: str, instance_path: Path) -> d
         "LOG_LEVEL": "WARNING",
         # Production mode sends mail over SMTP by default; the benchmark sends none.
         "MAIL_BACKEND": "files",
+        "PUBLIC_URL": "https://mars.bench.example",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,8 +19,17 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Iterable, Mapping
 
+    import marshmallow as ma
+
 
 _INSERT_EVENT = sa.insert(cast("sa.Table", OutboxEvent.__table__))
+
+
+@functools.cache
+def _payload_schema(schema: type[ma.Schema]) -> ma.Schema:
+    """One instance per payload schema: building a marshmallow schema costs more than
+    dumping with it, and dumping keeps no state."""
+    return schema()
 
 
 class UnknownEventType(LookupError):
@@ -81,7 +91,7 @@ def emit(
     event_type = state.event_types.get(type)
     if event_type is None:
         raise UnknownEventType(f"no plugin declares the event type {type!r}")
-    data = event_type.payload().dump(payload)
+    data = _payload_schema(event_type.payload).dump(payload)
     acting = context.current()
     event = Event(
         id=new_id("evt"),
