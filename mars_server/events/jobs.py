@@ -229,7 +229,8 @@ def claim_due(
     """Take up to ``limit`` due jobs (or just ``job_id``), lease them, commit, return them.
 
     A job's lease is its task's ``timeout`` (see :func:`lease_end`; ``heartbeat``: the
-    caller renews it); ``run_at`` becomes the lease's end.
+    caller renews it); ``run_at`` becomes the lease's end. The jobs come back oldest
+    first, the order a worker should start them in (``RETURNING`` has no order of its own).
     """
     now = now or utcnow()
     due = sa.select(Job.id).where(Job.status.in_((QUEUED, RUNNING)), Job.run_at <= now)
@@ -246,10 +247,13 @@ def claim_due(
             claim=claim,
             run_at=lease_end(now, renewing=heartbeat),
         )
-        .returning(Job.id, Job.task, Job.kwargs, Job.attempts, Job.max_attempts)
+        .returning(
+            Job.id, Job.task, Job.kwargs, Job.attempts, Job.max_attempts, Job.created_at
+        )
         .execution_options(synchronize_session=False)
     ).all()
     db.session.commit()
+    rows.sort(key=lambda r: r.created_at)
     return [Claimed(r.id, r.task, r.kwargs, r.attempts, r.max_attempts, claim) for r in rows]
 
 
