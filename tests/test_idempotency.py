@@ -60,11 +60,14 @@ def test_concurrent_duplicate_is_409(app, db, project_body, monkeypatch):
         return real_create(actor, data)
 
     monkeypatch.setattr(mars_projects.services, "create_project_for", slow_create)
-    user = make_user(app)
+    # Keys belong to a credential: both requests send the same token.
+    first_client = signed_in_client(app, make_user(app))
+    second_client = app.test_client()
+    second_client.environ_base.update(first_client.environ_base)
     body, results = project_body(), {}
 
     def first_request():
-        results["first"] = signed_in_client(app, user).post(
+        results["first"] = first_client.post(
             "/api/v1/projects", json=body, headers={"Idempotency-Key": "k-4"}
         )
 
@@ -72,14 +75,16 @@ def test_concurrent_duplicate_is_409(app, db, project_body, monkeypatch):
     thread.start()
     try:
         assert inside.wait(10)
-        duplicate = signed_in_client(app, user).post(
+        duplicate = second_client.post(
             "/api/v1/projects", json=body, headers={"Idempotency-Key": "k-4"}
         )
+        assert thread.is_alive()  # answered while the first one was still running
     finally:
         release.set()
         thread.join(10)
     assert duplicate.status_code == 409
     assert duplicate.mimetype == "application/problem+json"
+    assert "still in progress" in duplicate.json["detail"]
     assert results["first"].status_code == 201
     assert project_count(db) == 1
 
