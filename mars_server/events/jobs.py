@@ -238,7 +238,7 @@ def claim_due(
         due = due.where(Job.id == job_id)
     due = due.order_by(Job.run_at).limit(limit).with_for_update(skip_locked=True)
     claim = new_claim()
-    rows = db.session.execute(
+    returned = db.session.execute(
         sa.update(Job)
         .where(Job.id.in_(due.scalar_subquery()))
         .values(
@@ -247,13 +247,11 @@ def claim_due(
             claim=claim,
             run_at=lease_end(now, renewing=heartbeat),
         )
-        .returning(
-            Job.id, Job.task, Job.kwargs, Job.attempts, Job.max_attempts, Job.created_at
-        )
+        .returning(Job.id, Job.task, Job.kwargs, Job.attempts, Job.max_attempts, Job.created_at)
         .execution_options(synchronize_session=False)
     ).all()
     db.session.commit()
-    rows.sort(key=lambda r: r.created_at)
+    rows = sorted(returned, key=lambda r: r.created_at)
     return [Claimed(r.id, r.task, r.kwargs, r.attempts, r.max_attempts, claim) for r in rows]
 
 
