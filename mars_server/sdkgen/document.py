@@ -1,0 +1,336 @@
+"""Read an OpenAPI 3.1 document into what the templates render: models and operations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mars_server.sdkgen.types import (
+    GeneratorError,
+    PyType,
+    identifier,
+    py_type,
+    ref_name,
+)
+
+METHODS = ("get", "put", "post", "patch", "delete")
+#: Header parameters the runtime handles itself, and the keyword that stands for them.
+SPECIAL_HEADERS = {
+    "idempotency-key": "idempotency_key",
+    "if-match": "if_match",
+    "if-none-match": "if_none_match",
+}
+#: Names a resource attribute may not take: they belong to the client.
+CLIENT_ATTRIBUTES = frozenset(
+    {"auth", "base_url", "close", "request", "retry_policy", "session", "timeout"}
+)
+EVENTS_GROUP = "events"
+COMMON_GROUP = "common"
+Returns = Literal["none", "model", "list", "page", "any"]
+
+
+@dataclass
+class Field:
+    """A property of a model, or a keyword argument of an operation."""
+
+    name: str
+    key: str
+    type: PyType
+    required: bool
+    description: str = ""
+    location: str = "body"
+
+    @property
+    def annotation(self) -> str:
+        """Optional body fields may be left out (``UNSET``); other optional ones are None."""
+        if self.required or self.location != "body":
+            return self.type.annotation
+        if self.type.nullable:
+            return self.type.annotation.removesuffix(" | None") + " | Unset | None"
+        return f"{self.type.annotation} | Unset"
+
+    @property
+    def reader(self) -> str:
+        """The expression that reads this field from the JSON object ``data``."""
+        if self.required:
+            return self.type.convert(f'data["{self.key}"]')
+        if not self.type.converter:
+            return f'data.get("{self.key}", UNSET)'
+        return f'UNSET if (u := data.get("{self.key}", UNSET)) is UNSET else ' + self.type.convert(
+            "u"
+        )
+
+
+@dataclass
+class Model:
+    name: str
+    description: str
+    fields: list[Field]
+    group: str = COMMON_GROUP
+    etag: bool = False
+    refs: set[str] = field(default_factory=set)
+
+    @property
+    def stdlib(self) -> set[str]:
+        return {name for f in self.fields for name in f.type.stdlib}
+
+
+@dataclass
+class Operation:
+    operation_id: str
+    method: str
+    path: str
+    tag: str
+    summary: str
+    description: str
+    deprecated: bool
+    scopes: list[str]
+    params: list[Field]
+    body: list[Field] | None
+    returns: Returns
+    return_model: str | None
+    idempotency_key: bool = False
+    if_match: bool = False
+    if_none_match: bool = False
+
+    @property
+    def name(self) -> str:
+        return identifier(self.operation_id)
+
+    @property
+    def return_annotation(self) -> str:
+        model = self.return_model or "Any"
+        return {
+            "none": "None",
+            "model": model,
+            "list": f"list[{model}]",
+            "page": f"PageIterator[{model}]",
+            "any": "Any",
+        }[self.returns]
+
+    @property
+    def arguments(self) -> list[Field]:
+        """Every keyword argument but the special headers; required ones first."""
+        fields = [*self.params, *(self.body or [])]
+        return sorted(fields, key=lambda f: not f.required)
+
+
+@dataclass
+class Document:
+    title: str
+    version: str
+    models: dict[str, Model]
+    operations: list[Operation]
+    tags: dict[str, str]
+    events: dict[str, str]
+
+    def groups(self) -> dict[str, list[Model]]:
+        grouped: dict[str, list[Model]] = defaultdict(list)
+        for model in self.models.values():
+            grouped[model.group].append(model)
+        return dict(sorted(grouped.items()))
+
+    def resources(self) -> dict[str, list[Operation]]:
+        grouped: dict[str, list[Operation]] = defaultdict(list)
+        for operation in self.operations:
+            grouped[operation.tag].append(operation)
+        return dict(sorted(grouped.items()))
+
+
+class _Reader:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.schemas: dict[str, dict[str, Any]] = spec.get("components", {}).get("schemas", {})
+        self.models: dict[str, Model] = {}
+        self.tags_of: dict[str, set[str]] = defaultdict(set)
+
+    def resolve(self, node: dict[str, Any]) -> dict[str, Any]:
+        """Follow a ``$ref`` to a component (parameter, response, schema...)."""
+        while "$ref" in node:
+            _, _, kind, name = node["$ref"].split("/", 3)
+            node = self.spec["components"][kind][name]
+        return node
+
+    def schema(self, name: str) -> dict[str, Any]:
+        if name not in self.schemas:
+            raise GeneratorError(f"$ref to unknown schema {name!r}")
+        return self.schemas[name]
+
+    def model(self, name: str, group: str, seen: set[str] | None = None) -> str:
+        """Make a model of schema ``name`` (and of what it refers to); note its group."""
+        seen = set() if seen is None else seen
+        if name in seen:
+            return name
+        seen.add(name)
+        self.tags_of[name].add(group)
+        if name not in self.models:
+            self.models[name] = self._build_model(name)
+        for ref in sorted(self.models[name].refs):
+            self.model(ref, group, seen)
+        return name
+
+    def _build_model(self, name: str) -> Model:
+        schema = self.schema(name)
+        required = set(schema.get("required", ()))
+        fields = [
+            Field(
+                identifier(key),
+                key,
+                py_type(prop, "response"),
+                key in required,
+                prop.get("description", ""),
+            )
+            for key, prop in (schema.get("properties") or {}).items()
+            if not prop.get("writeOnly")
+        ]
+        if "etag" in {f.name for f in fields}:
+            raise GeneratorError(f"schema {name}: a property named 'etag' clashes with the SDK's")
+        model = Model(name, schema.get("description") or schema.get("title") or "", fields)
+        model.refs = {ref for f in fields for ref in f.type.refs}
+        return model
+
+    def body_fields(self, operation: dict[str, Any], where: str) -> list[Field] | None:
+        body = operation.get("requestBody")
+        if body is None:
+            return None
+        content = self.resolve(body).get("content", {})
+        media = content.get("application/json")
+        if media is None:
+            raise GeneratorError(f"{where}: only application/json request bodies are supported")
+        schema = media.get("schema", {})
+        if "$ref" in schema:
+            schema = self.schema(ref_name(schema["$ref"]))
+        if schema.get("type") != "object" or "properties" not in schema:
+            return [Field("body", "", py_type(schema, "request"), True, "The request body.")]
+        required = set(schema.get("required", ()))
+        return [
+            Field(
+                identifier(key),
+                key,
+                py_type(prop, "request"),
+                key in required,
+                prop.get("description", ""),
+            )
+            for key, prop in schema["properties"].items()
+            if not prop.get("readOnly")
+        ]
+
+    def success(self, operation: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        responses = operation.get("responses", {})
+        for status in sorted(s for s in responses if s.startswith("2")):
+            response = self.resolve(responses[status])
+            media = response.get("content", {}).get("application/json")
+            return response, (media or {}).get("schema") if media else None
+        return {}, None
+
+    def returns(
+        self, operation: dict[str, Any], params: list[Field], tag: str
+    ) -> tuple[Returns, str | None, bool]:
+        response, schema = self.success(operation)
+        etag = "ETag" in response.get("headers", {})
+        if schema is None:
+            return "none", None, False
+        if "$ref" not in schema:
+            return "any", None, False
+        target = self.schema(ref_name(schema["$ref"]))
+        props = target.get("properties") or {}
+        items = props.get("items", {}).get("items", {})
+        if props.get("items", {}).get("type") == "array" and "$ref" in items:
+            item = self.model(ref_name(items["$ref"]), tag)
+            if set(props) == {"items", "next_cursor"} and "cursor" in {p.key for p in params}:
+                return "page", item, False
+            if set(props) == {"items"}:
+                return "list", item, False
+        name = self.model(ref_name(schema["$ref"]), tag)
+        if etag:
+            self.models[name].etag = True
+        return "model", name, etag
+
+    def operation(self, path: str, method: str, op: dict[str, Any], shared: list[Any]) -> Operation:
+        where = f"{method.upper()} {path}"
+        tag = op["tags"][0]
+        params: list[Field] = []
+        specials: set[str] = set()
+        for raw in [*shared, *op.get("parameters", [])]:
+            param = self.resolve(raw)
+            wire, location = param["name"], param["in"]
+            if location == "header" and wire.lower() in SPECIAL_HEADERS:
+                specials.add(SPECIAL_HEADERS[wire.lower()])
+                continue
+            if location not in ("path", "query", "header"):
+                raise GeneratorError(f"{where}: {location} parameters are not supported")
+            kind = py_type(param.get("schema", {}), "request")
+            required = location == "path" or bool(param.get("required"))
+            if not required and not kind.nullable:
+                kind = PyType(
+                    f"{kind.annotation} | None", kind.converter, True, kind.refs, kind.stdlib
+                )
+            params.append(
+                Field(
+                    identifier(wire), wire, kind, required, param.get("description", ""), location
+                )
+            )
+        body = self.body_fields(op, where)
+        returns, model, etag = self.returns(op, params, tag)
+        names = [f.name for f in [*params, *(body or [])]] + sorted(specials)
+        clashes = {n for n in names if names.count(n) > 1}
+        if clashes:
+            raise GeneratorError(f"{where}: arguments {sorted(clashes)} clash")
+        scopes = sorted({s for req in op.get("security", []) for v in req.values() for s in v})
+        return Operation(
+            operation_id=op["operationId"],
+            method=method.upper(),
+            path=path,
+            tag=tag,
+            summary=op.get("summary", ""),
+            description=op.get("description", ""),
+            deprecated=bool(op.get("deprecated")),
+            scopes=scopes,
+            params=params,
+            body=body,
+            returns=returns,
+            return_model=model,
+            idempotency_key="idempotency_key" in specials,
+            if_match="if_match" in specials,
+            if_none_match="if_none_match" in specials and returns == "model" and etag,
+        )
+
+    def events(self) -> dict[str, str]:
+        events = {}
+        for name, item in sorted((self.spec.get("webhooks") or {}).items()):
+            media = item.get("post", {}).get("requestBody", {}).get("content", {})
+            schema = media.get("application/json", {}).get("schema", {})
+            if "$ref" in schema:
+                events[name] = self.model(ref_name(schema["$ref"]), EVENTS_GROUP)
+        return events
+
+
+def read_document(spec: dict[str, Any]) -> Document:
+    """The models and operations of ``spec``, grouped as the SDK's modules are."""
+    reader = _Reader(spec)
+    operations = []
+    for path, item in spec.get("paths", {}).items():
+        shared = item.get("parameters", [])
+        for method in METHODS:
+            if method in item:
+                operations.append(reader.operation(path, method, item[method], shared))
+    events = reader.events()
+    for name, groups in reader.tags_of.items():
+        reader.models[name].group = (
+            identifier(next(iter(groups))) if len(groups) == 1 else COMMON_GROUP
+        )
+    tags = {t["name"]: t.get("description", "") for t in spec.get("tags", [])}
+    for operation in operations:
+        tags.setdefault(operation.tag, "")
+        if identifier(operation.tag) in CLIENT_ATTRIBUTES:
+            raise GeneratorError(f"tag {operation.tag!r} would hide the client's own attribute")
+    operations.sort(key=lambda o: (o.tag, o.name))
+    return Document(
+        title=spec.get("info", {}).get("title", "MARS API"),
+        version=spec.get("info", {}).get("version", ""),
+        models=dict(sorted(reader.models.items())),
+        operations=operations,
+        tags=tags,
+        events=events,
+    )
