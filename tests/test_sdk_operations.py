@@ -1,0 +1,257 @@
+"""Every operation of the generated SDK, against a live MARS (SQLite and PostgreSQL).
+
+``test_sdk_coverage.py`` runs this module (and the auth tests) with a recorder and fails
+if an operationId of the OpenAPI document was never answered with a success.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from mars_sdk import (
+    UNSET,
+    AuthenticationError,
+    BadRequest,
+    MarsClient,
+    NotFound,
+    PreconditionFailed,
+)
+from mars_sdk.models import Member, Project
+from mars_server.events.models import Job
+from mars_server.testing import make_user, run_due_jobs
+from tests.sdk import PASSWORD
+from tests.webhook_receiver import Receiver
+
+pytest_plugins = ["tests.sdk.fixtures"]
+
+
+@pytest.fixture
+def app_config():
+    return {"WEBHOOKS_ALLOW_PRIVATE": True}
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+def mailbox(app) -> list[email.message.Message]:
+    run_due_jobs(app)
+    folder = Path(app.config["MARS"]["INSTANCE_PATH"], "mail")
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
+
+
+def link_token(message) -> str:
+    text = next(part for part in message.walk() if part.get_content_type() == "text/plain")
+    url = re.search(r"https?://\S+", text.get_payload(decode=True).decode()).group(0)
+    return parse_qs(urlsplit(url).query)["token"][0]
+
+
+def test_projects_create_get_list_update_delete(sdk):
+    client = sdk()
+    created = client.projects.create_project(slug="rover", name="Rover", visibility="public")
+    assert isinstance(created, Project)
+    assert (created.slug, created.name, created.visibility) == ("rover", "Rover", "public")
+    assert isinstance(created.created_at, datetime) and created.created_at.tzinfo is not None
+    assert created.etag
+
+    fetched = client.projects.get_project(project_id=created.id)
+    assert fetched == created and fetched.etag == created.etag
+    assert client.projects.get_project(project_id=created.id, if_none_match=fetched) is fetched
+
+    assert [p.id for p in client.projects.list_projects()] == [created.id]
+    assert [p.id for p in client.projects.list_projects(visibility="private")] == []
+
+    updated = client.projects.update_project(
+        project_id=created.id, if_match=fetched, name="Rover II"
+    )
+    assert (updated.name, updated.slug, updated.description) == ("Rover II", "rover", "")
+    assert updated.etag != fetched.etag
+    with pytest.raises(PreconditionFailed):  # the copy read before the update is stale
+        client.projects.update_project(project_id=created.id, if_match=fetched, name="Lost")
+    newer = client.projects.get_project(project_id=created.id, if_none_match=fetched)
+    assert newer is not fetched and newer.name == "Rover II"
+
+    client.projects.delete_project(project_id=created.id, if_match=updated.etag)
+    with pytest.raises(NotFound):
+        client.projects.get_project(project_id=created.id)
+
+
+def test_members_and_notifications(app, sdk):
+    owner = sdk()
+    member_user = make_user(app, display_name="Mia")
+    member = sdk(member_user)
+    project = owner.projects.create_project(slug="team", name="Team")
+
+    added = owner.projects.add_project_member(
+        project_id=project.id, user_id=member_user.id, role="maintainer"
+    )
+    assert isinstance(added, Member) and added.role == "maintainer"
+    members = owner.projects.list_project_members(project_id=project.id)
+    assert {(m.user_id, m.role) for m in members} == {
+        (owner.user.id, "owner"),
+        (member_user.id, "maintainer"),
+    }
+
+    run_due_jobs(app)  # project.member_added -> an in-app notification for the new member
+    assert member.notifications.count_my_unread_notifications().unread == 1
+    [notification] = list(member.notifications.list_my_notifications(unread=True))
+    assert notification.event_type == "project.member_added" and notification.read_at is None
+    read = member.notifications.mark_my_notification_read(notification_id=notification.id)
+    assert read.id == notification.id and isinstance(read.read_at, datetime)
+    assert list(member.notifications.list_my_notifications(unread=True)) == []
+    assert member.notifications.mark_all_my_notifications_read().marked == 0
+
+    preferences = member.notifications.list_my_notification_preferences()
+    assert "project.member_added" in {p.event_type for p in preferences}
+    changed = member.notifications.set_my_notification_preference(
+        event_type="project.member_added", in_app=False, email=True
+    )
+    assert (changed.in_app, changed.email) == (False, True)
+
+    member.projects.remove_project_member(project_id=project.id, user_id=member_user.id)
+    with pytest.raises(NotFound):  # a private project, no longer hers
+        member.projects.get_project(project_id=project.id)
+
+
+def test_me_tokens_and_password(live_server, sdk):
+    client = sdk()
+    me = client.me.get_me()
+    assert me.id == client.user.id and me.email == client.user.email
+    renamed = client.me.update_me(if_match=me, display_name="Renamed")
+    assert renamed.display_name == "Renamed"
+
+    new = client.me.create_my_token(name="ci", scopes=["account:read"], expires_in_days=7)
+    assert new.token.startswith("mars_pat_") and new.scopes == ["account:read"]
+    with MarsClient(live_server, token=new.token) as ci:
+        assert ci.me.get_me().id == me.id
+        assert {t.name for t in client.me.list_my_tokens()} >= {"ci", "test"}
+        client.me.revoke_my_token(token_id=new.id)
+        with pytest.raises(AuthenticationError):
+            ci.me.get_me()
+
+    client.me.change_my_password(current_password=PASSWORD, new_password="another good phrase 42")
+    with pytest.raises(AuthenticationError):  # every token of the user is revoked
+        client.me.get_me()
+
+
+def test_apps(sdk):
+    client = sdk()
+    created = client.apps.create_app(
+        name="Rover dashboard",
+        client_type="confidential",
+        redirect_uris=["https://rover.example/callback"],
+        scopes=["account:read"],
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    assert created.client_secret and created.client_id.startswith("mars_app_")
+    assert [a.id for a in client.apps.list_apps()] == [created.id]
+    app = client.apps.get_app(app_id=created.id)
+    assert app.name == "Rover dashboard" and not hasattr(app, "client_secret")
+    changed = client.apps.update_app(app_id=app.id, if_match=app, name="Rover")
+    assert changed.name == "Rover"
+    rotated = client.apps.rotate_app_secret(app_id=app.id)
+    assert rotated.client_secret not in (None, created.client_secret)
+    assert isinstance(rotated.previous_secret_expires_at, datetime)
+    client.apps.delete_app(app_id=app.id, if_match=client.apps.get_app(app_id=app.id))
+    assert client.apps.list_apps() == []
+
+
+def test_webhooks_and_their_deliveries(app, sdk, receiver):
+    client = sdk()
+    endpoint = client.webhooks.create_webhook(
+        url=receiver.url(), events=["project.created"], description="CI"
+    )
+    assert endpoint.secret.startswith("whsec_") and endpoint.disabled_reason is None
+    assert [w.id for w in client.webhooks.list_webhooks()] == [endpoint.id]
+    fetched = client.webhooks.get_webhook(webhook_id=endpoint.id)
+    assert fetched.description == "CI" and fetched.failing_since is None
+    changed = client.webhooks.update_webhook(
+        webhook_id=endpoint.id, if_match=fetched, events=["project.created", "project.deleted"]
+    )
+    assert changed.events == ["project.created", "project.deleted"]
+
+    client.projects.create_project(slug="hooked", name="Hooked")
+    run_due_jobs(app)
+    [request] = receiver.wait_for(1)
+    [delivery] = list(client.webhooks.list_webhook_deliveries(webhook_id=endpoint.id))
+    assert delivery.id == request.headers["webhook-id"] and delivery.status == "succeeded"
+    assert (
+        list(client.webhooks.list_webhook_deliveries(webhook_id=endpoint.id, status="failed")) == []
+    )
+    detail = client.webhooks.get_webhook_delivery(webhook_id=endpoint.id, delivery_id=delivery.id)
+    assert detail.body["type"] == "project.created" and len(detail.attempts) == 1
+    assert detail.attempts[0].response_status == 200
+
+    again = client.webhooks.redeliver_webhook_delivery(
+        webhook_id=endpoint.id, delivery_id=delivery.id
+    )
+    assert again.id == delivery.id and again.status == "pending"
+    run_due_jobs(app)
+    assert [r.headers["webhook-id"] for r in receiver.wait_for(2)] == [delivery.id] * 2
+
+    rotated = client.webhooks.rotate_webhook_secret(webhook_id=endpoint.id)
+    assert rotated.secret != endpoint.secret and rotated.previous_secret_expires_at
+    client.webhooks.delete_webhook(
+        webhook_id=endpoint.id, if_match=client.webhooks.get_webhook(webhook_id=endpoint.id)
+    )
+    assert list(client.webhooks.list_webhooks()) == []
+
+
+def test_accounts_register_verify_and_reset(app, sdk):
+    anonymous = sdk(anonymous=True)
+    accepted = anonymous.accounts.register(email="new@example.test", password=PASSWORD)
+    assert accepted.detail
+    [welcome] = mailbox(app)
+    anonymous.accounts.verify_email(token=link_token(welcome))
+    with pytest.raises(BadRequest):  # a link works once
+        anonymous.accounts.verify_email(token=link_token(welcome))
+    anonymous.accounts.request_password_reset(email="new@example.test")
+    reset = mailbox(app)[-1]
+    assert link_token(reset) != link_token(welcome)
+    anonymous.accounts.reset_password(token=link_token(reset), password="a brand new phrase")
+    with pytest.raises(BadRequest):
+        anonymous.accounts.reset_password(token=link_token(reset), password="yet another one")
+
+
+def test_admin_users_audit_and_jobs(app, db, sdk, admin):
+    client = sdk(admin)
+    someone = make_user(app, display_name="Someone")
+    users = list(client.users.list_users(limit=1))
+    assert {someone.id, admin.id} <= {u.id for u in users}
+    assert client.users.get_user(user_id=someone.id).display_name == "Someone"
+    granted = client.users.grant_user_role(user_id=someone.id, role="admin")
+    assert "admin" in granted.roles
+    revoked = client.users.revoke_user_role(user_id=someone.id, role="admin")
+    assert "admin" not in revoked.roles
+
+    client.projects.create_project(slug="audited", name="Audited")
+    records = list(client.audit.list_audit_records(action="project.*"))
+    assert [r.action for r in records] == ["project.created"]
+    record = client.audit.get_audit_record(record_id=records[0].id)
+    assert record.actor_id == admin.id and record.request_id
+
+    run_due_jobs(app)
+    jobs = list(client.jobs.list_jobs(status="succeeded"))
+    assert jobs and client.jobs.get_job(job_id=jobs[0].id).status == "succeeded"
+    db.session.execute(sa.update(Job).where(Job.id == jobs[0].id).values(status="dead"))
+    db.session.commit()
+    assert client.jobs.retry_job(job_id=jobs[0].id).status == "queued"
+
+
+def test_meta(sdk):
+    client = sdk()
+    meta = client.meta.get_meta()
+    assert meta.api_version == "v1" and meta.version
+    plugins = {p.name: p for p in client.meta.list_plugins()}
+    assert plugins["projects"].state == "enabled"
+    assert client.meta.get_meta().name is not UNSET
