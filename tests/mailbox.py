@@ -8,6 +8,8 @@ import email.policy
 import re
 import socket
 from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from aiosmtpd.controller import Controller
 
@@ -92,3 +94,20 @@ def html_links(html: str) -> list[str]:
 
 def text_links(text: str) -> list[str]:
     return re.findall(r"https?://\S+", text)
+
+
+def development_mail(app) -> list[email.message.EmailMessage]:
+    """What ``app`` has mailed to its development mailbox (``.eml`` files), once its worker
+    has sent what was queued, oldest first."""
+    from mars_server.testing import run_due_jobs
+
+    run_due_jobs(app)
+    folder = Path(app.config["MARS"]["INSTANCE_PATH"], "mail")
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
+
+
+def link_token(message) -> str:
+    """The ``token`` of the first link in ``message``'s text part."""
+    text = next(part for part in message.walk() if part.get_content_type() == "text/plain")
+    url = re.search(r"https?://\S+", text.get_payload(decode=True).decode()).group(0)
+    return parse_qs(urlsplit(url).query)["token"][0]

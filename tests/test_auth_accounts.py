@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import email
-import re
-from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+import datetime as dt
 
 import pytest
+import time_machine
 
-from mars_server.testing import run_due_jobs, signed_in_client
+from mars_server.testing import signed_in_client
+from tests.mailbox import development_mail as mailbox
+from tests.mailbox import link_token
 
 PASSWORD = "correct horse battery staple"
-
-
-def mailbox(app) -> list[email.message.EmailMessage]:
-    """What the app has mailed, once its worker has sent what was queued."""
-    run_due_jobs(app)
-    folder = Path(app.config["MARS"]["INSTANCE_PATH"], "mail")
-    return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
-
-
-def link_token(message) -> str:
-    text = next(part for part in message.walk() if part.get_content_type() == "text/plain")
-    url = re.search(r"https?://\S+", text.get_payload(decode=True).decode()).group(0)
-    return parse_qs(urlsplit(url).query)["token"][0]
 
 
 def test_register_verify_and_use_the_account(app):
@@ -158,3 +145,87 @@ def test_cli_refuses_weak_passwords(runner, stdin):
     )
     assert result.exit_code == 1
     assert "password" in result.output
+
+
+def test_verification_and_reset_links_expire(app, create_user):
+    """Links live ``verify_link_hours`` (48) and ``reset_link_minutes`` (30)."""
+    client = app.test_client()
+    for name in ("early", "late"):
+        create_user(email=f"{name}@example.test", password=PASSWORD)
+    start = dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False) as clock:
+        for name in ("first", "second"):
+            client.post(
+                "/api/v1/accounts", json={"email": f"{name}@example.test", "password": PASSWORD}
+            )
+        for name in ("early", "late"):
+            client.post("/api/v1/accounts/password-reset", json={"email": f"{name}@example.test"})
+        links = {message["To"].split("@")[0]: link_token(message) for message in mailbox(app)}
+        assert sorted(links) == ["early", "first", "late", "second"]
+
+        def reset(name):
+            body = {"token": links[name], "password": f"a brand new passphrase for {name}"}
+            return client.post("/api/v1/accounts/password-reset/confirm", json=body)
+
+        def verify(name):
+            return client.post("/api/v1/accounts/verify", json={"token": links[name]})
+
+        clock.shift(dt.timedelta(minutes=29, seconds=59))
+        assert reset("early").status_code == 204
+        clock.shift(dt.timedelta(seconds=2))  # 30 minutes and a second after it was sent
+        expired = reset("late")
+        assert expired.status_code == 400
+        assert expired.mimetype == "application/problem+json"
+
+        clock.move_to(start + dt.timedelta(hours=47, minutes=59))
+        assert verify("first").status_code == 204
+        clock.move_to(start + dt.timedelta(hours=48, seconds=1))
+        assert verify("second").status_code == 400
+
+
+def test_a_new_reset_link_replaces_the_older_one(app, create_user):
+    create_user(email="twice@example.test", password=PASSWORD)
+    client = app.test_client()
+    for _ in range(2):
+        client.post("/api/v1/accounts/password-reset", json={"email": "twice@example.test"})
+    older, newer = (link_token(message) for message in mailbox(app))
+    for token, status in ((older, 400), (newer, 204)):
+        body = {"token": token, "password": "a brand new passphrase"}
+        assert (
+            client.post("/api/v1/accounts/password-reset/confirm", json=body).status_code == status
+        )
+
+
+def test_operator_commands_take_effect(app, runner, create_user, token_for):
+    """What the admin commands change, seen from outside: sign-in, tokens, access."""
+    from mars_server.auth import signin
+
+    chosen = "an operator chose this passphrase"
+    created = runner.invoke(
+        args=["users", "create", "ops@example.test", "--password-stdin"], input=chosen + "\n"
+    )
+    assert created.exit_code == 0, created.output
+    assert chosen not in created.output
+    assert signin.authenticate("ops@example.test", chosen, None).email == "ops@example.test"
+
+    user = create_user(email="kept@example.test")
+    one, other = token_for(user, ["account:read"]), token_for(user, ["account:read"])
+    client = app.test_client()
+
+    def status(token):
+        return client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    listed = client.get(
+        "/api/v1/me/tokens",
+        headers={"Authorization": f"Bearer {token_for(user, ['account:read'])}"},
+    ).json["items"]
+    first_id = listed[-1]["id"]  # newest first: the last is ``one``
+    revoked = runner.invoke(args=["tokens", "revoke", first_id])
+    assert revoked.exit_code == 0, revoked.output
+    assert (status(one), status(other)) == (401, 200)
+
+    assert runner.invoke(args=["users", "disable", "kept@example.test"]).exit_code == 0
+    assert status(other) == 401
+    assert runner.invoke(args=["users", "enable", "kept@example.test"]).exit_code == 0
+    assert status(other) == 401  # revoked when disabled: enabling gives nothing back
+    assert status(token_for(user, ["account:read"])) == 200  # the account works again

@@ -11,6 +11,7 @@ import time_machine
 
 from mars_server.auth import secrets
 from mars_server.auth.models import PersonalAccessToken
+from mars_server.testing import make_token
 
 
 def test_hook_mars_actor_from_request(client, create_user, token_for):
@@ -220,3 +221,54 @@ def test_hook_mars_user_info(app, create_user):
     info = user_info(user.id)
     assert (info.id, info.display_name, info.active) == (user.id, "Ada", False)
     assert user_info("usr_nobody") is None
+
+
+def test_the_longest_token_lifetime_is_a_setting(make_app, create_user, runner):
+    app = make_app(PLUGINS={"auth": {"pat_max_days": 30, "pat_default_days": 7}})
+    client = app.test_client()
+    user = create_user(email="short@example.test")
+    headers = {"Authorization": f"Bearer {make_token(app, user, ['account:write'])}"}
+
+    def create(**fields):
+        body = {"name": "ci", "scopes": ["account:read"]} | fields
+        return client.post("/api/v1/me/tokens", headers=headers, json=body)
+
+    too_long = create(expires_in_days=31)
+    assert too_long.status_code == 422
+    assert "at most 30 days" in str(too_long.json["errors"])
+    assert create(expires_in_days=30).status_code == 201
+    made = dt.datetime.fromisoformat(create().json["expires_at"])
+    assert dt.timedelta(days=6, hours=23) < made - dt.datetime.now(dt.UTC) <= dt.timedelta(days=7)
+    with app.app_context():  # the commands run in this app, not the fixture's
+        refused = app.test_cli_runner().invoke(
+            args=[
+                "tokens",
+                "create",
+                "short@example.test",
+                "--scope",
+                "account:read",
+                "--expires-in",
+                "31",
+            ]
+        )
+    assert refused.exit_code != 0
+    assert "mars_pat_" not in refused.output
+
+
+@pytest.mark.parametrize("why", ["expired", "revoked"])
+def test_an_expired_or_revoked_token_is_invalid_token(client, create_user, token_for, runner, why):
+    user = create_user(email="old@example.test")
+    with time_machine.travel(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), tick=False) as clock:
+        token = token_for(user, ["account:read"], expires_in_days=1)
+        if why == "expired":
+            clock.shift(dt.timedelta(days=2))
+        else:
+            assert (
+                runner.invoke(args=["tokens", "revoke", "--user", "old@example.test"]).exit_code
+                == 0
+            )
+        response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert response.mimetype == "application/problem+json"

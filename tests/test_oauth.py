@@ -20,6 +20,8 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from mars_server.auth.models import AuthorizationCode, OAuthToken
 from mars_server.db import db
+from tests.mailbox import development_mail as mailbox
+from tests.mailbox import link_token
 
 PASSWORD = "correct horse battery staple"
 REDIRECT = "https://app.example/callback"
@@ -644,12 +646,35 @@ def test_no_secret_is_stored_or_logged_in_the_clear(app, db, register, owner, to
         client.post(
             "/oauth/revoke", data={"token": second["refresh_token"]}, headers=basic(oauth_app)
         )
+        # The e-mailed links, a one-time password, a new password and a webhook secret.
+        new_password = "a passphrase of a newcomer"
+        client.post(
+            "/api/v1/accounts", json={"email": "new@example.test", "password": new_password}
+        )
+        client.post("/api/v1/accounts/password-reset", json={"email": "dev@example.test"})
+        links = [link_token(message) for message in mailbox(app)]
+        temporary = app.test_cli_runner().invoke(
+            args=["users", "reset-password", "new@example.test", "--temporary"]
+        )
+        one_time = temporary.output.strip().splitlines()[-1]
+        hook = client.post(
+            "/api/v1/webhooks",
+            json={"url": "https://hooks.example/in", "events": ["project.created"]},
+            headers={"Authorization": f"Bearer {token_for(owner, ['webhooks:write'])}"},
+        ).json
     finally:
         handler.setStream(old_stream)
 
+    assert len(links) == 2
+    assert hook["secret"].startswith("whsec_")
     secret_values = {
         pat,
         PASSWORD,
+        new_password,
+        *links,
+        one_time,
+        hook["secret"],
+        hook["secret"].removeprefix("whsec_"),
         code,
         verifier,
         oauth_app["client_secret"],
@@ -853,3 +878,69 @@ def test_deleting_an_app_forgets_its_consents(app, register, owner, auth_headers
     assert deleted.status_code == 204
     db.session.expire_all()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(OAuthConsent)) == 0
+
+
+# --- A new password or a disabled account ends everything ------------------------------------
+
+
+@pytest.mark.parametrize("how", ["password_changed", "disabled"])
+def test_a_new_password_or_disabling_ends_oauth_tokens_codes_and_sign_ins(
+    app, db, register, owner, how
+):
+    from mars_server.auth import accounts
+
+    oauth_app = register()
+    client = app.test_client()
+    code, verifier = get_code(app, oauth_app)
+    tokens = exchange(client, oauth_app, code, verifier).json
+    # A signed-in browser that was allowed before, and a code not exchanged yet.
+    browser = app.test_client()
+    url = authorize_url(oauth_app["client_id"], pkce()[1])
+    approve(browser, url)
+    pending_verifier, pending_challenge = pkce()
+    pending = approve(browser, authorize_url(oauth_app["client_id"], pending_challenge))
+    assert me(client, tokens["access_token"]).status_code == 200
+
+    user = db.session.get(accounts.User, owner.id)
+    if how == "password_changed":
+        accounts.change_password(user, PASSWORD, "a brand new passphrase")
+    else:  # and enabled again: what was revoked stays revoked
+        accounts.set_status(user, "disabled")
+        db.session.commit()
+        accounts.set_status(user, "active")
+    db.session.commit()
+
+    assert me(client, tokens["access_token"]).status_code == 401
+    assert refresh(client, oauth_app, tokens["refresh_token"]).json["error"] == "invalid_grant"
+    late = exchange(client, oauth_app, pending["code"], pending_verifier)
+    assert late.json["error"] == "invalid_grant"
+    # The browser is signed out: no code without the (new) password.
+    page = browser.get(authorize_url(oauth_app["client_id"], pkce()[1]))
+    assert page.status_code == 200
+    assert 'value="sign_in"' in page.text
+
+
+def test_the_browser_that_changed_the_password_stays_signed_in(app, db, register):
+    from mars_server.auth import accounts
+
+    oauth_app = register()
+    user = accounts.user_by_email("dev@example.test")
+    temporary = accounts.temporary_password(user)
+    db.session.commit()
+    browser, elsewhere = app.test_client(), app.test_client()
+    url = authorize_url(oauth_app["client_id"], pkce()[1])
+    assert sign_in(browser, url, password=temporary).status_code == 303
+    assert sign_in(elsewhere, url, password=temporary).status_code == 303
+    page = browser.get(url)
+    changed = browser.post(
+        url,
+        data={
+            "csrf_token": csrf_of(page.text),
+            "action": "change_password",
+            "current_password": temporary,
+            "new_password": "a brand new passphrase",
+        },
+    )
+    assert changed.status_code == 303
+    assert 'value="approve"' in browser.get(url).text
+    assert 'value="sign_in"' in elsewhere.get(url).text

@@ -80,3 +80,22 @@ def test_docs_page_uses_only_local_assets(client):
         response = client.get(asset)
         assert response.status_code == 200, asset
         assert len(response.data) > 1000
+
+
+def test_each_operation_documents_the_scopes_it_needs(spec):
+    """The one decorator that checks a view's scopes also documents them, per operation, for
+    both token kinds; every scope an operation names is a declared one."""
+    declared = spec["components"]["securitySchemes"]["oauth2"]["flows"]["authorizationCode"]
+    assert {"projects:read", "projects:write", "account:read"} <= set(declared["scopes"])
+    projects = spec["paths"]["/api/v1/projects"]
+    assert projects["post"]["security"] == [
+        {"oauth2": ["projects:write"]},
+        {"personalAccessToken": ["projects:write"]},
+    ]
+    assert {} in projects["get"]["security"]  # anonymous callers see public projects
+    assert {"oauth2": ["projects:read"]} in projects["get"]["security"]
+    assert "401" in projects["post"]["responses"] and "403" in projects["post"]["responses"]
+    for path, method, operation in operations(spec):
+        for requirement in operation.get("security", []):
+            for scopes in requirement.values():
+                assert set(scopes) <= set(declared["scopes"]), (method, path)

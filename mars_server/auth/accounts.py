@@ -10,7 +10,14 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mars_server.auth import passwords
-from mars_server.auth.models import ROLES, OAuthToken, PersonalAccessToken, User, UserRole
+from mars_server.auth.models import (
+    ROLES,
+    AuthorizationCode,
+    OAuthToken,
+    PersonalAccessToken,
+    User,
+    UserRole,
+)
 
 __all__ = ["User"]
 from mars_server.db import db, utcnow
@@ -98,8 +105,19 @@ def list_users(args: dict[str, Any]) -> Page[User]:
 
 
 def revoke_all_tokens(user: User, *, reason: str = "revoked") -> int:
-    """Revoke every personal access token and OAuth token of ``user``; return how many."""
+    """Revoke every personal access token and OAuth token of ``user``; return how many.
+
+    Authorization codes not exchanged yet go too: one issued a moment before would
+    otherwise bring a new token (used codes stay, for reuse detection). Browsers signed in
+    to the OAuth pages are signed out.
+    """
     now = utcnow()
+    user.sign_in_stamp = secrets.token_hex(16)
+    db.session.execute(
+        sa.delete(AuthorizationCode).where(
+            AuthorizationCode.user_id == user.id, AuthorizationCode.used_at.is_(None)
+        )
+    )
     counts: dict[str, int] = {}
     for kind, model in (
         ("personal_access_tokens", PersonalAccessToken),

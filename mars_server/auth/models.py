@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -24,6 +25,11 @@ class User(Timestamped, Versioned, Model):
     status: Mapped[str] = mapped_column(sa.String(16), default="pending")
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     must_change_password: Mapped[bool] = mapped_column(default=False)
+    #: renewed whenever every credential of the user is revoked (new password, disabled,
+    #: an operator's revoke-all): browser sign-ins made before then no longer count.
+    sign_in_stamp: Mapped[str] = mapped_column(
+        sa.String(32), default=lambda: secrets.token_hex(16), server_default=""
+    )
     last_login_at: Mapped[dt.datetime | None]
     roles: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"

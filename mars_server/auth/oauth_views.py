@@ -45,6 +45,8 @@ blueprint = Blueprint("oauth", __name__, template_folder="templates")
 PAGE_COOKIE = "mars_oauth"
 SESSION_USER = "oauth_user_id"
 SESSION_CSRF = "oauth_csrf"
+#: the user's ``sign_in_stamp`` at sign-in: revoking the user's credentials signs out
+SESSION_STAMP = "oauth_sign_in_stamp"
 
 
 class PageSessionInterface(SecureCookieSessionInterface):
@@ -128,11 +130,23 @@ def _csrf_ok() -> bool:
     return bool(expected) and hmac.compare_digest(sent.encode(), str(expected).encode())
 
 
+def _sign_in_as(user: User) -> None:
+    session[SESSION_USER] = user.id
+    session[SESSION_STAMP] = user.sign_in_stamp
+
+
 def _signed_in_user() -> User | None:
+    """The user the page session belongs to, while active and not signed out everywhere
+    (a new password, a disabled account, an operator's revoke-all)."""
     user_id = session.get(SESSION_USER)
     user = db.session.get(User, user_id) if user_id else None
-    if user is None or user.status != "active":
+    if (
+        user is None
+        or user.status != "active"
+        or not hmac.compare_digest(str(session.get(SESSION_STAMP, "")), user.sign_in_stamp)
+    ):
         session.pop(SESSION_USER, None)
+        session.pop(SESSION_STAMP, None)
         return None
     return user
 
@@ -221,7 +235,7 @@ def _sign_in(client: oauth.Client) -> Any:
         )
         return Response(body, status, headers=error.headers)
     session.clear()  # a fresh session (and CSRF token) for the signed-in user
-    session[SESSION_USER] = user.id
+    _sign_in_as(user)
     return _see_next_page()
 
 
@@ -249,6 +263,7 @@ def _change_password(user: User, client: oauth.Client) -> Any:
         db.session.rollback()
         return _page("change_password.html", 422, client=client.row, user=user, message=message)
     db.session.commit()
+    _sign_in_as(user)  # this browser stays signed in; every other one is signed out
     return _see_next_page()
 
 

@@ -18,8 +18,9 @@ class WebhooksSettingsSchema(ma.Schema):
     """``MARS_WEBHOOKS__<KEY>``, or ``[plugins.webhooks]`` in the config file."""
 
     #: Seconds one attempt may take in all: connecting, sending, and reading the answer.
+    #: Never more than 15: a slow receiver must not hold a worker's thread longer.
     timeout_seconds = ma.fields.Float(
-        load_default=15.0, validate=ma.validate.Range(min=0, max=60, min_inclusive=False)
+        load_default=15.0, validate=ma.validate.Range(min=0, max=15, min_inclusive=False)
     )
     #: How much of an answer is read; a longer one is cut and its connection closed.
     max_response_bytes = ma.fields.Integer(
