@@ -170,3 +170,15 @@ def test_readyz_checks_the_broker(make_app, broker):
     unready = down.test_client().get("/readyz")
     assert unready.status_code == 503
     assert unready.json["checks"]["broker"] == "failed"
+
+
+def test_messages_are_acknowledged_late_and_given_back_by_a_dying_worker(make_app, broker):
+    """A message is acknowledged only after its job ran, and a pool process that dies gives
+    its message back to the broker; the relay's resend after the lease is the last resort."""
+    from mars_server.events.celery import make_celery
+
+    celery = make_celery(make_app(JOBS_BACKEND="celery", CELERY_BROKER_URL=broker))
+    assert celery.conf.task_acks_late is True
+    assert celery.conf.task_reject_on_worker_lost is True
+    assert celery.conf.task_default_queue == "mars"
+    assert celery.conf.accept_content == ["json"]  # never pickle from the broker

@@ -37,6 +37,26 @@ def handled(kind="handled"):
     return [payload for what, payload in fakes.events.calls if what == kind]
 
 
+def audit_entries(prefix: str):
+    """The audit log's entries whose action starts with ``prefix``, oldest first."""
+    from mars_server.audit.models import AuditRecord
+
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            sa.select(AuditRecord)
+            .where(AuditRecord.action.startswith(prefix))
+            .order_by(AuditRecord.occurred_at, AuditRecord.id)
+        )
+    )
+
+
+def operator_id() -> str:
+    from mars_server.events.context import operator
+
+    return operator().actor_id
+
+
 def job(job_id) -> Job:
     db.session.expire_all()
     return db.session.get(Job, job_id)
@@ -428,6 +448,17 @@ def test_jobs_commands(app, dead_job):
     purged = runner.invoke(args=["jobs", "purge", "--dead"])
     assert purged.exit_code == 0 and "1 dead jobs" in purged.output
     assert runner.invoke(args=["jobs", "retry", "job_nope"]).exit_code == 1
+    # Each override is in the audit log, as the operator's.
+    logged = audit_entries("jobs.")
+    assert [entry.action for entry in logged] == [
+        "jobs.retried",
+        "jobs.retried",
+        "jobs.purged",
+        "jobs.dead_purged",
+    ]
+    assert {entry.actor_id for entry in logged} == {operator_id()}
+    assert logged[0].target == dead_job and logged[0].details["previous_status"] == "dead"
+    assert logged[-1].details["count"] == 1
 
 
 def test_jobs_api_is_for_admins(app, dead_job):
@@ -454,6 +485,8 @@ def test_jobs_api_is_for_admins(app, dead_job):
     conflict = client.post(f"/api/v1/jobs/{dead_job}/retry", headers=headers)
     assert conflict.status_code == 409
     assert conflict.headers["Content-Type"] == "application/problem+json"
+    [retried_entry] = audit_entries("jobs.")  # the refused retry left nothing
+    assert (retried_entry.action, retried_entry.actor_id) == ("jobs.retried", admin.id)
 
 
 def test_purge_keeps_recent_and_dead_work(app, dead_job):

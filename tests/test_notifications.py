@@ -330,6 +330,14 @@ def test_preferences_list_every_event_type_with_defaults(app, bob):
     }
     assert (items["project.updated"]["in_app"], items["project.updated"]["email"]) == (False, True)
     assert items["project.member_added"]["in_app"] is True
+    set_channels(bob, "project.updated", in_app=False, email=True)  # no change: not logged
+    from mars_server.audit.models import AuditRecord
+
+    [logged] = mars_db.session.scalars(
+        sa.select(AuditRecord).where(AuditRecord.action == "notifications.preference_changed")
+    ).all()
+    assert (logged.actor_id, logged.target) == (bob.user.id, bob.user.id)
+    assert logged.details == {"event_type": "project.updated", "in_app": False, "email": True}
 
 
 def test_bad_preference_requests_are_refused(bob):

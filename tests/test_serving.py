@@ -175,3 +175,68 @@ def test_production_refuses_to_start_without_a_secret(tmp_path):
     assert result.returncode == 1
     assert "MARS_SECRET_KEY: required in production" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("backend", "commands"),
+    [("embedded", [["worker", "-c", "2"]]), ("celery", [["relay"], ["worker", "-c", "1"]])],
+)
+def test_mars_worker_sends_the_mail_an_operator_queued(tmp_path, backend, commands):
+    """The operators' processes, as deployed: ``mars worker`` (and with Celery ``mars relay``)
+    run the mail job ``mars users reset-password`` queued, and stop cleanly on SIGTERM."""
+    env = clean_env(
+        MARS_ENV="production",
+        MARS_SECRET_KEY=TEST_SECRET_KEY,
+        MARS_DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}",
+        MARS_INSTANCE_PATH=str(tmp_path),
+        MARS_MAIL_BACKEND="files",
+        MARS_PUBLIC_URL="https://mars.example.org",
+        MARS_JOBS_BACKEND=backend,
+        MARS_WORKER_POLL_SECONDS="0.2",
+    )
+    if backend == "celery":
+        if not reachable("127.0.0.1", 6379):
+            pytest.skip("Redis is not running on 127.0.0.1:6379")
+        env["MARS_CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/14"
+        import redis
+
+        redis.Redis.from_url(env["MARS_CELERY_BROKER_URL"]).flushdb()
+    for args in (
+        ["db", "upgrade"],
+        ["users", "create", "ops@example.test"],
+        ["users", "reset-password", "ops@example.test"],
+    ):
+        done = subprocess.run(
+            [str(BIN / "mars"), *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "mail").glob("*.eml"))  # queued, not sent
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "mars"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for args in commands
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "mail").glob("*.eml")) and time.monotonic() < deadline:
+            for process in processes:
+                assert process.poll() is None, process.stdout.read()
+            time.sleep(0.1)
+        [mail] = (tmp_path / "mail").glob("*.eml")
+        assert b"To: ops@example.test" in mail.read_bytes()
+    finally:
+        outputs = [stop(process) for process in processes]
+    assert [process.returncode for process in processes] == [0] * len(processes), outputs
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        return False
+    return True

@@ -140,7 +140,9 @@ def test_failed_attempts_follow_the_standard_webhooks_schedule(client, db, recei
         emit_thing(db)
         run_jobs()
         assert len(receiver.wait_for(1)) == 1
-        for number, delay in enumerate(delivery.RETRY_DELAYS, start=2):
+        # Standard Webhooks: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+        schedule = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
+        for number, delay in enumerate(schedule, start=2):
             job = deliver_job(db)
             assert job.status == "queued"
             now = dt.datetime.now(dt.UTC)
@@ -267,6 +269,30 @@ def test_an_attempt_ends_within_the_timeout(app, client, db, receiver, run_jobs,
         assert item["status"] == "pending"
         assert item["response_status"] is None
         assert item["error"] == f"No answer within {TIMEOUT:g} s."
+
+
+def test_only_the_start_of_an_answer_is_read(make_app, client, db, receiver):
+    """A receiver answering 200 with 64 MiB: the attempt reads ``max_response_bytes`` (here
+    1 KiB), keeps a snippet for the log, and hangs up on the rest."""
+    receiver.answer("/hook", Answer(body=b"x" * (64 * 1024 * 1024)))
+    limited = make_app(
+        WEBHOOKS_ALLOW_PRIVATE=True,
+        PLUGINS={"webhooks": {"timeout_seconds": 10, "max_response_bytes": 1024}},
+    )
+    endpoint = subscribe(client, receiver.url())
+    emit_thing(db)
+    started = time.monotonic()
+    with limited.app_context():
+        run_due_jobs(limited)
+    assert time.monotonic() - started < 5
+    assert len(receiver.wait_for(1)) == 1
+    [item] = client.get(f"{BASE}/{endpoint['id']}/deliveries").json["items"]
+    assert item["status"] == "succeeded"
+    assert item["response_status"] == 200
+    deadline = time.monotonic() + 5
+    while receiver.cut_short == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert receiver.cut_short == 1, "the whole answer was read"
 
 
 def test_a_subscriber_gets_only_the_events_its_owner_may_see(

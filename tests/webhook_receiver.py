@@ -58,7 +58,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(answer.trickle)
         else:
-            self.wfile.write(answer.body)
+            try:
+                self.wfile.write(answer.body)
+                self.wfile.flush()
+            except OSError:  # the client closed the connection before taking it all
+                self.server.receiver.cut_short += 1
+                raise
 
     do_POST = do_GET = do_PUT = _serve
 
@@ -92,6 +97,8 @@ class Receiver:
         self.server.receiver = self
         self.port = self.server.server_address[1]
         self.requests: list[Received] = []
+        #: answers the client hung up on before their whole body was sent
+        self.cut_short = 0
         self._answers: dict[str, list[Answer]] = {}
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)

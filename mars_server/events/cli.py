@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from mars_server.db import db
 from mars_server.events import maintenance
 from mars_server.events.models import DEAD, JOB_STATUSES, Job
+from mars_server.events.outbox import audit
 from mars_server.events.worker import Worker
 
 jobs_group = AppGroup("jobs", help="List, retry, run and purge background jobs.")
@@ -133,6 +134,7 @@ def retry_jobs(job_id: str | None, all_dead: bool, task: str | None) -> None:
 def purge_jobs(dead: bool, task: str | None) -> None:
     """Delete finished jobs and dispatched events past their retention."""
     counts = maintenance.purge()
+    audit("jobs.purged", events=counts["events"], jobs=counts["jobs"])
     if dead:
         counts["dead jobs"] = maintenance.purge_dead(task=task)
     db.session.commit()

@@ -9,6 +9,7 @@ from flask import current_app
 
 from mars_server.db import db, utcnow
 from mars_server.events.models import DEAD, QUEUED, SUCCEEDED, Job, OutboxEvent
+from mars_server.events.outbox import audit
 
 
 def purge(
@@ -35,16 +36,20 @@ def purge(
 
 
 def purge_dead(*, task: str | None = None) -> int:
+    """Delete dead jobs (of ``task``): an operator's decision, audited."""
     statement = sa.delete(Job).where(Job.status == DEAD)
     if task is not None:
         statement = statement.where(Job.task == task)
-    return db.session.execute(statement).rowcount  # type: ignore[attr-defined]
+    count: int = db.session.execute(statement).rowcount  # type: ignore[attr-defined]
+    audit("jobs.dead_purged", task=task, count=count)
+    return count
 
 
 def retry(job: Job) -> None:
     """Queue a dead (or waiting) job to run now, with a fresh count of attempts."""
     if job.status not in (DEAD, QUEUED):
         raise ValueError(f"job {job.id} is {job.status}; only dead or queued jobs are retried")
+    audit("jobs.retried", target=job.id, task=job.task, previous_status=job.status)
     job.status = QUEUED
     job.attempts = 0
     job.run_at = utcnow()

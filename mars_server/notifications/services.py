@@ -17,6 +17,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from mars_server import plugin_settings
 from mars_server.db import db, utcnow
+from mars_server.events import audit
 from mars_server.http import BadRequest, NotFound, Page, abort
 from mars_server.notifications.models import Notification, NotificationPreference
 
@@ -180,7 +181,16 @@ def set_preference(user_id: str, event_type: str, *, in_app: bool, email: bool) 
     if row is None:
         row = NotificationPreference(user_id=user_id, event_type=event_type)
         db.session.add(row)
+    previous = (row.in_app, row.email)
     row.in_app, row.email = in_app, email
+    if previous != (in_app, email):
+        audit(
+            "notifications.preference_changed",
+            target=user_id,
+            event_type=event_type,
+            in_app=in_app,
+            email=email,
+        )
     db.session.commit()
     return {
         "event_type": event_type,
