@@ -84,7 +84,8 @@ def test_concurrent_duplicate_is_409(app, db, project_body, monkeypatch):
         thread.join(10)
     assert duplicate.status_code == 409
     assert duplicate.mimetype == "application/problem+json"
-    assert "still in progress" in duplicate.json["detail"]
+    assert duplicate.json["type"] == "urn:mars:problem:idempotency-key-in-use"
+    assert duplicate.headers["Retry-After"] == "1"
     assert results["first"].status_code == 201
     assert project_count(db) == 1
 
@@ -176,3 +177,22 @@ def test_the_same_json_with_other_spacing_is_the_same_request(client, db):
     assert first.status_code == second.status_code == 201
     assert second.headers["Idempotent-Replayed"] == "true"
     assert project_count(db) == 1
+
+
+def test_keys_belong_to_the_caller_not_the_token(app, db, project_body):
+    """A client that renews its token between two tries of one request gets the replay;
+    another user's same key is another key."""
+    user = make_user(app)
+    first, renewed = signed_in_client(app, user), signed_in_client(app, user)
+    body = project_body()
+    created = first.post("/api/v1/projects", json=body, headers={"Idempotency-Key": "k-9"})
+    assert created.status_code == 201
+    again = renewed.post("/api/v1/projects", json=body, headers={"Idempotency-Key": "k-9"})
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json["id"] == created.json["id"]
+    other = signed_in_client(app).post(
+        "/api/v1/projects", json=project_body(), headers={"Idempotency-Key": "k-9"}
+    )
+    assert other.status_code == 201 and "Idempotent-Replayed" not in other.headers
+    assert project_count(db) == 2

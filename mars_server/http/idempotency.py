@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from mars_server.db import db, utcnow
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX, BadRequest, Conflict, MarsError
+from mars_server.http.security import current_actor
 from mars_server.http.spec import API_PREFIX
 from mars_server.models import IdempotencyKey
 
@@ -37,11 +38,31 @@ class KeyReused(MarsError):
     title = "This Idempotency-Key was used for another request."
 
 
+class KeyInUse(Conflict):
+    """The first request with this key is still running: try again (``Retry-After``)."""
+
+    type_ = PROBLEM_TYPE_PREFIX + "idempotency-key-in-use"
+    title = "A request with this Idempotency-Key is still in progress."
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Try again in a moment: you will get its response.", headers={"Retry-After": "1"}
+        )
+
+
 def _owner() -> str:
+    """Whose keys these are: the caller (a user, through a given app or their own tokens, or
+    an app acting for itself), not the credential. A client that renews its access token
+    between two tries of one request is still the same caller, and must get the replay."""
     credentials = request.headers.get("Authorization")
     if not credentials:
         return "anonymous"
-    return hashlib.sha256(credentials.encode()).hexdigest()
+    try:
+        actor = current_actor()
+    except MarsError:  # bad credentials: the operation itself answers that
+        actor = None
+    caller = credentials if actor is None else f"{actor.kind}:{actor.id}:{actor.client_id or ''}"
+    return hashlib.sha256(caller.encode()).hexdigest()
 
 
 def _fingerprint() -> str:
@@ -106,10 +127,7 @@ def claim_key() -> Response | None:
             elif row.state == "completed":
                 return _replay(IdempotencyKey(**row._asdict()))
             else:
-                raise Conflict(
-                    "A request with this Idempotency-Key is still in progress.",
-                    headers={"Retry-After": "1"},
-                )
+                raise KeyInUse()
     try:
         with db.engine.begin() as conn:
             conn.execute(
@@ -123,10 +141,7 @@ def claim_key() -> Response | None:
                 )
             )
     except IntegrityError:
-        raise Conflict(
-            "A request with this Idempotency-Key is still in progress.",
-            headers={"Retry-After": "1"},
-        ) from None
+        raise KeyInUse() from None
     g.idempotency_claim = (owner, key)
     return None
 
