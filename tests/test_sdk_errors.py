@@ -94,7 +94,15 @@ def test_400_for_a_bad_cursor_and_a_model_without_etag(sdk):
 
 def _project_json():
     now = utcnow().isoformat()
-    return {"id": "prj_x", "slug": "x", "name": "X", "created_at": now, "updated_at": now}
+    return {
+        "id": "prj_x",
+        "slug": "x",
+        "name": "X",
+        "description": "",
+        "visibility": "private",
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 @pytest.fixture

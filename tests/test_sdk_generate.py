@@ -159,6 +159,7 @@ SPEC = {
                     "owner": {"$ref": "#/components/schemas/Part"},
                     "secret": {"type": "string", "writeOnly": True},
                     "extra": {"type": "object", "additionalProperties": {}},
+                    "size": {"type": "integer", "default": 1, "description": "Filled in."},
                 },
             },
             "Part": {
@@ -189,13 +190,14 @@ CHECK = textwrap.dedent(
 
     hints = {k: name(v) for k, v in typing.get_type_hints(Thing).items()}
     print(hints)
-    thing = Thing.from_json({"id": "t1", "name": None, "kind": "big", "when": None,
+    thing = Thing.from_json({"id": "t1", "name": None, "kind": "big", "when": None, "size": 1,
                              "parts": [{"made": "2026-01-02T03:04:05Z"}], "unknown": 1})
     assert thing.name is None and thing.note is UNSET and thing.when is None
     assert thing.parts[0].made == datetime.fromisoformat("2026-01-02T03:04:05+00:00")
     assert thing.owner is UNSET and thing.etag is None
     full = Thing.from_json({"id": "t1", "name": "n", "kind": "big", "parts": [], "note": "x",
-                            "when": "2026-01-02T03:04:05+00:00", "owner": {"made": "2026-01-01"}})
+                            "size": 2, "when": "2026-01-02T03:04:05+00:00",
+                            "owner": {"made": "2026-01-01"}})
     assert isinstance(full.when, datetime) and isinstance(full.owner, Part)
     assert Thing.__slots__
     create = inspect.signature(MarsClient.things.func(None).create_thing)
@@ -229,6 +231,7 @@ def test_a_document_becomes_precise_types(tmp_path):
         "parts": "list[mars_sdk.models.things.Part]",
         "owner": "mars_sdk.models.things.Part | mars_sdk.types.Unset",
         "extra": "dict[str, Any] | mars_sdk.types.Unset",
+        "size": "int",  # a default: the server fills it in, so every response has it
         "etag": "str | None",
     }
     assert eval(create) == {  # keyword-only; no readOnly `id`, no writeOnly in models
@@ -240,6 +243,7 @@ def test_a_document_becomes_precise_types(tmp_path):
         "owner": "Mapping[str, Any] | Unset",
         "secret": "str | Unset",
         "extra": "Mapping[str, Any] | Unset",
+        "size": "int | Unset",
         "idempotency_key": "str | None",
     }
     assert delete_doc.startswith("Delete a thing.")

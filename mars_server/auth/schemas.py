@@ -17,8 +17,8 @@ class MeSchema(ma.Schema):
 
     id = ma.fields.String(dump_only=True)
     email = ma.fields.Email(dump_only=True)
-    display_name = ma.fields.String(validate=ma.validate.Length(max=100))
-    status = ma.fields.String(dump_only=True)
+    display_name = ma.fields.String(dump_only=True)  # changed through MeUpdateSchema
+    status = ma.fields.String(dump_only=True, metadata={"enum": list(USER_STATUSES)})
     roles = ma.fields.Method(
         "_roles", dump_only=True, metadata={"type": "array", "items": {"type": "string"}}
     )
@@ -191,8 +191,9 @@ class AppSchema(ma.Schema):
         load_default=list,
         validate=ma.validate.Length(max=10),
         metadata={
+            "default": [],
             "description": "Exact URIs, https:// (or http:// on localhost/127.0.0.1); no "
-            "fragment, no user name."
+            "fragment, no user name.",
         },
     )
     scopes = ma.fields.Method(
@@ -213,6 +214,7 @@ class AppSchema(ma.Schema):
         ),
         load_default=lambda: ["authorization_code", "refresh_token"],
         validate=ma.validate.Length(min=1),
+        metadata={"default": ["authorization_code", "refresh_token"]},
     )
     previous_secret_expires_at = ma.fields.AwareDateTime(
         dump_only=True,

@@ -23,7 +23,7 @@ SPECIAL_HEADERS = {
 }
 #: Names a resource attribute may not take: they belong to the client.
 CLIENT_ATTRIBUTES = frozenset(
-    {"auth", "base_url", "close", "request", "retry_policy", "session", "timeout"}
+    {"auth", "base_url", "close", "request", "retry_policy", "session", "timeout", "token_endpoint"}
 )
 EVENTS_GROUP = "events"
 COMMON_GROUP = "common"
@@ -173,12 +173,14 @@ class _Reader:
     def _build_model(self, name: str) -> Model:
         schema = self.schema(name)
         required = set(schema.get("required", ()))
+        # A property with a default is in every response too: the server fills the default
+        # in when a request leaves it out.
         fields = [
             Field(
                 identifier(key),
                 key,
                 py_type(prop, "response"),
-                key in required,
+                key in required or "default" in prop,
                 prop.get("description", ""),
             )
             for key, prop in (schema.get("properties") or {}).items()

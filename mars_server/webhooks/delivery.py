@@ -79,7 +79,7 @@ class EndpointDisabledSchema(ma.Schema):
             "for longer than the server allows.",
         },
     )
-    failing_since = ma.fields.AwareDateTime(allow_none=True, format="iso")
+    failing_since = ma.fields.AwareDateTime(required=True, allow_none=True, format="iso")
     disabled_at = ma.fields.AwareDateTime(required=True, format="iso")
 
 

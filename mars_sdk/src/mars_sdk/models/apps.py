@@ -9,29 +9,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from mars_sdk.types import UNSET, Unset
-
 
 @dataclass(slots=True, kw_only=True)
 class App:
     """The ``App`` object of the API."""
 
-    id: str | Unset = UNSET
-    client_id: str | Unset = UNSET
+    id: str
+    client_id: str
     name: str
     #: confidential (a server that keeps a secret) or public.
     client_type: Literal["confidential", "public"]
     #: Exact URIs, https:// (or http:// on localhost/127.0.0.1); no fragment, no user name.
-    redirect_uris: list[str] | Unset = UNSET
+    redirect_uris: list[str]
     #: The most this app may ask for: declared scopes only.
     scopes: list[str]
-    grant_types: (
-        list[Literal["authorization_code", "refresh_token", "client_credentials"]] | Unset
-    ) = UNSET
+    grant_types: list[Literal["authorization_code", "refresh_token", "client_credentials"]]
     #: Until then, the secret before the last rotation still works.
-    previous_secret_expires_at: datetime | Unset | None = UNSET
-    created_at: datetime | Unset = UNSET
-    updated_at: datetime | Unset = UNSET
+    previous_secret_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)
 
@@ -39,24 +35,18 @@ class App:
     def from_json(cls, data: dict[str, Any]) -> App:
         """Read the JSON object MARS sent."""
         return cls(
-            id=data.get("id", UNSET),
-            client_id=data.get("client_id", UNSET),
+            id=data["id"],
+            client_id=data["client_id"],
             name=data["name"],
             client_type=data["client_type"],
-            redirect_uris=data.get("redirect_uris", UNSET),
+            redirect_uris=data["redirect_uris"],
             scopes=data["scopes"],
-            grant_types=data.get("grant_types", UNSET),
-            previous_secret_expires_at=UNSET
-            if (u := data.get("previous_secret_expires_at", UNSET)) is UNSET
-            else None
-            if (v := u) is None
+            grant_types=data["grant_types"],
+            previous_secret_expires_at=None
+            if (v := data["previous_secret_expires_at"]) is None
             else datetime.fromisoformat(v),
-            created_at=UNSET
-            if (u := data.get("created_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            updated_at=UNSET
-            if (u := data.get("updated_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
         )
 
 
@@ -64,24 +54,22 @@ class App:
 class NewApp:
     """The ``NewApp`` object of the API."""
 
-    id: str | Unset = UNSET
-    client_id: str | Unset = UNSET
+    id: str
+    client_id: str
     name: str
     #: confidential (a server that keeps a secret) or public.
     client_type: Literal["confidential", "public"]
     #: Exact URIs, https:// (or http:// on localhost/127.0.0.1); no fragment, no user name.
-    redirect_uris: list[str] | Unset = UNSET
+    redirect_uris: list[str]
     #: The most this app may ask for: declared scopes only.
     scopes: list[str]
-    grant_types: (
-        list[Literal["authorization_code", "refresh_token", "client_credentials"]] | Unset
-    ) = UNSET
+    grant_types: list[Literal["authorization_code", "refresh_token", "client_credentials"]]
     #: Until then, the secret before the last rotation still works.
-    previous_secret_expires_at: datetime | Unset | None = UNSET
-    created_at: datetime | Unset = UNSET
-    updated_at: datetime | Unset = UNSET
+    previous_secret_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
     #: Shown this once, never again; null for public apps.
-    client_secret: str | Unset | None = UNSET
+    client_secret: str | None
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)
 
@@ -89,23 +77,17 @@ class NewApp:
     def from_json(cls, data: dict[str, Any]) -> NewApp:
         """Read the JSON object MARS sent."""
         return cls(
-            id=data.get("id", UNSET),
-            client_id=data.get("client_id", UNSET),
+            id=data["id"],
+            client_id=data["client_id"],
             name=data["name"],
             client_type=data["client_type"],
-            redirect_uris=data.get("redirect_uris", UNSET),
+            redirect_uris=data["redirect_uris"],
             scopes=data["scopes"],
-            grant_types=data.get("grant_types", UNSET),
-            previous_secret_expires_at=UNSET
-            if (u := data.get("previous_secret_expires_at", UNSET)) is UNSET
-            else None
-            if (v := u) is None
+            grant_types=data["grant_types"],
+            previous_secret_expires_at=None
+            if (v := data["previous_secret_expires_at"]) is None
             else datetime.fromisoformat(v),
-            created_at=UNSET
-            if (u := data.get("created_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            updated_at=UNSET
-            if (u := data.get("updated_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            client_secret=data.get("client_secret", UNSET),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+            client_secret=data["client_secret"],
         )

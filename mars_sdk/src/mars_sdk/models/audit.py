@@ -9,31 +9,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mars_sdk.types import UNSET, Unset
-
 
 @dataclass(slots=True, kw_only=True)
 class AuditRecord:
     """The ``AuditRecord`` object of the API."""
 
-    id: str | Unset = UNSET
-    occurred_at: datetime | Unset = UNSET
+    id: str
+    occurred_at: datetime
     #: The user or OAuth client that acted; `cli:<login>` for an operator's command; null when
     #: anonymous.
-    actor_id: str | Unset | None = UNSET
+    actor_id: str | None
     #: An event type (`project.created`) or a security event.
-    action: str | Unset = UNSET
+    action: str
     #: The public id of what it happened to.
-    target: str | Unset | None = UNSET
-    address: str | Unset | None = UNSET
-    user_agent: str | Unset | None = UNSET
-    request_id: str | Unset | None = UNSET
+    target: str | None
+    address: str | None
+    user_agent: str | None
+    request_id: str | None
     #: What else matters; secrets are never recorded.
-    details: dict[str, Any] | Unset = UNSET
+    details: dict[str, Any]
     #: Place in the hash chain; null until sealed (seconds).
-    seq: int | Unset | None = UNSET
-    prev_hash: str | Unset | None = UNSET
-    hash: str | Unset | None = UNSET
+    seq: int | None
+    prev_hash: str | None
+    hash: str | None
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)
 
@@ -41,18 +39,16 @@ class AuditRecord:
     def from_json(cls, data: dict[str, Any]) -> AuditRecord:
         """Read the JSON object MARS sent."""
         return cls(
-            id=data.get("id", UNSET),
-            occurred_at=UNSET
-            if (u := data.get("occurred_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            actor_id=data.get("actor_id", UNSET),
-            action=data.get("action", UNSET),
-            target=data.get("target", UNSET),
-            address=data.get("address", UNSET),
-            user_agent=data.get("user_agent", UNSET),
-            request_id=data.get("request_id", UNSET),
-            details=data.get("details", UNSET),
-            seq=data.get("seq", UNSET),
-            prev_hash=data.get("prev_hash", UNSET),
-            hash=data.get("hash", UNSET),
+            id=data["id"],
+            occurred_at=datetime.fromisoformat(data["occurred_at"]),
+            actor_id=data["actor_id"],
+            action=data["action"],
+            target=data["target"],
+            address=data["address"],
+            user_agent=data["user_agent"],
+            request_id=data["request_id"],
+            details=data["details"],
+            seq=data["seq"],
+            prev_hash=data["prev_hash"],
+            hash=data["hash"],
         )

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from mars_sdk.types import UNSET, Unset
-
 
 @dataclass(slots=True, kw_only=True)
 class EndpointDisabled:
@@ -22,7 +20,7 @@ class EndpointDisabled:
     #: `gone`: it answered 410 Gone; `failing`: no delivery succeeded for longer than the server
     #: allows.
     reason: Literal["gone", "failing"]
-    failing_since: datetime | Unset | None = UNSET
+    failing_since: datetime | None
     disabled_at: datetime
 
     @classmethod
@@ -32,10 +30,8 @@ class EndpointDisabled:
             id=data["id"],
             url=data["url"],
             reason=data["reason"],
-            failing_since=UNSET
-            if (u := data.get("failing_since", UNSET)) is UNSET
-            else None
-            if (v := u) is None
+            failing_since=None
+            if (v := data["failing_since"]) is None
             else datetime.fromisoformat(v),
             disabled_at=datetime.fromisoformat(data["disabled_at"]),
         )

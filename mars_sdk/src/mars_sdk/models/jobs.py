@@ -9,23 +9,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from mars_sdk.types import UNSET, Unset
-
 
 @dataclass(slots=True, kw_only=True)
 class Job:
     """The ``Job`` object of the API."""
 
-    id: str | Unset = UNSET
-    task: str | Unset = UNSET
-    status: Literal["queued", "running", "succeeded", "dead"] | Unset = UNSET
-    attempts: int | Unset = UNSET
-    max_attempts: int | Unset = UNSET
+    id: str
+    task: str
+    status: Literal["queued", "running", "succeeded", "dead"]
+    attempts: int
+    max_attempts: int
     #: When it is due, or when its lease ends.
-    run_at: datetime | Unset = UNSET
-    created_at: datetime | Unset = UNSET
-    finished_at: datetime | Unset | None = UNSET
-    last_error: str | Unset | None = UNSET
+    run_at: datetime
+    created_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)
 
@@ -33,21 +31,13 @@ class Job:
     def from_json(cls, data: dict[str, Any]) -> Job:
         """Read the JSON object MARS sent."""
         return cls(
-            id=data.get("id", UNSET),
-            task=data.get("task", UNSET),
-            status=data.get("status", UNSET),
-            attempts=data.get("attempts", UNSET),
-            max_attempts=data.get("max_attempts", UNSET),
-            run_at=UNSET
-            if (u := data.get("run_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            created_at=UNSET
-            if (u := data.get("created_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            finished_at=UNSET
-            if (u := data.get("finished_at", UNSET)) is UNSET
-            else None
-            if (v := u) is None
-            else datetime.fromisoformat(v),
-            last_error=data.get("last_error", UNSET),
+            id=data["id"],
+            task=data["task"],
+            status=data["status"],
+            attempts=data["attempts"],
+            max_attempts=data["max_attempts"],
+            run_at=datetime.fromisoformat(data["run_at"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            finished_at=None if (v := data["finished_at"]) is None else datetime.fromisoformat(v),
+            last_error=data["last_error"],
         )

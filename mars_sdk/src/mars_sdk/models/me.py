@@ -7,30 +7,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from mars_sdk.types import UNSET, Unset
+from typing import Any, Literal
 
 
 @dataclass(slots=True, kw_only=True)
 class Authorization:
     """The ``Authorization`` object of the API."""
 
-    client_id: str | Unset = UNSET
-    app_name: str | Unset = UNSET
-    scopes: list[str] | Unset = UNSET
-    granted_at: datetime | Unset = UNSET
+    client_id: str
+    app_name: str
+    scopes: list[str]
+    granted_at: datetime
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Authorization:
         """Read the JSON object MARS sent."""
         return cls(
-            client_id=data.get("client_id", UNSET),
-            app_name=data.get("app_name", UNSET),
-            scopes=data.get("scopes", UNSET),
-            granted_at=UNSET
-            if (u := data.get("granted_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
+            client_id=data["client_id"],
+            app_name=data["app_name"],
+            scopes=data["scopes"],
+            granted_at=datetime.fromisoformat(data["granted_at"]),
         )
 
 
@@ -38,14 +34,14 @@ class Authorization:
 class Me:
     """The ``Me`` object of the API."""
 
-    id: str | Unset = UNSET
-    email: str | Unset = UNSET
-    display_name: str | Unset = UNSET
-    status: str | Unset = UNSET
-    roles: list[str] | Unset = UNSET
-    must_change_password: bool | Unset = UNSET
-    created_at: datetime | Unset = UNSET
-    last_login_at: datetime | Unset | None = UNSET
+    id: str
+    email: str
+    display_name: str
+    status: Literal["pending", "active", "disabled"]
+    roles: list[str]
+    must_change_password: bool
+    created_at: datetime
+    last_login_at: datetime | None
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)
 
@@ -53,19 +49,15 @@ class Me:
     def from_json(cls, data: dict[str, Any]) -> Me:
         """Read the JSON object MARS sent."""
         return cls(
-            id=data.get("id", UNSET),
-            email=data.get("email", UNSET),
-            display_name=data.get("display_name", UNSET),
-            status=data.get("status", UNSET),
-            roles=data.get("roles", UNSET),
-            must_change_password=data.get("must_change_password", UNSET),
-            created_at=UNSET
-            if (u := data.get("created_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            last_login_at=UNSET
-            if (u := data.get("last_login_at", UNSET)) is UNSET
-            else None
-            if (v := u) is None
+            id=data["id"],
+            email=data["email"],
+            display_name=data["display_name"],
+            status=data["status"],
+            roles=data["roles"],
+            must_change_password=data["must_change_password"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            last_login_at=None
+            if (v := data["last_login_at"]) is None
             else datetime.fromisoformat(v),
         )
 
@@ -74,18 +66,18 @@ class Me:
 class NewToken:
     """The ``NewToken`` object of the API."""
 
-    id: str | Unset = UNSET
+    id: str
     name: str
     #: The token's first characters, to tell tokens apart.
-    hint: str | Unset = UNSET
+    hint: str
     scopes: list[str]
-    created_at: datetime | Unset = UNSET
-    expires_at: datetime | Unset = UNSET
-    last_used_at: datetime | Unset | None = UNSET
-    last_used_ip: str | Unset | None = UNSET
-    revoked_at: datetime | Unset | None = UNSET
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    revoked_at: datetime | None
     #: The token itself. It is shown this once and never again.
-    token: str | Unset = UNSET
+    token: str
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)
 
@@ -93,28 +85,16 @@ class NewToken:
     def from_json(cls, data: dict[str, Any]) -> NewToken:
         """Read the JSON object MARS sent."""
         return cls(
-            id=data.get("id", UNSET),
+            id=data["id"],
             name=data["name"],
-            hint=data.get("hint", UNSET),
+            hint=data["hint"],
             scopes=data["scopes"],
-            created_at=UNSET
-            if (u := data.get("created_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            expires_at=UNSET
-            if (u := data.get("expires_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            last_used_at=UNSET
-            if (u := data.get("last_used_at", UNSET)) is UNSET
-            else None
-            if (v := u) is None
-            else datetime.fromisoformat(v),
-            last_used_ip=data.get("last_used_ip", UNSET),
-            revoked_at=UNSET
-            if (u := data.get("revoked_at", UNSET)) is UNSET
-            else None
-            if (v := u) is None
-            else datetime.fromisoformat(v),
-            token=data.get("token", UNSET),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+            last_used_at=None if (v := data["last_used_at"]) is None else datetime.fromisoformat(v),
+            last_used_ip=data["last_used_ip"],
+            revoked_at=None if (v := data["revoked_at"]) is None else datetime.fromisoformat(v),
+            token=data["token"],
         )
 
 
@@ -122,40 +102,28 @@ class NewToken:
 class Token:
     """The ``Token`` object of the API."""
 
-    id: str | Unset = UNSET
+    id: str
     name: str
     #: The token's first characters, to tell tokens apart.
-    hint: str | Unset = UNSET
+    hint: str
     scopes: list[str]
-    created_at: datetime | Unset = UNSET
-    expires_at: datetime | Unset = UNSET
-    last_used_at: datetime | Unset | None = UNSET
-    last_used_ip: str | Unset | None = UNSET
-    revoked_at: datetime | Unset | None = UNSET
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    revoked_at: datetime | None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Token:
         """Read the JSON object MARS sent."""
         return cls(
-            id=data.get("id", UNSET),
+            id=data["id"],
             name=data["name"],
-            hint=data.get("hint", UNSET),
+            hint=data["hint"],
             scopes=data["scopes"],
-            created_at=UNSET
-            if (u := data.get("created_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            expires_at=UNSET
-            if (u := data.get("expires_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            last_used_at=UNSET
-            if (u := data.get("last_used_at", UNSET)) is UNSET
-            else None
-            if (v := u) is None
-            else datetime.fromisoformat(v),
-            last_used_ip=data.get("last_used_ip", UNSET),
-            revoked_at=UNSET
-            if (u := data.get("revoked_at", UNSET)) is UNSET
-            else None
-            if (v := u) is None
-            else datetime.fromisoformat(v),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+            last_used_at=None if (v := data["last_used_at"]) is None else datetime.fromisoformat(v),
+            last_used_ip=data["last_used_ip"],
+            revoked_at=None if (v := data["revoked_at"]) is None else datetime.fromisoformat(v),
         )

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from mars_sdk.types import UNSET, Unset
-
 
 @dataclass(slots=True, kw_only=True)
 class Member:
@@ -39,8 +37,8 @@ class Project:
     id: str
     slug: str
     name: str
-    description: str | Unset = UNSET
-    visibility: Literal["public", "private"] | Unset = UNSET
+    description: str
+    visibility: Literal["public", "private"]
     created_at: datetime
     updated_at: datetime
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
@@ -53,8 +51,8 @@ class Project:
             id=data["id"],
             slug=data["slug"],
             name=data["name"],
-            description=data.get("description", UNSET),
-            visibility=data.get("visibility", UNSET),
+            description=data["description"],
+            visibility=data["visibility"],
             created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
         )

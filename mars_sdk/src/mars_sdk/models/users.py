@@ -7,23 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from mars_sdk.types import UNSET, Unset
+from typing import Any, Literal
 
 
 @dataclass(slots=True, kw_only=True)
 class User:
     """The ``User`` object of the API."""
 
-    id: str | Unset = UNSET
-    email: str | Unset = UNSET
-    display_name: str | Unset = UNSET
-    status: str | Unset = UNSET
-    roles: list[str] | Unset = UNSET
-    must_change_password: bool | Unset = UNSET
-    created_at: datetime | Unset = UNSET
-    last_login_at: datetime | Unset | None = UNSET
+    id: str
+    email: str
+    display_name: str
+    status: Literal["pending", "active", "disabled"]
+    roles: list[str]
+    must_change_password: bool
+    created_at: datetime
+    last_login_at: datetime | None
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)
 
@@ -31,18 +29,14 @@ class User:
     def from_json(cls, data: dict[str, Any]) -> User:
         """Read the JSON object MARS sent."""
         return cls(
-            id=data.get("id", UNSET),
-            email=data.get("email", UNSET),
-            display_name=data.get("display_name", UNSET),
-            status=data.get("status", UNSET),
-            roles=data.get("roles", UNSET),
-            must_change_password=data.get("must_change_password", UNSET),
-            created_at=UNSET
-            if (u := data.get("created_at", UNSET)) is UNSET
-            else datetime.fromisoformat(u),
-            last_login_at=UNSET
-            if (u := data.get("last_login_at", UNSET)) is UNSET
-            else None
-            if (v := u) is None
+            id=data["id"],
+            email=data["email"],
+            display_name=data["display_name"],
+            status=data["status"],
+            roles=data["roles"],
+            must_change_password=data["must_change_password"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            last_login_at=None
+            if (v := data["last_login_at"]) is None
             else datetime.fromisoformat(v),
         )

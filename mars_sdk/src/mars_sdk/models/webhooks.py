@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from mars_sdk.types import UNSET, Unset
-
 
 @dataclass(slots=True, kw_only=True)
 class Attempt:
@@ -136,11 +134,11 @@ class NewSecret:
     #: Where deliveries are POSTed: http:// or https://, no credentials; private and loopback
     #: addresses are refused unless the server allows them.
     url: str
-    description: str | Unset = UNSET
+    description: str
     #: The event types to receive (see the OpenAPI `webhooks` section).
     events: list[str]
     #: No deliveries while true; set it back to false to resume.
-    disabled: bool | Unset = UNSET
+    disabled: bool
     #: `by_owner`, `gone` (it answered 410) or `failing` (every delivery failed for too long); null
     #: while enabled.
     disabled_reason: Literal["by_owner", "gone", "failing"] | None
@@ -163,9 +161,9 @@ class NewSecret:
         return cls(
             id=data["id"],
             url=data["url"],
-            description=data.get("description", UNSET),
+            description=data["description"],
             events=data["events"],
-            disabled=data.get("disabled", UNSET),
+            disabled=data["disabled"],
             disabled_reason=data["disabled_reason"],
             disabled_at=None if (v := data["disabled_at"]) is None else datetime.fromisoformat(v),
             failing_since=None
@@ -188,11 +186,11 @@ class Webhook:
     #: Where deliveries are POSTed: http:// or https://, no credentials; private and loopback
     #: addresses are refused unless the server allows them.
     url: str
-    description: str | Unset = UNSET
+    description: str
     #: The event types to receive (see the OpenAPI `webhooks` section).
     events: list[str]
     #: No deliveries while true; set it back to false to resume.
-    disabled: bool | Unset = UNSET
+    disabled: bool
     #: `by_owner`, `gone` (it answered 410) or `failing` (every delivery failed for too long); null
     #: while enabled.
     disabled_reason: Literal["by_owner", "gone", "failing"] | None
@@ -212,9 +210,9 @@ class Webhook:
         return cls(
             id=data["id"],
             url=data["url"],
-            description=data.get("description", UNSET),
+            description=data["description"],
             events=data["events"],
-            disabled=data.get("disabled", UNSET),
+            disabled=data["disabled"],
             disabled_reason=data["disabled_reason"],
             disabled_at=None if (v := data["disabled_at"]) is None else datetime.fromisoformat(v),
             failing_since=None
