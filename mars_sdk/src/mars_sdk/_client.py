@@ -76,6 +76,21 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+#: The problem MARS answers while the first request with the same ``Idempotency-Key`` is
+#: still running: asked again, it replays that request's response once it is done.
+KEY_IN_USE = "urn:mars:problem:idempotency-key-in-use"
+
+
+def _key_in_use(response: requests.Response) -> bool:
+    if "json" not in response.headers.get("Content-Type", ""):
+        return False
+    try:
+        problem = response.json()
+    except ValueError:
+        return False
+    return isinstance(problem, dict) and problem.get("type") == KEY_IN_USE
+
+
 def no_content(data: Any) -> None:
     """The reader of operations that answer without a body."""
 
@@ -162,6 +177,8 @@ class BaseClient:
         :raises MarsError: for any failure, as the generated methods do.
         """
         method = method.upper()
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/' (under the base URL), not {path!r}")
         if method == "POST" and idempotency_key is None:
             idempotency_key = str(uuid.uuid4())
         all_headers = dict(headers or {})
@@ -301,9 +318,12 @@ class BaseClient:
                 )
                 if status == 401 and not renewed and self.auth is not None:
                     renewed = True
-                    if self.auth.renew(self.token_endpoint):
+                    if self.auth.renew(self.token_endpoint, rejected=headers["Authorization"]):
                         continue
-                if status not in RETRY_STATUSES or not retryable:
+                if not retryable or not (
+                    status in RETRY_STATUSES
+                    or (status == 409 and "Idempotency-Key" in headers and _key_in_use(response))
+                ):
                     return response, request_id
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 wait = self.retry_policy.delay(retries, retry_after)
@@ -329,7 +349,7 @@ class BaseClient:
         if isinstance(exc, requests.Timeout):
             message = f"{method} {path}: no answer within {self.timeout} s"
             return MarsTimeoutError(message, request_id=request_id)
-        if isinstance(exc, requests.ConnectionError):
+        if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
             message = f"{method} {path}: the connection failed ({type(exc).__name__})"
             return MarsConnectionError(message, request_id=request_id)
         return MarsError(f"{method} {path}: {type(exc).__name__}", request_id=request_id)

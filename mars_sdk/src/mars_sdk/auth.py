@@ -30,8 +30,13 @@ class Auth:
         """The ``Authorization`` header for the next request."""
         raise NotImplementedError
 
-    def renew(self, endpoint: TokenEndpoint) -> bool:
-        """MARS answered 401: get fresh credentials if possible; ``True`` to try once more."""
+    def renew(self, endpoint: TokenEndpoint, *, rejected: str | None = None) -> bool:
+        """MARS answered 401 to ``rejected`` (the ``Authorization`` header it was sent): get
+        fresh credentials if possible; ``True`` to try once more.
+
+        When another thread has renewed them since ``rejected`` was sent, there is nothing
+        to fetch: answer ``True`` at once.
+        """
         return False
 
 
@@ -72,9 +77,11 @@ class ClientCredentials(Auth):
                 self._tokens = self._fetch(endpoint)
             return f"Bearer {self._tokens.access_token}"
 
-    def renew(self, endpoint: TokenEndpoint) -> bool:
+    def renew(self, endpoint: TokenEndpoint, *, rejected: str | None = None) -> bool:
         with self._lock:
-            self._tokens = self._fetch(endpoint)
+            current = self._tokens
+            if current is None or rejected is None or rejected == f"Bearer {current.access_token}":
+                self._tokens = self._fetch(endpoint)
         return True
 
     def _fetch(self, endpoint: TokenEndpoint) -> OAuthTokens:
@@ -113,8 +120,10 @@ class RefreshTokenAuth(Auth):
                 self._refresh()
             return f"Bearer {self.tokens.access_token}"
 
-    def renew(self, endpoint: TokenEndpoint) -> bool:
+    def renew(self, endpoint: TokenEndpoint, *, rejected: str | None = None) -> bool:
         with self._lock:
+            if rejected is not None and rejected != f"Bearer {self.tokens.access_token}":
+                return True  # refreshed by another thread since
             if not self.tokens.refresh_token:
                 return False
             self._refresh()

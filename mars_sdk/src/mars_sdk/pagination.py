@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from mars_sdk.errors import UnexpectedResponse
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -35,7 +37,11 @@ class PageIterator(Generic[T]):
         """Every page from the first, fetching each after the one before."""
         page = self.first_page
         yield page
+        seen: set[str] = set()
         while page.next_cursor is not None:
+            if page.next_cursor in seen:  # a server bug must not loop for ever
+                raise UnexpectedResponse("the list gave a cursor it gave before")
+            seen.add(page.next_cursor)
             page = self._fetch(page.next_cursor)
             yield page
 
