@@ -106,6 +106,19 @@ def approve(browser, url, action="approve", redirect=REDIRECT):
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
+def change_password_on_page(browser, url, csrf_token, current):
+    """Answer the page that asks a user with a one-time password for a new one."""
+    return browser.post(
+        url,
+        data={
+            "csrf_token": csrf_token,
+            "action": "change_password",
+            "current_password": current,
+            "new_password": "a brand new passphrase",
+        },
+    )
+
+
 def basic(app_json):
     raw = f"{app_json['client_id']}:{app_json['client_secret']}".encode()
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
@@ -576,15 +589,7 @@ def test_users_who_must_change_their_password_get_no_code(app, register, db):
     )
     assert approve_attempt.status_code == 200
     assert "Location" not in approve_attempt.headers
-    changed = browser.post(
-        url,
-        data={
-            "csrf_token": csrf_of(page.text),
-            "action": "change_password",
-            "current_password": temporary,
-            "new_password": "a brand new passphrase",
-        },
-    )
+    changed = change_password_on_page(browser, url, csrf_of(page.text), temporary)
     assert changed.status_code == 303
     assert "Allow" in browser.get(url).text
 
@@ -932,15 +937,7 @@ def test_the_browser_that_changed_the_password_stays_signed_in(app, db, register
     assert sign_in(browser, url, password=temporary).status_code == 303
     assert sign_in(elsewhere, url, password=temporary).status_code == 303
     page = browser.get(url)
-    changed = browser.post(
-        url,
-        data={
-            "csrf_token": csrf_of(page.text),
-            "action": "change_password",
-            "current_password": temporary,
-            "new_password": "a brand new passphrase",
-        },
-    )
+    changed = change_password_on_page(browser, url, csrf_of(page.text), temporary)
     assert changed.status_code == 303
     assert 'value="approve"' in browser.get(url).text
     assert 'value="sign_in"' in elsewhere.get(url).text

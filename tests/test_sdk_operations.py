@@ -6,11 +6,7 @@ if an operationId of the OpenAPI document was never answered with a success.
 
 from __future__ import annotations
 
-import email
-import re
 from datetime import datetime
-from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -26,8 +22,9 @@ from mars_sdk import (
 from mars_sdk.models import Member, Project
 from mars_server.events.models import Job
 from mars_server.testing import make_user, run_due_jobs
+from tests.mailbox import development_mail as mailbox
+from tests.mailbox import link_token
 from tests.sdk import PASSWORD
-from tests.webhook_receiver import Receiver
 
 pytest_plugins = ["tests.sdk.fixtures"]
 
@@ -35,25 +32,6 @@ pytest_plugins = ["tests.sdk.fixtures"]
 @pytest.fixture
 def app_config():
     return {"WEBHOOKS_ALLOW_PRIVATE": True}
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
-
-
-def mailbox(app) -> list[email.message.Message]:
-    run_due_jobs(app)
-    folder = Path(app.config["MARS"]["INSTANCE_PATH"], "mail")
-    return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
-
-
-def link_token(message) -> str:
-    text = next(part for part in message.walk() if part.get_content_type() == "text/plain")
-    url = re.search(r"https?://\S+", text.get_payload(decode=True).decode()).group(0)
-    return parse_qs(urlsplit(url).query)["token"][0]
 
 
 def test_projects_create_get_list_update_delete(sdk):

@@ -9,7 +9,6 @@ import pytest
 
 from mars_server.testing import run_due_jobs
 from tests.test_sdk_auth import REDIRECT, approve_in_browser
-from tests.webhook_receiver import Receiver
 
 pytest_plugins = ["tests.sdk.fixtures"]
 README = Path(__file__).resolve().parents[1] / "mars_sdk" / "README.md"
@@ -22,13 +21,6 @@ def python_blocks(text: str) -> list[str]:
 @pytest.fixture
 def app_config():
     return {"WEBHOOKS_ALLOW_PRIVATE": True}
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
 
 
 def test_the_readme_examples_run(app, live_server, sdk, receiver, monkeypatch, capsys):

@@ -16,7 +16,6 @@ from mars_sdk.events import parse_event
 from mars_sdk.models import WebhookProjectCreated
 from mars_sdk.webhooks import WebhookVerificationError, sign, verify
 from mars_server.testing import run_due_jobs
-from tests.webhook_receiver import Receiver
 
 pytest_plugins = ["tests.sdk.fixtures"]
 
@@ -114,13 +113,6 @@ def test_a_malformed_secret_is_a_value_error():
 @pytest.fixture
 def app_config():
     return {"WEBHOOKS_ALLOW_PRIVATE": True}
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
 
 
 def test_real_deliveries_verify_across_a_secret_rotation(app, sdk, receiver):

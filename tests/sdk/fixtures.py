@@ -17,6 +17,7 @@ import pytest
 from mars_sdk import MarsClient
 from mars_server.testing import make_token, make_user
 from tests.sdk import PASSWORD
+from tests.webhook_receiver import Receiver
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -88,3 +89,11 @@ def sdk(app: Flask, live_server: str) -> Iterator[Callable[..., MarsClient]]:
 def admin(app: Flask) -> Any:
     """A user with the ``admin`` role."""
     return make_user(app, roles=("admin",), password=PASSWORD)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback (the app needs ``WEBHOOKS_ALLOW_PRIVATE``)."""
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
