@@ -24,7 +24,7 @@ outbox event and its audit entry.
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_project_create.py [--duration 10] [--rounds 5]
+    .venv/bin/python benchmarks/bench_project_create.py [--duration 10] [--rounds 5]
         [--database-url postgresql://postgres@127.0.0.1:5432/bench_create]
 
 With ``--database-url`` the named database (which must start with ``bench_``) is dropped,

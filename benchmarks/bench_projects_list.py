@@ -17,7 +17,7 @@ Two measurements, in one run:
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_projects_list.py [--rows 100000]
+    .venv/bin/python benchmarks/bench_projects_list.py [--rows 100000]
         [--deep-rows 1000000] [--duration 10] [--rounds 5] [--no-before]
         [--database-url postgresql://postgres@127.0.0.1:5432/mars_bench]
 

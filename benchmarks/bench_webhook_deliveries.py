@@ -30,7 +30,7 @@ with PostgreSQL also the database's backends), sampled every 0.2 s.
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_webhook_deliveries.py [--events 5000]
+    .venv/bin/python benchmarks/bench_webhook_deliveries.py [--events 5000]
         [--concurrency 8,16,32] [--celery redis,rabbitmq] [--rounds 2]
         [--database-url postgresql://postgres@127.0.0.1:5432/bench_hooks]
 

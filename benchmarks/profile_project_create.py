@@ -17,7 +17,7 @@ real personal access token:
 
 Usage::
 
-    /work/venv/bin/python benchmarks/profile_project_create.py [--rounds 7] [--batch 200]
+    .venv/bin/python benchmarks/profile_project_create.py [--rounds 7] [--batch 200]
 """
 
 from __future__ import annotations

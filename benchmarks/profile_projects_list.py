@@ -10,7 +10,7 @@ is the median over rounds of the difference between two neighbouring steps.
 
 Usage::
 
-    /work/venv/bin/python benchmarks/profile_projects_list.py [--rows 100000]
+    .venv/bin/python benchmarks/profile_projects_list.py [--rows 100000]
         [--rounds 7] [--batch 400] [--cprofile 40] [--before]
 
 ``--before`` profiles MARS with its response fast paths taken out (``mars_before.py``).
