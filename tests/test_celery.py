@@ -172,9 +172,10 @@ def test_readyz_checks_the_broker(make_app, broker):
     assert unready.json["checks"]["broker"] == "failed"
 
 
-def test_messages_are_acknowledged_late_and_given_back_by_a_dying_worker(make_app, broker):
-    """A message is acknowledged only after its job ran, and a pool process that dies gives
-    its message back to the broker; the relay's resend after the lease is the last resort."""
+def test_celery_is_configured_to_acknowledge_late_and_requeue_on_worker_loss(make_app, broker):
+    """The settings that make a message be acknowledged only after its job ran, and given
+    back when a pool process dies. (Killing workers, above, cannot tell them apart from the
+    relay's resend after the lease, which alone would also lose no job.)"""
     from mars_server.events.celery import make_celery
 
     celery = make_celery(make_app(JOBS_BACKEND="celery", CELERY_BROKER_URL=broker))

@@ -60,7 +60,7 @@ def test_concurrent_duplicate_is_409(app, db, project_body, monkeypatch):
         return real_create(actor, data)
 
     monkeypatch.setattr(mars_projects.services, "create_project_for", slow_create)
-    # Keys belong to a credential: both requests send the same token.
+    # Both requests send the same token.
     first_client = signed_in_client(app, make_user(app))
     second_client = app.test_client()
     second_client.environ_base.update(first_client.environ_base)
@@ -196,3 +196,22 @@ def test_keys_belong_to_the_caller_not_the_token(app, db, project_body):
     )
     assert other.status_code == 201 and "Idempotent-Replayed" not in other.headers
     assert project_count(db) == 2
+
+
+def test_a_token_allowed_less_gets_no_replay(app, db, project_body):
+    """Same user, same key, same body, but a token without ``projects:write``: the replay
+    would hand it what only the stronger token may have (a new token or secret, elsewhere);
+    it gets the operation's own answer, a 403."""
+    user = make_user(app)
+    body = project_body()
+    writer = signed_in_client(app, user, ["projects:read", "projects:write"])
+    reader = signed_in_client(app, user, ["projects:read"])
+    assert (
+        writer.post("/api/v1/projects", json=body, headers={"Idempotency-Key": "k-10"}).status_code
+        == 201
+    )
+    refused = reader.post("/api/v1/projects", json=body, headers={"Idempotency-Key": "k-10"})
+    assert refused.status_code == 403
+    assert "Idempotent-Replayed" not in refused.headers
+    assert refused.json["type"] == "urn:mars:problem:insufficient-scope"
+    assert project_count(db) == 1

@@ -99,3 +99,20 @@ def test_each_operation_documents_the_scopes_it_needs(spec):
         for requirement in operation.get("security", []):
             for scopes in requirement.values():
                 assert set(scopes) <= set(declared["scopes"]), (method, path)
+
+
+def test_no_request_body_demands_a_read_only_property(spec):
+    """OpenAPI 3.1 applies ``required`` to requests too: a schema that is also a request
+    body must not require what the server fills in (``id``, times...). Responses carry every
+    read-only property all the same (the SDK counts on it)."""
+    schemas = spec["components"]["schemas"]
+    bodies = {
+        operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+        for _path, _method, operation in operations(spec)
+        if "requestBody" in operation
+    }
+    assert {"Project", "Webhook", "App"} <= bodies
+    for name in bodies:
+        properties = schemas[name].get("properties", {})
+        demanded = [k for k in schemas[name].get("required", []) if properties[k].get("readOnly")]
+        assert demanded == [], f"{name} requires read-only {demanded}"

@@ -10,17 +10,22 @@ import threading
 import time
 
 import pytest
-import requests
 
 import mars_projects.services
 import mars_sdk.resources
-from mars_sdk import ClientCredentials, MarsClient, MarsTimeoutError, UnexpectedResponse
+from mars_sdk import (
+    ClientCredentials,
+    Conflict,
+    MarsClient,
+    MarsTimeoutError,
+    UnexpectedResponse,
+)
 from mars_sdk.errors import MarsConnectionError, parse_retry_after
 from mars_sdk.oauth import OAuthTokens
 from mars_sdk.pagination import Page, PageIterator
 from mars_sdk.resource import Resource
 from mars_sdk.retries import RetryPolicy
-from tests.sdk.faults import FaultProxy
+from tests.sdk.faults import Fault, FaultProxy
 
 pytest_plugins = ["tests.sdk.fixtures"]
 
@@ -45,10 +50,10 @@ def test_the_client_takes_the_documented_options():
         MarsClient("https://mars.example", token="t", auth=ClientCredentials("a", "b"))
 
 
-def test_the_user_agent_and_the_timeout_are_used(sdk, live_server):
+def test_the_user_agent_goes_before_the_sdks_own(sdk, live_server):
     proxy = FaultProxy(live_server)
     try:
-        client = sdk(base_url=proxy.url, user_agent="rover-sync/2.1", timeout=7)
+        client = sdk(base_url=proxy.url, user_agent="rover-sync/2.1")
         client.meta.get_meta()
         agent = proxy.seen[0].headers["User-Agent"]
         assert agent.startswith("rover-sync/2.1 mars-sdk-python/")
@@ -189,35 +194,63 @@ def test_a_list_that_repeats_a_cursor_is_an_error_not_a_loop():
 
 def test_a_post_that_outlasts_the_timeout_gets_its_answer_once_ready(sdk, monkeypatch):
     """The first try times out while MARS still works on it; the retry, with the same key,
-    hears that the request is still in progress (409, ``Retry-After``), waits, and gets the
-    replay: one project, and no ``Conflict`` for the caller."""
+    hears that the request is still in progress (409, ``Retry-After: 1``), asks again, and
+    gets the replay: one project, and no ``Conflict`` for the caller. Those waits are not
+    retries: one retry is allowed here, and it is the one after the timeout."""
     real_create = mars_projects.services.create_project_for
 
     def slow_create(actor, data):
-        time.sleep(1.2)
+        time.sleep(2.0)
         return real_create(actor, data)
 
     monkeypatch.setattr(mars_projects.services, "create_project_for", slow_create)
-    client = sdk(timeout=0.5)
-    client.retry_policy = RetryPolicy(max_retries=4, backoff=0.05, max_backoff=0.1)
+    client = sdk(timeout=1.5)
+    client.retry_policy = RetryPolicy(max_retries=1, backoff=0.05, max_backoff=0.1)
     statuses = []
     client.session.hooks["response"].append(lambda r, **_: statuses.append(r.status_code))
     project = client.projects.create_project(slug="slow", name="Slow")
     assert project.slug == "slow"
-    assert 409 in statuses and statuses[-1] == 201
+    assert statuses[0] == 409 and statuses[-1] == 201
     monkeypatch.setattr(mars_projects.services, "create_project_for", real_create)
     assert [p.id for p in client.projects.list_projects()] == [project.id]
+
+
+def test_a_post_still_running_past_the_wait_is_a_conflict(sdk, monkeypatch):
+    """The SDK waits for a running first try as long as one answer may take, no longer."""
+    real_create = mars_projects.services.create_project_for
+    release = threading.Event()
+
+    def stuck_create(actor, data):
+        release.wait(10)
+        return real_create(actor, data)
+
+    monkeypatch.setattr(mars_projects.services, "create_project_for", stuck_create)
+    client = sdk(timeout=0.5)
+    client.retry_policy = RetryPolicy(max_retries=1, backoff=0.05, max_backoff=0.1)
+    try:
+        with pytest.raises(Conflict) as raised:
+            client.projects.create_project(slug="stuck", name="Stuck")
+    finally:
+        release.set()
+    assert raised.value.problem["type"] == "urn:mars:problem:idempotency-key-in-use"
 
 
 # --- Errors the wire may throw -----------------------------------------------------------------
 
 
-def test_a_body_cut_mid_way_is_a_connection_error():
-    client = MarsClient("http://127.0.0.1:9")
-    error = client._connection_error(
-        "GET", "/api/v1/meta", requests.exceptions.ChunkedEncodingError("cut"), "rid"
-    )
-    assert isinstance(error, MarsConnectionError) and error.request_id == "rid"
+def test_a_body_cut_mid_way_is_retried_like_a_lost_connection(sdk, live_server):
+    proxy = FaultProxy(live_server)
+    try:
+        client = sdk(base_url=proxy.url)
+        client.retry_policy = RetryPolicy(max_retries=1, backoff=0.01)
+        proxy.inject(Fault("truncate", method="GET"))
+        assert client.meta.get_meta().api_version == "v1"
+        assert [s.fault for s in proxy.seen] == ["truncate", None]
+        proxy.inject(Fault("truncate"), Fault("truncate"))
+        with pytest.raises(MarsConnectionError, match="connection failed"):
+            client.meta.get_meta()
+    finally:
+        proxy.close()
 
 
 def test_client_secrets_and_refresh_tokens_are_never_logged(live_server, sdk, caplog):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 
 from mars_server.auth.models import ROLES, USER_STATUSES
@@ -172,6 +174,38 @@ def _string_list(value: object, what: str) -> list[str]:
     return value
 
 
+def _with_default(default: list[str] | None, **metadata: Any) -> dict[str, Any]:
+    """A list field's keywords: ``default`` for what a new app gets (and the document says)
+    when the field is left out; ``None`` for a change, which leaves it as it is."""
+    if default is None:
+        return {"metadata": metadata}
+    return {"load_default": lambda: list(default), "metadata": {"default": default, **metadata}}
+
+
+def _redirect_uris(default: list[str] | None = None) -> ma.fields.List:
+    return ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=2000)),
+        validate=ma.validate.Length(max=10),
+        **_with_default(
+            default,
+            description="Exact URIs, https:// (or http:// on localhost/127.0.0.1); no "
+            "fragment, no user name.",
+        ),
+    )
+
+
+def _grant_types(default: list[str] | None = None) -> ma.fields.List:
+    return ma.fields.List(
+        ma.fields.String(
+            validate=ma.validate.OneOf(
+                ("authorization_code", "refresh_token", "client_credentials")
+            )
+        ),
+        validate=ma.validate.Length(min=1),
+        **_with_default(default),
+    )
+
+
 class AppSchema(ma.Schema):
     """An OAuth app, as its owner sees it (never its secret)."""
 
@@ -186,16 +220,7 @@ class AppSchema(ma.Schema):
         validate=ma.validate.OneOf(("confidential", "public")),
         metadata={"description": "confidential (a server that keeps a secret) or public."},
     )
-    redirect_uris = ma.fields.List(
-        ma.fields.String(validate=ma.validate.Length(min=1, max=2000)),
-        load_default=list,
-        validate=ma.validate.Length(max=10),
-        metadata={
-            "default": [],
-            "description": "Exact URIs, https:// (or http:// on localhost/127.0.0.1); no "
-            "fragment, no user name.",
-        },
-    )
+    redirect_uris = _redirect_uris(default=[])
     scopes = ma.fields.Method(
         "_scopes",
         deserialize="_load_scopes",
@@ -206,16 +231,7 @@ class AppSchema(ma.Schema):
             "description": "The most this app may ask for: declared scopes only.",
         },
     )
-    grant_types = ma.fields.List(
-        ma.fields.String(
-            validate=ma.validate.OneOf(
-                ("authorization_code", "refresh_token", "client_credentials")
-            )
-        ),
-        load_default=lambda: ["authorization_code", "refresh_token"],
-        validate=ma.validate.Length(min=1),
-        metadata={"default": ["authorization_code", "refresh_token"]},
-    )
+    grant_types = _grant_types(default=["authorization_code", "refresh_token"])
     previous_secret_expires_at = ma.fields.AwareDateTime(
         dump_only=True,
         format="iso",
@@ -248,6 +264,9 @@ class NewAppSchema(AppSchema):
 class AppUpdateSchema(AppSchema):
     class Meta:
         exclude = ("client_type",)
+
+    redirect_uris = _redirect_uris()
+    grant_types = _grant_types()
 
 
 class AppListSchema(ma.Schema):

@@ -229,8 +229,9 @@ def claim_due(
     """Take up to ``limit`` due jobs (or just ``job_id``), lease them, commit, return them.
 
     A job's lease is its task's ``timeout`` (see :func:`lease_end`; ``heartbeat``: the
-    caller renews it); ``run_at`` becomes the lease's end. The jobs come back oldest
-    first, the order a worker should start them in (``RETURNING`` has no order of its own).
+    caller renews it); ``run_at`` becomes the lease's end. The earliest due are taken;
+    they come back oldest first (by creation: their ``run_at`` is now the lease's), the
+    order a worker should start them in (``RETURNING`` has no order of its own).
     """
     now = now or utcnow()
     due = sa.select(Job.id).where(Job.status.in_((QUEUED, RUNNING)), Job.run_at <= now)
@@ -251,7 +252,7 @@ def claim_due(
         .execution_options(synchronize_session=False)
     ).all()
     db.session.commit()
-    rows = sorted(returned, key=lambda r: r.created_at)
+    rows = sorted(returned, key=lambda r: (r.created_at, r.id))
     return [Claimed(r.id, r.task, r.kwargs, r.attempts, r.max_attempts, claim) for r in rows]
 
 

@@ -52,8 +52,10 @@ class KeyInUse(Conflict):
 
 def _owner() -> str:
     """Whose keys these are: the caller (a user, through a given app or their own tokens, or
-    an app acting for itself), not the credential. A client that renews its access token
-    between two tries of one request is still the same caller, and must get the replay."""
+    an app acting for itself) with what its credential allows, not the credential itself.
+    A client that renews its access token between two tries of one request is still the
+    same caller, and must get the replay; a token allowed less never sees what one allowed
+    more was answered (the replay comes before the operation's own scope check)."""
     credentials = request.headers.get("Authorization")
     if not credentials:
         return "anonymous"
@@ -61,7 +63,11 @@ def _owner() -> str:
         actor = current_actor()
     except MarsError:  # bad credentials: the operation itself answers that
         actor = None
-    caller = credentials if actor is None else f"{actor.kind}:{actor.id}:{actor.client_id or ''}"
+    if actor is None:
+        caller = credentials
+    else:
+        scopes = " ".join(sorted(actor.scopes))
+        caller = f"{actor.kind}:{actor.id}:{actor.client_id or ''}:{scopes}"
     return hashlib.sha256(caller.encode()).hexdigest()
 
 

@@ -41,23 +41,6 @@ class MarsSpecPlugin(BasePlugin):
         #: every declared OAuth scope and its description
         self.scopes = scopes or {}
 
-    def schema_helper(
-        self, name: str, definition: dict[str, Any], **kwargs: Any
-    ) -> dict[str, Any] | None:
-        """A read-only property is in every response: ``required`` lists it.
-
-        MARS dumps every field of what it returns, so a ``dump_only`` field is always there
-        (``null`` where it may be). Marshmallow's ``required`` only says what a request must
-        send; this says what a response always has, and typed clients (the SDK) need not
-        guard against its absence.
-        """
-        properties = definition.get("properties") or {}
-        read_only = [key for key, prop in properties.items() if prop.get("readOnly")]
-        if not read_only:
-            return None
-        required = list(definition.get("required", []))
-        return {"required": required + [key for key in read_only if key not in required]}
-
     def init_spec(self, spec: APISpec) -> None:
         self.spec = spec
         self.operation_ids: dict[str, str] = {}

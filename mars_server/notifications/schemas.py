@@ -11,32 +11,23 @@ class NotificationSchema(ma.Schema):
     class Meta:
         ordered = True
 
-    id = ma.fields.String(
-        dump_only=True, required=True, metadata={"example": "ntf_01jd2x6n7m4q8r9s0t1v2w3x4y"}
-    )
-    event_id = ma.fields.String(
-        dump_only=True, required=True, metadata={"description": "The event it tells of."}
-    )
-    event_type = ma.fields.String(
-        dump_only=True, required=True, metadata={"example": "project.member_added"}
-    )
-    title = ma.fields.String(dump_only=True, required=True)
-    body = ma.fields.String(dump_only=True, required=True)
+    id = ma.fields.String(dump_only=True, metadata={"example": "ntf_01jd2x6n7m4q8r9s0t1v2w3x4y"})
+    event_id = ma.fields.String(dump_only=True, metadata={"description": "The event it tells of."})
+    event_type = ma.fields.String(dump_only=True, metadata={"example": "project.member_added"})
+    title = ma.fields.String(dump_only=True)
+    body = ma.fields.String(dump_only=True)
     link = ma.fields.String(
         dump_only=True,
-        required=True,
         allow_none=True,
         metadata={"description": "Where to look: an API path or an address; may be null."},
     )
     created_at = ma.fields.AwareDateTime(
         dump_only=True,
-        required=True,
         format="iso",
         metadata={"description": "When what it tells of happened."},
     )
     read_at = ma.fields.AwareDateTime(
         dump_only=True,
-        required=True,
         allow_none=True,
         format="iso",
         metadata={"description": "When you marked it read; null while unread."},
@@ -73,10 +64,8 @@ class PreferenceSchema(ma.Schema):
     class Meta:
         ordered = True
 
-    event_type = ma.fields.String(
-        dump_only=True, required=True, metadata={"example": "project.member_added"}
-    )
-    description = ma.fields.String(dump_only=True, required=True)
+    event_type = ma.fields.String(dump_only=True, metadata={"example": "project.member_added"})
+    description = ma.fields.String(dump_only=True)
     in_app = ma.fields.Boolean(
         required=True, metadata={"description": "Show it in your notifications."}
     )

@@ -179,7 +179,10 @@ def set_preference(user_id: str, event_type: str, *, in_app: bool, email: bool) 
         raise NotFound(f"No event type {event_type!r}.")
     row = db.session.get(NotificationPreference, (user_id, event_type))
     if row is None:
-        row = NotificationPreference(user_id=user_id, event_type=event_type)
+        defaults = default_channels()
+        row = NotificationPreference(
+            user_id=user_id, event_type=event_type, in_app=defaults.in_app, email=defaults.email
+        )
         db.session.add(row)
     previous = (row.in_app, row.email)
     row.in_app, row.email = in_app, email

@@ -173,14 +173,15 @@ class _Reader:
     def _build_model(self, name: str) -> Model:
         schema = self.schema(name)
         required = set(schema.get("required", ()))
-        # A property with a default is in every response too: the server fills the default
-        # in when a request leaves it out.
+        # In a response, a read-only property is always there (MARS dumps every field of what
+        # it returns; ``required`` cannot say so, since OpenAPI 3.1 applies it to requests
+        # too), and so is one with a default (filled in when a request left it out).
         fields = [
             Field(
                 identifier(key),
                 key,
                 py_type(prop, "response"),
-                key in required or "default" in prop,
+                key in required or bool(prop.get("readOnly")) or "default" in prop,
                 prop.get("description", ""),
             )
             for key, prop in (schema.get("properties") or {}).items()

@@ -453,7 +453,7 @@ TASKS = [
         # own; these are for a job that failed itself (the database went away).
         max_attempts=5,
         # The lease: a job begins no attempt after BATCH_SECONDS, and one attempt lasts
-        # at most timeout_seconds (itself at most 60).
+        # at most timeout_seconds (itself at most 15).
         timeout=BATCH_SECONDS + 120.0,
     ),
     Task(PURGE_TASK, purge, max_attempts=3),

@@ -48,7 +48,7 @@ class WebhookSchema(ma.Schema):
     class Meta:
         ordered = True
 
-    id = ma.fields.String(dump_only=True, required=True, metadata={"example": ID_EXAMPLE})
+    id = ma.fields.String(dump_only=True, metadata={"example": ID_EXAMPLE})
     url = ma.fields.String(
         required=True,
         validate=ma.validate.Length(min=1, max=2048),
@@ -74,7 +74,6 @@ class WebhookSchema(ma.Schema):
     )
     disabled_reason = ma.fields.String(
         dump_only=True,
-        required=True,
         allow_none=True,
         metadata={
             "enum": [*DISABLED_REASONS, None],
@@ -82,19 +81,15 @@ class WebhookSchema(ma.Schema):
             "failed for too long); null while enabled.",
         },
     )
-    disabled_at = ma.fields.AwareDateTime(
-        dump_only=True, required=True, allow_none=True, format="iso"
-    )
+    disabled_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True, format="iso")
     failing_since = ma.fields.AwareDateTime(
         dump_only=True,
-        required=True,
         allow_none=True,
         format="iso",
         metadata={"description": "Since when every attempt has failed; null after a success."},
     )
     previous_secret_expires_at = ma.fields.AwareDateTime(
         dump_only=True,
-        required=True,
         allow_none=True,
         format="iso",
         metadata={
@@ -102,8 +97,8 @@ class WebhookSchema(ma.Schema):
             "last rotation."
         },
     )
-    created_at = ma.fields.AwareDateTime(dump_only=True, required=True, format="iso")
-    updated_at = ma.fields.AwareDateTime(dump_only=True, required=True, format="iso")
+    created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+    updated_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
 
     @ma.validates("url")
     def _url_is_deliverable(self, value: str, **kwargs: Any) -> None:
@@ -144,7 +139,6 @@ class NewSecretSchema(WebhookSchema):
 
     secret = ma.fields.String(
         dump_only=True,
-        required=True,
         metadata={
             "description": "The signing secret (`whsec_` + base64). It is shown only now: "
             "keep it in your receiver's configuration.",
@@ -164,23 +158,20 @@ class AttemptSchema(ma.Schema):
     class Meta:
         ordered = True
 
-    attempted_at = ma.fields.AwareDateTime(dump_only=True, required=True, format="iso")
+    attempted_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
     series = ma.fields.Integer(
         dump_only=True,
-        required=True,
         metadata={"description": "1 for the first series of attempts, 2 after a redelivery..."},
     )
     response_status = ma.fields.Integer(
         dump_only=True,
-        required=True,
         allow_none=True,
         metadata={"description": "The receiver's HTTP status; null when none came."},
     )
-    duration_ms = ma.fields.Integer(dump_only=True, required=True)
-    error = ma.fields.String(dump_only=True, required=True, allow_none=True)
+    duration_ms = ma.fields.Integer(dump_only=True)
+    error = ma.fields.String(dump_only=True, allow_none=True)
     response_body = ma.fields.String(
         dump_only=True,
-        required=True,
         allow_none=True,
         metadata={"description": "The start of the receiver's answer (1 KiB at most)."},
     )
@@ -192,43 +183,33 @@ class DeliverySchema(ma.Schema):
 
     id = ma.fields.String(
         dump_only=True,
-        required=True,
         metadata={
             "description": "The `webhook-id` header: the same on every attempt and redelivery.",
             "example": "msg_01jd2x6n7m4q8r9s0t1v2w3x4y",
         },
     )
-    event_id = ma.fields.String(dump_only=True, required=True)
-    event_type = ma.fields.String(dump_only=True, required=True)
-    status = ma.fields.String(
-        dump_only=True, required=True, metadata={"enum": list(DELIVERY_STATUSES)}
-    )
-    attempt_count = ma.fields.Integer(dump_only=True, required=True)
-    last_attempt_at = ma.fields.AwareDateTime(
-        dump_only=True, required=True, allow_none=True, format="iso"
-    )
+    event_id = ma.fields.String(dump_only=True)
+    event_type = ma.fields.String(dump_only=True)
+    status = ma.fields.String(dump_only=True, metadata={"enum": list(DELIVERY_STATUSES)})
+    attempt_count = ma.fields.Integer(dump_only=True)
+    last_attempt_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True, format="iso")
     response_status = ma.fields.Integer(
         dump_only=True,
-        required=True,
         allow_none=True,
         metadata={"description": "The last attempt's HTTP status; null when none came."},
     )
     duration_ms = ma.fields.Integer(
         dump_only=True,
-        required=True,
         allow_none=True,
         metadata={"description": "How long the last attempt took."},
     )
     error = ma.fields.String(
         dump_only=True,
-        required=True,
         allow_none=True,
         metadata={"description": "Why the last attempt failed."},
     )
-    created_at = ma.fields.AwareDateTime(dump_only=True, required=True, format="iso")
-    completed_at = ma.fields.AwareDateTime(
-        dump_only=True, required=True, allow_none=True, format="iso"
-    )
+    created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+    completed_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True, format="iso")
 
 
 class DeliveryDetailSchema(DeliverySchema):
@@ -239,11 +220,10 @@ class DeliveryDetailSchema(DeliverySchema):
 
     body = ma.fields.Dict(
         dump_only=True,
-        required=True,
         attribute="document",
         metadata={"description": "The JSON body sent: `id`, `type`, `timestamp`, `data`."},
     )
-    attempts = ma.fields.List(ma.fields.Nested(AttemptSchema), dump_only=True, required=True)
+    attempts = ma.fields.List(ma.fields.Nested(AttemptSchema), dump_only=True)
 
 
 class DeliveryQueryArgsSchema(PageArgsSchema):

@@ -27,10 +27,11 @@ class Fault:
     - ``reset``: close the connection with a TCP reset, MARS never sees the request;
     - ``forward_then_reset``: MARS handles it, the client never gets the answer;
     - ``status``: answer ``status`` with a MARS-shaped problem and ``headers``;
-    - ``forward``: MARS answers, with ``headers`` added.
+    - ``forward``: MARS answers, with ``headers`` added;
+    - ``truncate``: MARS answers, and the client gets half of its body, then the end.
     """
 
-    action: Literal["reset", "forward_then_reset", "status", "forward"]
+    action: Literal["reset", "forward_then_reset", "status", "forward", "truncate"]
     status: int = 503
     headers: dict[str, str] = field(default_factory=dict)
     method: str | None = None
@@ -70,6 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         upstream = proxy.forward(self.command, self.path, dict(self.headers.items()), body)
         if fault is not None and fault.action == "forward_then_reset":
             return self._reset()
+        if fault is not None and fault.action == "truncate":
+            return self._truncated(upstream.status_code, upstream.content)
         headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
         if fault is not None:
             headers.update(fault.headers)
@@ -86,6 +89,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _truncated(self, status: int, body: bytes) -> None:
+        """Promise the whole body, send half, hang up."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
     def _reset(self) -> None:
         """Close with RST (SO_LINGER 0): the client sees 'connection reset by peer'."""

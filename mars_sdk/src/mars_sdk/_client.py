@@ -291,6 +291,7 @@ class BaseClient:
             headers["Content-Type"] = "application/json"
         retries = 0
         renewed = False
+        waiting_since: float | None = None  # for the first try of a POST still running
         while True:
             if self.auth is not None:
                 headers["Authorization"] = self.auth.authorization(self.token_endpoint)
@@ -320,12 +321,22 @@ class BaseClient:
                     renewed = True
                     if self.auth.renew(self.token_endpoint, rejected=headers["Authorization"]):
                         continue
-                if not retryable or not (
-                    status in RETRY_STATUSES
-                    or (status == 409 and "Idempotency-Key" in headers and _key_in_use(response))
-                ):
-                    return response, request_id
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if status == 409 and retryable and "Idempotency-Key" in headers:
+                    # The first try of this POST is still running (a retry after a timeout):
+                    # ask again as told until it is done, for as long as one answer may
+                    # take; these waits do not count as retries.
+                    if not _key_in_use(response):
+                        return response, request_id
+                    waiting_since = waiting_since or time.monotonic()
+                    wait = retry_after if retry_after is not None else 1.0
+                    if time.monotonic() + wait - waiting_since > self.timeout:
+                        return response, request_id
+                    log.info("%s %s: still in progress; asking again in %.2f s", method, path, wait)
+                    time.sleep(wait)
+                    continue
+                if not retryable or status not in RETRY_STATUSES:
+                    return response, request_id
                 wait = self.retry_policy.delay(retries, retry_after)
                 if wait is None:
                     return response, request_id

@@ -22,15 +22,13 @@ class ProjectSchema(ma.Schema):
 
     # Read-only fields are "required": in OpenAPI that binds responses only, which always
     # carry them.
-    id = ma.fields.String(
-        dump_only=True, required=True, metadata={"example": "prj_01jd2x6n7m4q8r9s0t1v2w3x4y"}
-    )
+    id = ma.fields.String(dump_only=True, metadata={"example": "prj_01jd2x6n7m4q8r9s0t1v2w3x4y"})
     slug = ma.fields.String(required=True, validate=SLUG)
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     description = ma.fields.String(load_default="")
     visibility = ma.fields.String(load_default="private", validate=ma.validate.OneOf(VISIBILITIES))
-    created_at = ma.fields.AwareDateTime(dump_only=True, required=True, format="iso")
-    updated_at = ma.fields.AwareDateTime(dump_only=True, required=True, format="iso")
+    created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+    updated_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
 
     @ma.validates("description")
     def _description_length(self, value: str, **kwargs: Any) -> None:
@@ -71,7 +69,7 @@ class MemberSchema(ma.Schema):
 
     user_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(MEMBER_ROLES))
-    added_at = ma.fields.AwareDateTime(dump_only=True, required=True, format="iso")
+    added_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
 
 
 class MemberListSchema(ma.Schema):
