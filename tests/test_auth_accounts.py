@@ -229,3 +229,28 @@ def test_operator_commands_take_effect(app, runner, create_user, token_for):
     assert runner.invoke(args=["users", "enable", "kept@example.test"]).exit_code == 0
     assert status(other) == 401  # revoked when disabled: enabling gives nothing back
     assert status(token_for(user, ["account:read"])) == 200  # the account works again
+
+
+def test_guessing_the_current_password_is_throttled_like_signing_in(app, create_user):
+    """A stolen token must not become a way to guess the password: wrong current passwords
+    count as failed sign-ins of the account (5 per 15 minutes by default)."""
+    user = create_user(password=PASSWORD)
+    client = signed_in_client(app, user)
+
+    def change(current):
+        return client.post(
+            "/api/v1/me/password",
+            json={"current_password": current, "new_password": "another passphrase"},
+        )
+
+    for guess in range(5):
+        assert change(f"guess number {guess}").status_code == 422
+    locked = change(PASSWORD)  # even the right one, now
+    assert locked.status_code == 429
+    assert locked.mimetype == "application/problem+json"
+    assert 0 < int(locked.headers["Retry-After"]) <= 15 * 60
+    assert client.get("/api/v1/me").status_code == 200  # nothing was changed or revoked
+    from mars_server.auth import signin
+
+    with pytest.raises(signin.TooManyAttempts):  # and signing in is locked out too
+        signin.authenticate(user.email, PASSWORD, None)

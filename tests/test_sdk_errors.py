@@ -14,6 +14,7 @@ from mars_sdk import (
     Page,
     PermissionDenied,
     PreconditionFailed,
+    RateLimited,
     ValidationError,
 )
 from mars_sdk.models import Project
@@ -149,3 +150,18 @@ def test_iterating_follows_next_cursor_across_pages(live_server, thousand_projec
         assert pages[-1].next_cursor is None and all(p.next_cursor for p in pages[:-1])
         # the default page size (50): 20 pages, every project once
         assert len({p.id for p in client.projects.list_projects()}) == 1000
+
+
+def test_429_from_mars_itself_is_rate_limited_with_retry_after(sdk):
+    """Wrong current passwords count as failed sign-ins; past the limit MARS answers 429
+    with a Retry-After too long to wait for: the SDK raises at once."""
+    client = sdk()
+    for guess in range(5):
+        with pytest.raises(ValidationError):
+            client.me.change_my_password(current_password=f"guess {guess}", new_password="x" * 20)
+    with pytest.raises(RateLimited) as raised:
+        client.me.change_my_password(current_password="guess 6", new_password="x" * 20)
+    error = raised.value
+    assert error.status == 429 and 0 < error.retry_after <= 15 * 60
+    assert error.problem["type"] == "urn:mars:problem:too-many-sign-in-attempts"
+    assert error.request_id

@@ -27,6 +27,7 @@ from mars_server.http import BadRequest, Conflict, NotFound, abort
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Callable
 
     from mars_server.http import Page
 
@@ -143,9 +144,15 @@ def set_password(user: User, password: str, *, temporary: bool = False) -> None:
     revoke_all_tokens(user, reason="password_set")
 
 
-def change_password(user: User, current: str, new: str) -> None:
+def change_password(
+    user: User, current: str, new: str, *, on_wrong_password: Callable[[], None] | None = None
+) -> None:
+    """Replace the password after checking the current one (``on_wrong_password`` first
+    counts a wrong one: see :func:`mars_server.auth.signin.change_password`)."""
     ok, _ = passwords.verify_password(user.password_hash, current)
     if not ok:
+        if on_wrong_password is not None:
+            on_wrong_password()
         abort(422, messages={"json": {"current_password": ["This is not your password."]}})
     if secrets.compare_digest(current.encode(), new.encode()):
         abort(422, messages={"json": {"new_password": ["Choose a new password."]}})

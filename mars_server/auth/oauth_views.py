@@ -251,11 +251,17 @@ def _change_password(user: User, client: oauth.Client) -> Any:
     try:
         # Signed in by the session, not a token: the audit entry is theirs all the same.
         with acting_as(dataclasses.replace(acting_context.current(), actor_id=user.id)):
-            accounts.change_password(
+            signin.change_password(
                 user,
-                request.form.get("current_password", ""),
-                request.form.get("new_password", ""),
+                request.form.get("current_password", "")[:512],
+                request.form.get("new_password", "")[:512],
+                request.remote_addr,
             )
+    except signin.TooManyAttempts as error:
+        body, status = _page(
+            "change_password.html", 429, client=client.row, user=user, message=str(error.detail)
+        )
+        return Response(body, status, headers=error.headers)
     except (MarsError, HTTPException) as error:
         message = pages.form_error_message(error)
         if message is None:

@@ -120,3 +120,21 @@ def authenticate(email: str, password: str, address: str | None) -> User:
     accounts.audit_as(user.id, "auth.signed_in", target=user.id, method="password")
     db.session.commit()
     return user
+
+
+def change_password(user: User, current: str, new: str, address: str | None) -> None:
+    """Change ``user``'s password, the current one checked under the sign-in limits: a
+    wrong one counts as a failed sign-in of the account and of the address, so a stolen
+    token cannot be used to guess the password; past the limit, :class:`TooManyAttempts`.
+    A wrong password's count is committed before the 422 is raised."""
+    try:
+        check_throttle(user.email, address)
+    except TooManyAttempts:
+        _audit_failure(user.email, user, "throttled")
+        db.session.commit()
+        raise
+
+    def count_failure() -> None:
+        _record_failure(user.email, address, user, "wrong_current_password")
+
+    accounts.change_password(user, current, new, on_wrong_password=count_failure)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from flask import request
 from flask.views import MethodView
 
-from mars_server.auth import accounts, apps, consents, emails, tokens
+from mars_server.auth import accounts, apps, consents, emails, signin, tokens
 from mars_server.auth.schemas import (
     AcceptedSchema,
     AppListSchema,
@@ -89,7 +90,9 @@ class MyPassword(MethodView):
     @me_blp.response(204)
     def post(self, data: dict[str, str]) -> None:
         """Change your password; every token you hold is revoked"""
-        accounts.change_password(me(), data["current_password"], data["new_password"])
+        signin.change_password(
+            me(), data["current_password"], data["new_password"], request.remote_addr
+        )
         db.session.commit()
 
 
