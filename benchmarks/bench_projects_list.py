@@ -152,6 +152,9 @@ def mars_settings(database: Database, secret_key: str, instance_path: Path) -> d
         # Production mode sends mail over SMTP by default; the benchmark sends none.
         "MAIL_BACKEND": "files",
         "PUBLIC_URL": "https://mars.bench.example",
+        # These benchmarks measure MARS against the same runs as before rate limits existed
+        # (a per-process limit would also refuse wrk); bench_production.py turns them on.
+        "RATELIMIT_ENABLED": "false",
     }
 
 

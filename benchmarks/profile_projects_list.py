@@ -14,6 +14,10 @@ Usage::
         [--rounds 7] [--batch 400] [--cprofile 40] [--before]
 
 ``--before`` profiles MARS with its response fast paths taken out (``mars_before.py``).
+``--token`` profiles MARS as ``bench_production.py`` serves it: every request with a personal
+access token (``projects:read``), rate limits on (a policy never reached), the token cache
+warm, and with ``--redis-url`` (e.g. ``redis://127.0.0.1:6379/5``, emptied at the start and
+the end) the limiter and the token cache in Redis.
 """
 
 from __future__ import annotations
@@ -262,6 +266,46 @@ def print_micro(app: Flask) -> None:
         db.session.remove()
 
 
+def flush_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+def token_app(database: Any, secret_key: str, instance: Path, redis_url: str | None) -> Flask:
+    """MARS with rate limits on (never reached) and the token cache, Redis when given."""
+    import bench_projects_list as bench
+
+    import mars_server
+
+    settings = bench.mars_settings(database, secret_key, instance)
+    settings |= {
+        "RATELIMIT_ENABLED": "true",
+        "RATELIMIT_DEFAULT": "1000000000/minute",
+        "RATELIMIT_ANONYMOUS": "1000000000/minute",
+        "TOKEN_CACHE_SECONDS": "600",
+    }
+    if redis_url:
+        flush_redis(redis_url)
+        settings["REDIS_URL"] = redis_url
+    return mars_server.create_app(settings)
+
+
+def new_token(app: Flask) -> str:
+    """A user with no role and no project, and a personal access token of theirs."""
+    runner = app.test_cli_runner()
+    for command in (
+        ["users", "create", "profile@example.org"],
+        ["tokens", "create", "profile@example.org", "--scope", "projects:read"],
+    ):
+        result = runner.invoke(args=command)
+        if result.exit_code != 0:
+            raise RuntimeError(f"mars {' '.join(command)}: {result.output}")
+    return str(result.output.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -278,6 +322,16 @@ def main() -> int:
         "--before",
         action="store_true",
         help="profile MARS without its response fast paths (see mars_before.py)",
+    )
+    parser.add_argument(
+        "--token",
+        action="store_true",
+        help="requests with a personal access token, rate limits on (never reached)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="with --token: MARS_REDIS_URL for the limiter and the token cache (emptied)",
     )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
@@ -299,7 +353,13 @@ def main() -> int:
             app.json = DefaultJSONProvider(app)
             app.json.sort_keys = False  # type: ignore[attr-defined]
         raw = raw_app.create_app(database.url, secret_key).test_client()
+        if args.token:
+            app = token_app(database, secret_key, workdir / "instance", args.redis_url)
         mars = app.test_client()
+        if args.token:
+            mars.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {new_token(app)}"
+            if "RateLimit" not in mars.get(URL).headers:
+                raise RuntimeError("the rate limiter is not on")
         expected = mars.get(URL).get_json()
         if raw.get(URL).get_json()["items"] != expected["items"]:
             raise RuntimeError("the raw app's items differ from MARS's")
@@ -350,6 +410,8 @@ def main() -> int:
         print(f"{'(rest: flask-smorest wrappers, paginate)':<46}{rest:>8.3f} ms above raw")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if args.token and args.redis_url:
+            flush_redis(args.redis_url)
     return 0
 
 

@@ -17,21 +17,26 @@ from flask.cli import with_appcontext
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mars_server import __version__
+from mars_server import cache as shared_cache
 from mars_server import config as settings_sources
 from mars_server.db import db
 from mars_server.events import context as acting_context
 from mars_server.extensions import cors, migrate
 from mars_server.http import (
     conditional,
+    headers,
     idempotency,
+    limits,
     pagination,
     problems,
+    ratelimit,
     requests,
     spec,
     webhooks_doc,
 )
 from mars_server.http.serialize import json_provider
 from mars_server.ops import health
+from mars_server.ops import metrics as ops_metrics
 from mars_server.ops import migrations as _migrations  # noqa: F401  (Alembic's version folders)
 from mars_server.ops.logging import configure_logging
 from mars_server.plugins import MarsPlugins, PluginError, build_plugin_manager
@@ -53,6 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
+#: libpq's connect_timeout, unless the database URL sets its own.
+CONNECT_TIMEOUT_SECONDS = 10
 CORS_EXPOSED = [
     "ETag",
     "Link",
@@ -126,9 +133,39 @@ def _validate_plugin_settings(
 
 
 def _engine_options(settings: dict[str, Any]) -> dict[str, Any]:
+    # A database error's message (logged, kept as a job's last error) shows the statement but
+    # never its parameters: they may be a password's hash, a sealed secret, personal data.
     if settings["DATABASE_URL"].startswith("sqlite"):
-        return {"connect_args": {"timeout": settings["SQLITE_BUSY_TIMEOUT_MS"] / 1000}}
-    return {"pool_pre_ping": True, "pool_size": settings["DATABASE_POOL_SIZE"]}
+        return {
+            "hide_parameters": True,
+            "connect_args": {"timeout": settings["SQLITE_BUSY_TIMEOUT_MS"] / 1000},
+        }
+    connect_args: dict[str, Any] = {"options": _postgres_options(settings)}
+    if "connect_timeout" not in sa.engine.make_url(settings["DATABASE_URL"]).query:
+        # A database that does not answer at all fails the request (503), not hangs it.
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    return {
+        "hide_parameters": True,
+        "pool_pre_ping": True,
+        "pool_size": settings["DATABASE_POOL_SIZE"],
+        "connect_args": connect_args,
+    }
+
+
+def _postgres_options(settings: dict[str, Any]) -> str:
+    """libpq ``options`` for every connection: PostgreSQL itself cancels a statement that runs,
+    or waits for a lock, too long, so a request on a stuck database ends (503) instead of
+    holding its worker forever. After any ``options`` the URL gives, which ``connect_args``
+    would otherwise replace. Migrations lift the statement timeout (migrations/env.py)."""
+    given = sa.engine.make_url(settings["DATABASE_URL"]).query.get("options", ())
+    options = [given] if isinstance(given, str) else list(given)
+    for name, key in (
+        ("statement_timeout", "DATABASE_STATEMENT_TIMEOUT_MS"),
+        ("lock_timeout", "DATABASE_LOCK_TIMEOUT_MS"),
+    ):
+        if settings[key]:  # 0: none from MARS; the server's (or the role's) default holds
+            options.append(f"-c {name}={int(settings[key])}")
+    return " ".join(options)
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
@@ -148,6 +185,9 @@ def _finish_response(response: Response) -> Response:
     response = conditional.apply_etag(response)
     response = pagination.add_link_header(response)
     response = requests.add_request_id(response)
+    response = ratelimit.add_rate_limit_headers(response)
+    response = headers.add_security_headers(response)
+    response = headers.vary_on_origin(response)
     response = idempotency.store_response(response)
     requests.log_request(response)
     return response
@@ -214,6 +254,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(raw.passthrough)
     app.json = json_provider(app)  # response bodies encoded by orjson (serialize.py)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # fields in schema order
+    app.request_class = requests.MarsRequest  # a malformed JSON body: a 400 saying why
     if settings["PROXY_FIX_HOPS"]:
         hops = settings["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -221,6 +262,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         )
 
     db.init_app(app)
+    shared_cache.init_app(app)  # Redis when MARS_REDIS_URL is set, else in memory
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(
@@ -240,10 +282,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(spec.docs_assets_blueprint())
 
     app.register_blueprint(health.blueprint)
+    ratelimit.init_app(app)  # after the blueprints: it reads their operations' own limits
+    # /metrics, and the request and pool metrics; its after_request runs last (registered
+    # first), so it counts the status actually sent.
+    ops_metrics.init_app(app)
     for command in plugins.cli_commands():
         app.cli.add_command(_in_app_context(command))
 
     app.before_request(requests.start_request)
+    app.before_request(limits.check_request_head)  # before a key is claimed for the request
+    app.after_request(limits.discard_refused_body)
+    # A request over its rate limit does nothing: refused before its key is claimed.
+    app.before_request(ratelimit.check_rate_limits)
     app.before_request(idempotency.claim_key)
     app.after_request(_finish_response)
     app.teardown_request(idempotency.release_unfinished)
@@ -268,6 +318,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             allow_headers=CORS_ALLOWED,
             max_age=600,
             vary_header=True,
+            # No CORS headers for a request that sent no Origin (it is no browser's).
+            always_send=False,
         )
 
     app.extensions["mars"] = MarsState(

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 ENV_PREFIX = "MARS_"
 #: ``MARS_*`` variables that are not settings but are read elsewhere.
-NON_SETTING_ENV = frozenset({"MARS_CONFIG", "MARS_TEST_DATABASE_URL", "MARS_TEST_REQUIRE_POSTGRES"})
+NON_SETTING_ENV = frozenset(
+    {"MARS_CONFIG", "MARS_TEST_DATABASE_URL", "MARS_TEST_REDIS_URL", "MARS_TEST_REQUIRE_POSTGRES"}
+)
 MIN_SECRET_KEY_LENGTH = 32
 
 
@@ -48,6 +50,21 @@ class CommaList(ma.fields.List):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _is_rate(value: str) -> None:
+    """A rate limit such as ``600/minute``: one rate, in ``limits``' notation."""
+    import limits
+
+    try:
+        items = limits.parse_many(value)
+    except ValueError:
+        items = []
+    if len(items) != 1 or items[0].amount < 1:
+        raise ma.ValidationError(
+            f"{value!r} is not a rate: write N/second, N/minute, N/hour or N/day "
+            "(e.g. 600/minute), one rate only"
+        )
 
 
 class CoreSettingsSchema(ma.Schema):
@@ -79,9 +96,54 @@ class CoreSettingsSchema(ma.Schema):
     IDEMPOTENCY_TTL_SECONDS = ma.fields.Integer(
         load_default=24 * 3600, validate=ma.validate.Range(min=60)
     )
+    # MARS's own limits on a request's head (mars_server.http.limits). The URL's stays below
+    # the longest request line gunicorn reads (8190 bytes), so MARS, not gunicorn, answers it.
+    MAX_URL_LENGTH = ma.fields.Integer(
+        load_default=4096, validate=ma.validate.Range(min=256, max=8000)
+    )
+    MAX_HEADER_FIELDS = ma.fields.Integer(
+        load_default=100, validate=ma.validate.Range(min=20, max=10_000)
+    )
+    MAX_HEADER_FIELD_SIZE = ma.fields.Integer(
+        load_default=8192, validate=ma.validate.Range(min=1024, max=60_000)
+    )
     SQLITE_BUSY_TIMEOUT_MS = ma.fields.Integer(load_default=5000, validate=ma.validate.Range(min=0))
     DATABASE_POOL_SIZE = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1))
+    #: PostgreSQL cancels a statement after this long, or after waiting this long for a lock
+    #: (0: MARS sets none): a request on a stuck database ends in a 503, never hangs.
+    DATABASE_STATEMENT_TIMEOUT_MS = ma.fields.Integer(
+        load_default=30_000, validate=ma.validate.Range(min=0)
+    )
+    DATABASE_LOCK_TIMEOUT_MS = ma.fields.Integer(
+        load_default=10_000, validate=ma.validate.Range(min=0)
+    )
     PROXY_FIX_HOPS = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    #: The bearer token Prometheus sends to ``GET /metrics``; unset, the endpoint is a 404.
+    METRICS_TOKEN = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=[
+            ma.validate.Length(min=16, error="must be at least 16 characters"),
+            ma.validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII, no spaces"),
+        ],
+    )
+    #: Redis shared by every instance: rate limits and the cache (docs/deployment.md).
+    #: Unset: both live in each process's memory, which suits one process only.
+    REDIS_URL = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=ma.validate.Regexp(r"^(redis|rediss|unix)://", error="must be a redis:// URL"),
+    )
+    #: How long a token's check is cached (seconds; 0: not cached). Revocation stays instant:
+    #: with REDIS_URL on every instance; without, for the processes sharing one instance
+    #: folder (mars_server/auth/token_cache.py).
+    TOKEN_CACHE_SECONDS = ma.fields.Integer(
+        load_default=60, validate=ma.validate.Range(min=0, max=3600)
+    )
+    #: API rate limits (mars_server.http.ratelimit): per authenticated caller, per address.
+    RATELIMIT_ENABLED = ma.fields.Boolean(load_default=True)
+    RATELIMIT_DEFAULT = ma.fields.String(load_default="600/minute", validate=_is_rate)
+    RATELIMIT_ANONYMOUS = ma.fields.String(load_default="60/minute", validate=_is_rate)
     # Mail (mars_server.mail). MAIL_BACKEND and SMTP_PORT get their defaults in _check_mail.
     MAIL_BACKEND = ma.fields.String(
         load_default=None, allow_none=True, validate=ma.validate.OneOf(["smtp", "files"])
@@ -213,6 +275,26 @@ def gather(
     _from_environ(raw, environ)
     _from_mapping(raw, config or {})
     return raw
+
+
+#: The settings the HTTP server's own limits are derived from (mars_server.ops.gunicorn_conf).
+HTTP_LIMIT_KEYS = ("MAX_URL_LENGTH", "MAX_HEADER_FIELDS", "MAX_HEADER_FIELD_SIZE")
+
+
+def http_limits(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """MARS's own limits on a request's head, read from the same sources as ``create_app``.
+
+    A bad value gives the defaults here: ``create_app`` (and ``mars check``) reports it.
+    """
+    raw = gather(environ=environ)
+    schema = CoreSettingsSchema(only=HTTP_LIMIT_KEYS)
+    try:
+        limits: dict[str, int] = schema.load(
+            {key: value for key, value in raw.core.items() if key in HTTP_LIMIT_KEYS}
+        )
+    except ma.ValidationError:
+        limits = schema.load({})
+    return limits
 
 
 def normalise_database_url(url: str) -> str:

@@ -211,11 +211,20 @@ class EventType:
     :param description: one sentence for the OpenAPI document's ``webhooks`` section.
     :param payload: the marshmallow schema of the payload: ``emit`` dumps the payload with it,
         webhook subscribers receive it as ``data``, and it is published in OpenAPI.
+    :param scope: the scope whose holder may read what the payload shows (``projects:read``
+        for a project's events): a webhook endpoint subscribes to the event only through a
+        token that has it, and its delivery log shows the payload only to such a token, so
+        a subscription never shows more than its creator may read. Required, so that no
+        event is left open by forgetting: ``None`` says, on purpose, that any signed-in
+        user may read every payload of this type.
+
+    .. versionchanged:: 0.3 ``scope``, required.
     """
 
     name: str
     description: str
     payload: type[ma.Schema]
+    scope: str | None
 
 
 @dataclass(frozen=True)

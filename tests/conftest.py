@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING
 
@@ -72,3 +73,25 @@ def client(app):
 
 smtp_server = pytest.fixture(mailbox.smtp_server_fixture, name="smtp_server")
 smtp_app = pytest.fixture(mailbox.smtp_app_fixture, name="smtp_app")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The real Redis on this machine, in a database of its own, emptied for each test.
+
+    ``MARS_TEST_REDIS_URL`` picks another server or database (the default: database 10 of
+    127.0.0.1:6379). Skipped when Redis does not answer, except under CI, where it fails.
+    """
+    import redis
+
+    url = os.environ.get("MARS_TEST_REDIS_URL", "redis://127.0.0.1:6379/10")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.ConnectionError:
+        if os.environ.get("CI") or os.environ.get("MARS_TEST_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"Redis does not answer at {url}")
+    finally:
+        client.close()
+    return url

@@ -142,8 +142,8 @@ class Events:
     @hookimpl
     def mars_event_types(self) -> list[EventType]:
         return [
-            EventType("thing.happened", "Something happened to a thing.", ThingSchema),
-            EventType("thing.ignored", "Nobody listens to this.", ThingSchema),
+            EventType("thing.happened", "Something happened to a thing.", ThingSchema, scope=None),
+            EventType("thing.ignored", "Nobody listens to this.", ThingSchema, scope=None),
         ]
 
     @hookimpl

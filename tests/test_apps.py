@@ -22,7 +22,8 @@ BODY = {
 
 @pytest.fixture
 def headers(create_user, auth_headers):
-    return auth_headers(create_user(), ["apps:read", "apps:write"])
+    # The apps' scopes too: no credential gives an app more than it has itself.
+    return auth_headers(create_user(), ["apps:read", "apps:write", "account:read"])
 
 
 def client_credentials(client, app_json, secret):

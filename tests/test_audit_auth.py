@@ -256,7 +256,7 @@ def register_app(browser, headers, **fields):
 
 def test_app_lifecycle(app, browser, create_user, token_for):
     owner = create_user(email="dev@example.test", password=PASSWORD)
-    headers = bearer(token_for(owner, ["apps:read", "apps:write"]))
+    headers = bearer(token_for(owner, ["apps:read", "apps:write", "account:read"]))
     created = register_app(browser, headers)
     app_id, secret = created.json["id"], created.json["client_secret"]
     row = one("auth.app_created")
@@ -333,7 +333,7 @@ def test_sign_in_failures_and_success(app, browser, create_user, token_for):
     owner = create_user(email="dev@example.test", password=PASSWORD)
     create_user(email="off@example.test", password=PASSWORD, status="disabled")
     create_user(email="new@example.test", password=PASSWORD, status="pending")
-    oauth_app = register_app(browser, bearer(token_for(owner, ["apps:write"]))).json
+    oauth_app = register_app(browser, bearer(token_for(owner, ["apps:write", "account:read"]))).json
     url = authorize_url(oauth_app["client_id"], create_s256_code_challenge("v" * 50))
 
     attempts = [
@@ -373,7 +373,7 @@ def test_sign_in_failures_and_success(app, browser, create_user, token_for):
 
 def test_oauth_consent_tokens_replays_and_revocation(app, browser, create_user, token_for):
     owner = create_user(email="dev@example.test", password=PASSWORD)
-    oauth_app = register_app(browser, bearer(token_for(owner, ["apps:write"]))).json
+    oauth_app = register_app(browser, bearer(token_for(owner, ["apps:write", "account:read"]))).json
     verifier = random.token_urlsafe(48)
     url = authorize_url(oauth_app["client_id"], create_s256_code_challenge(verifier))
     assert sign_in(browser, url, "dev@example.test", PASSWORD, "in-1").status_code == 303
@@ -457,7 +457,7 @@ def test_oauth_consent_tokens_replays_and_revocation(app, browser, create_user, 
 
     machine = register_app(
         browser,
-        bearer(token_for(owner, ["apps:write"])),
+        bearer(token_for(owner, ["apps:write", "account:read"])),
         redirect_uris=[],
         grant_types=["client_credentials"],
     ).json
@@ -494,7 +494,9 @@ def test_oauth_consent_tokens_replays_and_revocation(app, browser, create_user, 
 
 def test_a_temporary_password_changed_on_the_oauth_page(app, browser, runner, create_user):
     owner = create_user(email="dev@example.test", password=PASSWORD)
-    oauth_app = register_app(browser, bearer(make_token(app, owner, ["apps:write"]))).json
+    oauth_app = register_app(
+        browser, bearer(make_token(app, owner, ["apps:write", "account:read"]))
+    ).json
     reset = runner.invoke(args=["users", "reset-password", "dev@example.test", "--temporary"])
     temporary = reset.output.strip().splitlines()[-1]
     url = authorize_url(oauth_app["client_id"], create_s256_code_challenge("v" * 50))
@@ -538,7 +540,8 @@ def test_every_operator_override_is_audited_as_theirs(app, runner):
         "roles": ["member", "admin"],
         "temporary_password": True,
     }
-    run("users", "create", "ops@example.test", "--password-stdin", stdin=PASSWORD + "\n")
+    # A second admin: root may then lose the role (the last active admin may not).
+    run("users", "create", "ops@example.test", "--admin", "--password-stdin", stdin=PASSWORD + "\n")
     assert last("auth.user_created").details["temporary_password"] is False
 
     token = run("tokens", "create", "root@example.test", "--scope", "account:read")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 import time_machine
 
 from mars_server.testing import signed_in_client
@@ -123,7 +124,9 @@ def test_admin_commands(app, runner, db):
     headers = {"Authorization": f"Bearer {secret}"}
     assert app.test_client().get("/api/v1/me", headers=headers).status_code == 200
 
-    assert runner.invoke(args=["users", "revoke-role", "root@example.test", "admin"]).exit_code == 0
+    # The only admin: the operator must insist (see tests/test_last_admin.py).
+    revoke = ["users", "revoke-role", "root@example.test", "admin", "--force"]
+    assert runner.invoke(args=revoke).exit_code == 0
     assert runner.invoke(args=["users", "grant-role", "root@example.test", "wizard"]).exit_code == 1
     revoked = runner.invoke(args=["tokens", "revoke", "--user", "root@example.test"])
     assert "revoked 1 tokens" in revoked.output
@@ -254,3 +257,88 @@ def test_guessing_the_current_password_is_throttled_like_signing_in(app, create_
 
     with pytest.raises(signin.TooManyAttempts):  # and signing in is locked out too
         signin.authenticate(user.email, PASSWORD, None)
+
+
+def from_address(address):
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def test_reset_mails_to_one_address_are_throttled_without_telling(app, create_user):
+    """30 requests in a second (from 30 addresses) for one address: 3 mails an hour
+    (``account_mails_per_recipient``, ``account_mail_window_minutes``), and the same 202 for
+    every request, for a real account and an unknown address alike."""
+    create_user(email="target@example.test", password=PASSWORD)
+    client = app.test_client()
+    answers = set()
+    with time_machine.travel(dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC), tick=False) as clock:
+        for n in range(30):
+            for email in ("target@example.test", "nobody@example.test"):
+                response = client.post(
+                    "/api/v1/accounts/password-reset",
+                    json={"email": email},
+                    **from_address(f"192.0.2.{n}"),
+                )
+                answers.add((response.status_code, response.mimetype, response.data))
+        assert len(answers) == 1
+        assert answers.pop()[0] == 202
+        assert [m["To"] for m in mailbox(app)] == ["target@example.test"] * 3
+
+        clock.shift(dt.timedelta(hours=1, seconds=1))
+        client.post("/api/v1/accounts/password-reset", json={"email": "TARGET@example.test"})
+        assert len(mailbox(app)) == 4
+
+
+def test_registration_and_reset_mails_share_the_recipients_allowance(app):
+    client = app.test_client()
+    body = {"email": "fresh@example.test", "password": PASSWORD}
+    assert (
+        client.post("/api/v1/accounts", json=body, **from_address("192.0.2.1")).status_code == 202
+    )
+    for n in range(4):
+        reset = client.post(
+            "/api/v1/accounts/password-reset",
+            json={"email": "fresh@example.test"},
+            **from_address(f"198.51.100.{n}"),
+        )
+        assert reset.status_code == 202
+    subjects = [message["Subject"] for message in mailbox(app)]
+    assert len(subjects) == 3  # the verification link and two reset links
+
+
+def test_one_address_asking_for_many_mails_gets_429(app, db):
+    """An address may ask for 10 account e-mails an hour (``account_mail_requests_per_address``),
+    whatever the recipients; then 429, which says nothing about any account."""
+    from mars_server.auth.models import User
+
+    client = app.test_client()
+    spammer = from_address("203.0.113.9")
+    for n in range(10):
+        if n % 2:
+            response = client.post(
+                "/api/v1/accounts",
+                json={"email": f"victim{n}@example.test", "password": PASSWORD},
+                **spammer,
+            )
+        else:
+            response = client.post(
+                "/api/v1/accounts/password-reset",
+                json={"email": f"victim{n}@example.test"},
+                **spammer,
+            )
+        assert response.status_code == 202
+    for path, body in (
+        ("/api/v1/accounts", {"email": "late@example.test", "password": PASSWORD}),
+        ("/api/v1/accounts/password-reset", {"email": "victim1@example.test"}),
+    ):
+        refused = client.post(path, json=body, **spammer)
+        assert refused.status_code == 429
+        assert refused.mimetype == "application/problem+json"
+        assert refused.json["type"] == "urn:mars:problem:too-many-requests"
+        assert 0 < refused.json["retry_after"] <= 3600
+        assert refused.headers["Retry-After"] == str(refused.json["retry_after"])
+    assert db.session.scalar(sa.select(User).where(User.email == "late@example.test")) is None
+    assert len(mailbox(app)) == 5  # the five registrations; the resets were for no account
+    elsewhere = client.post(
+        "/api/v1/accounts", json={"email": "late@example.test", "password": PASSWORD}
+    )
+    assert elsewhere.status_code == 202

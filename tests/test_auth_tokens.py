@@ -227,7 +227,8 @@ def test_the_longest_token_lifetime_is_a_setting(make_app, create_user, runner):
     app = make_app(PLUGINS={"auth": {"pat_max_days": 30, "pat_default_days": 7}})
     client = app.test_client()
     user = create_user(email="short@example.test")
-    headers = {"Authorization": f"Bearer {make_token(app, user, ['account:write'])}"}
+    caller = make_token(app, user, ["account:read", "account:write"], expires_in_days=30)
+    headers = {"Authorization": f"Bearer {caller}"}
 
     def create(**fields):
         body = {"name": "ci", "scopes": ["account:read"]} | fields

@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from mars_server.db import db
-from mars_server.events import emit, enqueue
+from mars_server.events import celery as celery_backend
+from mars_server.events import emit, enqueue, relay
 from mars_server.events.models import Job
 from tests import fakes
 
@@ -170,6 +171,33 @@ def test_readyz_checks_the_broker(make_app, broker):
     unready = down.test_client().get("/readyz")
     assert unready.status_code == 503
     assert unready.json["checks"]["broker"] == "failed"
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_jobs_the_broker_did_not_take_are_due_again_at_once(install_plugins, make_app):
+    """The relay marks jobs sent before it sends them; when the broker is down, the send
+    fails and the mark is taken back, so they go out as soon as it is back, not a lease
+    (minutes) later."""
+    install_plugins(eventful="events")
+    app = make_app(JOBS_BACKEND="celery", CELERY_BROKER_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    with app.app_context():
+        job_ids = [enqueue("eventful.work", n=i, marker="down") for i in range(3)]
+        db.session.commit()
+        with pytest.raises(Exception, match=r"(?i)connect|refused"):
+            relay.hand_to_broker(celery_backend.sender(app))
+        sent = db.session.execute(sa.select(Job.sent_at).where(Job.id.in_(job_ids))).scalars()
+        assert set(sent) == {None}
+        # The next pass hands the same jobs over again (to a broker that takes them).
+        taken: list[str] = []
+        assert relay.hand_to_broker(taken.append) == 3
+        assert sorted(taken) == sorted(job_ids)
 
 
 def test_celery_is_configured_to_acknowledge_late_and_requeue_on_worker_loss(make_app, broker):

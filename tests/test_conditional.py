@@ -101,3 +101,36 @@ def test_writer_racing_past_the_if_match_check_gets_412(client, db, project, mon
     assert response.mimetype == "application/problem+json"
     monkeypatch.undo()
     assert client.get(f"/api/v1/projects/{project['id']}").json["name"] == "Racer"
+
+
+@pytest.mark.parametrize("method", ["patch", "delete"])
+def test_if_match_star_does_not_skip_the_lost_update_check(client, project, method):
+    """RFC 9110 lets ``*`` match any current version: it would overwrite unseen changes."""
+    kwargs = {"json": {"name": "Blind"}} if method == "patch" else {}
+    url = f"/api/v1/projects/{project['id']}"
+    response = getattr(client, method)(url, headers={"If-Match": "*"}, **kwargs)
+    assert response.status_code == 428
+    assert response.mimetype == "application/problem+json"
+    assert "ETag" in response.json["detail"]
+    assert client.get(url).json["name"] == project["name"]
+
+
+@pytest.mark.parametrize("method", ["patch", "delete"])
+def test_if_match_star_is_refused_for_an_app_too(client, method):
+    created = client.post(
+        "/api/v1/apps",
+        json={
+            "name": "Rover",
+            "client_type": "public",
+            "redirect_uris": ["https://app.example/callback"],
+            "scopes": ["account:read"],
+            "grant_types": ["authorization_code"],
+        },
+    )
+    assert created.status_code == 201, created.json
+    url = f"/api/v1/apps/{created.json['id']}"
+    kwargs = {"json": {"name": "Blind"}} if method == "patch" else {}
+    response = getattr(client, method)(url, headers={"If-Match": "*"}, **kwargs)
+    assert response.status_code == 428
+    assert response.mimetype == "application/problem+json"
+    assert client.get(url).json["name"] == "Rover"

@@ -57,6 +57,36 @@ def test_readyz_reports_a_database_behind_head(sqlite_app, tmp_path):
     assert client.get("/readyz").status_code == 200
 
 
+def test_readyz_is_ready_on_a_database_a_newer_release_migrated(tmp_path):
+    """A rolling deploy: the new release's expand migrations ran, the old instances serve on."""
+    from mars_server import create_app
+    from mars_server.testing import settings_for_tests
+
+    app = create_app(settings_for_tests(f"sqlite:///{tmp_path / 'ahead.db'}", tmp_path))
+    client = app.test_client()
+    with app.app_context():
+        migrations.upgrade()
+        core_head = next(h for h in migrations.script_heads() if h.startswith("core_"))
+        with mars_db.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE alembic_version SET version_num = 'core_9999' WHERE version_num = :h"
+                ),
+                {"h": core_head},
+            )
+        assert not migrations.pending()
+    assert client.get("/readyz").status_code == 200
+    with app.app_context(), mars_db.engine.begin() as conn:
+        # One branch ahead does not hide another one behind.
+        projects_head = next(h for h in migrations.script_heads() if h.startswith("projects_"))
+        conn.execute(
+            sa.text("DELETE FROM alembic_version WHERE version_num = :h"), {"h": projects_head}
+        )
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["checks"]["migrations"] == "failed"
+
+
 def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(sqlite_app):
     app = sqlite_app(SQLITE_BUSY_TIMEOUT_MS=1234)
     with app.app_context(), mars_db.engine.connect() as conn:
@@ -69,7 +99,7 @@ def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(sqlite_app):
 def test_db_commands_list_every_branch(runner, command):
     result = runner.invoke(args=command)
     assert result.exit_code == 0, result.output
-    assert set(result.output.split()) >= {"auth_0003", "projects_0002"}
+    assert set(result.output.split()) >= {"auth_0004", "projects_0002"}
 
 
 def test_db_check_agrees(runner):

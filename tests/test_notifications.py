@@ -152,7 +152,9 @@ def test_the_inbox_is_paged_newest_first(ada, bob, project, run_jobs):
     assert response.json["next_cursor"] is None
 
     cursor = bob.get("/api/v1/me/notifications?limit=2").json["next_cursor"]
-    other_list = bob.get("/api/v1/me/notifications", query_string={"cursor": cursor, "unread": 1})
+    other_list = bob.get(
+        "/api/v1/me/notifications", query_string={"cursor": cursor, "unread": "true"}
+    )
     assert other_list.status_code == 400
     assert other_list.headers["Content-Type"] == "application/problem+json"
     tampered = bob.get("/api/v1/me/notifications", query_string={"cursor": cursor[:-2] + "xx"})

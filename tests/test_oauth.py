@@ -35,8 +35,8 @@ def owner(create_user):
 
 @pytest.fixture
 def register(app, owner, auth_headers):
-    """``register(**fields)``: an OAuth app of ``owner``, registered through the API."""
-    headers = auth_headers(owner, ["apps:read", "apps:write"])
+    """``register(**fields)``: an OAuth app of ``owner``, registered through the API with a
+    token that has the scopes the app is allowed (no credential gives more than it has)."""
 
     def make(**fields):
         body = {
@@ -46,6 +46,7 @@ def register(app, owner, auth_headers):
             "scopes": ["account:read", "account:write"],
             "grant_types": ["authorization_code", "refresh_token"],
         } | fields
+        headers = auth_headers(owner, ["apps:read", "apps:write", *body["scopes"]])
         response = app.test_client().post("/api/v1/apps", json=body, headers=headers)
         assert response.status_code == 201, response.json
         return response.json
@@ -665,7 +666,9 @@ def test_no_secret_is_stored_or_logged_in_the_clear(app, db, register, owner, to
         hook = client.post(
             "/api/v1/webhooks",
             json={"url": "https://hooks.example/in", "events": ["project.created"]},
-            headers={"Authorization": f"Bearer {token_for(owner, ['webhooks:write'])}"},
+            headers={
+                "Authorization": f"Bearer {token_for(owner, ['webhooks:write', 'projects:read'])}"
+            },
         ).json
     finally:
         handler.setStream(old_stream)
@@ -941,3 +944,215 @@ def test_the_browser_that_changed_the_password_stays_signed_in(app, db, register
     assert changed.status_code == 303
     assert 'value="approve"' in browser.get(url).text
     assert 'value="sign_in"' in elsewhere.get(url).text
+
+
+# --- Throttled client authentication ------------------------------------------------------------
+
+
+def from_address(address):
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def test_guessing_a_client_secret_is_throttled_per_client(app, make_app, register):
+    """Failed client authentications are counted per client over every endpoint that
+    authenticates clients (30 per 15 minutes by default). Past the limit a wrong secret is
+    answered 429 in OAuth's format, in every process (the count is in the database); the right
+    secret still works, so no one who knows a client_id can lock the app out."""
+    machine = register(grant_types=["client_credentials"], redirect_uris=[])
+    wrong = basic(machine | {"client_secret": "mars_cs_wrong"})
+    client = app.test_client()
+    endpoints = [
+        ("/oauth/token", {"grant_type": "client_credentials"}),
+        ("/oauth/introspect", {"token": "whatever"}),
+        ("/oauth/revoke", {"token": "whatever"}),
+    ]
+    with time_machine.travel(dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
+        for n in range(30):  # from as many addresses: only the client's count can lock
+            path, data = endpoints[n % 3]
+            guess = client.post(path, data=data, headers=wrong, **from_address(f"192.0.2.{n}"))
+            assert guess.status_code == 401, (n, guess.json)
+            assert guess.json["error"] == "invalid_client"
+
+        other_worker = make_app().test_client()  # the count lives in the database
+        for path, data in endpoints:
+            locked = other_worker.post(
+                path, data=data, headers=wrong, **from_address("198.51.100.7")
+            )
+            assert locked.status_code == 429, locked.json
+            assert locked.mimetype == "application/json"
+            assert locked.json == {
+                "error": "too_many_attempts",
+                "error_description": "Too many failed client authentications; "
+                f"try again in {15 * 60} seconds.",
+            }
+            assert locked.headers["Retry-After"] == str(15 * 60)
+            assert locked.headers["Cache-Control"] == "no-store"
+        # The same wrong secret sent in the form, beside a Basic header naming nothing: the
+        # app is found from every client_id a request names.
+        form = other_worker.post(
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": machine["client_id"],
+                "client_secret": "mars_cs_wrong",
+            },
+            **from_address("198.51.100.8"),
+        )
+        assert form.status_code == 429, form.json
+        issued = other_worker.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers=basic(machine),
+            **from_address("198.51.100.9"),
+        )
+        assert issued.status_code == 200, issued.json
+
+        clock.shift(dt.timedelta(minutes=15, seconds=1))
+        again = client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, headers=wrong
+        )
+        assert again.status_code == 401, again.json
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+@pytest.mark.parametrize(
+    "credentials", ["/w==", base64.b64encode(b"\xff:\xff").decode(), "not base64 !", "=="]
+)
+def test_malformed_basic_credentials_are_invalid_client(app, path, credentials):
+    response = app.test_client().post(
+        path,
+        data={"grant_type": "client_credentials", "token": "whatever"},
+        headers={"Authorization": f"Basic {credentials}"},
+    )
+    assert response.status_code in (400, 401), response.text
+    assert response.json["error"] == "invalid_client"
+
+
+def test_guessing_client_secrets_from_one_address_is_throttled(app, register):
+    """From one address, 20 failed client authentications (any client, unknown ones too)
+    lock that address out for every client; other addresses are not affected."""
+    one, other = register(grant_types=["client_credentials"], redirect_uris=[]), register()
+    client = app.test_client()
+    attacker = from_address("203.0.113.9")
+    for n in range(20):
+        target = (one, other, {"client_id": "mars_app_unknown"})[n % 3]
+        guess = client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers=basic(target | {"client_secret": f"guess {n}"}),
+            **attacker,
+        )
+        assert guess.status_code == 401
+    data = {"grant_type": "client_credentials"}
+    locked = client.post("/oauth/token", data=data, headers=basic(one), **attacker)
+    assert locked.status_code == 429
+    assert 0 < int(locked.headers["Retry-After"]) <= 15 * 60
+    elsewhere = client.post(
+        "/oauth/token", data=data, headers=basic(one), **from_address("198.51.100.7")
+    )
+    assert elsewhere.status_code == 200
+
+
+def test_a_public_app_cannot_be_locked_out_by_others(app, register):
+    """A public app has no secret to guess: failures naming it count only per address."""
+    public = register(client_type="public")
+    client = app.test_client()
+    for n in range(31):
+        guess = client.post(
+            "/oauth/revoke",
+            data={"token": "x", "client_id": public["client_id"], "client_secret": f"g{n}"},
+            **from_address(f"192.0.2.{n}"),
+        )
+        assert guess.status_code in (400, 401), guess.json
+        assert guess.json["error"] == "invalid_client"
+    revoked = client.post("/oauth/revoke", data={"token": "x", "client_id": public["client_id"]})
+    assert revoked.status_code == 200, revoked.json
+
+
+def test_an_unknown_token_type_hint_is_ignored(app, register):
+    """RFC 7009 section 2.1, RFC 7662 section 2.1: the hint only orders the search."""
+    oauth_app = register()
+    client = app.test_client()
+    code, verifier = get_code(app, oauth_app)
+    tokens = exchange(client, oauth_app, code, verifier).json
+    for hint in ("id_token", "refresh_token", "no such kind"):
+        described = client.post(
+            "/oauth/introspect",
+            data={"token": tokens["access_token"], "token_type_hint": hint},
+            headers=basic(oauth_app),
+        )
+        assert described.status_code == 200, (hint, described.json)
+        assert described.json["active"] is True
+    revoked = client.post(
+        "/oauth/revoke",
+        data={"token": tokens["refresh_token"], "token_type_hint": "urn:example:unknown"},
+        headers=basic(oauth_app),
+    )
+    assert revoked.status_code == 200, revoked.json
+    assert me(client, tokens["access_token"]).status_code == 401
+
+
+# --- The error page of /oauth/authorize -------------------------------------------------------
+
+
+GARBLED = ("'None'", "is not supported by the server", "response_type=The")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says", "hint"),
+    [
+        (None, "it does not say what the app is asking for", "Send response_type=code"),
+        (
+            {"response_type": "token", "redirect_uri": "https://evil.example/"},
+            "a kind of sign-in that MARS does not offer",
+            "Only response_type=code",
+        ),
+        ({"client_id": None}, "does not say which app sent you", "Send client_id."),
+        (
+            {"client_id": "mars_app_unknown"},
+            "is not registered with MARS, or its registration was deleted",
+            "No app has this client_id.",
+        ),
+        ({"redirect_uri": None}, "does not say where to send you back", "Send redirect_uri"),
+        (
+            {"redirect_uri": "https://evil.example/callback"},
+            "to an address it has not registered, so MARS will not send you there",
+            "registered redirect URIs, exactly",
+        ),
+        ({"state": ["one", "two"]}, "it repeats part of the request", "Send state once."),
+    ],
+)
+def test_the_authorize_error_page_speaks_to_people(app, register, overrides, says, hint):
+    oauth_app = register()
+    if overrides is None:
+        url = "/oauth/authorize"
+    else:
+        params = {
+            "response_type": "code",
+            "client_id": oauth_app["client_id"],
+            "redirect_uri": REDIRECT,
+            "state": "st4te",
+            "code_challenge": pkce()[1],
+            "code_challenge_method": "S256",
+        } | overrides
+        url = "/oauth/authorize?" + urlencode(
+            {k: v for k, v in params.items() if v is not None}, doseq=True
+        )
+    page = app.test_client().get(url)
+    assert page.status_code == 400
+    assert "Location" not in page.headers
+    text = " ".join(page.text.split())
+    assert says in text
+    assert hint in text
+    assert not [garbled for garbled in GARBLED if garbled in text], text
+
+
+def test_a_missing_pkce_challenge_goes_back_to_the_app_in_words(app, register):
+    oauth_app = register()
+    response = app.test_client().get(
+        authorize_url(oauth_app["client_id"], None, code_challenge_method=None)
+    )
+    assert response.status_code == 302
+    query = parse_qs(urlsplit(response.headers["Location"]).query)
+    assert query["error"] == ["invalid_request"]
+    assert query["error_description"] == ["PKCE is required: send 'code_challenge' (S256)."]

@@ -116,3 +116,51 @@ def test_no_request_body_demands_a_read_only_property(spec):
         properties = schemas[name].get("properties", {})
         demanded = [k for k in schemas[name].get("required", []) if properties[k].get("readOnly")]
         assert demanded == [], f"{name} requires read-only {demanded}"
+
+
+def test_real_problem_bodies_match_the_problem_schema(app, spec, create_user, token_for):
+    """RFC 9457 extension members (a 429's ``retry_after``, an insufficient-scope 403's
+    ``scope``) are documented, and the schema admits others; what MARS sends validates."""
+    from openapi_schema_validator import OAS31Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    from mars_server.testing import signed_in_client
+
+    document = Resource.from_contents(spec, default_specification=DRAFT202012)
+    validator = OAS31Validator(
+        {"$ref": "urn:mars:openapi#/components/schemas/Problem"},
+        registry=Registry().with_resource("urn:mars:openapi", document),
+    )
+    user = create_user(password="correct horse battery staple")
+    client = app.test_client()
+    bodies = {}
+    change = signed_in_client(app, user)
+    for _ in range(6):
+        wrong = change.post(
+            "/api/v1/me/password",
+            json={"current_password": "not it at all", "new_password": "another passphrase"},
+        )
+    bodies["sign-in 429"] = wrong
+    for n in range(11):
+        asked = client.post("/api/v1/accounts/password-reset", json={"email": f"a{n}@example.test"})
+    bodies["mail 429"] = asked
+    bodies["insufficient scope"] = client.get(
+        "/api/v1/me", headers={"Authorization": f"Bearer {token_for(user, ['apps:read'])}"}
+    )
+    bodies["validation"] = client.post("/api/v1/accounts", json={"email": "x"})
+    for name, response in bodies.items():
+        errors = [error.message for error in validator.iter_errors(response.json)]
+        assert errors == [], (name, response.json)
+    assert [r.status_code for r in bodies.values()] == [429, 429, 403, 422]
+    assert "retry_after" in bodies["mail 429"].json and "scope" in bodies["insufficient scope"].json
+
+    for path in ("/api/v1/accounts", "/api/v1/accounts/password-reset", "/api/v1/me/password"):
+        assert spec["paths"][path]["post"]["responses"]["429"] == {
+            "$ref": "#/components/responses/TOO_MANY_REQUESTS"
+        }
+    too_many = spec["components"]["responses"]["TOO_MANY_REQUESTS"]
+    assert too_many["headers"] == {
+        name: {"$ref": f"#/components/headers/{name}"}
+        for name in ("Retry-After", "RateLimit", "RateLimit-Policy")
+    }

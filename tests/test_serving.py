@@ -164,6 +164,104 @@ def test_gunicorn_serves_create_app_unchanged(tmp_path):
         stop(process)
 
 
+def exchange(port: int, message: bytes) -> tuple[int, str, bytes]:
+    """Send ``message`` as it is over a socket; return the status, Content-Type and body."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(message)
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:  # closed with part of a refused body unread
+            pass
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), fields.get("Content-Type", ""), body
+
+
+def get(target: str, fields: str = "") -> bytes:
+    return f"GET {target} HTTP/1.1\r\nHost: mars\r\n{fields}Connection: close\r\n\r\n".encode()
+
+
+@pytest.mark.skipif(
+    shutil.which("gunicorn", path=str(BIN)) is None,
+    reason="gunicorn is not installed (pip install 'mars-server[server]')",
+)
+def test_gunicorn_with_the_shipped_settings_leaves_the_limits_to_mars(tmp_path):
+    """Under ``gunicorn -c python:mars_server.ops.gunicorn_conf``, a request over MARS's limits
+    is answered by MARS (problem+json); gunicorn answers only what docs/http.md lists."""
+    env = clean_env(
+        MARS_ENV="production",
+        MARS_SECRET_KEY=TEST_SECRET_KEY,
+        MARS_DATABASE_URL=f"sqlite:///{tmp_path / 'limits.db'}",
+        MARS_INSTANCE_PATH=str(tmp_path),
+        MARS_MAIL_BACKEND="files",
+        MARS_PUBLIC_URL="https://mars.example.org",
+        MARS_MAX_CONTENT_LENGTH="4096",
+    )
+    upgrade = subprocess.run(
+        [str(BIN / "mars"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    token = operator_token(env)
+    port = free_port()
+    settings = "python:mars_server.ops.gunicorn_conf"
+    process = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-c", settings, "-w", "1", "-b", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    problem = "application/problem+json"
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", process)
+        ok = exchange(port, get("/api/v1/projects?limit=5", f"Authorization: Bearer {token}\r\n"))
+        assert ok[:2] == (200, "application/json")
+        # MARS's limits (MARS_MAX_URL_LENGTH 4096, MARS_MAX_HEADER_FIELD_SIZE 8192,
+        # MARS_MAX_HEADER_FIELDS 100), under gunicorn's (8190, 16384, 200) from the settings
+        assert exchange(port, get("/api/v1/projects?q=" + "a" * 5000))[:2] == (414, problem)
+        assert exchange(port, get("/api/v1/projects", f"X-Big: {'a' * 9000}\r\n"))[:2] == (
+            431,
+            problem,
+        )
+        many = "".join(f"X-Field-{n}: v\r\n" for n in range(150))
+        assert exchange(port, get("/api/v1/projects", many))[:2] == (431, problem)
+        body = b'{"slug": "big", "name": "Big", "description": "' + b"y" * 6000 + b'"}'
+        chunked = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + 1000]), body[i : i + 1000])
+            for i in range(0, len(body), 1000)
+        )
+        status, content_type, answer = exchange(
+            port,
+            b"POST /api/v1/projects HTTP/1.1\r\nHost: mars\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: application/json\r\nAuthorization: Bearer %s\r\n"
+            b"Connection: close\r\n\r\n%s0\r\n\r\n" % (token.encode(), chunked),
+        )
+        assert (status, content_type) == (413, problem), answer
+        status, content_type, answer = exchange(
+            port,
+            b"POST /api/v1/projects HTTP/1.1\r\nHost: mars\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: application/json\r\nAuthorization: Bearer %s\r\n"
+            b"Connection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n" % token.encode(),
+        )
+        assert (status, content_type) == (400, problem), answer  # not a 500
+        # What only gunicorn answers, with its HTML page (docs/http.md): beyond its own caps,
+        # and what is not HTTP.
+        assert exchange(port, get("/api/v1/projects?q=" + "a" * 9000))[:2] == (414, "text/html")
+        assert exchange(port, get("/api/v1/projects", f"X-Big: {'a' * 17000}\r\n"))[:2] == (
+            431,
+            "text/html",
+        )
+        assert exchange(port, get("/api/v1/projects", "X-Ctl: a\x01b\r\n"))[:2] == (
+            400,
+            "text/html",
+        )
+    finally:
+        stop(process)
+
+
 def test_production_refuses_to_start_without_a_secret(tmp_path):
     result = subprocess.run(
         [str(BIN / "mars"), "db", "upgrade"],

@@ -18,10 +18,7 @@ URL = "https://hooks.example.com/mars"
 
 @pytest.fixture
 def app(make_app, monkeypatch):
-    webhook_fakes.install(monkeypatch)
-    app = make_app()
-    with app.app_context():
-        yield app
+    yield from webhook_fakes.app_with_things(make_app, monkeypatch)
 
 
 def create(client, **overrides):

@@ -28,10 +28,12 @@ TIMEOUT = 1.0
 
 @pytest.fixture
 def app(make_app, monkeypatch):
-    webhook_fakes.install(monkeypatch)
-    app = make_app(WEBHOOKS_ALLOW_PRIVATE=True, PLUGINS={"webhooks": {"timeout_seconds": TIMEOUT}})
-    with app.app_context():
-        yield app
+    yield from webhook_fakes.app_with_things(
+        make_app,
+        monkeypatch,
+        WEBHOOKS_ALLOW_PRIVATE=True,
+        PLUGINS={"webhooks": {"timeout_seconds": TIMEOUT}},
+    )
 
 
 @pytest.fixture
@@ -255,10 +257,12 @@ def test_an_attempt_ends_within_the_timeout(app, client, db, receiver, run_jobs,
     receiver.answer("/hook", answer)
     endpoint = subscribe(client, receiver.url())
     emit_thing(db)
-    started = time.monotonic()
     run_jobs()
-    took = time.monotonic() - started
-    assert len(receiver.wait_for(1)) == 1
+    finished = time.monotonic()
+    [request] = receiver.wait_for(1)
+    # From the request's arrival, not from run_jobs(): other due jobs (purges, the
+    # audit seal) run in the same call and take their own time on a busy machine.
+    took = finished - request.arrived
     assert took < TIMEOUT + 1.0, took
     [item] = client.get(f"{BASE}/{endpoint['id']}/deliveries").json["items"]
     assert item["duration_ms"] <= (TIMEOUT + 0.5) * 1000
@@ -268,7 +272,9 @@ def test_an_attempt_ends_within_the_timeout(app, client, db, receiver, run_jobs,
     else:
         assert item["status"] == "pending"
         assert item["response_status"] is None
-        assert item["error"] == f"No answer within {TIMEOUT:g} s."
+        assert item["error"] == (
+            f"Read timeout: no answer from 127.0.0.1 port {receiver.port} within {TIMEOUT:g} s."
+        )
 
 
 def test_only_the_start_of_an_answer_is_read(make_app, client, db, receiver):

@@ -4,7 +4,7 @@ entry point (as ``install_plugins`` does for ``tests.fakes``)."""
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
 
@@ -13,7 +13,10 @@ from mars_server import PluginInfo, hookimpl
 from mars_server.hookspecs import EventType
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     import pytest
+    from flask import Flask
 
 THING_CREATED = "thing.created"
 THING_DELETED = "thing.deleted"
@@ -30,8 +33,8 @@ class Things:
     @hookimpl
     def mars_event_types(self) -> list[EventType]:
         return [
-            EventType(THING_CREATED, "A thing was created.", ThingSchema),
-            EventType(THING_DELETED, "A thing was deleted.", ThingSchema),
+            EventType(THING_CREATED, "A thing was created.", ThingSchema, scope=None),
+            EventType(THING_DELETED, "A thing was deleted.", ThingSchema, scope=None),
         ]
 
 
@@ -50,3 +53,14 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
         return [*found, extra] if group == mars_server.plugins.ENTRY_POINT_GROUP else found
 
     monkeypatch.setattr(mars_server.plugins, "entry_points", fake_entry_points)
+
+
+def app_with_things(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, **settings: Any
+) -> Iterator[Flask]:
+    """For a fixture: an app built with ``settings`` and the ``things`` plugin installed, its
+    context pushed while the test runs (``yield from app_with_things(...)``)."""
+    install(monkeypatch)
+    app = make_app(**settings)
+    with app.app_context():
+        yield app

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,10 +17,15 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: ``time.monotonic()`` when the request had arrived whole
+    arrived: float = field(default_factory=time.monotonic)
 
     @property
     def text(self) -> str:
         return self.body.decode()
+
+    def json_payload(self) -> Any:
+        return json.loads(self.body)
 
 
 @dataclass

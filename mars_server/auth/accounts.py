@@ -24,6 +24,7 @@ from mars_server.db import db, utcnow
 from mars_server.events import acting_as, audit
 from mars_server.events import context as acting_context
 from mars_server.http import BadRequest, Conflict, NotFound, abort
+from mars_server.http.problems import PROBLEM_TYPE_PREFIX
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -168,13 +169,75 @@ def temporary_password(user: User) -> str:
     return password
 
 
-def set_status(user: User, status: str) -> None:
+class LastAdmin(Conflict):
+    """The change would leave no active admin: nobody could manage accounts any more."""
+
+    type_ = PROBLEM_TYPE_PREFIX + "last-admin"
+    title = "This would leave no active admin."
+
+
+def is_last_active_admin(user: User) -> bool:
+    """Whether ``user`` is the only active user holding the admin role.
+
+    Every change that may remove an active admin asks this first, inside its transaction.
+    On PostgreSQL the admin role rows are locked (``FOR UPDATE``) before reading, so two
+    such changes run one after the other: two admins taking each other's role at once
+    cannot both succeed, as the second reads only once the first has committed (each
+    statement of a READ COMMITTED transaction sees what was committed before it began).
+    The answer comes from that read, not from the objects already loaded, which may be
+    older. SQLite serialises writers anyway; ``with_for_update`` renders nothing there.
+    """
+    db.session.execute(
+        sa.select(UserRole.user_id)
+        .where(UserRole.role == "admin")
+        .order_by(UserRole.user_id)  # one order for every locker: no deadlock
+        .with_for_update()
+    ).all()
+    return db.session.scalars(_active_admin_ids().limit(2)).all() == [user.id]
+
+
+def _active_admin_ids() -> sa.Select[str]:
+    return (
+        sa.select(User.id)
+        .join(UserRole, UserRole.user_id == User.id)
+        .where(UserRole.role == "admin", User.status == "active")
+    )
+
+
+def count_active_admins() -> int:
+    """How many active users hold the admin role."""
+    return (
+        db.session.scalar(sa.select(sa.func.count()).select_from(_active_admin_ids().subquery()))
+        or 0
+    )
+
+
+def _keep_an_admin(user: User, doing: str, *, force: bool) -> bool:
+    """Refuse ``doing`` to the last active admin unless ``force``; whether it was forced."""
+    if not is_last_active_admin(user):
+        return False
+    if force:
+        return True
+    raise LastAdmin(
+        f"{user.email} is the last active admin: {doing} would leave nobody to manage "
+        "accounts. Grant the admin role to another active account first."
+    )
+
+
+def set_status(user: User, status: str, *, force: bool = False) -> None:
+    """Enable or disable ``user``; disabling revokes every token they hold.
+
+    Disabling the last active admin raises :class:`LastAdmin` (409), unless ``force``
+    (the operator's ``mars users disable --force``).
+    """
     if status not in ("active", "disabled"):
         raise BadRequest(f"Unknown status {status!r}.")
+    forced = status == "disabled" and _keep_an_admin(user, "disabling them", force=force)
     previous, user.status = user.status, status
     if previous != status:
         action = "auth.user_disabled" if status == "disabled" else "auth.user_enabled"
-        audit(action, target=user.id, previous_status=previous)
+        extra = {"last_admin": True} if forced else {}
+        audit(action, target=user.id, previous_status=previous, **extra)
     if status == "disabled":
         revoke_all_tokens(user, reason="user_disabled")
 
@@ -190,12 +253,20 @@ def grant_role(user: User, role: str) -> bool:
     return True
 
 
-def revoke_role(user: User, role: str) -> bool:
-    """Take the role from ``user``; False when they did not have it."""
+def revoke_role(user: User, role: str, *, force: bool = False) -> bool:
+    """Take the role from ``user``; False when they did not have it.
+
+    Taking the admin role from the last active admin raises :class:`LastAdmin` (409),
+    unless ``force`` (the operator's ``mars users revoke-role --force``).
+    """
     for assignment in user.roles:
         if assignment.role == role:
+            forced = role == "admin" and _keep_an_admin(
+                user, "taking their admin role", force=force
+            )
             user.roles.remove(assignment)
-            audit("auth.role_revoked", target=user.id, role=role)
+            extra = {"last_admin": True} if forced else {}
+            audit("auth.role_revoked", target=user.id, role=role, **extra)
             return True
     return False
 

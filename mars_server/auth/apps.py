@@ -19,10 +19,11 @@ from mars_server.auth import secrets, tokens
 from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken
 from mars_server.db import db, utcnow
 from mars_server.events import audit
-from mars_server.http import Conflict, NotFound, abort
+from mars_server.http import Conflict, NotFound, abort, check_issuance
 
 if TYPE_CHECKING:
     from mars_server.auth.models import User
+    from mars_server.http import Actor
 
 CLIENT_TYPES = ("confidential", "public")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
@@ -86,9 +87,16 @@ def _new_secret(app: OAuthClient) -> str:
     return secret
 
 
-def create_app(owner: User, values: dict[str, Any]) -> tuple[OAuthClient, str | None]:
-    """Register an app for ``owner``; returns it and its secret (``None`` for public apps)."""
+def create_app(
+    owner: User, values: dict[str, Any], issuer: Actor | None = None
+) -> tuple[OAuthClient, str | None]:
+    """Register an app for ``owner``; returns it and its secret (``None`` for public apps).
+
+    :param issuer: the credential asking: the app may be allowed only scopes it has itself.
+    """
     _check(values, values["client_type"])
+    if issuer is not None:
+        check_issuance(issuer, values["scopes"])
     app = OAuthClient(
         client_id="mars_app_" + random.token_urlsafe(18),
         owner_id=owner.id,
@@ -131,7 +139,18 @@ def get_app(owner: User, app_id: str) -> OAuthClient:
     return app
 
 
-def update_app(app: OAuthClient, changes: dict[str, Any]) -> None:
+def update_app(app: OAuthClient, changes: dict[str, Any], issuer: Actor | None = None) -> None:
+    """Change ``app`` for ``issuer``.
+
+    Widening its scopes needs the new scopes; changing where its codes go or how it gets
+    tokens (``redirect_uris``, ``grant_types``) needs every scope the app may ask for: either
+    hands whoever controls the change the app's tokens. A name alone needs nothing more.
+    """
+    if issuer is not None:
+        if changes.keys() & {"redirect_uris", "grant_types"}:
+            check_issuance(issuer, {*app.scopes.split(), *changes.get("scopes", ())})
+        elif "scopes" in changes:
+            check_issuance(issuer, set(changes["scopes"]) - set(app.scopes.split()))
     merged = {
         "redirect_uris": app.redirect_uris,
         "grant_types": app.grant_types,
@@ -150,10 +169,15 @@ def update_app(app: OAuthClient, changes: dict[str, Any]) -> None:
     audit("auth.app_updated", target=app.id, client_id=app.client_id, changes=changes)
 
 
-def rotate_secret(app: OAuthClient) -> str:
-    """A new secret; the current one keeps working for ``client_secret_grace_minutes``."""
+def rotate_secret(app: OAuthClient, issuer: Actor | None = None) -> str:
+    """A new secret; the current one keeps working for ``client_secret_grace_minutes``.
+
+    :param issuer: the credential asking: it must have every scope the app may ask for.
+    """
     if app.client_type != "confidential":
         raise Conflict("A public app has no secret to rotate.")
+    if issuer is not None:
+        check_issuance(issuer, app.scopes.split())
     grace = dt.timedelta(minutes=plugin_settings("auth")["client_secret_grace_minutes"])
     app.previous_secret_digest = app.secret_digest
     app.previous_secret_expires_at = utcnow() + grace
@@ -179,6 +203,7 @@ def delete_app(app: OAuthClient) -> None:
         client_id=app.client_id,
         name=app.name,
         tokens_revoked=revoked,
+        personal_access_tokens_revoked=tokens.revoke_issued_by(app.client_id),
     )
     db.session.execute(
         sa.delete(AuthorizationCode).where(AuthorizationCode.client_id == app.client_id)

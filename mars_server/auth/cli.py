@@ -118,15 +118,42 @@ def reset_password(email: str, temporary: bool) -> None:
     click.echo(f"password-reset e-mail sent to {user.email}")
 
 
+_FORCE = click.option(
+    "--force",
+    is_flag=True,
+    help="Also for the last active admin, leaving none (e.g. a compromised account); "
+    "'mars users grant-role EMAIL admin' names a new one.",
+)
+
+
+def _last_admin_refused(error: accounts.LastAdmin) -> click.ClickException:
+    return click.ClickException(f"{error.detail} Or repeat with --force.")
+
+
+def _warn_if_no_admin_left() -> None:
+    if not accounts.count_active_admins():
+        click.echo(
+            "warning: there is no active admin now; 'mars users grant-role EMAIL admin' names one",
+            err=True,
+        )
+
+
 @users.command("disable")
 @click.argument("email")
+@_FORCE
 @_fail_on_problem
-def disable(email: str) -> None:
-    """Disable an account and revoke all its tokens."""
+def disable(email: str, force: bool) -> None:
+    """Disable an account and revoke all its tokens (not the last active admin's, unless
+    --force)."""
     user = _user(email)
-    accounts.set_status(user, "disabled")
+    try:
+        accounts.set_status(user, "disabled", force=force)
+    except accounts.LastAdmin as error:
+        db.session.rollback()
+        raise _last_admin_refused(error) from None
     db.session.commit()
     click.echo(f"disabled {user.email}; tokens revoked")
+    _warn_if_no_admin_left()
 
 
 @users.command("enable")
@@ -155,13 +182,19 @@ def grant_role(email: str, role: str) -> None:
 @users.command("revoke-role")
 @click.argument("email")
 @click.argument("role")
+@_FORCE
 @_fail_on_problem
-def revoke_role(email: str, role: str) -> None:
-    """Revoke ROLE from the account."""
+def revoke_role(email: str, role: str, force: bool) -> None:
+    """Revoke ROLE from the account (admin: not from the last active admin, unless --force)."""
     user = _user(email)
-    changed = accounts.revoke_role(user, role)
+    try:
+        changed = accounts.revoke_role(user, role, force=force)
+    except accounts.LastAdmin as error:
+        db.session.rollback()
+        raise _last_admin_refused(error) from None
     db.session.commit()
     click.echo(f"{user.email} {'no longer has' if changed else 'did not have'} the role {role}")
+    _warn_if_no_admin_left()
 
 
 @tokens_group.command("create")

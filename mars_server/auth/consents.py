@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from mars_server.auth import tokens
 from mars_server.auth.models import OAuthClient, OAuthConsent, OAuthToken
 from mars_server.db import db, utcnow
 from mars_server.events import audit
@@ -76,10 +77,13 @@ def revoke_authorization(user: User, client_id: str) -> int:
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
+    # What the app created in the user's name with account:tokens goes with it.
+    personal = tokens.revoke_issued_by(client_id, user.id)
     audit(
         "auth.app_authorization_revoked",
         target=user.id,
         client_id=client_id,
         tokens_revoked=revoked,
+        personal_access_tokens_revoked=personal,
     )
-    return int(revoked)
+    return int(revoked) + personal

@@ -3,6 +3,10 @@
 A link carries a 256-bit token; only its digest is stored. It works once, until it expires.
 Whether an address has an account is never revealed: registering a taken address or asking
 to reset an unknown one gets the same answer as the real thing.
+
+Asking for these mails is throttled (``auth.throttle``), per recipient and per requesting
+address: a recipient past its limit simply gets no more mail (the answer does not change), an
+address past its limit gets 429, which says nothing about any account.
 """
 
 from __future__ import annotations
@@ -13,14 +17,52 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 
 from mars_server import plugin_settings, public_url
-from mars_server.auth import accounts, secrets
+from mars_server.auth import accounts, secrets, throttle
 from mars_server.auth.models import EmailToken, User
 from mars_server.db import db, utcnow
 from mars_server.events import audit
 from mars_server.http import BadRequest
+from mars_server.http.problems import PROBLEM_TYPE_PREFIX
 from mars_server.mail import send_mail
 
 VERIFY, RESET = "verify", "reset"
+
+
+class TooManyMailRequests(throttle.Throttled):
+    type_ = PROBLEM_TYPE_PREFIX + "too-many-requests"
+    title = "Too many requests from your address."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            retry_after,
+            "Your address asked for too many account e-mails (registrations, password "
+            f"resets); try again in {retry_after} seconds.",
+        )
+
+
+def _may_mail(email: str, address: str | None) -> bool:
+    """Count a request that would mail ``email``, made from ``address``: whether it may.
+
+    Past the address's limit, :class:`TooManyMailRequests`. Past the recipient's, ``False``:
+    the caller sends nothing and answers as always. Every request counts, whether or not the
+    address has an account, so that neither answer can tell which addresses have one.
+    """
+    settings = plugin_settings("auth")
+    minutes = settings["account_mail_window_minutes"]
+    requester = throttle.Limit.of(
+        "mail-ip",
+        throttle.address_key(address),
+        settings["account_mail_requests_per_address"],
+        minutes,
+    )
+    seconds = throttle.retry_after([requester])
+    if seconds is not None:
+        raise TooManyMailRequests(seconds)
+    throttle.count(requester)
+    recipient = throttle.Limit.of(
+        "mail-to", throttle.mailbox_key(email), settings["account_mails_per_recipient"], minutes
+    )
+    return throttle.count(recipient) <= recipient.limit
 
 
 def _link(path: str, token: str) -> str:
@@ -98,10 +140,11 @@ def send_password_reset(user: User) -> None:
     )
 
 
-def register(email: str, password: str, display_name: str = "") -> None:
-    """Create a pending account and mail its verification link; silent if the address is taken."""
+def register(email: str, password: str, display_name: str = "", address: str | None = None) -> None:
+    """Create a pending account and mail its verification link; silent if the address is
+    taken or has had its share of mail. ``address`` is the requester's, for its limit."""
     accounts.check_password_policy(password, email=email)
-    if accounts.find_user(email) is not None:
+    if not _may_mail(email, address) or accounts.find_user(email) is not None:
         return
     user = accounts.create_user(email, password=password, display_name=display_name)
     audit("auth.registered", target=user.id, email=user.email)
@@ -117,7 +160,11 @@ def verify_email(token: str) -> User:
     return user
 
 
-def request_password_reset(email: str) -> None:
+def request_password_reset(email: str, address: str | None = None) -> None:
+    """Mail a reset link if ``email`` has an account that may have one; silent otherwise,
+    and once the address has had its share of mail."""
+    if not _may_mail(email, address):
+        return
     user = accounts.find_user(email)
     if user is not None and user.status != "disabled":
         send_password_reset(user)

@@ -72,6 +72,9 @@ class PersonalAccessToken(Model):
     last_used_at: Mapped[dt.datetime | None]
     last_used_ip: Mapped[str | None] = mapped_column(sa.String(45))
     revoked_at: Mapped[dt.datetime | None]
+    #: the OAuth app that created it for the user (``account:tokens``); revoked with the app's
+    #: authorization, or the app
+    issued_by_client_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
 
 
 class EmailToken(Model):
@@ -90,13 +93,17 @@ class EmailToken(Model):
     used_at: Mapped[dt.datetime | None]
 
 
-class LoginThrottle(Model):
-    """Failed sign-ins per account and per address, in a fixed window, shared by all workers."""
+class Throttle(Model):
+    """A fixed-window counter shared by all workers (see ``auth.throttle``): failed sign-ins,
+    failed OAuth client authentications, account e-mails asked for. ``key`` is a kind and a
+    digest, never an address or an e-mail in the clear."""
 
+    # The name is older than the other counters: sign-ins were the first thing counted.
     __tablename__ = "auth_login_throttle"
 
     key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
     window_start: Mapped[dt.datetime]
+    #: what was counted in the window that began at ``window_start``
     failures: Mapped[int] = mapped_column(default=0)
 
 

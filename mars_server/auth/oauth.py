@@ -7,7 +7,9 @@ authlib 1.9's defaults are not safe enough, so this module overrides them:
 - refresh tokens are rotated on every use, and a replayed one revokes its whole family;
 - an authorization code used twice revokes every token issued from it;
 - codes, tokens and client secrets are stored only as digests (``secrets.digest``);
-- only the ``authorization_code``, ``refresh_token`` and ``client_credentials`` grants exist.
+- only the ``authorization_code``, ``refresh_token`` and ``client_credentials`` grants exist;
+- failed client authentications are throttled (``client_auth``);
+- an unknown ``token_type_hint`` is ignored, as RFC 7009 and RFC 7662 say, not refused.
 
 authlib logs issued tokens at DEBUG level: :func:`build_server` raises the level of its
 loggers so that no secret can reach a log.
@@ -16,6 +18,7 @@ loggers so that no secret can reach a log.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import logging
 from dataclasses import dataclass
@@ -36,9 +39,10 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
+from flask import request as http_request
 
 from mars_server import plugin_settings
-from mars_server.auth import accounts, secrets
+from mars_server.auth import accounts, client_auth, secrets
 from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken, User
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import audit
@@ -384,6 +388,8 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
                 OAuthToken.revoked_at.is_(None),
             )
             .values(rotated_at=_now())
+            # A rotated grant's access token still checks the same (token_cache.py).
+            .execution_options(mars_auth_cache="keep")
         ).rowcount  # type: ignore[attr-defined]
         if not rotated:  # another request rotated it meanwhile: a replay
             db.session.rollback()
@@ -483,7 +489,17 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
 # --- Revocation and introspection -----------------------------------------------------------
 
 
-class MarsRevocationEndpoint(RevocationEndpoint):
+class IgnoreUnknownHint:
+    """RFC 7009 section 2.1 and RFC 7662 section 2.1: ``token_type_hint`` only speeds up the
+    look-up, and a server that does not know it searches every kind of token. authlib
+    refuses an unknown hint (``unsupported_token_type``); only ``token`` is required here."""
+
+    def check_params(self, request: OAuth2Request, client: Client) -> None:
+        if "token" not in request.form:
+            raise InvalidRequestError("Missing 'token'.")
+
+
+class MarsRevocationEndpoint(IgnoreUnknownHint, RevocationEndpoint):
     """RFC 7009. Revoking either token of a row revokes its whole family (RFC 7009 section 2.1:
     revoking a refresh token should revoke the access tokens of the same grant)."""
 
@@ -509,7 +525,7 @@ class MarsRevocationEndpoint(RevocationEndpoint):
         db.session.commit()
 
 
-class MarsIntrospectionEndpoint(IntrospectionEndpoint):
+class MarsIntrospectionEndpoint(IgnoreUnknownHint, IntrospectionEndpoint):
     """RFC 7662, for confidential clients, about their own tokens only."""
 
     CLIENT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
@@ -537,12 +553,32 @@ class MarsIntrospectionEndpoint(IntrospectionEndpoint):
         return payload
 
 
+class MarsAuthorizationServer(AuthorizationServer):
+    def authenticate_client(
+        self, request: OAuth2Request, methods: list[str], endpoint: str = "token"
+    ) -> Client:
+        """authlib's client authentication, throttled per address and per confidential
+        client (:mod:`mars_server.auth.client_auth`)."""
+
+        def is_confidential(client_id: str) -> bool:
+            client = query_client(client_id)
+            return client is not None and client.is_confidential
+
+        return client_auth.authenticate(
+            functools.partial(super().authenticate_client, request, methods, endpoint),
+            request=request,
+            # authlib's request does not carry the address; Flask's does (after ProxyFix).
+            address=http_request.remote_addr,
+            is_confidential=is_confidential,
+        )
+
+
 def build_server(app: Flask) -> AuthorizationServer:
     """The authorization server of ``app``, kept at ``app.extensions["mars_oauth"]``."""
     for name in ("authlib", "authlib.oauth2", "authlib.integrations"):
         # authlib logs issued tokens and client ids at DEBUG: never let that through.
         logging.getLogger(name).setLevel(logging.INFO)
-    server = AuthorizationServer()
+    server = MarsAuthorizationServer()
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_token_generator("default", generate_token)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])

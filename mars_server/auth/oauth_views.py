@@ -14,6 +14,11 @@ import secrets
 from typing import TYPE_CHECKING, Any, cast
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
+    InvalidRequestError,
+    UnsupportedResponseTypeError,
+)
 from flask import (
     Blueprint,
     Response,
@@ -156,7 +161,70 @@ def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
 
 
 def _error_page(error: OAuth2Error) -> tuple[str, int]:
-    return _page("error.html", 400, error=error.error, description=error.get_error_description())
+    message, developer_hint = _explain(error)
+    return _page(
+        "error.html", 400, error=error.error, message=message, developer_hint=developer_hint
+    )
+
+
+#: Parameters an authorization request sends once (RFC 6749 section 3.1).
+SINGLE_PARAMETERS = ("response_type", "client_id", "redirect_uri", "scope", "state")
+
+
+def _explain(error: OAuth2Error) -> tuple[str, str]:
+    """What went wrong with an authorization request that cannot go back to its app: a
+    sentence for the person who followed the link, and one for the app's developers.
+
+    authlib's descriptions are written for developers, and some read badly (``response_type=
+    The response type 'None' is not supported...``): the page says it from the request.
+    """
+    params = request.values
+    repeated = [name for name in SINGLE_PARAMETERS if len(params.getlist(name)) > 1]
+    if isinstance(error, UnsupportedResponseTypeError):
+        if not params.get("response_type"):
+            return (
+                "The link that brought you here is incomplete: it does not say what the app "
+                "is asking for.",
+                "Send response_type=code, client_id, redirect_uri, code_challenge and "
+                "code_challenge_method=S256.",
+            )
+        return (
+            "The app that sent you here asked for a kind of sign-in that MARS does not offer.",
+            "Only response_type=code (the authorization code flow) is supported.",
+        )
+    if repeated:
+        return (
+            "The link that brought you here is malformed: it repeats part of the request.",
+            f"Send {', '.join(repeated)} once.",
+        )
+    if isinstance(error, InvalidClientError):
+        if not params.get("client_id"):
+            return (
+                "The link that brought you here does not say which app sent you.",
+                "Send client_id.",
+            )
+        return (
+            "The app that sent you here is not registered with MARS, or its registration "
+            "was deleted.",
+            "No app has this client_id.",
+        )
+    if isinstance(error, InvalidRequestError):
+        if not params.get("redirect_uri"):
+            return (
+                "The link that brought you here does not say where to send you back.",
+                "Send redirect_uri: one of the app's registered redirect URIs.",
+            )
+        client = oauth.query_client(params.get("client_id"))
+        if client is not None and not client.check_redirect_uri(params["redirect_uri"]):
+            return (
+                "The app asked MARS to send you back to an address it has not registered, "
+                "so MARS will not send you there.",
+                "redirect_uri must be one of the app's registered redirect URIs, exactly.",
+            )
+    return (
+        "The app that sent you here made a request that MARS does not accept.",
+        error.description or error.error or "",
+    )
 
 
 def _redirect(response: Response) -> Response:
@@ -175,7 +243,7 @@ def authorize() -> Any:
         return _error_page(error)  # never redirect to a URI that was not registered
     client: oauth.Client = grant.client
     if request.method == "POST" and not _csrf_ok():
-        return _page("error.html", 400, error="invalid_request", description=CSRF_MESSAGE)
+        return _page("error.html", 400, error="invalid_request", message=CSRF_MESSAGE)
 
     action = request.form.get("action") if request.method == "POST" else None
     if action == "sign_in":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mars_server import __version__, hookimpl
-from mars_server.hookspecs import Permission, Scope, UserInfo
+from mars_server.hookspecs import Permission, Schedule, Scope, Task, UserInfo
 from mars_server.plugins import PluginInfo
 
 if TYPE_CHECKING:
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from flask_smorest import Blueprint
 
     from mars_server.http import Actor
+
+PURGE_THROTTLES = "auth.purge_throttles"
 
 MARS_PLUGIN = PluginInfo(
     name="auth",
@@ -56,12 +59,27 @@ def mars_settings_schema() -> type[ma.Schema]:
 
 @hookimpl
 def mars_app_ready(app: Flask) -> None:
-    from mars_server.auth import account_pages, oauth_views
+    from mars_server.auth import account_pages, oauth_views, token_cache
+
+    # Changes to tokens, users, roles and apps make cached token checks stale.
+    token_cache.install()
 
     # /oauth/... and /.well-known/...: OAuth's own wire format, outside /api/v1.
     oauth_views.init_app(app)
     # /accounts/...: the pages the links in account e-mails open.
     app.register_blueprint(account_pages.blueprint)
+
+
+@hookimpl
+def mars_tasks() -> Sequence[Task]:
+    from mars_server.auth.throttle import purge_stale
+
+    return [Task(PURGE_THROTTLES, purge_stale, max_attempts=3)]
+
+
+@hookimpl
+def mars_schedules() -> Sequence[Schedule]:
+    return [Schedule(PURGE_THROTTLES, PURGE_THROTTLES, every=dt.timedelta(hours=1))]
 
 
 @hookimpl
@@ -76,6 +94,11 @@ def mars_scopes() -> Sequence[Scope]:
     return [
         Scope("account:read", "See your account and your tokens."),
         Scope("account:write", "Change your account, password and tokens."),
+        Scope(
+            "account:tokens",
+            "Create personal access tokens for you, each allowed no more than this app is "
+            "(for OAuth apps, beside account:write).",
+        ),
         Scope("users:read", "See every account (admins only)."),
         Scope("users:write", "Change accounts and roles (admins only)."),
         Scope("apps:read", "See the OAuth apps you registered."),

@@ -8,7 +8,7 @@ import marshmallow as ma
 
 from mars_server.auth.models import ROLES, USER_STATUSES
 from mars_server.auth.passwords import MAX_LENGTH
-from mars_server.http import PageArgsSchema, page_schema
+from mars_server.http import SECRET, PageArgsSchema, page_schema
 
 Password = ma.fields.String  # length and strength are checked by the service, with reasons
 
@@ -73,6 +73,7 @@ class TokenSchema(ma.Schema):
         metadata={"type": "array", "items": {"type": "string"}},
     )
     expires_in_days = ma.fields.Integer(
+        strict=True,  # 3.5 or "30" is a client's mistake, not 3 or 30 days
         load_only=True,
         validate=ma.validate.Range(min=1),
         metadata={"description": "Default 90; capped by the server's maximum."},
@@ -82,6 +83,14 @@ class TokenSchema(ma.Schema):
     last_used_at = ma.fields.AwareDateTime(dump_only=True, format="iso", allow_none=True)
     last_used_ip = ma.fields.String(dump_only=True, allow_none=True)
     revoked_at = ma.fields.AwareDateTime(dump_only=True, format="iso", allow_none=True)
+    issued_by_client_id = ma.fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "The OAuth app that created it for you (with `account:tokens`): "
+            "it is revoked when you take back what you allowed that app. Null when you did."
+        },
+    )
 
     def _scopes(self, token: object) -> list[str]:
         return str(getattr(token, "scopes", "")).split()
@@ -99,7 +108,10 @@ class NewTokenSchema(TokenSchema):
 
     token = ma.fields.String(
         dump_only=True,
-        metadata={"description": "The token itself. It is shown this once and never again."},
+        metadata={
+            "description": "The token itself. It is shown this once and never again.",
+            SECRET: True,
+        },
     )
 
 
@@ -134,6 +146,34 @@ class AuthSettingsSchema(ma.Schema):
         load_default=60,
         validate=ma.validate.Range(min=0, max=7 * 24 * 60),
         metadata={"description": "How long an OAuth app's previous secret works after rotation."},
+    )
+    client_auth_window_minutes = ma.fields.Integer(
+        load_default=15,
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "The window failed OAuth client authentications count over."},
+    )
+    # Higher than per address: anyone who knows a client_id (it is public) can spend the
+    # client's allowance and lock the app out of /oauth/token.
+    client_auth_failures_per_client = ma.fields.Integer(
+        load_default=30, validate=ma.validate.Range(min=1)
+    )
+    client_auth_failures_per_address = ma.fields.Integer(
+        load_default=20, validate=ma.validate.Range(min=1)
+    )
+    account_mail_window_minutes = ma.fields.Integer(
+        load_default=60,
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "The window account e-mails asked for count over."},
+    )
+    account_mails_per_recipient = ma.fields.Integer(
+        load_default=3,
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "Verification and reset e-mails one address may get per window."},
+    )
+    account_mail_requests_per_address = ma.fields.Integer(
+        load_default=10,
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "Registrations and reset requests one IP address may make."},
     )
 
     @ma.validates_schema
@@ -257,7 +297,10 @@ class NewAppSchema(AppSchema):
     client_secret = ma.fields.String(
         dump_only=True,
         allow_none=True,
-        metadata={"description": "Shown this once, never again; null for public apps."},
+        metadata={
+            "description": "Shown this once, never again; null for public apps.",
+            SECRET: True,
+        },
     )
 
 

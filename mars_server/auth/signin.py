@@ -3,67 +3,68 @@ accounts exist, rehashing passwords whose parameters are outdated."""
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import math
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-
-from mars_server import plugin_settings
-from mars_server.auth import accounts, passwords
-from mars_server.auth.models import LoginThrottle, User
-from mars_server.db import db, utcnow
-from mars_server.http import MarsError
+from mars_server import metrics, plugin_settings
+from mars_server.auth import accounts, passwords, throttle
+from mars_server.db import db
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX
 
+if TYPE_CHECKING:
+    from mars_server.auth.models import User
 
-class TooManyAttempts(MarsError):
-    status = 429
+
+#: ``reason``: ``unknown_account``, ``wrong_password``, ``disabled``, ``not_verified``,
+#: ``wrong_current_password``, ``throttled``; for OAuth clients (client_auth.py)
+#: ``client_invalid`` and ``client_throttled``.
+SIGNIN_FAILURES = metrics.counter(
+    "mars_signin_failures_total",
+    "Failed sign-ins and OAuth client authentications, by reason.",
+    ("reason",),
+)
+
+
+class TooManyAttempts(throttle.Throttled):
     type_ = PROBLEM_TYPE_PREFIX + "too-many-sign-in-attempts"
     title = "Too many failed sign-ins."
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            f"Try again in {retry_after} seconds.",
-            headers={"Retry-After": str(retry_after)},
-            retry_after=retry_after,
-        )
 
 
 class SignInFailed(Exception):
     """Wrong e-mail or password, or an account that cannot sign in: one message for all."""
 
 
-def _keys(email: str, address: str | None) -> list[tuple[str, int]]:
+def _limits(email: str, address: str | None) -> list[throttle.Limit]:
     settings = plugin_settings("auth")
-    # Keys are digests: the table never holds e-mail addresses or IPs in the clear.
-    account = hashlib.sha256(accounts.email_key(email).encode()).hexdigest()[:32]
-    keys = [(f"acct:{account}", settings["login_failures_per_account"])]
-    if address:
-        ip = hashlib.sha256(address.encode()).hexdigest()[:32]
-        keys.append((f"ip:{ip}", settings["login_failures_per_address"]))
-    return keys
-
-
-def _window() -> dt.timedelta:
-    return dt.timedelta(minutes=plugin_settings("auth")["login_window_minutes"])
+    minutes = settings["login_window_minutes"]
+    limits = [
+        throttle.Limit.of(
+            "acct", accounts.email_key(email), settings["login_failures_per_account"], minutes
+        )
+    ]
+    limits.append(
+        throttle.Limit.of(
+            "ip",
+            throttle.address_key(address),
+            settings["login_failures_per_address"],
+            minutes,
+        )
+    )
+    return limits
 
 
 def check_throttle(email: str, address: str | None) -> None:
     """Raise :class:`TooManyAttempts` while the account or the address is locked out."""
-    now = utcnow()
-    for key, limit in _keys(email, address):
-        row = db.session.get(LoginThrottle, key)
-        if row is not None and row.failures >= limit and row.window_start + _window() > now:
-            raise TooManyAttempts(math.ceil((row.window_start + _window() - now).total_seconds()))
+    seconds = throttle.retry_after(_limits(email, address))
+    if seconds is not None:
+        raise TooManyAttempts(seconds)
 
 
 def _audit_failure(email: str, user: User | None, reason: str) -> None:
     """``auth.sign_in_failed``, never with the password; an unknown address only as the
     digest its throttle counter is kept under (it may be a password typed in the wrong box)."""
+    SIGNIN_FAILURES.labels(reason).inc()
     if user is None:
-        account = _keys(email, None)[0][0].removeprefix("acct:")
+        account = _limits(email, None)[0].key.removeprefix("acct:")
         accounts.audit_as(None, "auth.sign_in_failed", reason=reason, account_digest=account)
     else:
         accounts.audit_as(None, "auth.sign_in_failed", target=user.id, reason=reason)
@@ -78,22 +79,8 @@ def _failure_reason(user: User | None, password_ok: bool) -> str:
 
 
 def _record_failure(email: str, address: str | None, user: User | None, reason: str) -> None:
-    now = utcnow()
-    for key, _ in _keys(email, address):
-        # One statement per key, so concurrent failures are all counted.
-        updated = db.session.execute(
-            sa.update(LoginThrottle)
-            .where(LoginThrottle.key == key, LoginThrottle.window_start > now - _window())
-            .values(failures=LoginThrottle.failures + 1)
-        ).rowcount  # type: ignore[attr-defined]
-        if not updated:
-            db.session.execute(sa.delete(LoginThrottle).where(LoginThrottle.key == key))
-            db.session.add(LoginThrottle(key=key, window_start=now, failures=1))
-            try:
-                db.session.flush()
-            except IntegrityError:
-                db.session.rollback()
-    # After any rollback above, so the entry commits with the counters.
+    for limit in _limits(email, address):
+        throttle.count(limit)
     _audit_failure(email, user, reason)
     db.session.commit()
 
@@ -114,8 +101,7 @@ def authenticate(email: str, password: str, address: str | None) -> User:
         raise SignInFailed("The e-mail address or the password is wrong.")
     if new_hash:
         user.password_hash = new_hash
-    for key, _ in _keys(email, None):
-        db.session.execute(sa.delete(LoginThrottle).where(LoginThrottle.key == key))
+    throttle.reset(_limits(email, None))
     accounts.record_login(user)
     accounts.audit_as(user.id, "auth.signed_in", target=user.id, method="password")
     db.session.commit()

@@ -11,9 +11,17 @@ from flask import current_app
 from mars_server import plugin_settings
 from mars_server.auth import secrets
 from mars_server.auth.models import OAuthToken, PersonalAccessToken, User, UserRole
+from mars_server.auth.token_cache import enabled_token_cache
 from mars_server.db import db, utcnow
 from mars_server.events import audit
-from mars_server.http import Actor, AuthenticationFailed, NotFound, abort
+from mars_server.http import (
+    Actor,
+    AuthenticationFailed,
+    InsufficientScope,
+    NotFound,
+    abort,
+    check_issuance,
+)
 from mars_server.http.security import role_permissions
 
 if TYPE_CHECKING:
@@ -21,6 +29,10 @@ if TYPE_CHECKING:
 
 #: how often the last-use time of a token is written: not on every request.
 LAST_USE_RESOLUTION = dt.timedelta(minutes=1)
+#: what an OAuth app needs, beside ``account:write``, to create personal access tokens for
+#: the user it acts for: a token made by an app is then one the user allowed on its consent
+#: page, by name, and never carries more than the app was allowed.
+ISSUE_TOKENS_SCOPE = "account:tokens"
 
 
 def declared_scopes() -> set[str]:
@@ -34,9 +46,19 @@ def check_scopes(scopes: list[str], field: str = "scopes") -> None:
 
 
 def create_personal_access_token(
-    user: User, *, name: str, scopes: list[str], expires_in_days: int | None = None
+    user: User,
+    *,
+    name: str,
+    scopes: list[str],
+    expires_in_days: int | None = None,
+    issuer: Actor | None = None,
 ) -> tuple[PersonalAccessToken, str]:
-    """Issue a token; returns the row and the token, which is never stored or shown again."""
+    """Issue a token; returns the row and the token, which is never stored or shown again.
+
+    :param issuer: the credential asking, when it is one (not an operator at the command
+        line): the new token is never stronger than it, in scopes or in lifetime: it ends
+        when the issuer does, at the latest (its ``expires_at`` says when).
+    """
     settings = plugin_settings("auth")
     days = expires_in_days or settings["pat_default_days"]
     if days > settings["pat_max_days"]:
@@ -49,6 +71,17 @@ def create_personal_access_token(
             },
         )
     check_scopes(scopes)
+    expires_at = utcnow() + dt.timedelta(days=days)
+    if issuer is not None:
+        if issuer.client_id is not None and ISSUE_TOKENS_SCOPE not in issuer.scopes:
+            raise InsufficientScope(
+                [ISSUE_TOKENS_SCOPE],
+                "An app creates personal access tokens for you only when you allowed it "
+                f"the {ISSUE_TOKENS_SCOPE} scope.",
+            )
+        if issuer.expires_at is not None:
+            expires_at = min(expires_at, issuer.expires_at)
+        check_issuance(issuer, scopes, expires_at=expires_at)
     token = secrets.new_personal_access_token()
     row = PersonalAccessToken(
         user_id=user.id,
@@ -56,7 +89,8 @@ def create_personal_access_token(
         hint=secrets.token_hint(token),
         digest=secrets.digest(token),
         scopes=" ".join(sorted(set(scopes))),
-        expires_at=utcnow() + dt.timedelta(days=days),
+        expires_at=expires_at,
+        issued_by_client_id=issuer.client_id if issuer is not None else None,
     )
     db.session.add(row)
     db.session.flush()
@@ -68,8 +102,27 @@ def create_personal_access_token(
         name=name,
         scopes=row.scopes.split(),
         expires_at=row.expires_at,
+        issued_by_client_id=row.issued_by_client_id,
     )
     return row, token
+
+
+def revoke_issued_by(client_id: str, user_id: str | None = None) -> int:
+    """Revoke the personal access tokens the app ``client_id`` created (for ``user_id``, or
+    for everyone); returns how many."""
+    where = [
+        PersonalAccessToken.issued_by_client_id == client_id,
+        PersonalAccessToken.revoked_at.is_(None),
+    ]
+    if user_id is not None:
+        where.append(PersonalAccessToken.user_id == user_id)
+    result = db.session.execute(
+        sa.update(PersonalAccessToken)
+        .where(*where)
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def list_personal_access_tokens(user: User) -> list[PersonalAccessToken]:
@@ -97,11 +150,26 @@ def revoke_personal_access_token(row: PersonalAccessToken) -> None:
         )
 
 
+def _permissions(roles: frozenset[str]) -> frozenset[str]:
+    """:func:`role_permissions`, remembered per set of roles: what the plugins declared does
+    not change while the app runs, and a token's check must stay cheap."""
+    known: dict[frozenset[str], frozenset[str]] = current_app.extensions.setdefault(
+        "mars.auth.permissions", {}
+    )
+    found = known.get(roles)
+    if found is None:
+        if len(known) >= 1024:  # a bound, though users hold few combinations of roles
+            known.clear()
+        found = known[roles] = role_permissions(roles)
+    return found
+
+
 def _user_actor(
     user_id: str,
     roles: frozenset[str],
     scopes: frozenset[str],
     credential_id: str,
+    expires_at: dt.datetime,
     client_id: str | None = None,
 ) -> Actor:
     return Actor(
@@ -109,9 +177,10 @@ def _user_actor(
         id=user_id,
         scopes=scopes,
         roles=roles,
-        permissions=role_permissions(roles),
+        permissions=_permissions(roles),
         credential_id=credential_id,
         client_id=client_id,
+        expires_at=expires_at,
     )
 
 
@@ -146,6 +215,7 @@ _OAUTH_LOOKUP = _lookup(
     "client_id",
     "scope",
     "access_expires_at",
+    "refresh_expires_at",
     "revoked_at",
 )
 _TOUCH_PAT = (
@@ -167,34 +237,104 @@ def _found(statement: sa.Select[Any], digest: str) -> tuple[Any, frozenset[str]]
     return row, frozenset(r.role for r in rows if r.role is not None)
 
 
+def _touch_if_due(
+    pat_id: str, last_used_at: dt.datetime | None, now: dt.datetime, address: str | None
+) -> bool:
+    """Record the token's use, at most once per :data:`LAST_USE_RESOLUTION`; whether it did."""
+    if last_used_at is not None and now - last_used_at < LAST_USE_RESOLUTION:
+        return False
+    # A separate, tiny transaction: the request's own may fail and roll back.
+    with db.engine.begin() as conn:
+        conn.execute(_TOUCH_PAT, {"pat_id": pat_id, "now": now, "address": address})
+    return True
+
+
 def _pat_actor(token: str, address: str | None) -> Actor:
-    if not secrets.is_personal_access_token(token):
-        raise AuthenticationFailed()
-    row, roles = _found(_PAT_LOOKUP, secrets.digest(token))
+    digest = secrets.digest(token)
+    cache = enabled_token_cache()
+    generation, entry = cache.lookup("pat", digest) if cache is not None else (None, None)
+    changed = entry is None
+    if entry is None:
+        # A token of the wrong shape (a typo: its checksum fails) never reaches the database.
+        if not secrets.is_personal_access_token(token):
+            raise AuthenticationFailed()
+        row, roles = _found(_PAT_LOOKUP, digest)
+        if row.revoked_at is not None:
+            raise AuthenticationFailed()
+        entry = {
+            "id": row.id,
+            "user_id": row.user_id,
+            "scopes": row.scopes,
+            "roles": sorted(roles),
+            "expires_at": row.expires_at.isoformat(),
+            "last_used_at": row.last_used_at and row.last_used_at.isoformat(),
+        }
+    # Checked on every request, cached or not: a cached token expires on time.
     now = utcnow()
-    if row.revoked_at is not None or row.expires_at <= now:
+    expires_at = dt.datetime.fromisoformat(entry["expires_at"])
+    if expires_at <= now:
         raise AuthenticationFailed()
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USE_RESOLUTION:
-        # A separate, tiny transaction: the request's own may fail and roll back.
-        with db.engine.begin() as conn:
-            conn.execute(_TOUCH_PAT, {"pat_id": row.id, "now": now, "address": address})
-    return _user_actor(row.user_id, roles, frozenset(row.scopes.split()), row.id)
+    last_used_at = entry["last_used_at"]
+    if _touch_if_due(
+        entry["id"], last_used_at and dt.datetime.fromisoformat(last_used_at), now, address
+    ):
+        entry["last_used_at"] = now.isoformat()
+        changed = True
+    if changed and cache is not None and generation is not None:
+        cache.store("pat", digest, generation, entry, expires_at)
+    return _user_actor(
+        entry["user_id"],
+        frozenset(entry["roles"]),
+        frozenset(entry["scopes"].split()),
+        entry["id"],
+        expires_at=expires_at,
+    )
 
 
 def _oauth_actor(token: str) -> Actor:
-    row, roles = _found(_OAUTH_LOOKUP, secrets.digest(token))
-    if row.revoked_at is not None or row.access_expires_at <= utcnow():
+    digest = secrets.digest(token)
+    cache = enabled_token_cache()
+    generation, entry = cache.lookup("oauth", digest) if cache is not None else (None, None)
+    if entry is None:
+        row, roles = _found(_OAUTH_LOOKUP, digest)
+        if row.revoked_at is not None or row.access_expires_at <= utcnow():
+            raise AuthenticationFailed()
+        entry = {
+            "id": row.id,
+            "user_id": row.user_id,
+            "client_id": row.client_id,
+            "scope": row.scope,
+            "roles": sorted(roles),
+            "access_expires_at": row.access_expires_at.isoformat(),
+            # The grant acts as long as its refresh token may renew it.
+            "expires_at": max(
+                row.access_expires_at, row.refresh_expires_at or row.access_expires_at
+            ).isoformat(),
+        }
+        if cache is not None and generation is not None:
+            cache.store("oauth", digest, generation, entry, row.access_expires_at)
+    # Checked on every request, cached or not: a cached token expires on time.
+    if dt.datetime.fromisoformat(entry["access_expires_at"]) <= utcnow():
         raise AuthenticationFailed()
-    scopes = frozenset(row.scope.split())
-    if row.user_id is None:
+    scopes = frozenset(entry["scope"].split())
+    expires_at = dt.datetime.fromisoformat(entry["expires_at"])
+    if entry["user_id"] is None:
         return Actor(
             kind="client",
-            id=row.client_id,
+            id=entry["client_id"],
             scopes=scopes,
-            credential_id=row.id,
-            client_id=row.client_id,
+            credential_id=entry["id"],
+            client_id=entry["client_id"],
+            expires_at=expires_at,
         )
-    return _user_actor(row.user_id, roles, scopes, row.id, row.client_id)
+    return _user_actor(
+        entry["user_id"],
+        frozenset(entry["roles"]),
+        scopes,
+        entry["id"],
+        expires_at,
+        entry["client_id"],
+    )
 
 
 def actor_from_request(request: Request) -> Actor | None:

@@ -86,6 +86,7 @@ class Me(MethodView):
 class MyPassword(MethodView):
     @me_blp.requires("account:write")
     @me_blp.doc(operationId="change_my_password")
+    @me_blp.alt_response(429, response="TOO_MANY_REQUESTS")
     @me_blp.arguments(PasswordChangeSchema)
     @me_blp.response(204)
     def post(self, data: dict[str, str]) -> None:
@@ -110,12 +111,20 @@ class MyTokens(MethodView):
     @me_blp.arguments(NewTokenSchema)
     @me_blp.response(201, NewTokenSchema)
     def post(self, data: dict[str, Any]) -> SimpleNamespace:
-        """Create a personal access token (shown once)"""
+        """Create a personal access token (shown once)
+
+        The new token is never stronger than the one that asks for it: its scopes must be
+        among the calling token's (403 `insufficient_scope` names the missing ones), and it
+        ends when the calling token does at the latest: a longer `expires_in_days` is cut
+        (`expires_at` tells). An OAuth app's token also needs the `account:tokens` scope,
+        which the user allows on the consent page.
+        """
         row, secret = tokens.create_personal_access_token(
             me(),
             name=data["name"],
             scopes=data["scopes"],
             expires_in_days=data.get("expires_in_days"),
+            issuer=current_actor(),
         )
         db.session.commit()
         # The secret travels beside the row, never on it: it is not stored anywhere.
@@ -195,8 +204,13 @@ class UserRoleByName(MethodView):
     @users_blp.requires("users:write", permission="users:manage")
     @users_blp.doc(operationId="revoke_user_role", **{"x-mars-if-match": False})
     @users_blp.response(200, UserSchema)
+    @users_blp.alt_response(409, response="CONFLICT")
     def delete(self, user_id: str, role: str) -> User:
-        """Revoke a role (admins)"""
+        """Revoke a role (admins)
+
+        The admin role of the last active admin stays: 409 `urn:mars:problem:last-admin`
+        until another active account holds it.
+        """
         user = accounts.get_user(user_id)
         accounts.revoke_role(user, role)
         db.session.commit()
@@ -217,9 +231,10 @@ class Registration(MethodView):
     @accounts_blp.doc(operationId="register")
     @accounts_blp.arguments(RegistrationSchema)
     @accounts_blp.response(202, AcceptedSchema)
+    @accounts_blp.alt_response(429, response="TOO_MANY_REQUESTS")
     def post(self, data: dict[str, str]) -> dict[str, str]:
         """Register: a verification link is e-mailed"""
-        emails.register(data["email"], data["password"], data["display_name"])
+        emails.register(data["email"], data["password"], data["display_name"], request.remote_addr)
         db.session.commit()
         return _CHECK_INBOX
 
@@ -240,9 +255,10 @@ class PasswordResetRequest(MethodView):
     @accounts_blp.doc(operationId="request_password_reset")
     @accounts_blp.arguments(PasswordResetRequestSchema)
     @accounts_blp.response(202, AcceptedSchema)
+    @accounts_blp.alt_response(429, response="TOO_MANY_REQUESTS")
     def post(self, data: dict[str, str]) -> dict[str, str]:
         """Ask for a password-reset link by e-mail"""
-        emails.request_password_reset(data["email"])
+        emails.request_password_reset(data["email"], request.remote_addr)
         db.session.commit()
         return _CHECK_INBOX
 
@@ -294,7 +310,7 @@ class Apps(MethodView):
     @apps_blp.response(201, NewAppSchema)
     def post(self, data: dict[str, Any]) -> SimpleNamespace:
         """Register an OAuth app (its secret is shown once)"""
-        app, secret = apps.create_app(_app_owner(), data)
+        app, secret = apps.create_app(_app_owner(), data, issuer=current_actor())
         db.session.commit()
         send_etag(app)
         return _with_secret(app, secret)
@@ -317,7 +333,7 @@ class AppById(MethodView):
         """Change an OAuth app (send If-Match)"""
         app = apps.get_app(_app_owner(), app_id)
         require_if_match(app)
-        apps.update_app(app, changes)
+        apps.update_app(app, changes, issuer=current_actor())
         db.session.commit()
         return send_etag(app)
 
@@ -340,7 +356,7 @@ class AppSecret(MethodView):
     def post(self, app_id: str) -> SimpleNamespace:
         """Rotate an app's secret; the old one works for a grace period"""
         app = apps.get_app(_app_owner(), app_id)
-        secret = apps.rotate_secret(app)
+        secret = apps.rotate_secret(app, issuer=current_actor())
         db.session.commit()
         send_etag(app)
         return _with_secret(app, secret)

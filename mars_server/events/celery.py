@@ -13,11 +13,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from mars_server.db import db
 from mars_server.events import jobs
 from mars_server.events.worker import Worker
+from mars_server.ops import metrics as ops_metrics
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -79,6 +80,11 @@ def run_celery_worker(app: Flask, concurrency: int | None) -> None:
         # A forked pool process must not share its parent's database connections.
         with app.app_context():
             db.engine.dispose(close=False)
+
+    @worker_process_shutdown.connect(weak=False)
+    def _forget_metrics(**_kwargs: Any) -> None:
+        # Multiprocess mode: the live gauges of a pool process that exits stop counting.
+        ops_metrics.forget_this_process()
 
     argv = ["worker", "--loglevel=INFO", "-Q", "mars"]
     argv.append(f"--concurrency={concurrency or app.config['MARS']['WORKER_CONCURRENCY']}")

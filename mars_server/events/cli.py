@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import sqlalchemy as sa
@@ -16,6 +16,9 @@ from mars_server.events import maintenance
 from mars_server.events.models import DEAD, JOB_STATUSES, Job
 from mars_server.events.outbox import audit
 from mars_server.events.worker import Worker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 jobs_group = AppGroup("jobs", help="List, retry, run and purge background jobs.")
 
@@ -29,16 +32,52 @@ def _stop_on_signals(worker: Worker) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
+def metrics_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--metrics-port`` and ``--metrics-host``: serve the process's metrics to Prometheus."""
+    command = click.option(
+        "--metrics-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="The address the metrics server listens on (0.0.0.0: every interface).",
+    )(command)
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(1, 65535),
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (no token: bind with care).",
+    )(command)
+
+
+def _serve_metrics(port: int | None, host: str, *, processes: bool = False) -> None:
+    if port is None:
+        return
+    from mars_server.ops import metrics as ops_metrics
+
+    if processes and not ops_metrics.multiprocess_mode():
+        # The jobs run in Celery's pool processes: their values reach this server only
+        # through prometheus_client's multiprocess files.
+        raise click.UsageError(
+            f"--metrics-port with the Celery backend needs {ops_metrics.MULTIPROC_ENV} set to "
+            "an empty folder of this worker's own (docs/operations.md#metrics)"
+        )
+    try:
+        ops_metrics.start_metrics_server(port, host)
+    except OSError as error:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {error}") from None
+
+
 @click.command("worker")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 256), help="Threads (or processes).")
-def worker_command(concurrency: int | None) -> None:
+@metrics_options
+def worker_command(concurrency: int | None, metrics_port: int | None, metrics_host: str) -> None:
     """Run background jobs until stopped (SIGTERM finishes the jobs in hand).
 
     Embedded backend: takes jobs from the database and relays events. Celery backend: a
     Celery worker; run `mars relay` too.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if app.config["MARS"]["JOBS_BACKEND"] == "celery":
+    celery = app.config["MARS"]["JOBS_BACKEND"] == "celery"
+    _serve_metrics(metrics_port, metrics_host, processes=celery)
+    if celery:
         from mars_server.events.celery import run_celery_worker
 
         run_celery_worker(app, concurrency)
@@ -49,13 +88,15 @@ def worker_command(concurrency: int | None) -> None:
 
 
 @click.command("relay")
-def relay_command() -> None:
+@metrics_options
+def relay_command(metrics_port: int | None, metrics_host: str) -> None:
     """(Celery backend) Relay events and hand due jobs to the broker until stopped."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config["MARS"]["JOBS_BACKEND"] != "celery":
         raise click.ClickException(
             "`mars relay` is for MARS_JOBS_BACKEND=celery; run `mars worker`"
         )
+    _serve_metrics(metrics_port, metrics_host)
     from mars_server.events.celery import relay_worker
 
     worker = relay_worker(app)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 from flask import current_app
 
+from mars_server import metrics
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import context
 from mars_server.events.models import DEAD, QUEUED, RUNNING, SUCCEEDED, Job
@@ -34,6 +35,17 @@ if TYPE_CHECKING:
     from mars_server.hookspecs import Task
 
 log = logging.getLogger(__name__)
+
+#: ``outcome``: the job's state after the attempt: ``succeeded``, ``queued`` (to be retried),
+#: ``dead``, ``running`` (its lease ran out and another worker has it).
+JOB_ATTEMPTS = metrics.counter(
+    "mars_job_attempts_total",
+    "Job attempts run by this process, by task and outcome.",
+    ("task", "outcome"),
+)
+JOB_DURATION = metrics.histogram(
+    "mars_job_duration_seconds", "How long a job attempt ran, by task.", ("task",)
+)
 
 MAX_BACKOFF = 3600.0
 ERROR_MAX = 4000
@@ -258,6 +270,14 @@ def claim_due(
 
 def run_claimed(job: Claimed) -> str:
     """Run a claimed job in the current app context; return its new status."""
+    started = time.perf_counter()
+    status = _run_claimed(job)
+    JOB_DURATION.labels(job.task).observe(time.perf_counter() - started)
+    JOB_ATTEMPTS.labels(job.task, status).inc()
+    return status
+
+
+def _run_claimed(job: Claimed) -> str:
     tasks = current_app.extensions["mars"].tasks
     task = tasks.get(job.task)
     running = RunningJob(job.id, job.task, job.attempts, job.max_attempts)
@@ -277,15 +297,17 @@ def run_claimed(job: Claimed) -> str:
     except Retry as retry:
         return _fail(job, task, str(retry) or "retry", keep=True, after=retry.after)
     except Exception as error:
+        described = _describe(error)
         log.warning(
             "job %s (%s) attempt %d failed: %s",
             job.id,
             job.task,
             job.attempts,
-            error,
-            exc_info=not isinstance(error, OSError),
+            described,
+            # A traceback's last line is the whole message, a database error's values too.
+            exc_info=not isinstance(error, OSError | sa.exc.DBAPIError),
         )
-        return _fail(job, task, _describe(error), keep=False)
+        return _fail(job, task, described, keep=False)
     finally:
         _current_job.reset(token)
     finished = db.session.connection().execute(
@@ -314,6 +336,20 @@ _FINISH = (
 
 
 def _describe(error: BaseException) -> str:
+    """What a failed attempt keeps as its last error, and logs.
+
+    A database error is told by its class, its SQLSTATE (PostgreSQL) or the first line of its
+    message (SQLite, whose messages name columns, not values), and the statement; never by
+    the statement's values or PostgreSQL's message, whose text and DETAIL may quote them
+    ('Key (email)=(...) already exists', 'invalid input syntax for type uuid: "..."').
+    """
+    if isinstance(error, sa.exc.DBAPIError):
+        cause = error.orig if error.orig is not None else error
+        sqlstate = getattr(cause, "sqlstate", None)
+        reason = (
+            f"SQLSTATE {sqlstate}" if sqlstate else (str(cause).strip().splitlines() or [""])[0]
+        )
+        return f"{type(cause).__name__}: {reason} [SQL: {error.statement}]"[:ERROR_MAX]
     lines = traceback.format_exception_only(type(error), error)
     return "".join(lines).strip()[:ERROR_MAX]
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 from flask import current_app
 
+from mars_server import metrics
 from mars_server.db import db, new_id, utcnow
 from mars_server.events.models import QUEUED, RUNNING, Job, OutboxEvent, ScheduleState
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     from mars_server.hookspecs import EventHandler
 
 log = logging.getLogger(__name__)
+
+EVENTS_RELAYED = metrics.counter(
+    "mars_events_relayed_total", "Outbox events turned into their handlers' jobs by this process."
+)
 
 HANDLE_TASK = "events.handle"
 BATCH = 500
@@ -82,6 +87,7 @@ def dispatch_events(limit: int = BATCH) -> int:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    EVENTS_RELAYED.inc(len(rows))
     return len(rows)
 
 
@@ -160,8 +166,23 @@ def hand_to_broker(send: Callable[[str], None], *, limit: int = BATCH) -> int:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    for job_id in ids:
-        send(job_id)
+    sent = 0
+    try:
+        for job_id in ids:
+            send(job_id)
+            sent += 1
+    except Exception:
+        # The broker took none of the rest (it is down): they are due again at once, when it
+        # is back, not a lease later. Only those this pass marked, should another relay have
+        # sent them since.
+        db.session.execute(
+            sa.update(Job)
+            .where(Job.id.in_(ids[sent:]), Job.sent_at == now)
+            .values(sent_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        raise
     return len(ids)
 
 

@@ -2,7 +2,9 @@
 
 - :class:`Blueprint`, :func:`abort` (flask-smorest's), mounted under ``/api/v1``;
 - problems: :class:`MarsError` and its subclasses become RFC 9457 responses;
-- lists: :class:`PageArgsSchema`, :func:`page_schema`, :func:`paginate`;
+- lists: :class:`PageArgsSchema`, :func:`page_schema`, :func:`paginate`, and
+  :class:`DigitsInteger` for integers in a query string;
+- strict fields: :class:`StrictBoolean` (bodies), :class:`QueryBoolean` (query strings);
 - single resources: :func:`send_etag`, :func:`require_if_match`, :func:`etag_of`.
 """
 
@@ -12,7 +14,14 @@ from flask_smorest import abort
 
 from mars_server.http.blueprint import Blueprint
 from mars_server.http.conditional import etag_of, require_if_match, send_etag
-from mars_server.http.pagination import Page, PageArgsSchema, page_schema, paginate, send_page
+from mars_server.http.fields import DigitsInteger, QueryBoolean, StrictBoolean
+from mars_server.http.pagination import (
+    Page,
+    PageArgsSchema,
+    page_schema,
+    paginate,
+    send_page,
+)
 from mars_server.http.problems import (
     BadRequest,
     Conflict,
@@ -23,12 +32,15 @@ from mars_server.http.problems import (
     ServiceUnavailable,
 )
 from mars_server.http.security import (
+    SECRET,
     Actor,
     AuthenticationFailed,
     AuthenticationRequired,
     Forbidden,
     InsufficientScope,
     authorize,
+    authorize_issuance,
+    check_issuance,
     current_actor,
     user_info,
 )
@@ -36,12 +48,14 @@ from mars_server.http.spec import API_PREFIX
 
 __all__ = [
     "API_PREFIX",
+    "SECRET",
     "Actor",
     "AuthenticationFailed",
     "AuthenticationRequired",
     "BadRequest",
     "Blueprint",
     "Conflict",
+    "DigitsInteger",
     "Forbidden",
     "InsufficientScope",
     "MarsError",
@@ -50,9 +64,13 @@ __all__ = [
     "PageArgsSchema",
     "PreconditionFailed",
     "PreconditionRequired",
+    "QueryBoolean",
     "ServiceUnavailable",
+    "StrictBoolean",
     "abort",
     "authorize",
+    "authorize_issuance",
+    "check_issuance",
     "current_actor",
     "etag_of",
     "page_schema",

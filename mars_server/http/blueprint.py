@@ -11,13 +11,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask_smorest
 import marshmallow as ma
-from webargs.flaskparser import FlaskParser
+from marshmallow.utils import missing
+from webargs.flaskparser import FlaskParser, is_json_request
 
+from mars_server.http import caching
+from mars_server.http.ratelimit import operation_limit, parse_rate
 from mars_server.http.security import authorize, current_actor
 from mars_server.http.serialize import fast_dump_schema
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import flask
 
 F = TypeVar("F", bound="Callable[..., Any]")
 
@@ -27,13 +32,21 @@ SECURITY_SCHEMES = ("oauth2", "personalAccessToken")
 
 class ArgumentsParser(FlaskParser):
     """webargs' Flask parser, but an unknown query parameter is an error, not ignored:
-    ``?visiblity=public`` must not quietly return the unfiltered list."""
+    ``?visiblity=public`` must not quietly return the unfiltered list; and a JSON body is
+    read by ``request.get_json``, with MARS's rules (``requests.load_json_body``), once."""
 
     DEFAULT_UNKNOWN_BY_LOCATION = {
         **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
         "query": ma.RAISE,
         "querystring": ma.RAISE,
     }
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        # webargs would parse the bytes again with a plain json.loads; an empty body is
+        # "no body" for webargs (missing), where get_json would call it malformed.
+        if not is_json_request(req) or not req.get_data(cache=True):
+            return missing
+        return req.get_json()
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -66,6 +79,41 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
+    def rate_limit(self, rate: str, *, name: str | None = None) -> Callable[[F], F]:
+        """Give the operation a rate-limit policy of its own: at most ``rate`` (``10/minute``,
+        ``100/hour``...) per caller, counted on top of the caller's ``default`` (or
+        ``anonymous``) policy; a request passes only while both have room.
+
+        The policy is named after the operation's ``operationId`` (or ``name``), which is
+        what the ``RateLimit`` header fields and ``mars ratelimit show`` call it; operations
+        given one ``name`` share one allowance. The OpenAPI document says it as
+        ``x-mars-rate-limit``. A malformed ``rate`` raises ``ValueError`` here.
+        """
+        mark = operation_limit(rate, name)  # a bad rate or name fails here, at import
+        quota, window = parse_rate(rate)
+        documented: dict[str, Any] = {"quota": quota, "window": window}
+        if name is not None:
+            documented["policy"] = name
+
+        def decorator(func: F) -> F:
+            return self.doc(**{"x-mars-rate-limit": documented})(mark(func))
+
+        return decorator
+
+    def cache_control(
+        self, *, public_max_age: int | None = None, no_store: bool = False
+    ) -> Callable[[F], F]:
+        """Say how the operation's answers may be cached, beyond MARS's rules
+        (:mod:`mars_server.http.caching`).
+
+        ``public_max_age=N``: an anonymous answer is ``public, max-age=N`` (a list of public
+        resources, the same for every anonymous caller); answers to callers with a token stay
+        ``private, no-store``. ``no_store=True``: no answer is ever kept (``no-store``).
+        """
+        return caching.with_policy(
+            caching.CachePolicy(public_max_age=public_max_age, no_store=no_store)
+        )
+
     def arguments(self, schema: Any, **kwargs: Any) -> Callable[[F], F]:
         """flask-smorest's ``arguments``, with a schema class instantiated once, here.
 
@@ -83,8 +131,15 @@ class Blueprint(flask_smorest.Blueprint):
         OpenAPI document is unchanged. A ``schema`` given as a reference or dict, for views
         that return a ``Response``, is passed on as it is.
         """
+        secret = False
         if isinstance(schema, ma.Schema) or (
             isinstance(schema, type) and issubclass(schema, ma.Schema)
         ):
+            secret = caching.carries_secret(schema)
             schema = fast_dump_schema(schema)
-        return super().response(status_code, schema, **kwargs)
+        decorator = super().response(status_code, schema, **kwargs)
+        if not secret:
+            return decorator
+        # An answer carrying a fresh secret is never kept by any cache (``no-store``).
+        never_stored = caching.with_policy(caching.SECRET_POLICY)
+        return lambda func: decorator(never_stored(func))

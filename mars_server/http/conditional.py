@@ -30,13 +30,22 @@ def send_etag(obj: Any) -> Any:
 
 
 def require_if_match(obj: Any) -> None:
-    """Refuse to change ``obj`` unless the client proves it has the current version."""
+    """Refuse to change ``obj`` unless the client proves it has the current version.
+
+    ``If-Match: *`` proves nothing: RFC 9110 lets it match any current version, so a client
+    could overwrite a change it never saw. It is refused like a missing ``If-Match`` (428).
+    """
     if_match = request.if_match
     if not if_match:
         raise PreconditionRequired(
             "Send If-Match with the ETag you last read, so no one's change is lost."
         )
-    if not if_match.star_tag and not if_match.contains(etag_of(obj)):
+    if if_match.star_tag:
+        raise PreconditionRequired(
+            "Send If-Match with the ETag you last read; '*' does not say which version you "
+            "changed, so it could overwrite someone else's change."
+        )
+    if not if_match.contains(etag_of(obj)):
         raise PreconditionFailed(
             "The resource changed since you read it; fetch it again and retry."
         )

@@ -2,8 +2,14 @@
 
 The key is claimed in its own short transaction before the view runs, so a concurrent
 duplicate finds it taken (409) however the view's own transaction ends. A response below
-500 is stored for replay; a 5xx frees the key so the client may retry. A claim whose request
-died (no response stored after :data:`ABANDONED_AFTER`) may be taken over.
+500 is stored for replay, but a 429, which did nothing: it and a 5xx free the key so the
+client may retry. A claim whose request died (no response stored after
+:data:`ABANDONED_AFTER`) may be taken over.
+
+What is stored reveals nothing: the body of every stored response is sealed
+(:func:`mars_server.crypto.seal`), whether or not its operation says it carries a secret
+(a new token, an app's or a webhook's secret), so no operation can forget to; the request's
+fingerprint is a keyed digest, since a request body may hold a password.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from flask import Response, current_app, g, has_request_context, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mars_server.crypto import InvalidToken, keyed_digest, open_sealed, seal
 from mars_server.db import db, utcnow
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX, BadRequest, Conflict, MarsError
 from mars_server.http.security import current_actor
@@ -29,13 +36,20 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 ABANDONED_AFTER = dt.timedelta(minutes=5)
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_REPLAYED_HEADERS = ("Content-Type", "Location", "ETag", "Link")
+_REPLAYED_HEADERS = ("Content-Type", "Location", "ETag", "Link", "Retry-After")
 
 
 class KeyReused(MarsError):
     status = 422
     type_ = PROBLEM_TYPE_PREFIX + "idempotency-key-reused"
     title = "This Idempotency-Key was used for another request."
+
+
+class ReplayUnavailable(Conflict):
+    """The stored response cannot be opened any more (``MARS_SECRET_KEY`` was replaced)."""
+
+    type_ = PROBLEM_TYPE_PREFIX + "idempotency-replay-unavailable"
+    title = "The first response to this Idempotency-Key cannot be replayed."
 
 
 class KeyInUse(Conflict):
@@ -58,16 +72,17 @@ def _owner() -> str:
     more was answered (the replay comes before the operation's own scope check)."""
     credentials = request.headers.get("Authorization")
     if not credentials:
-        return "anonymous"
+        # Callers without credentials are told apart by their address: one never gets the
+        # replay of another's request that happened to use the same key.
+        return keyed_digest(b"anonymous\0" + (request.remote_addr or "").encode())
     try:
         actor = current_actor()
     except MarsError:  # bad credentials: the operation itself answers that
         actor = None
-    if actor is None:
-        caller = credentials
-    else:
-        scopes = " ".join(sorted(actor.scopes))
-        caller = f"{actor.kind}:{actor.id}:{actor.client_id or ''}:{scopes}"
+    if actor is None:  # credentials no one knows: never stored, even as a plain digest
+        return keyed_digest(b"owner\0" + credentials.encode())
+    scopes = " ".join(sorted(actor.scopes))
+    caller = f"{actor.kind}:{actor.id}:{actor.client_id or ''}:{scopes}"
     return hashlib.sha256(caller.encode()).hexdigest()
 
 
@@ -77,20 +92,24 @@ def _fingerprint() -> str:
     A JSON body counts by its meaning, not its bytes: a retry that re-serialises the same
     document with other spacing or key order is still the same request.
     """
-    digest = hashlib.sha256()
-    for part in (request.method, request.path, request.query_string):
-        digest.update(part if isinstance(part, bytes) else part.encode())
-        digest.update(b"\0")
+    parts = [request.method.encode(), request.path.encode(), request.query_string]
     body = request.get_data(cache=True)
     document = request.get_json(silent=True) if body else None
     if document is not None:
         body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    digest.update(body)
-    return digest.hexdigest()
+    return keyed_digest(b"\0".join([b"request", *parts, body]))
 
 
-def _replay(row: IdempotencyKey) -> Response:
-    response = Response(row.response_body, status=row.status_code)
+def _opened(sealed: bytes | None) -> bytes | None:
+    """The stored body, opened; ``None`` when it cannot be (``MARS_SECRET_KEY`` changed)."""
+    try:
+        return open_sealed(sealed.decode("ascii")) if sealed else b""
+    except (InvalidToken, UnicodeDecodeError):
+        return None
+
+
+def _replay(row: IdempotencyKey, body: bytes) -> Response:
+    response = Response(body, status=row.status_code)
     for name, value in (row.response_headers or {}).items():
         response.headers[name] = value
     response.headers[REPLAYED_HEADER] = "true"
@@ -128,10 +147,18 @@ def claim_key() -> Response | None:
                 row.state == "processing" and row.created_at <= now - ABANDONED_AFTER
             ):
                 conn.execute(table.delete().where(table.c.id == row.id))
+            elif row.state == "completed":
+                body = _opened(row.response_body)
+                if body is None:
+                    raise ReplayUnavailable(
+                        "The server's key changed since. Check whether the first request "
+                        "took effect before you send it again with a new key."
+                    )
+                if row.fingerprint != fingerprint:
+                    raise KeyReused("Use a new key for a new request.")
+                return _replay(IdempotencyKey(**row._asdict()), body)
             elif row.fingerprint != fingerprint:
                 raise KeyReused("Use a new key for a new request.")
-            elif row.state == "completed":
-                return _replay(IdempotencyKey(**row._asdict()))
             else:
                 raise KeyInUse()
     try:
@@ -167,7 +194,10 @@ def store_response(response: Response) -> Response:
     table = cast("sa.Table", IdempotencyKey.__table__)
     where = (table.c.owner == claim[0]) & (table.c.key == claim[1])
     with db.engine.begin() as conn:
-        if response.status_code >= 500 and not g.get("mars_committed"):
+        # A 429 did nothing: the key is freed for the retry Retry-After invites.
+        if (response.status_code >= 500 or response.status_code == 429) and not g.get(
+            "mars_committed"
+        ):
             conn.execute(table.delete().where(where))
         else:
             headers = {
@@ -182,7 +212,7 @@ def store_response(response: Response) -> Response:
                     state="completed",
                     status_code=response.status_code,
                     response_headers=headers,
-                    response_body=response.get_data(),
+                    response_body=seal(response.get_data()).encode("ascii"),
                 )
             )
     return response

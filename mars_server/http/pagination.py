@@ -20,6 +20,7 @@ from flask_smorest import abort
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from mars_server.db import db
+from mars_server.http.fields import DigitsInteger
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
@@ -32,7 +33,7 @@ _SALT = "mars.cursor.v1"
 class PageArgsSchema(ma.Schema):
     """``limit`` and ``cursor``; a list's own filters subclass this schema."""
 
-    limit = ma.fields.Integer(
+    limit = DigitsInteger(
         validate=ma.validate.Range(min=1, max=200),
         metadata={"description": "Items per page (default 50, at most 200)."},
     )

@@ -41,6 +41,9 @@ class ProblemSchema(ma.Schema):
 
     class Meta:
         ordered = True
+        # RFC 9457 section 3.2: a problem type may add extension members, and clients must
+        # ignore those they do not know; the document says so (``additionalProperties``).
+        unknown = ma.INCLUDE
 
     type = ma.fields.String(
         required=True,
@@ -60,6 +63,27 @@ class ProblemSchema(ma.Schema):
     errors = ma.fields.List(
         ma.fields.Nested(ProblemFieldErrorSchema),
         metadata={"description": "Per-field errors of a 422 validation problem."},
+    )
+    retry_after = ma.fields.Integer(
+        metadata={
+            "description": "Of a 429: the seconds to wait before trying again, as in the "
+            "`Retry-After` header."
+        },
+    )
+    violated_policies = ma.fields.List(
+        ma.fields.String(),
+        data_key="violated-policies",
+        metadata={
+            "description": "Of a 429 `rate-limited` problem: the rate-limit policies whose "
+            "quota is used up, as named in the `RateLimit` header."
+        },
+    )
+    scope = ma.fields.String(
+        metadata={
+            "description": "Of a 403 `insufficient-scope` problem: the scopes the token "
+            "lacks, space-separated: those the operation needs, or those a credential it "
+            "would issue would carry."
+        },
     )
 
 
@@ -231,8 +255,17 @@ def handle_stale_data(error: StaleDataError) -> Response:
     )
 
 
+#: SQLSTATEs of a statement PostgreSQL cancelled after MARS's statement_timeout (57014) or
+#: lock_timeout (55P03): the database is busy, not down.
+_TIMED_OUT = frozenset({"57014", "55P03"})
+
+
 def handle_operational_error(error: sa_exc.OperationalError) -> Response:
-    if "locked" in str(error.orig).lower():
+    # Only the driver's class name is logged: the statement and its parameters may hold data.
+    if (
+        getattr(error.orig, "sqlstate", None) in _TIMED_OUT
+        or "locked" in str(error.orig).lower()  # SQLite, after its busy timeout
+    ):
         log.warning("database busy: %s", type(error.orig).__name__)
         detail = "The database is busy; retry shortly."
     else:

@@ -16,11 +16,18 @@ from flask import current_app, g, request
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX, MarsError
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Iterable
 
     from mars_server.hookspecs import UserInfo
 
 REALM = "mars"
+#: the metadata key that marks a response field as a fresh secret (a token, a client or
+#: signing secret): ``ma.fields.String(dump_only=True, metadata={SECRET: True})``. It shows
+#: in the OpenAPI document (``x-mars-secret: true``) and is checked by MARS's tests; what
+#: carries one is answered ``Cache-Control: no-store`` and sealed in the idempotency store,
+#: as every credentialed answer is.
+SECRET = "x-mars-secret"  # noqa: S105  (a marker's name, not a secret)
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,11 @@ class Actor:
     :param scopes: what the credentials allow.
     :param permissions: what the user's roles allow (empty for clients).
     :param credential_id: the token's id, for logs and audit; never the token itself.
+    :param client_id: the OAuth app the credential was issued to; ``None`` for a personal
+        access token.
+    :param expires_at: the last moment the credential (for OAuth, its grant: the refresh
+        token's family) can act; ``None`` when it does not end. A credential it issues ends
+        no later (:func:`authorize_issuance`).
     """
 
     kind: Literal["user", "client"]
@@ -42,6 +54,7 @@ class Actor:
     roles: frozenset[str] = frozenset()
     credential_id: str | None = None
     client_id: str | None = None
+    expires_at: dt.datetime | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -87,10 +100,10 @@ class InsufficientScope(MarsError):
     type_ = PROBLEM_TYPE_PREFIX + "insufficient-scope"
     title = "The token does not allow this."
 
-    def __init__(self, scopes: Iterable[str]) -> None:
+    def __init__(self, scopes: Iterable[str], detail: str | None = None) -> None:
         needed = " ".join(sorted(scopes))
         super().__init__(
-            f"This needs a token with the scope(s): {needed}.",
+            detail or f"This needs a token with the scope(s): {needed}.",
             headers={"WWW-Authenticate": _bearer("insufficient_scope", scope=needed)},
             scope=needed,
         )
@@ -119,9 +132,16 @@ def current_actor() -> Actor | None:
     """The request's actor, asked of the plugins once per request; ``None`` if anonymous."""
     actor = g.get("mars_actor", _UNRESOLVED)
     if actor is _UNRESOLVED:
-        actor = current_app.extensions["mars"].plugins.actor_from_request(request)
-        if actor is None and request.headers.get("Authorization"):
-            raise AuthenticationFailed()
+        refused: MarsError | None = g.get("mars_actor_refused")
+        if refused is not None:  # asked again (the rate limiter, then the view): once is enough
+            raise refused
+        try:
+            actor = current_app.extensions["mars"].plugins.actor_from_request(request)
+            if actor is None and request.headers.get("Authorization"):
+                raise AuthenticationFailed()
+        except MarsError as exc:
+            g.mars_actor_refused = exc
+            raise
         g.mars_actor = actor
     return actor
 
@@ -136,6 +156,43 @@ def authorize(scopes: Iterable[str] = (), permission: str | None = None) -> Acto
         raise InsufficientScope(needed)
     if permission is not None and permission not in actor.permissions:
         raise Forbidden(f"This needs the {permission!r} permission.")
+    return actor
+
+
+def check_issuance(
+    actor: Actor, scopes: Iterable[str], *, expires_at: dt.datetime | None = None
+) -> None:
+    """Refuse to let ``actor`` issue a credential stronger than its own.
+
+    Every scope the new credential would carry must be one the actor's credential carries
+    (403 ``insufficient_scope`` naming the missing ones), and it must end no later than the
+    actor's does (see :attr:`Actor.expires_at`). Call it (or :func:`authorize_issuance` in
+    a view) from every operation that hands out a credential, or something that acts like
+    one (a token, an app's secret, a subscription that receives data), with what that
+    credential will be able to do.
+
+    :raises InsufficientScope: a scope is missing.
+    :raises Forbidden: ``expires_at`` is later than the actor's credential ends.
+    """
+    missing = frozenset(scopes) - actor.scopes
+    if missing:
+        names = " ".join(sorted(missing))
+        raise InsufficientScope(
+            missing,
+            f"Your token cannot give what it does not have: it lacks {names}. "
+            "Ask for less, or use a token that has them.",
+        )
+    if expires_at is not None and actor.expires_at is not None and expires_at > actor.expires_at:
+        raise Forbidden(
+            "Your token cannot give a credential that outlives it: it ends at "
+            f"{actor.expires_at.isoformat(timespec='seconds')}. Ask for a shorter lifetime."
+        )
+
+
+def authorize_issuance(scopes: Iterable[str], *, expires_at: dt.datetime | None = None) -> Actor:
+    """:func:`check_issuance` for the request's caller, who must be signed in; returns it."""
+    actor = authorize()
+    check_issuance(actor, scopes, expires_at=expires_at)
     return actor
 
 

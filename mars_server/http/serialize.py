@@ -12,7 +12,8 @@ it cannot reproduce (``@pre_dump``/``@post_dump`` hooks, an overridden ``dump`` 
 same output.
 
 :class:`MarsJSONProvider` encodes response bodies with orjson when that gives the same
-bytes Flask's own provider would, and hands everything else to Flask's provider.
+bytes Flask's own provider would, and hands everything else to Flask's provider. It parses
+request bodies by MARS's rules (``requests.load_json_body``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from marshmallow import fields as mf
 from marshmallow.decorators import POST_DUMP, PRE_DUMP
 from marshmallow.utils import ensure_text_type, get_value, missing
 from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+from mars_server.http.requests import load_json_body
 
 try:
     import orjson
@@ -343,7 +346,13 @@ class MarsJSONProvider(DefaultJSONProvider):
     by Flask, which answers or raises as before. Two differences remain, in floats only:
     orjson writes ``1e-05`` as ``0.00001`` (the same number), and NaN and infinities as
     ``null`` (Python's ``NaN`` is not JSON). :meth:`dumps` is Flask's, unchanged.
+
+    :meth:`loads` (what ``request.get_json`` calls) is strict RFC 8259: see
+    :func:`~mars_server.http.requests.load_json_body`.
     """
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return load_json_body(s)
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
@@ -363,5 +372,5 @@ class MarsJSONProvider(DefaultJSONProvider):
 
 
 def json_provider(app: Flask) -> JSONProvider:
-    """The JSON provider for ``app``: :class:`MarsJSONProvider`, or Flask's without orjson."""
-    return MarsJSONProvider(app) if orjson is not None else DefaultJSONProvider(app)
+    """The JSON provider for ``app``: :class:`MarsJSONProvider` (Flask's encoder without orjson)."""
+    return MarsJSONProvider(app)

@@ -7,10 +7,13 @@ tag and a summary, and it gets the problem responses and headers the conventions
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import http
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import flask
 import flask_swagger_ui
 import marshmallow as ma
 from apispec import BasePlugin
@@ -19,15 +22,31 @@ from flask import send_from_directory
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
+from mars_server.http import caching
 from mars_server.http.problems import PROBLEM_MEDIA_TYPE, ProblemSchema
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from apispec import APISpec
     from werkzeug import Response
 
 API_PREFIX = "/api/v1"
+#: how long any cache may keep the OpenAPI document and the docs page (seconds): they
+#: change only with a deploy, and a client revalidates them cheaply with their ETag.
+DOCUMENT_MAX_AGE = 300
+DOCUMENT_POLICY = caching.CachePolicy(public_max_age=DOCUMENT_MAX_AGE, everyone=True)
 DOCS_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
 MUTATING = ("post", "put", "patch", "delete")
+#: The IETF rate-limit fields (draft-ietf-httpapi-ratelimit-headers), on every operation's
+#: answers: see mars_server.http.ratelimit and docs/http.md.
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": 'The rate-limit policies the request counted in, e.g. `"default";q=600;'
+    "w=60`: at most `q` requests per window of `w` seconds (a structured-field list).",
+    "RateLimit": 'Where you stand in each policy, e.g. `"default";r=599;t=42`: `r` requests '
+    "remain, and the window ends in `t` seconds (a structured-field list).",
+}
+_RATE_LIMIT_REFS = {name: {"$ref": f"#/components/headers/{name}"} for name in RATE_LIMIT_HEADERS}
 
 
 class SpecError(Exception):
@@ -131,6 +150,15 @@ class MarsSpecPlugin(BasePlugin):
             "Location",
             {"description": "The URL of the created resource.", "schema": {"type": "string"}},
         )
+        components.header(
+            "Retry-After",
+            {
+                "description": "Seconds to wait before trying again.",
+                "schema": {"type": "integer", "minimum": 0},
+            },
+        )
+        for name, description in RATE_LIMIT_HEADERS.items():
+            components.header(name, {"description": description, "schema": {"type": "string"}})
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
@@ -167,6 +195,8 @@ class MarsSpecPlugin(BasePlugin):
                     response.setdefault("headers", {}).update(
                         {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
                     )
+                if isinstance(response, dict):  # the problem responses have them already
+                    response.setdefault("headers", {}).update(_RATE_LIMIT_REFS)
 
     def _check(self, where: str, operation: dict[str, Any]) -> None:
         operation_id = operation.get("operationId")
@@ -198,8 +228,9 @@ class MarsSpecPlugin(BasePlugin):
 
     @staticmethod
     def _problem_statuses(method: str, path: str, operation: dict[str, Any]) -> list[int]:
-        # Any request can be malformed (400) or carry an unknown query parameter (422).
-        statuses = [400, 422, 500, 503]
+        # Any request can be malformed (400), carry an unknown query parameter (422) or go
+        # over its rate limit (429).
+        statuses = [400, 422, 429, 500, 503]
         if operation.get("security"):
             statuses += [401, 403]
         if "{" in path:
@@ -251,11 +282,54 @@ class MarsApi(Api):
             response: dict[str, Any] = {"description": status.phrase}
             if status >= 400:
                 response["schema"] = self.ERROR_SCHEMA
+                response["headers"] = dict(_RATE_LIMIT_REFS)
+            if status == http.HTTPStatus.TOO_MANY_REQUESTS:
+                response["headers"]["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
             prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
-        response = {"description": "A problem (RFC 9457).", "schema": self.ERROR_SCHEMA}
+        response = {
+            "description": "A problem (RFC 9457).",
+            "schema": self.ERROR_SCHEMA,
+            "headers": dict(_RATE_LIMIT_REFS),
+        }
         prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+    def _openapi_json(self) -> Response:
+        """The OpenAPI document, built on its first request only: it changes with a deploy
+        (the plugins, the settings), never between requests."""
+        return self._document(
+            "openapi.json",
+            "application/json",
+            lambda: flask.json.dumps(self.spec.to_dict(), indent=2, sort_keys=False),
+        )
+
+    def _openapi_swagger_ui(self) -> Response:
+        """The interactive docs page, rendered once."""
+        return self._document(
+            "docs.html",
+            "text/html",
+            super()._openapi_swagger_ui,
+        )
+
+    def _document(self, name: str, mimetype: str, build: Callable[[], str]) -> Response:
+        """Serve a document the same for everyone, from memory, with an ETag (304 when the
+        client's copy is current) and ``public, max-age`` (:data:`DOCUMENT_MAX_AGE`)."""
+        # Keyed by the script root: links in the page depend on where MARS is mounted.
+        key = (name, flask.request.script_root)
+        found = self._documents.get(key)
+        if found is None:
+            body = build().encode()
+            found = self._documents.setdefault(key, (body, hashlib.sha256(body).hexdigest()[:24]))
+        body, etag = found
+        caching.declare(DOCUMENT_POLICY)
+        response = flask.current_app.response_class(body, mimetype=mimetype)
+        response.set_etag(etag)
+        return response.make_conditional(flask.request)
+
+    @functools.cached_property
+    def _documents(self) -> dict[tuple[str, str], tuple[bytes, str]]:
+        return {}
 
 
 def docs_assets_blueprint() -> FlaskBlueprint:

@@ -56,6 +56,15 @@ def document_webhooks(api: Api, event_types: Mapping[str, EventType]) -> None:
         webhooks[name] = {
             "post": {
                 "summary": event_type.description,
+                **(
+                    {
+                        "description": "Subscribing to it needs a token with the scope "
+                        f"`{event_type.scope}`.",
+                        "x-mars-scope": event_type.scope,
+                    }
+                    if event_type.scope
+                    else {}
+                ),
                 "operationId": "webhook_" + re.sub(r"[^a-z0-9]+", "_", name.lower()),
                 "tags": ["webhooks"],
                 "parameters": [

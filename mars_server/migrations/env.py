@@ -23,6 +23,11 @@ def run_migrations_online() -> None:
             include_object=_include_object,
         )
         with context.begin_transaction():
+            if engine.dialect.name == "postgresql":
+                # A migration may rewrite a big table for longer than a request may run
+                # (MARS_DATABASE_STATEMENT_TIMEOUT_MS); it keeps the lock timeout, so it gives
+                # up, rolled back, rather than queue every request behind its lock.
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from mars_server.http import PageArgsSchema, page_schema
+from mars_server.http import PageArgsSchema, QueryBoolean, StrictBoolean, page_schema
 
 
 class NotificationSchema(ma.Schema):
@@ -35,7 +35,7 @@ class NotificationSchema(ma.Schema):
 
 
 class NotificationQueryArgsSchema(PageArgsSchema):
-    unread = ma.fields.Boolean(
+    unread = QueryBoolean(
         metadata={
             "description": "`true`: only unread notifications; `false`: only read ones; "
             "absent: all."
@@ -66,10 +66,10 @@ class PreferenceSchema(ma.Schema):
 
     event_type = ma.fields.String(dump_only=True, metadata={"example": "project.member_added"})
     description = ma.fields.String(dump_only=True)
-    in_app = ma.fields.Boolean(
+    in_app = StrictBoolean(
         required=True, metadata={"description": "Show it in your notifications."}
     )
-    email = ma.fields.Boolean(required=True, metadata={"description": "E-mail it to you."})
+    email = StrictBoolean(required=True, metadata={"description": "E-mail it to you."})
 
 
 class PreferenceListSchema(ma.Schema):

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import flask_migrate
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from flask import current_app
 
 from mars_server.db import db
@@ -50,11 +52,29 @@ def database_heads() -> set[str]:
         return set(MigrationContext.configure(connection).get_current_heads())
 
 
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except (ResolutionError, CommandError):
+        return False
+
+
 def missing_heads() -> set[str]:
-    """Script heads the database has not reached (a branch's ancestors count as reached)."""
+    """Script heads the database has not reached (a branch's ancestors count as reached).
+
+    A database revision this code does not know was applied by a newer release: during a
+    rolling deploy its expand migrations run while this release still serves, which it must
+    survive (docs/deployment.md). Each unknown head stands for a branch the newer release
+    moved past this code's head, so as many of this code's heads count as reached.
+    """
     script = script_directory()
-    applied = {rev.revision for rev in script.iterate_revisions(tuple(database_heads()), "base")}
-    return script_heads() - applied
+    current = database_heads()
+    known = {revision for revision in current if _known(script, revision)}
+    applied = {rev.revision for rev in script.iterate_revisions(tuple(known), "base")}
+    missing = script_heads() - applied
+    if missing and len(missing) <= len(current - known):
+        return set()
+    return missing
 
 
 def pending() -> bool:

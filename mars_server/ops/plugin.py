@@ -44,6 +44,7 @@ def mars_health_checks() -> Sequence[HealthCheck]:
 @hookimpl
 def mars_cli_commands() -> Sequence[click.Command]:
     from mars_server.ops.commands import db_group, openapi, plugins
+    from mars_server.ops.ratelimit_cli import ratelimit
     from mars_server.sdkgen.cli import sdk
 
-    return [db_group, plugins, openapi, sdk]
+    return [db_group, plugins, openapi, ratelimit, sdk]

@@ -28,6 +28,7 @@ import marshmallow as ma
 import sqlalchemy as sa
 from flask import current_app
 
+from mars_server import metrics
 from mars_server.config import plugin_settings
 from mars_server.crypto import InvalidToken, open_sealed
 from mars_server.db import db, utcnow
@@ -54,6 +55,17 @@ if TYPE_CHECKING:
     from mars_server.events import Event
 
 log = logging.getLogger(__name__)
+
+#: ``outcome``: ``success`` (a 2xx answer), ``failure`` (another answer), ``error`` (none: the
+#: connection failed or timed out, the address is refused, the secret cannot be read).
+DELIVERY_ATTEMPTS = metrics.counter(
+    "mars_webhook_deliveries_total", "Webhook delivery attempts made, by outcome.", ("outcome",)
+)
+DELIVERY_DURATION = metrics.histogram(
+    "mars_webhook_delivery_duration_seconds",
+    "How long a webhook delivery attempt took, until the answer or the error, by outcome.",
+    ("outcome",),
+)
 
 PURGE_TASK = "webhooks.purge"
 ENDPOINT_DISABLED = "webhook.endpoint_disabled"
@@ -88,6 +100,7 @@ EVENT_TYPES = [
         ENDPOINT_DISABLED,
         "One of your webhook endpoints was disabled: it answered 410 Gone, or kept failing.",
         EndpointDisabledSchema,
+        "webhooks:read",
     )
 ]
 
@@ -264,6 +277,16 @@ def deliver(attempts: list[dict[str, Any]]) -> None:
                 target.body.encode(),
                 headers(target.delivery_id, timestamp, target.body, secrets),
             )
+        if not outcome.ok:
+            # What the delivery log shows; the URL is never logged (it may hold a token).
+            log.warning(
+                "webhook delivery %s to endpoint %s, attempt %d: %s (%d ms)",
+                target.delivery_id,
+                target.endpoint_id,
+                planned["number"],
+                outcome.error,
+                outcome.duration_ms,
+            )
         if _record(target, planned["number"], outcome, utcnow()):
             disabled.add(target.endpoint_id)
         db.session.commit()
@@ -285,6 +308,9 @@ def next_attempt_delay(number: int, retry_after: float | None) -> float:
 
 def _record(target: _Target, number: int, outcome: Outcome, now: dt.datetime) -> bool:
     """Log an attempt and act on its outcome; whether it disabled the endpoint."""
+    kind = "success" if outcome.ok else "error" if outcome.status is None else "failure"
+    DELIVERY_ATTEMPTS.labels(kind).inc()
+    DELIVERY_DURATION.labels(kind).observe(outcome.duration_ms / 1000)
     # The session's connection, without the ORM's per-statement work: these statements
     # touch no mapped object.
     conn = db.session.connection()

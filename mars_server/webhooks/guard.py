@@ -8,14 +8,16 @@ written as IPv4-mapped, NAT64 or 6to4 IPv6 addresses.
 
 :func:`refusal` is the authority: the transport calls it on every address a host name
 resolves to, at connect time, and connects to that very address (DNS cannot change its
-answer in between). :func:`url_problem` only refuses what is visibly wrong in a URL early,
-when an endpoint is created or changed.
+answer in between). :func:`url_problem` refuses early, when an endpoint is created or changed,
+what would be refused then: internal addresses, names of this machine (``localhost.``,
+``*.localhost``, ``ip6-localhost``...), and names that resolve to an internal address now.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -24,6 +26,26 @@ SHARED = ipaddress.IPv4Network("100.64.0.0/10")
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 SCHEMES = ("http", "https")
 SETTING = "MARS_WEBHOOKS_ALLOW_PRIVATE"
+#: Said by every early refusal: the way out, in development.
+ALLOW_HINT = f"In development, {SETTING}=true allows it."
+_UNREACHABLE = f"webhooks may not reach this network. {ALLOW_HINT}"
+#: Names of this machine, whatever DNS says (RFC 6761 ``.localhost``, and what Linux
+#: distributions put in /etc/hosts), compared without a final dot and case.
+LOCAL_NAMES = frozenset(
+    {
+        "localhost",
+        "localhost.localdomain",
+        "localhost4",
+        "localhost4.localdomain4",
+        "localhost6",
+        "localhost6.localdomain6",
+        "ip6-localhost",
+        "ip6-loopback",
+    }
+)
+#: How long an endpoint's creation waits for its host name to resolve; past this, or when
+#: it does not resolve, the name is accepted and judged at connect time.
+RESOLVE_SECONDS = 2.0
 
 
 def refusal(address: IPAddress) -> str | None:
@@ -99,11 +121,47 @@ def url_problem(url: str, *, allow_private: bool) -> str | None:
         return "The URL must not contain spaces or control characters."
     if allow_private:
         return None
-    if host == "localhost" or host.endswith((".localhost", ".localhost.")):
-        return f"{host} is a loopback address; webhooks may not reach this network."
+    if is_local_name(host):
+        return f"{host} is a name of this machine (a loopback address); {_UNREACHABLE}"
     address = parse_address(host)
     if address is not None:
         reason = refusal(address)
-        if reason:
-            return f"{reason}; webhooks may not reach this network."
+        return f"{reason}; {_UNREACHABLE}" if reason else None
+    for found in resolve(host, port or (443 if parts.scheme.lower() == "https" else 80)):
+        if refusal(found):
+            # Which address is not said: the API must not become a lookup of internal names.
+            return (
+                f"{host} resolves to an internal address (loopback, private, link-local or "
+                f"reserved); {_UNREACHABLE}"
+            )
     return None
+
+
+def is_local_name(host: str) -> bool:
+    """Whether ``host`` names this machine by convention (``localhost.``, ``a.localhost``)."""
+    name = host.lower().removesuffix(".")
+    return name in LOCAL_NAMES or name.endswith(".localhost")
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """The addresses ``host`` resolves to now; none when it does not resolve within
+    :data:`RESOLVE_SECONDS`.
+
+    The lookup runs in a daemon thread: a slow resolver must not hold the request that
+    creates an endpoint (getaddrinfo has no timeout of its own).
+    """
+    found: list[IPAddress] = []
+
+    def lookup() -> None:
+        try:
+            answers = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return
+        found.extend(
+            ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]) for *_, sockaddr in answers
+        )
+
+    thread = threading.Thread(target=lookup, name="mars-webhooks-resolve", daemon=True)
+    thread.start()
+    thread.join(RESOLVE_SECONDS)
+    return [] if thread.is_alive() else list(found)

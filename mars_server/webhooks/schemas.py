@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from flask import current_app
 
-from mars_server.http import PageArgsSchema, page_schema
+from mars_server.http import SECRET, PageArgsSchema, StrictBoolean, page_schema
 from mars_server.webhooks.guard import url_problem
 from mars_server.webhooks.models import DELIVERY_STATUSES, DISABLED_REASONS
 
@@ -68,7 +68,7 @@ class WebhookSchema(ma.Schema):
             "example": ["project.created"],
         },
     )
-    disabled = ma.fields.Boolean(
+    disabled = StrictBoolean(
         load_default=False,
         metadata={"description": "No deliveries while true; set it back to false to resume."},
     )
@@ -126,7 +126,7 @@ class WebhookUpdateSchema(WebhookSchema):
         ordered = True
 
     description = ma.fields.String(validate=ma.validate.Length(max=500))
-    disabled = ma.fields.Boolean(
+    disabled = StrictBoolean(
         metadata={"description": "No deliveries while true; set it back to false to resume."}
     )
 
@@ -143,6 +143,7 @@ class NewSecretSchema(WebhookSchema):
             "description": "The signing secret (`whsec_` + base64). It is shown only now: "
             "keep it in your receiver's configuration.",
             "example": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            SECRET: True,
         },
     )
 

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from flask import current_app
 
 from mars_server.config import plugin_settings
 from mars_server.crypto import seal
 from mars_server.db import db, utcnow
 from mars_server.events import audit, enqueue
-from mars_server.http import Conflict, Forbidden, NotFound, paginate
+from mars_server.http import Conflict, Forbidden, NotFound, check_issuance, paginate
 from mars_server.webhooks.models import (
     BY_OWNER,
     PENDING,
@@ -74,8 +75,28 @@ def get_endpoint(owner_id: str, endpoint_id: str) -> WebhookEndpoint:
     return endpoint
 
 
-def create_endpoint(owner_id: str, data: dict[str, Any]) -> tuple[WebhookEndpoint, str]:
-    """Create an endpoint; return it and its secret, which is never readable again."""
+def scopes_to_read(*event_types: str) -> set[str]:
+    """The scopes that read what events of ``event_types`` show (their ``scope``)."""
+    declared = current_app.extensions["mars"].event_types
+    scopes = {declared[name].scope for name in event_types if name in declared}
+    return {scope for scope in scopes if scope}
+
+
+def _check_issuance(issuer: Actor | None, events: list[str]) -> None:
+    """An endpoint receives what its events show: only a token that may read that sets it
+    up, points it elsewhere or gets its secret (see the event types' ``scope``)."""
+    if issuer is not None:
+        check_issuance(issuer, scopes_to_read(*events))
+
+
+def create_endpoint(
+    owner_id: str, data: dict[str, Any], issuer: Actor | None = None
+) -> tuple[WebhookEndpoint, str]:
+    """Create an endpoint; return it and its secret, which is never readable again.
+
+    :param issuer: the credential asking: it must have the scopes of every event subscribed.
+    """
+    _check_issuance(issuer, data["events"])
     secret = new_secret()
     endpoint = WebhookEndpoint(
         owner_id=owner_id,
@@ -101,9 +122,16 @@ def _set_disabled(endpoint: WebhookEndpoint, disabled: bool) -> None:
     endpoint.disabled = disabled
 
 
-def update_endpoint(endpoint: WebhookEndpoint, changes: dict[str, Any]) -> WebhookEndpoint:
+def update_endpoint(
+    endpoint: WebhookEndpoint, changes: dict[str, Any], issuer: Actor | None = None
+) -> WebhookEndpoint:
+    """Change ``endpoint``; a new URL or new events need ``issuer`` to have their scopes."""
     if not changes:
         return endpoint
+    if "url" in changes:
+        _check_issuance(issuer, changes.get("events", endpoint.events))
+    elif "events" in changes:
+        _check_issuance(issuer, sorted(set(changes["events"]) - set(endpoint.events)))
     if "url" in changes:
         endpoint.url = changes["url"]
     if "description" in changes:
@@ -131,8 +159,12 @@ def delete_endpoint(endpoint: WebhookEndpoint) -> None:
     db.session.commit()
 
 
-def rotate_secret(endpoint: WebhookEndpoint) -> str:
-    """A new secret; the current one keeps signing beside it for ``secret_grace_hours``."""
+def rotate_secret(endpoint: WebhookEndpoint, issuer: Actor | None = None) -> str:
+    """A new secret; the current one keeps signing beside it for ``secret_grace_hours``.
+
+    :param issuer: the credential asking: it must have the scopes of the endpoint's events.
+    """
+    _check_issuance(issuer, endpoint.events)
     grace = dt.timedelta(hours=plugin_settings("webhooks")["secret_grace_hours"])
     secret = new_secret()
     if grace:

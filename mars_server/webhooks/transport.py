@@ -12,6 +12,8 @@
   the answer are read.
 - Connections are kept per host (``maxsize`` each, usually the worker's concurrency) and the
   pool is shared by every thread of the process.
+- Each attempt notes how far it got (resolving, connecting, the TLS handshake, waiting for
+  the answer), so that :mod:`mars_server.webhooks.failures` says what failed.
 """
 
 from __future__ import annotations
@@ -35,15 +37,15 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    LocationParseError,
     NameResolutionError,
     NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-    SSLError,
 )
 from urllib3.util.timeout import Timeout
+from urllib3.util.url import parse_url
 
 from mars_server.db import utcnow
+from mars_server.webhooks import failures
 from mars_server.webhooks.guard import SCHEMES, SETTING, refusal
 
 if TYPE_CHECKING:
@@ -64,9 +66,9 @@ class DestinationRefused(HTTPError):
 
 
 class _Ticket:
-    """One attempt's deadline, and the socket to shut when it passes."""
+    """One attempt's deadline, the socket to shut when it passes, and how far it got."""
 
-    __slots__ = ("deadline", "done", "fired", "lock", "sock")
+    __slots__ = ("deadline", "done", "fired", "lock", "sock", "stage")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
@@ -74,6 +76,8 @@ class _Ticket:
         self.sock: socket.socket | None = None
         self.done = False
         self.fired = False
+        #: One of :mod:`~mars_server.webhooks.failures`' stages, to tell what timed out.
+        self.stage = failures.ANSWER
 
     def attach(self, sock: socket.socket | None) -> None:
         with self.lock:
@@ -161,10 +165,14 @@ class _GuardedConnectionMixin:
     _dns_host: str
 
     def _new_conn(self) -> socket.socket:
+        ticket = _current_ticket.get()
+        _reach(ticket, failures.RESOLVE)
         try:
             found = socket.getaddrinfo(self._dns_host, self.port, 0, socket.SOCK_STREAM)
         except socket.gaierror as error:
             raise NameResolutionError(self.host, self, error) from error  # type: ignore[arg-type]
+        if ticket is not None and ticket.fired:  # the lookup itself took the whole time
+            raise ConnectTimeoutError(self, f"Resolving {self.host} timed out.")
         if not self.allow_private:
             for *_, sockaddr in found:
                 reason = refusal(ipaddress.ip_address(sockaddr[0]))
@@ -173,6 +181,7 @@ class _GuardedConnectionMixin:
                         f"{self.host} resolves to {sockaddr[0]}: {reason}, which webhooks "
                         f"may not reach ({SETTING} is off)."
                     )
+        _reach(ticket, failures.CONNECT)
         last: OSError | None = None
         for family, kind, proto, _, sockaddr in found:
             sock = socket.socket(family, kind, proto)
@@ -192,15 +201,24 @@ class _GuardedConnectionMixin:
                 sock.close()
                 last = error
                 continue
+            _reach(ticket, failures.TLS if isinstance(self, HTTPSConnection) else failures.ANSWER)
             return sock
         raise NewConnectionError(
             self,  # type: ignore[arg-type]
             f"Failed to establish a new connection: {last}",
-        )
+        ) from last
 
     def request(self, *args: Any, **kwargs: Any) -> None:
+        # What remains is sending and waiting for the answer (for http:// a new connection
+        # is opened from here on: its _new_conn tells the stages before).
+        _reach(_current_ticket.get(), failures.ANSWER)
         _attach(getattr(self, "sock", None))
         super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+def _reach(ticket: _Ticket | None, stage: str) -> None:
+    if ticket is not None:
+        ticket.stage = stage
 
 
 def _attach(sock: socket.socket | None) -> None:
@@ -300,7 +318,7 @@ class Transport:
         except DestinationRefused as refused:
             return Outcome(None, took(), f"Refused: {refused}")
         except Exception as failure:
-            return Outcome(None, took(), self._describe(failure, ticket))
+            return Outcome(None, took(), self._describe(failure, ticket, url))
         status = response.status
         try:
             data = response.read(self.max_bytes + 1, decode_content=False)
@@ -328,20 +346,20 @@ class Transport:
             data[:SNIPPET_BYTES].decode("utf-8", "replace") if data else None,
         )
 
-    def _describe(self, error: Exception, ticket: _Ticket) -> str:
+    def _describe(self, error: Exception, ticket: _Ticket, url: str) -> str:
         """The error in words for the endpoint's owner; never the URL (it may hold a token)."""
-        if ticket.fired or isinstance(error, (ReadTimeoutError, ConnectTimeoutError)):
-            return f"No answer within {self.timeout:g} s."
-        if isinstance(error, NameResolutionError):
-            return "The host name could not be resolved."
-        if isinstance(error, NewConnectionError):
-            reason = str(error).split("Failed to establish a new connection: ", 1)[-1]
-            return f"Could not connect: {reason}"[:500]
-        if isinstance(error, SSLError):
-            return f"TLS failed: {error}"[:500]
-        if isinstance(error, ProtocolError):
-            return f"The connection failed: {error}"[:500]
-        return f"The request failed: {type(error).__name__}"
+        try:
+            parts = parse_url(url)
+        except LocationParseError:  # urlopen failed on the very same
+            return f"The request failed: {type(error).__name__}."
+        return failures.describe(
+            error,
+            stage=ticket.stage,
+            timed_out=ticket.fired,
+            host=parts.host or "?",
+            port=parts.port or (443 if parts.scheme == "https" else 80),
+            timeout=self.timeout,
+        )
 
     def close(self) -> None:
         self.pool.clear()

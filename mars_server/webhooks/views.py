@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 from flask import url_for
 from flask.views import MethodView
 
-from mars_server.http import Blueprint, current_actor, require_if_match, send_etag, send_page
+from mars_server.http import (
+    Blueprint,
+    authorize,
+    current_actor,
+    require_if_match,
+    send_etag,
+    send_page,
+)
 from mars_server.webhooks import services
 from mars_server.webhooks.schemas import (
     DeliveryDetailSchema,
@@ -66,7 +73,7 @@ class Webhooks(MethodView):
     @blp.response(201, NewSecretSchema)
     def post(self, data: dict[str, Any]) -> tuple[WithSecret, dict[str, str]]:
         """Create a webhook endpoint; its signing secret is shown only in this answer"""
-        endpoint, secret = services.create_endpoint(owner_id(), data)
+        endpoint, secret = services.create_endpoint(owner_id(), data, issuer=current_actor())
         send_etag(endpoint)
         location = url_for("webhooks.WebhookById", webhook_id=endpoint.id)
         return WithSecret(endpoint, secret), {"Location": location}
@@ -89,7 +96,7 @@ class WebhookById(MethodView):
         """Change a webhook endpoint, or enable it again (send If-Match)"""
         endpoint = services.get_endpoint(owner_id(), webhook_id)
         require_if_match(endpoint)
-        return send_etag(services.update_endpoint(endpoint, changes))
+        return send_etag(services.update_endpoint(endpoint, changes, issuer=current_actor()))
 
     @blp.requires("webhooks:write")
     @blp.doc(operationId="delete_webhook")
@@ -109,7 +116,7 @@ class WebhookSecret(MethodView):
     def post(self, webhook_id: str) -> WithSecret:
         """Rotate an endpoint's signing secret; both sign deliveries for a grace period"""
         endpoint = services.get_endpoint(owner_id(), webhook_id)
-        secret = services.rotate_secret(endpoint)
+        secret = services.rotate_secret(endpoint, issuer=current_actor())
         send_etag(endpoint)
         return WithSecret(endpoint, secret)
 
@@ -132,9 +139,16 @@ class DeliveryById(MethodView):
     @blp.doc(operationId="get_webhook_delivery")
     @blp.response(200, DeliveryDetailSchema)
     def get(self, webhook_id: str, delivery_id: str) -> WebhookDelivery:
-        """Get a delivery: the body it sends and each of its attempts"""
+        """Get a delivery: the body it sends and each of its attempts
+
+        The body shows the event's data: it needs the scope that reads it too (the event
+        type's `x-mars-scope`, such as `projects:read`), or the answer is 403
+        `insufficient_scope` naming it.
+        """
         endpoint = services.get_endpoint(owner_id(), webhook_id)
-        return services.get_delivery(endpoint, delivery_id)
+        delivery = services.get_delivery(endpoint, delivery_id)
+        authorize(services.scopes_to_read(delivery.event_type))
+        return delivery
 
 
 @blp.route("/<string:webhook_id>/deliveries/<string:delivery_id>/redeliver")

@@ -29,6 +29,8 @@ DELETED = "project.deleted"
 MEMBER_ADDED = "project.member_added"
 MEMBER_UPDATED = "project.member_updated"
 MEMBER_REMOVED = "project.member_removed"
+#: what a webhook subscription to these events needs: they show what projects:read shows.
+READ_SCOPE = "projects:read"
 
 PROJECT_FIELDS = ("id", "slug", "name", "description", "visibility", "created_at", "updated_at")
 
@@ -102,16 +104,29 @@ class MemberUpdatedEventSchema(MemberEventSchema):
 
 
 EVENT_TYPES = (
-    EventType(CREATED, "A project was created.", ProjectEventSchema),
+    EventType(CREATED, "A project was created.", ProjectEventSchema, READ_SCOPE),
     EventType(
         UPDATED,
         "A project's name, slug, description or visibility changed.",
         ProjectUpdatedEventSchema,
+        READ_SCOPE,
     ),
-    EventType(DELETED, "A project was deleted, with its memberships.", ProjectDeletedEventSchema),
-    EventType(MEMBER_ADDED, "A user was added to a project.", MemberEventSchema),
-    EventType(MEMBER_UPDATED, "A project member's role changed.", MemberUpdatedEventSchema),
-    EventType(MEMBER_REMOVED, "A user was removed from a project, or left it.", MemberEventSchema),
+    EventType(
+        DELETED,
+        "A project was deleted, with its memberships.",
+        ProjectDeletedEventSchema,
+        READ_SCOPE,
+    ),
+    EventType(MEMBER_ADDED, "A user was added to a project.", MemberEventSchema, READ_SCOPE),
+    EventType(
+        MEMBER_UPDATED, "A project member's role changed.", MemberUpdatedEventSchema, READ_SCOPE
+    ),
+    EventType(
+        MEMBER_REMOVED,
+        "A user was removed from a project, or left it.",
+        MemberEventSchema,
+        READ_SCOPE,
+    ),
 )
 
 

@@ -41,6 +41,8 @@ def actor() -> Actor:
 class Projects(MethodView):
     @blp.requires("projects:read", optional=True)
     @blp.doc(operationId="list_projects")
+    # Anonymous callers all see the same public projects: any cache may keep them briefly.
+    @blp.cache_control(public_max_age=30)
     @blp.arguments(ProjectQueryArgsSchema, location="query", as_kwargs=False)
     @blp.response(200, ProjectPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
@@ -49,6 +51,8 @@ class Projects(MethodView):
 
     @blp.requires("projects:write")
     @blp.doc(operationId="create_project")
+    # People create a project now and then; a script creating many must slow down.
+    @blp.rate_limit("30/minute")
     @blp.arguments(ProjectSchema)
     @blp.response(201, ProjectSchema)
     def post(self, data: dict[str, Any]) -> tuple[Project, dict[str, str]]:

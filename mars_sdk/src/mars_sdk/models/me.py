@@ -76,6 +76,9 @@ class NewToken:
     last_used_at: datetime | None
     last_used_ip: str | None
     revoked_at: datetime | None
+    #: The OAuth app that created it for you (with `account:tokens`): it is revoked when you take
+    #: back what you allowed that app. Null when you did.
+    issued_by_client_id: str | None
     #: The token itself. It is shown this once and never again.
     token: str
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
@@ -94,6 +97,7 @@ class NewToken:
             last_used_at=None if (v := data["last_used_at"]) is None else datetime.fromisoformat(v),
             last_used_ip=data["last_used_ip"],
             revoked_at=None if (v := data["revoked_at"]) is None else datetime.fromisoformat(v),
+            issued_by_client_id=data["issued_by_client_id"],
             token=data["token"],
         )
 
@@ -112,6 +116,9 @@ class Token:
     last_used_at: datetime | None
     last_used_ip: str | None
     revoked_at: datetime | None
+    #: The OAuth app that created it for you (with `account:tokens`): it is revoked when you take
+    #: back what you allowed that app. Null when you did.
+    issued_by_client_id: str | None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Token:
@@ -126,4 +133,5 @@ class Token:
             last_used_at=None if (v := data["last_used_at"]) is None else datetime.fromisoformat(v),
             last_used_ip=data["last_used_ip"],
             revoked_at=None if (v := data["revoked_at"]) is None else datetime.fromisoformat(v),
+            issued_by_client_id=data["issued_by_client_id"],
         )

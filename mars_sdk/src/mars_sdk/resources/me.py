@@ -64,6 +64,12 @@ class MeResource(Resource):
     ) -> NewToken:
         """Create a personal access token (shown once).
 
+        The new token is never stronger than the one that asks for it: its scopes must be among the
+        calling token's (403 `insufficient_scope` names the missing ones), and it ends when
+        the calling token does at the latest: a longer `expires_in_days` is cut
+        (`expires_at` tells). An OAuth app's token also needs the `account:tokens` scope,
+        which the user allows on the consent page.
+
         :param expires_in_days: Default 90; capped by the server's maximum.
         :param idempotency_key: makes retries safe; one is made up when not given.
 

@@ -96,6 +96,9 @@ class UsersResource(Resource):
     ) -> User:
         """Revoke a role (admins).
 
+        The admin role of the last active admin stays: 409 `urn:mars:problem:last-admin` until
+        another active account holds it.
+
         ``DELETE /api/v1/users/{user_id}/roles/{role}`` (scopes: users:write)
         """
         return self._client._call(

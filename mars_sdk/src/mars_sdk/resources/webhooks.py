@@ -122,6 +122,10 @@ class WebhooksResource(Resource):
     ) -> DeliveryDetail:
         """Get a delivery: the body it sends and each of its attempts.
 
+        The body shows the event's data: it needs the scope that reads it too (the event type's
+        `x-mars-scope`, such as `projects:read`), or the answer is 403 `insufficient_scope`
+        naming it.
+
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
         ``GET /api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}`` (scopes: webhooks:read)

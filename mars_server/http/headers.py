@@ -1,0 +1,87 @@
+"""Security headers every response gets, decided in one place.
+
+- ``X-Content-Type-Options: nosniff`` everywhere: a browser never guesses a type.
+- ``Cache-Control`` chosen per operation (:func:`cache_control`, the rules are in
+  :mod:`mars_server.http.caching`): ``no-store`` on whatever may carry a secret (writes,
+  secret-bearing answers, credentialed errors, ``/oauth`` and ``/accounts``), ``private,
+  no-store`` on credentialed reads, ``no-cache`` or a short ``public, max-age`` on
+  anonymous reads.
+- ``Strict-Transport-Security`` when MARS is reached over https (``MARS_PUBLIC_URL``).
+- The interactive docs may not be framed: ``frame-ancestors 'none'``.
+- ``Vary: Origin`` on every answer whose CORS headers depend on ``Origin``
+  (:func:`vary_on_origin`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import current_app, g, request
+
+from mars_server.http import caching
+from mars_server.http.spec import API_PREFIX
+
+if TYPE_CHECKING:
+    from flask import Response
+
+HSTS = "max-age=31536000"
+DOCS_PATH = "/api/docs"
+#: outside the API, what may show a secret or personal data: the OAuth server and pages,
+#: and the pages the e-mailed links open.
+PRIVATE_PREFIXES = ("/oauth", "/accounts")
+DOCS_POLICY = "frame-ancestors 'none'"
+#: the paths flask-cors answers for (see ``create_app``).
+CORS_PATHS = ("/api/", "/oauth/token", "/oauth/revoke", "/.well-known/oauth-authorization-server")
+
+
+def cache_control(response: Response) -> str | None:
+    """The answer's ``Cache-Control`` (``None``: leave the view's), by the rules of
+    :mod:`mars_server.http.caching`."""
+    path = request.path
+    policy = caching.take_declared()
+    if path.startswith(PRIVATE_PREFIXES):
+        return caching.NO_STORE
+    if policy is not None and policy.no_store:
+        return caching.NO_STORE
+    # A plugin's hook may find the caller without an Authorization header (a cookie, say).
+    credentialed = bool(request.headers.get("Authorization")) or g.get("mars_actor") is not None
+    succeeded = response.status_code < 400
+    if request.method not in ("GET", "HEAD"):
+        writes = path.startswith(API_PREFIX) and request.method != "OPTIONS"
+        return caching.NO_STORE if credentialed or writes else None
+    if policy is not None and policy.everyone and succeeded:
+        return policy.public
+    if credentialed:
+        # Personal data: the caller's own client may keep it, and revalidates it first.
+        api_read = path.startswith(API_PREFIX) and succeeded
+        return caching.PRIVATE if api_read else caching.NO_STORE
+    if not path.startswith(API_PREFIX) or not succeeded:
+        return None
+    if policy is not None and policy.public is not None:
+        # A shared cache must not answer a request with a token from the anonymous copy.
+        response.vary.add("Authorization")
+        return policy.public
+    return caching.REVALIDATE
+
+
+def add_security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    value = cache_control(response)
+    if value is not None:
+        # Whatever the view said: the operation's policy, or the rule for its kind.
+        headers["Cache-Control"] = value
+    if (current_app.config["MARS"]["PUBLIC_URL"] or "").startswith("https://"):
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    if request.path == DOCS_PATH or request.path.startswith(DOCS_PATH + "/"):
+        headers.setdefault("Content-Security-Policy", DOCS_POLICY)
+        headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+def vary_on_origin(response: Response) -> Response:
+    """``Vary: Origin`` wherever CORS may answer, whatever ``Origin`` was (or whether it was
+    sent): a cache must not give one origin's answer, or a refused origin's, to another."""
+    if request.path.startswith(CORS_PATHS) and current_app.config["MARS"]["CORS_ORIGINS"]:
+        response.vary.add("Origin")
+    return response
