@@ -7,7 +7,10 @@ In one run, on one database:
    - ``token``: MARS with a personal access token (``projects:read``), rate limits on (a
      policy too high ever to refuse: ``--rate``), the token cache warm, and
      ``MARS_REDIS_URL`` on loopback (``--redis-url``): the limiter and the token cache go
-     through Redis on every request;
+     through Redis, the limiter in leases (``MARS_RATELIMIT_LEASE_PERCENT``'s default: one
+     caller this busy rarely costs a round trip);
+   - ``exact``: the same with ``MARS_RATELIMIT_LEASE_PERCENT=0``: one round trip to Redis
+     per request, as every caller of a small quota costs;
    - ``nolimit``: the same MARS and token with rate limits off (what the limiter costs);
    - ``anon``: the same MARS as ``token``, no token;
    - ``smorest``: ``smorest_app.py``, a plain flask-smorest + Flask-SQLAlchemy app serving
@@ -300,35 +303,45 @@ def micro(settings: dict[str, str], token: str, redis_url: str, rate: str) -> di
             base.say(f"  {name:<18} {us:8.1f} us")
 
     base.say("In process: the rate limiter with Redis on loopback, per request")
-    limited = app_with(
-        TOKEN_CACHE_SECONDS="600",
-        REDIS_URL=redis_url,
-        RATELIMIT_ENABLED="true",
-        RATELIMIT_DEFAULT=rate,
-        RATELIMIT_ANONYMOUS=rate,
+    limited, exact = (
+        app_with(
+            TOKEN_CACHE_SECONDS="600",
+            REDIS_URL=redis_url,
+            RATELIMIT_ENABLED="true",
+            RATELIMIT_DEFAULT=rate,
+            RATELIMIT_ANONYMOUS=rate,
+            RATELIMIT_LEASE_PERCENT=percent,
+        )
+        for percent in ("1", "0")
     )
-    limiter = ratelimit.limiter_of(limited)
-    assert limiter is not None
-    with limited.test_request_context(base.ENDPOINT, headers=header):
-        from mars_server.http.security import current_actor
+    for name, app in (("leases", limited), ("exact", exact)):
+        limiter = ratelimit.limiter_of(app)
+        assert limiter is not None
+        with app.test_request_context(base.ENDPOINT, headers=header):
+            from mars_server.http.security import current_actor
 
-        current_actor()  # resolved once, as the request's earlier hooks do
-        out["limiter check, whole (us)"] = us = _median_us(limiter.check, 1000)
-        out["limiter check, CPU (us)"] = cpu = _median_us(limiter.check, 1000, time.process_time_ns)
-        base.say(
-            f"  RateLimiter.check()   {us:8.1f} us, CPU {cpu:6.1f} us "
-            "(caller key, digest, one Lua call)"
-        )
-        keys = [limiter.storage_key("user:x", limiter.default)]
-        windows = [limiter.default.window]
-        out["limiter Redis round trip (us)"] = us = _median_us(
-            lambda: limiter.counters.hit(keys, windows), 1000
-        )
-        base.say(f"  of which the Redis call {us:6.1f} us")
+            current_actor()  # resolved once, as the request's earlier hooks do
+            out[f"limiter check, {name} (us)"] = us = _median_us(limiter.check, 1000)
+            out[f"limiter check CPU, {name} (us)"] = cpu = _median_us(
+                limiter.check, 1000, time.process_time_ns
+            )
+            base.say(f"  RateLimiter.check(), {name:<7} {us:8.1f} us, CPU {cpu:6.1f} us")
+    assert isinstance(limiter.counters, ratelimit.RedisCounters)
+    counters, policy = limiter.counters, limiter.default
+    keys = [[limiter.storage_key(f"user:{n}", policy)] for n in range(20_000)]
+    calls = iter(keys)
+    out["limiter Redis round trip (us)"] = us = _median_us(
+        lambda: counters.hit(next(calls), [policy.window], [policy.quota]), 1000
+    )
+    base.say(f"  its Redis call (one Lua script) {us:6.1f} us")
 
     unlimited = app_with(TOKEN_CACHE_SECONDS="600", REDIS_URL=redis_url, RATELIMIT_ENABLED="false")
     url = f"{base.ENDPOINT}?limit={base.PAGE}"
-    clients = {"limiter on": limited.test_client(), "limiter off": unlimited.test_client()}
+    clients = {
+        "limiter on": limited.test_client(),
+        "limiter exact": exact.test_client(),
+        "limiter off": unlimited.test_client(),
+    }
     for client in clients.values():
         response = client.get(url, headers=header)
         assert response.status_code == 200, response.get_data(as_text=True)
@@ -339,14 +352,17 @@ def micro(settings: dict[str, str], token: str, redis_url: str, rate: str) -> di
     for name, (us, cpu_us) in times.items():
         out[f"request, {name} (us)"] = us
         out[f"request CPU, {name} (us)"] = cpu_us
-        base.say(f"  {name:<12} {us / 1000:8.3f} ms, CPU {cpu_us / 1000:8.3f} ms")
-    on, off = times["limiter on"], times["limiter off"]
-    out["limiter adds (us)"] = diff = on[0] - off[0]
-    out["limiter adds CPU (us)"] = diff_cpu = on[1] - off[1]
-    base.say(
-        f"  the limiter adds {diff / 1000:.3f} ms per request, {diff_cpu / 1000:.3f} ms of CPU"
-    )
-    for app in [*apps.values(), limited, unlimited]:
+        base.say(f"  {name:<14} {us / 1000:8.3f} ms, CPU {cpu_us / 1000:8.3f} ms")
+    off = times["limiter off"]
+    for name, label in (("limiter on", "in leases"), ("limiter exact", "exactly")):
+        on = times[name]
+        out[f"limiter adds, {label} (us)"] = diff = on[0] - off[0]
+        out[f"limiter adds CPU, {label} (us)"] = diff_cpu = on[1] - off[1]
+        base.say(
+            f"  the limiter {label} adds {diff / 1000:.3f} ms per request, "
+            f"{diff_cpu / 1000:.3f} ms of CPU"
+        )
+    for app in [*apps.values(), limited, exact, unlimited]:
         with app.app_context():
             from mars_server.db import db
 
@@ -411,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                 mars = gunicorn_on("MARS", env, args.workers, workdir / "mars.log")
                 unlimited_env = env | {"MARS_RATELIMIT_ENABLED": "false"}
                 unlimited = gunicorn_on("nolimit", unlimited_env, args.workers, workdir / "nl.log")
+                exact_env = env | {"MARS_RATELIMIT_LEASE_PERCENT": "0"}
+                exact = gunicorn_on("exact", exact_env, args.workers, workdir / "exact.log")
                 smorest = base.start_gunicorn(
                     "smorest",
                     "smorest_app:create_app()",
@@ -427,13 +445,14 @@ def main(argv: list[str] | None = None) -> int:
                     workdir / "raw.log",
                     pythonpath=HERE,
                 )
-                servers += [mars, unlimited, smorest, raw]
-                for server in (mars, unlimited, smorest, raw):
+                servers += [mars, exact, unlimited, smorest, raw]
+                for server in (mars, exact, unlimited, smorest, raw):
                     base.wait_ready(server)
                 base.check_same_answers([mars, smorest], raw)
                 _check_token(mars.url, token)
                 targets = [
                     Target("token", mars.url, [mars], token),
+                    Target("exact", exact.url, [exact], token),
                     Target("nolimit", unlimited.url, [unlimited], token),
                     Target("anon", mars.url, [mars]),
                     Target("smorest", smorest.url, [smorest]),
@@ -442,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                 base.say("HTTP: every app serves the same items; running wrk")
                 summary = bench(targets, args)
                 report["http"] = summary
-                for server in (mars, unlimited, smorest, raw):
+                for server in (mars, exact, unlimited, smorest, raw):
                     base.stop_server(server)
                 print_table(
                     f"GET {base.ENDPOINT}?limit={base.PAGE}, {args.rows:,} projects "
@@ -458,19 +477,20 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = "meets" if token_ratio >= AIM_TOKEN else "BELOW"
                 base.say(f"token/raw req/s {token_ratio:.3f}: {verdict} the {AIM_TOKEN} aim")
                 m = summary["median"]
-                added = m["token"]["cpu_ms_per_request"] - m["nolimit"]["cpu_ms_per_request"]
-                per_round = [
-                    x / y
-                    for x, y in zip(
-                        summary["per_round"]["token"], summary["per_round"]["nolimit"], strict=True
+                for name in ("token", "exact"):
+                    added = m[name]["cpu_ms_per_request"] - m["nolimit"]["cpu_ms_per_request"]
+                    per_round = [
+                        x / y
+                        for x, y in zip(
+                            summary["per_round"][name], summary["per_round"]["nolimit"], strict=True
+                        )
+                    ]
+                    base.say(
+                        f"the limiter ({name}): {added:+.3f} ms of server CPU per request; "
+                        f"{name}/nolimit "
+                        f"req/s per round {', '.join(f'{r:.3f}' for r in per_round)} "
+                        f"(median {statistics.median(per_round):.3f})"
                     )
-                ]
-                base.say(
-                    f"the limiter (Redis): {added:+.3f} ms of server CPU per request; "
-                    "token/nolimit "
-                    f"req/s per round {', '.join(f'{r:.3f}' for r in per_round)} "
-                    f"(median {statistics.median(per_round):.3f})"
-                )
 
             if not args.skip_nginx:
                 half = max(1, args.workers // 2)

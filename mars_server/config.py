@@ -144,6 +144,10 @@ class CoreSettingsSchema(ma.Schema):
     RATELIMIT_ENABLED = ma.fields.Boolean(load_default=True)
     RATELIMIT_DEFAULT = ma.fields.String(load_default="600/minute", validate=_is_rate)
     RATELIMIT_ANONYMOUS = ma.fields.String(load_default="60/minute", validate=_is_rate)
+    #: With Redis: the share of a quota (per cent) a process takes at once; 0 counts exactly.
+    RATELIMIT_LEASE_PERCENT = ma.fields.Integer(
+        load_default=1, validate=ma.validate.Range(min=0, max=10)
+    )
     # Mail (mars_server.mail). MAIL_BACKEND and SMTP_PORT get their defaults in _check_mail.
     MAIL_BACKEND = ma.fields.String(
         load_default=None, allow_none=True, validate=ma.validate.OneOf(["smtp", "files"])

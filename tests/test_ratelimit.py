@@ -4,6 +4,7 @@ document, ``mars ratelimit``, and Redis failing open."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import http_sf
@@ -423,6 +424,91 @@ def test_redis_answers_in_one_round_trip(make_app, redis_url, project_body):
 
     scripts = sum(calls(after, c) - calls(before, c) for c in ("evalsha", "eval"))
     assert scripts == 1
+
+
+def script_calls(redis_url: str) -> int:
+    import redis
+
+    server = redis.Redis.from_url(redis_url)
+    stats = server.info("commandstats")
+    server.close()
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
+
+
+def test_a_large_quota_is_counted_in_leases(make_app, redis_url):
+    """A process takes 1% of a quota at a time: 30 requests of a 1000/minute caller cost
+    three round trips, and the caller still sees every request counted."""
+    assert rl.lease_size(1000, 1) == 10 and rl.lease_size(199, 1) == 1
+    app = make_app(REDIS_URL=redis_url, RATELIMIT_ANONYMOUS="1000/minute")
+    client = app.test_client()
+    before = script_calls(redis_url)
+    answers = [client.get("/api/v1/projects") for _ in range(30)]
+    assert script_calls(redis_url) - before == 3
+    assert [remaining(a)["anonymous"] for a in answers] == list(range(999, 969, -1))
+    assert all(0 < strict_fields(a)[0][2]["t"] <= 60 for a in answers)
+
+
+def test_leases_never_give_more_than_the_quota(make_app, redis_url):
+    """Two processes (two apps) share a caller's 400/minute: together they serve exactly the
+    quota, one in four requests on the first, the rest on the second, never a request more."""
+    first, second = (make_app(REDIS_URL=redis_url, RATELIMIT_ANONYMOUS="400/minute") for _ in "ab")
+    clients = [first.test_client(), second.test_client()]
+    statuses = [clients[n % 4 == 0].get("/api/v1/projects").status_code for n in range(600)]
+    assert statuses.count(200) == 400
+    assert set(statuses) == {200, 429}
+
+
+def test_threads_of_one_process_lose_no_lease(make_app, redis_url):
+    """Threads that take leases for one caller at once keep all of them: four threads
+    serve the whole quota, not a request more or less."""
+    app = make_app(REDIS_URL=redis_url, RATELIMIT_ANONYMOUS="1000/minute")
+    served = []
+
+    def send() -> None:
+        client = app.test_client()
+        statuses = [client.get("/api/v1/projects").status_code for _ in range(300)]
+        served.append(statuses.count(200))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(served) == 1000
+
+
+def test_a_lease_left_in_an_idle_process_is_all_a_caller_loses(make_app, redis_url):
+    first, second = (make_app(REDIS_URL=redis_url, RATELIMIT_ANONYMOUS="400/minute") for _ in "ab")
+    assert first.test_client().get("/api/v1/projects").status_code == 200  # takes a lease of 4
+    client = second.test_client()
+    served = sum(client.get("/api/v1/projects").status_code == 200 for _ in range(450))
+    assert served == 400 - rl.lease_size(400, 1)  # the 3 left in the first process, and its 1
+
+
+def test_lease_percent_zero_counts_every_request_in_redis(make_app, redis_url):
+    app = make_app(
+        REDIS_URL=redis_url, RATELIMIT_ANONYMOUS="1000/minute", RATELIMIT_LEASE_PERCENT="0"
+    )
+    client = app.test_client()
+    before = script_calls(redis_url)
+    for _ in range(5):
+        client.get("/api/v1/projects")
+    assert script_calls(redis_url) - before == 5
+
+
+def test_leases_stay_with_their_process(make_app, redis_url, monkeypatch):
+    """A forked process starts without its parent's leases (they would be served twice), and
+    ``reset`` drops this process's leases with the counters."""
+    app = make_app(REDIS_URL=redis_url, RATELIMIT_ANONYMOUS="1000/minute")
+    client = app.test_client()
+    assert remaining(client.get("/api/v1/projects")) == {"anonymous": 999}
+    before = script_calls(redis_url)
+    parent = rl.os.getpid()
+    monkeypatch.setattr(rl.os, "getpid", lambda: parent + 1)
+    assert remaining(client.get("/api/v1/projects")) == {"anonymous": 989}  # a lease of its own
+    assert script_calls(redis_url) - before == 1
+    rl.limiter_of(app).reset("address:127.0.0.1")
+    assert remaining(client.get("/api/v1/projects")) == {"anonymous": 999}
 
 
 def test_a_flushed_script_or_a_dropped_connection_costs_no_request(make_app, redis_url):

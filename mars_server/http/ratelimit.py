@@ -25,7 +25,18 @@ problem documents, and its own request hooks and key functions would sit beside 
 syntax (``600/minute``) and the storages (in memory; Redis when ``MARS_REDIS_URL`` is set,
 so that limits hold across instances). Its fixed-window strategy needs two round trips to
 Redis to answer both "how many left" and "until when"; MARS counts every policy of a
-request and reads their expiry in one Lua script: one round trip per request.
+request and reads their expiry in one Lua script: one round trip at most per request.
+
+In Redis, a large quota is counted in leases. When a process asks Redis for a caller's
+request, it takes up to ``MARS_RATELIMIT_LEASE_PERCENT`` per cent of the quota at once
+(never more than an eighth of what the window has left) and serves the caller's next
+requests from it without a round trip. Redis never hands out more than the quota in a
+window, so no caller ever gets more than its quota across all instances. What a lease
+costs: a caller may be refused on one process while another still holds a few of its
+requests (at most a lease per process), and the ``RateLimit`` field an instance sends does
+not count what other processes served from their leases since. A quota under
+``200 / MARS_RATELIMIT_LEASE_PERCENT`` per window (and every quota, with the setting at 0)
+is counted exactly, one round trip per request.
 
 Redis down: MARS fails open. Requests are served, without limits or RateLimit fields, for
 :data:`OUTAGE_BACKOFF_SECONDS` before Redis is tried again (a request never waits on a
@@ -78,6 +89,12 @@ KEY_PREFIX = "mars:ratelimit"
 #: The attribute :meth:`Blueprint.rate_limit` sets on a view function.
 OPERATION_LIMIT_ATTR = "_mars_rate_limit"
 DIGEST_CACHE_SIZE = 10_000
+#: A lease is at most ``MARS_RATELIMIT_LEASE_PERCENT`` of a policy's quota (see the module's
+#: docstring), and at most 1/LEASE_SHARE of what the window has left, so that the last requests of a
+#: window are handed out one by one.
+LEASE_SHARE = 8
+#: The callers whose leases a process keeps at most; beyond, the spent ones are dropped.
+LEASES_KEPT = 10_000
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 rejections = metrics.counter(
@@ -178,8 +195,11 @@ class Usage:
 class Counters(Protocol):
     """Fixed-window counters: count a hit, peek, clear."""
 
-    def hit(self, keys: Sequence[str], windows: Sequence[int]) -> list[tuple[int, float]]:
-        """Count one under each key; ``(count, seconds to the window's end)`` of each."""
+    def hit(
+        self, keys: Sequence[str], windows: Sequence[int], quotas: Sequence[int]
+    ) -> list[tuple[int, float]]:
+        """Count one under each key; ``(count, seconds to the window's end)`` of each (a
+        count over its quota: refused)."""
 
     def peek(self, keys: Sequence[str]) -> list[tuple[int, float]]:
         """``(count, seconds to the window's end)`` of each key, counting nothing."""
@@ -195,7 +215,9 @@ class MemoryCounters:
     def __init__(self) -> None:
         self.storage = MemoryStorage()
 
-    def hit(self, keys: Sequence[str], windows: Sequence[int]) -> list[tuple[int, float]]:
+    def hit(
+        self, keys: Sequence[str], windows: Sequence[int], quotas: Sequence[int]
+    ) -> list[tuple[int, float]]:
         counts = [self.storage.incr(key, window) for key, window in zip(keys, windows, strict=True)]
         now = time.time()
         return [
@@ -212,28 +234,55 @@ class MemoryCounters:
             self.storage.clear(key)
 
 
-#: Count one under each key, start its window (expiry) on the first, and say how long the
-#: window has left: one round trip for every policy of a request.
+#: Take a lease under each key: count ``taken`` (1, or up to the lease's size while the
+#: window has room), start the window (expiry) on the first, and say how long the window has
+#: left and what was taken: one round trip for every policy of a request. ARGV holds each
+#: key's window, quota and lease size, then LEASE_SHARE.
 _HIT_SCRIPT = """
+local share = tonumber(ARGV[#ARGV])
 local result = {}
 for i, key in ipairs(KEYS) do
-    local count = redis.call('INCR', key)
+    local quota = tonumber(ARGV[3 * i - 1])
+    local lease = tonumber(ARGV[3 * i])
+    local taken = 1
+    if lease > 1 then
+        local room = quota - tonumber(redis.call('GET', key) or '0')
+        taken = math.max(1, math.min(lease, math.floor(room / share)))
+    end
+    local count = redis.call('INCRBY', key, taken)
     local ttl = redis.call('PTTL', key)
     if ttl < 0 then
-        ttl = tonumber(ARGV[i]) * 1000
+        ttl = tonumber(ARGV[3 * i - 2]) * 1000
         redis.call('PEXPIRE', key, ttl)
     end
-    result[2 * i - 1] = count
-    result[2 * i] = ttl
+    result[3 * i - 2] = count
+    result[3 * i - 1] = ttl
+    result[3 * i] = taken
 end
 return result
 """
 
 
+@dataclass
+class _Lease:
+    """Requests of one caller and policy this process took from Redis and has not served."""
+
+    left: int
+    #: The window's count in Redis right after the lease was taken (the lease included).
+    count: int
+    #: When the window ends (``time.monotonic()``); the lease dies with it.
+    ends: float
+
+
+def lease_size(quota: int, percent: int) -> int:
+    """How many requests a process takes from Redis at once, at most, for ``quota``."""
+    return max(1, quota * percent // 100)
+
+
 class RedisCounters:
     """In Redis (``limits``' RedisStorage and its connection), shared by every instance."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lease_percent: int) -> None:
         from redis.backoff import NoBackoff
         from redis.exceptions import RedisError
         from redis.retry import Retry
@@ -253,6 +302,10 @@ class RedisCounters:
         self.script = self.redis.register_script(_HIT_SCRIPT)
         self._pool = self.redis.connection_pool
         self._mine = threading.local()
+        self.lease_percent = lease_percent
+        self._leases: dict[str, _Lease] = {}
+        self._leases_pid = os.getpid()
+        self._lock = threading.Lock()
 
     def _connection(self) -> Any:
         """This thread's own connection for :meth:`hit` (made on first use, and again in a
@@ -262,19 +315,78 @@ class RedisCounters:
             mine.conn, mine.pid = self._pool.make_connection(), os.getpid()
         return mine.conn
 
-    def hit(self, keys: Sequence[str], windows: Sequence[int]) -> list[tuple[int, float]]:
-        # Every request comes here: the script is sent on a connection this thread keeps,
-        # not through the pool's checkout, retry and event machinery around each command,
-        # which costs as much CPU again as the round trip itself (benchmarks/README.md).
+    def hit(
+        self, keys: Sequence[str], windows: Sequence[int], quotas: Sequence[int]
+    ) -> list[tuple[int, float]]:
+        now = time.monotonic()
+        results: list[tuple[int, float]] = []
+        missing: list[int] = []
+        with self._lock:
+            if self._leases_pid != os.getpid():  # a forked process: the leases are its parent's
+                self._leases, self._leases_pid = {}, os.getpid()
+            for i, key in enumerate(keys):
+                lease = self._leases.get(key)
+                if lease is not None and lease.left and now < lease.ends:
+                    lease.left -= 1
+                    results.append((lease.count - lease.left, lease.ends - now))
+                else:
+                    results.append((0, 0.0))
+                    missing.append(i)
+        if not missing:
+            return results
+        args = [
+            value
+            for i in missing
+            for value in (windows[i], quotas[i], lease_size(quotas[i], self.lease_percent))
+        ]
+        command = (
+            "EVALSHA",
+            self.script.sha,
+            len(missing),
+            *(keys[i] for i in missing),
+            *args,
+            LEASE_SHARE,
+        )
+        # Every request that holds no lease comes here: the script is sent on a connection
+        # this thread keeps, not through the pool's checkout, retry and event machinery around
+        # each command, which costs as much CPU again as the round trip itself.
         conn = self._connection()
-        command = ("EVALSHA", self.script.sha, len(keys), *keys, *windows)
         try:
             values = self._run(conn, command)
         except RedisConnectionError:
             # A connection Redis closed since its last use (a restart, a proxy's idle
             # timeout) fails on first use: once more on a new one before failing open.
             values = self._run(conn, command)
-        return [(int(values[i]), int(values[i + 1]) / 1000) for i in range(0, len(values), 2)]
+        with self._lock:
+            for n, i in enumerate(missing):
+                count, left, taken = (
+                    int(values[3 * n]),
+                    int(values[3 * n + 1]),
+                    int(values[3 * n + 2]),
+                )
+                seconds = left / 1000
+                if count > quotas[i]:
+                    results[i] = (count, seconds)  # refused (a lease of one, by then)
+                    continue
+                unused = taken - 1
+                results[i] = (count - unused, seconds)
+                if unused:
+                    self._keep(keys[i], _Lease(unused, count, now + seconds))
+        return results
+
+    def _keep(self, key: str, lease: _Lease) -> None:
+        leases = self._leases
+        held = leases.get(key)
+        if held is not None and held.left and time.monotonic() < held.ends:
+            # Another thread took one in the same window meanwhile: keep both.
+            lease.left += held.left
+        if len(leases) >= LEASES_KEPT and key not in leases:
+            now = time.monotonic()
+            for old in [k for k, v in leases.items() if not v.left or v.ends <= now]:
+                del leases[old]
+            if len(leases) >= LEASES_KEPT:
+                leases.clear()  # what is dropped is only counted early, never given twice
+        leases[key] = lease
 
     @staticmethod
     def _run(conn: Any, command: tuple[Any, ...]) -> Any:
@@ -304,6 +416,9 @@ class RedisCounters:
 
     def clear(self, keys: Sequence[str]) -> None:
         self.redis.delete(*keys)
+        with self._lock:
+            for key in keys:
+                self._leases.pop(key, None)
 
 
 def _caller_digest(caller: str) -> str:
@@ -317,7 +432,9 @@ class RateLimiter:
         self.default = Policy.of(DEFAULT_POLICY, settings["RATELIMIT_DEFAULT"])
         self.anonymous = Policy.of(ANONYMOUS_POLICY, settings["RATELIMIT_ANONYMOUS"])
         self.counters: MemoryCounters | RedisCounters = (
-            RedisCounters(settings["REDIS_URL"]) if settings["REDIS_URL"] else MemoryCounters()
+            RedisCounters(settings["REDIS_URL"], settings["RATELIMIT_LEASE_PERCENT"])
+            if settings["REDIS_URL"]
+            else MemoryCounters()
         )
         #: (endpoint, method) -> the operation's own policy
         self.operations: dict[tuple[str, str], Policy] = {}
@@ -393,7 +510,9 @@ class RateLimiter:
             policies.append(operation)
         try:
             counts = self.counters.hit(
-                [self.storage_key(caller, p) for p in policies], [p.window for p in policies]
+                [self.storage_key(caller, p) for p in policies],
+                [p.window for p in policies],
+                [p.quota for p in policies],
             )
         except self.counters.errors as exc:
             self._failed(exc)
