@@ -328,7 +328,8 @@ def micro(settings: dict[str, str], token: str, redis_url: str, rate: str) -> di
             base.say(f"  RateLimiter.check(), {name:<7} {us:8.1f} us, CPU {cpu:6.1f} us")
     assert isinstance(limiter.counters, ratelimit.RedisCounters)
     counters, policy = limiter.counters, limiter.default
-    keys = [[limiter.storage_key(f"user:{n}", policy)] for n in range(20_000)]
+    with exact.app_context():  # the keys' digests use the app's secret key
+        keys = [[limiter.storage_key(f"user:{n}", policy)] for n in range(20_000)]
     calls = iter(keys)
     out["limiter Redis round trip (us)"] = us = _median_us(
         lambda: counters.hit(next(calls), [policy.window], [policy.quota]), 1000
@@ -337,10 +338,17 @@ def micro(settings: dict[str, str], token: str, redis_url: str, rate: str) -> di
 
     unlimited = app_with(TOKEN_CACHE_SECONDS="600", REDIS_URL=redis_url, RATELIMIT_ENABLED="false")
     url = f"{base.ENDPOINT}?limit={base.PAGE}"
+    import raw_app
+    import smorest_app
+
     clients = {
         "limiter on": limited.test_client(),
         "limiter exact": exact.test_client(),
         "limiter off": unlimited.test_client(),
+        "smorest": smorest_app.create_app(
+            settings["DATABASE_URL"], settings["SECRET_KEY"]
+        ).test_client(),
+        "raw": raw_app.create_app(settings["DATABASE_URL"], settings["SECRET_KEY"]).test_client(),
     }
     for client in clients.values():
         response = client.get(url, headers=header)
@@ -348,11 +356,17 @@ def micro(settings: dict[str, str], token: str, redis_url: str, rate: str) -> di
     times = _alternate_us(
         {name: (lambda c=c: c.get(url, headers=header)) for name, c in clients.items()}, 40
     )
-    base.say("In process: the whole request (test client, token, Redis), limiter on vs off")
+    base.say(
+        "In process: the whole request (test client; MARS with the token and Redis), "
+        "the limiter on, exact and off, and the two baselines"
+    )
     for name, (us, cpu_us) in times.items():
         out[f"request, {name} (us)"] = us
         out[f"request CPU, {name} (us)"] = cpu_us
-        base.say(f"  {name:<14} {us / 1000:8.3f} ms, CPU {cpu_us / 1000:8.3f} ms")
+        base.say(
+            f"  {name:<14} {us / 1000:8.3f} ms, CPU {cpu_us / 1000:8.3f} ms; "
+            f"smorest/this {times['smorest'][0] / us:.3f}, raw/this {times['raw'][0] / us:.3f}"
+        )
     off = times["limiter off"]
     for name, label in (("limiter on", "in leases"), ("limiter exact", "exactly")):
         on = times[name]

@@ -185,7 +185,8 @@ def _reject_nul_characters() -> None:
     for name, value in request.args.items(multi=True):
         if "\x00" in name or "\x00" in value:
             messages.setdefault("query", {})[name.replace("\x00", "")] = [NUL_MESSAGE]
-    data = request.get_data(cache=True)
+    has_body = request.content_length or request.headers.get("Transfer-Encoding")
+    data = request.get_data(cache=True) if has_body else b""
     if b"\\u0000" in data.lower() and _is_json(request.mimetype):
         body = request.get_json(silent=True)
         for pointer in _nul_pointers(body):
