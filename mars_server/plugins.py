@@ -6,8 +6,13 @@ nothing calls ``pm.hook`` directly.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import logging
+import types
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -19,7 +24,7 @@ from packaging.version import Version
 from mars_server import __version__, hookspecs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     import click
     import marshmallow as ma
@@ -74,8 +79,30 @@ class PluginError(Exception):
 class LoadedPlugin:
     info: PluginInfo
     source: str  # "builtin" or the distribution name
-    state: str  # "enabled" or "disabled"
+    state: str  # "enabled", "disabled" or "broken" (only within :func:`broken_plugins_kept`)
     module: Any = None  # kept for a disabled plugin: its migrations still count
+    problem: str = ""  # why it cannot load (broken, or disabled and broken)
+
+
+#: Set by :func:`broken_plugins_kept`: a plugin that cannot load is listed, not fatal.
+_keep_broken: ContextVar[bool] = ContextVar("mars_keep_broken_plugins", default=False)
+
+
+@contextmanager
+def broken_plugins_kept() -> Iterator[None]:
+    """Within, an outside plugin that cannot load is kept as ``broken`` with its reason
+    instead of stopping ``create_app``: for the commands that show what is wrong
+    (``mars check``, ``mars plugins``). Serving never runs with a broken plugin."""
+    token = _keep_broken.set(True)
+    try:
+        yield
+    finally:
+        _keep_broken.reset(token)
+
+
+def builtin_names() -> set[str]:
+    """The builtin plugins' names: their migration branches (and ``core``) belong to MARS."""
+    return {path.rsplit(".", 2)[-2] for path in DEFAULT_PLUGINS}
 
 
 def _import_builtin(path: str) -> Callable[[], Any]:
@@ -111,29 +138,84 @@ def _check_info(name: str, module: Any) -> PluginInfo:
     return info
 
 
+def _where(plugin: Any) -> str:
+    if isinstance(plugin, types.ModuleType):
+        return plugin.__name__
+    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+
+
+def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> list[str]:
+    """Raise :class:`PluginError` for an ``@hookimpl`` that implements no hook (a typo); return
+    a warning for ``mars_*`` functions without ``@hookimpl``, which are never called."""
+    hooks = [hook for hook in dir(pm.hook) if hook.startswith("mars_")]
+    where = _where(plugin)
+    unknown: list[str] = []
+    unmarked: list[str] = []
+    for attr in dir(plugin):
+        value = inspect.getattr_static(plugin, attr, None)  # runs no property
+        if not inspect.isroutine(value):
+            continue
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if opts is not None:
+            hook = opts.get("specname") or attr
+            if hook not in hooks:
+                guess = difflib.get_close_matches(
+                    hook if hook.startswith("mars_") else f"mars_{hook}", hooks, n=1
+                )
+                hint = f"; did you mean {guess[0]}?" if guess else " (see docs/plugins.md)"
+                unknown.append(f"{where}.{attr} is marked @hookimpl but is no MARS hook{hint}")
+        elif attr.startswith("mars_") and (
+            not isinstance(plugin, types.ModuleType)
+            or getattr(value, "__module__", None) == plugin.__name__
+        ):
+            unmarked.append(attr)
+    if unknown:
+        raise PluginError(f"plugin {name!r}: {'; '.join(unknown)}")
+    if unmarked:
+        return [
+            f"plugin {name!r}: {where} defines {', '.join(unmarked)} without @hookimpl: "
+            "never called (mark them @hookimpl, or rename them)"
+        ]
+    return []
+
+
 def build_plugin_manager(disabled: Iterable[str] = ()) -> MarsPlugins:
-    """Load and check every plugin; raise :class:`PluginError` naming the first bad one."""
+    """Load and check every plugin; raise :class:`PluginError` naming the first bad one
+    (within :func:`broken_plugins_kept`, list an outside one as ``broken`` instead)."""
     disabled = {name.strip().lower() for name in disabled}
+    keep_broken = _keep_broken.get()
     pm = pluggy.PluginManager("mars")
     pm.add_hookspecs(hookspecs)
     loaded: list[LoadedPlugin] = []
+    warnings: list[str] = []
     seen: set[str] = set()
     for name, source, load in _candidates():
+        module: Any = None
         try:
             module = load()
             info = _check_info(name, module)
         except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, PluginError)
+                else PluginError(f"plugin {name!r} failed to import: {type(exc).__name__}: {exc}")
+            )
+            declared = getattr(module, "MARS_PLUGIN", None)
+            if not isinstance(declared, PluginInfo):
+                declared = PluginInfo(name, "unknown", "")
             if name in disabled and source != "builtin":
                 # Disabling a plugin is how an operator gets past a broken one.
                 log.warning("disabled plugin %r cannot load: %s", name, exc)
-                loaded.append(LoadedPlugin(PluginInfo(name, "unknown", ""), source, "disabled"))
+                loaded.append(LoadedPlugin(declared, source, "disabled", problem=str(error)))
                 seen.add(name)
                 continue
-            if isinstance(exc, PluginError):
+            if keep_broken and source != "builtin":
+                loaded.append(LoadedPlugin(declared, source, "broken", problem=str(error)))
+                seen.update({name, declared.name})
+                continue
+            if error is exc:
                 raise
-            raise PluginError(
-                f"plugin {name!r} failed to import: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise error from exc
         if info.name in seen:
             raise PluginError(f"plugin {info.name!r} is installed twice (again by {source})")
         seen.update({info.name, name})
@@ -143,9 +225,18 @@ def build_plugin_manager(disabled: Iterable[str] = ()) -> MarsPlugins:
             loaded.append(LoadedPlugin(info, source, "disabled", module))
             continue
         try:
-            pm.register(module, name=info.name)
-        except (ValueError, pluggy.PluginValidationError) as exc:
-            raise PluginError(f"plugin {info.name!r}: {exc}") from None
+            warnings.extend(_check_hook_names(pm, info.name, module))
+            try:
+                pm.register(module, name=info.name)
+            except (ValueError, pluggy.PluginValidationError) as exc:
+                raise PluginError(f"plugin {info.name!r}: {exc}") from None
+        except PluginError as exc:
+            if not keep_broken or source == "builtin":
+                raise
+            if pm.get_plugin(info.name) is not None:  # half registered: take it out again
+                pm.unregister(name=info.name)
+            loaded.append(LoadedPlugin(info, source, "broken", module, problem=str(exc)))
+            continue
         loaded.append(LoadedPlugin(info, source, "enabled"))
     unknown_disabled = disabled - seen
     if unknown_disabled:
@@ -157,15 +248,21 @@ def build_plugin_manager(disabled: Iterable[str] = ()) -> MarsPlugins:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin {pm.get_name(exc.plugin)!r}: {exc}") from None
-    return MarsPlugins(pm, loaded)
+    for warning in warnings:
+        log.warning(warning)
+    return MarsPlugins(pm, loaded, warnings)
 
 
 class MarsPlugins:
     """The one typed way into the hooks; see :mod:`mars_server.hookspecs`."""
 
-    def __init__(self, pm: pluggy.PluginManager, loaded: list[LoadedPlugin]) -> None:
+    def __init__(
+        self, pm: pluggy.PluginManager, loaded: list[LoadedPlugin], warnings: Sequence[str] = ()
+    ) -> None:
         self._pm = pm
         self.loaded = loaded
+        #: Hook mistakes that do not stop start-up (``mars_*`` functions without @hookimpl).
+        self.warnings = list(warnings)
 
     @property
     def enabled(self) -> list[PluginInfo]:
@@ -194,6 +291,22 @@ class MarsPlugins:
             if location:
                 found[impl.plugin_name] = location
         return found
+
+    def event_types_of(self, name: str) -> list[str]:
+        """The names of the event types plugin ``name`` declares, enabled or disabled."""
+        plugin = next(p for p in self.loaded if p.info.name == name)
+        results: list[Sequence[hookspecs.EventType]]
+        if plugin.state == "enabled":
+            impls = self._pm.hook.mars_event_types.get_hookimpls()
+            results = [
+                cast("Sequence[hookspecs.EventType]", impl.function())
+                for impl in impls
+                if impl.plugin_name == name
+            ]
+        else:
+            hook = getattr(plugin.module, "mars_event_types", None)
+            results = [hook()] if callable(hook) else []
+        return sorted(event_type.name for result in results for event_type in result)
 
     def cli_commands(self) -> list[click.Command]:
         return [cmd for result in self._pm.hook.mars_cli_commands() for cmd in result]

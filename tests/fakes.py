@@ -194,3 +194,135 @@ class Events:
 
 
 events = Events()
+
+
+# --- Uninstalling and purging --------------------------------------------------------------
+
+#: The revisions of ``gadgets``: its own branch, two tables, no models (its tables stay out of
+#: the core's metadata, so other tests never see them).
+GADGETS_REVISIONS = {
+    "gadgets_0001_gadgets.py": '''
+"""Gadgets."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "gadgets_0001"
+down_revision = None
+branch_labels = ("gadgets",)
+depends_on = "core_0001"
+
+
+def upgrade():
+    op.create_table(
+        "gadgets",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("name", sa.String(100), nullable=False),
+    )
+
+
+def downgrade():
+    op.drop_table("gadgets")
+''',
+    "gadgets_0002_gadget_parts.py": '''
+"""Gadget parts."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "gadgets_0002"
+down_revision = "gadgets_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "gadget_parts",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("gadget_id", sa.String(40), nullable=False),
+    )
+
+
+def downgrade():
+    op.drop_table("gadget_parts")
+''',
+}
+
+
+class Gadgets:
+    """A plugin with its own migration branch and event types, one of them not ``gadgets.*``.
+
+    Its revisions are written by :meth:`write_revisions` into a folder the test owns.
+    """
+
+    MARS_PLUGIN = PluginInfo(name="gadgets", version="2.0", requires=">=0.1")
+
+    def __init__(self) -> None:
+        self.versions: str | None = None
+
+    def write_revisions(self, folder: object) -> str:
+        from pathlib import Path
+
+        path = Path(str(folder))
+        path.mkdir(parents=True, exist_ok=True)
+        for filename, source in GADGETS_REVISIONS.items():
+            (path / filename).write_text(source.lstrip())
+        self.versions = str(path)
+        return self.versions
+
+    @hookimpl
+    def mars_migrations_location(self) -> str | None:
+        return self.versions
+
+    @hookimpl
+    def mars_event_types(self) -> list[EventType]:
+        return [
+            EventType("gadgets.made", "A gadget was made.", ThingSchema, scope=None),
+            EventType("gizmo.spun", "A gizmo spun.", ThingSchema, scope=None),
+        ]
+
+
+gadgets = Gadgets()
+
+
+class Unmarked:
+    """Hook-named functions without ``@hookimpl``: never called, so MARS warns."""
+
+    MARS_PLUGIN = PluginInfo(name="unmarked", version="1.0", requires=">=0.1")
+
+    def mars_scopes(self) -> list[object]:
+        return []
+
+    def mars_lost_helper(self) -> None:
+        return None
+
+
+unmarked = Unmarked()
+
+
+SLOPPY_SOURCE = """
+from mars_server import PluginInfo, hookimpl
+from mars_server.testing import settings_for_tests as mars_settings  # imported: not its own
+
+MARS_PLUGIN = PluginInfo(name="sloppy", version="1.0", requires=">=0.1")
+
+
+def mars_event_types():  # not marked: never called
+    return []
+
+
+@hookimpl
+def mars_scopes():
+    return []
+"""
+
+
+def _module(name: str, source: str) -> object:
+    import types
+
+    module = types.ModuleType(name)
+    exec(compile(source, f"{name}.py", "exec"), module.__dict__)
+    return module
+
+
+#: A plugin that is a module, as entry points usually load.
+sloppy_module = _module("sloppy_plugin", SLOPPY_SOURCE)

@@ -158,7 +158,7 @@ def test_bad_plugin_stops_the_cli_with_one_line(install_plugins, monkeypatch, tm
     install_plugins(broken="incompatible")
     monkeypatch.setenv("MARS_ENV", "development")
     monkeypatch.setenv("MARS_INSTANCE_PATH", str(tmp_path))
-    result = CliRunner().invoke(cli, ["plugins", "list"])
+    result = CliRunner().invoke(cli, ["db", "current"])  # `plugins list` shows it instead
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "Error: MARS cannot start: plugin 'oldie' 0.0.1 supports mars_server >=9.0, this is 0.1.0"

@@ -45,6 +45,10 @@ def readyz() -> Response | tuple[dict[str, object], int]:
     for check in current_app.extensions["mars"].health_checks:
         try:
             check.check()
+        except migrations.UnknownRevisions as exc:
+            # What the operator must do (reinstall or purge a plugin) names no infrastructure.
+            log.warning("readiness check %s failed: %s", check.name, exc.message)
+            results[check.name] = f"failed: {exc.message}"
         except Exception as exc:
             # The reason goes to the logs only: /readyz is public and must not describe
             # the infrastructure behind it.

@@ -231,7 +231,7 @@ def format_sources(paths: list[Path]) -> None:
     command += [f"--line-length={LINE_LENGTH}", "--target-version=py311", *map(str, paths)]
     try:
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)  # noqa: S603
-    except FileNotFoundError as exc:  # pragma: no cover - ruff comes with the dev extras
+    except FileNotFoundError as exc:  # pragma: no cover - ruff is a dependency of mars-server
         raise GeneratorError("formatting needs ruff: pip install ruff") from exc
     except subprocess.CalledProcessError as exc:
         output = (exc.stderr or "") + (exc.stdout or "")
