@@ -403,3 +403,31 @@ def mars_audit_entry(entry: AuditEntry) -> None:
 
     .. versionadded:: 0.2
     """
+
+
+# --- Plugin lifecycle (0.3) ---------------------------------------------------------------------
+
+
+@hookspec
+def mars_plugin_purged(name: str, event_types: Sequence[str], dry_run: bool) -> Sequence[str]:
+    """Remove what this plugin keeps about plugin ``name``, which ``mars plugins purge`` is
+    purging.
+
+    A plugin that keeps rows per event type (webhook subscriptions, notification
+    preferences) deletes those of ``event_types`` and of every type named ``<name>.*``, with
+    ``db.session`` in the caller's transaction, and never commits: the command commits once
+    every plugin has answered, with the purge's audit entry. Only enabled plugins are called;
+    the purged plugin itself is not.
+
+    :param name: the purged plugin's name.
+    :param event_types: the event types it declares; empty when its code is uninstalled,
+        and then only ``<name>.*`` is known to be its own.
+    :param dry_run: change nothing and say what would go: the command asks the operator
+        first with these lines, and a plugin MARS knows nothing of is refused when no line
+        comes back.
+    :return: one line per kind of thing removed (or that would be), naming what it was,
+        e.g. ``"2 notification preferences for gadgets.made"``; an empty sequence when
+        there was nothing. The lines are shown to the operator and kept in the audit entry.
+
+    .. versionadded:: 0.3
+    """

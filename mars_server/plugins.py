@@ -13,11 +13,12 @@ import logging
 import types
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pluggy
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
@@ -62,6 +63,9 @@ class PluginInfo:
     :param requires: a PEP 440 specifier on ``mars_server``'s version, e.g. ``">=0.1,<0.2"``.
     :param description: one line for ``mars plugins list``.
     :param required: a builtin the core cannot run without; it cannot be disabled.
+    :param requires_plugins: the plugins this one needs, each a name and maybe a PEP 440
+        specifier on its version, e.g. ``["projects>=0.1"]``: start-up refuses, naming both,
+        while one is missing, disabled or of another version.
     """
 
     name: str
@@ -69,6 +73,10 @@ class PluginInfo:
     requires: str
     description: str = ""
     required: bool = False
+    requires_plugins: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requires_plugins", tuple(self.requires_plugins))
 
 
 class PluginError(Exception):
@@ -135,7 +143,60 @@ def _check_info(name: str, module: Any) -> PluginInfo:
             f"plugin {info.name!r} {info.version} supports mars_server "
             f"{info.requires}, this is {__version__}"
         )
+    for text in info.requires_plugins:
+        try:
+            needed = Requirement(text)
+        except InvalidRequirement:
+            needed = None
+        if needed is None or needed.extras or needed.url or needed.marker:
+            raise PluginError(
+                f"plugin {info.name!r}: requires_plugins {text!r} is not a plugin name with "
+                "an optional version specifier (e.g. 'projects>=0.1')"
+            )
     return info
+
+
+def _unmet_need(plugin: LoadedPlugin, by_name: dict[str, LoadedPlugin]) -> str | None:
+    """Why a plugin ``plugin`` needs is not there to serve it, in one line; ``None`` if all are."""
+    for text in plugin.info.requires_plugins:
+        needed = Requirement(text)
+        found = by_name.get(needed.name.lower())
+        if found is None:
+            why = "which is not installed"
+        elif found.state == "disabled":
+            why = (
+                "which is disabled (MARS_PLUGINS_DISABLED): enable it, or disable "
+                f"{plugin.info.name!r} too"
+            )
+        elif found.state != "enabled":
+            why = f"which cannot load ({found.problem})"
+        elif not needed.specifier.contains(Version(found.info.version), prereleases=True):
+            why = f"which is {found.info.version}"
+        else:
+            continue
+        return f"plugin {plugin.info.name!r} needs {text!r}, {why}"
+    return None
+
+
+def _check_needs(pm: pluggy.PluginManager, loaded: list[LoadedPlugin], keep_broken: bool) -> None:
+    """Every enabled plugin's ``requires_plugins`` enabled and of a version it accepts; else
+    :class:`PluginError` (or, within :func:`broken_plugins_kept`, the plugin is ``broken``, and
+    so in turn whatever needs it)."""
+    changed = True
+    while changed:
+        changed = False
+        by_name = {plugin.info.name: plugin for plugin in loaded}
+        for index, plugin in enumerate(loaded):
+            if plugin.state != "enabled" or not plugin.info.requires_plugins:
+                continue
+            problem = _unmet_need(plugin, by_name)
+            if problem is None:
+                continue
+            if not keep_broken or plugin.source == "builtin":
+                raise PluginError(problem)
+            pm.unregister(name=plugin.info.name)
+            loaded[index] = replace(plugin, state="broken", problem=problem)
+            changed = True
 
 
 def _where(plugin: Any) -> str:
@@ -244,6 +305,7 @@ def build_plugin_manager(disabled: Iterable[str] = ()) -> MarsPlugins:
             "MARS_PLUGINS_DISABLED names no installed plugin: %s",
             ", ".join(sorted(unknown_disabled)),
         )
+    _check_needs(pm, loaded, keep_broken)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -370,6 +432,47 @@ class MarsPlugins:
 
     def app_ready(self, app: Flask) -> None:
         self._pm.hook.mars_app_ready(app=app)
+
+    def plugin_purged(
+        self, name: str, event_types: Sequence[str], *, dry_run: bool = False
+    ) -> dict[str, list[str]]:
+        """What each enabled plugin but ``name`` removed of plugin ``name`` (with ``dry_run``:
+        would remove), by plugin name; those that had nothing are left out. Raise
+        :class:`PluginError` naming the plugin whose implementation failed."""
+        arguments: dict[str, object] = {
+            "name": name,
+            "event_types": list(event_types),
+            "dry_run": dry_run,
+        }
+        removed: dict[str, list[str]] = {}
+        for impl in self._pm.hook.mars_plugin_purged.get_hookimpls():
+            if impl.plugin_name == name:
+                continue
+            try:
+                lines = cast(
+                    "Sequence[str] | None",
+                    impl.function(**{arg: arguments[arg] for arg in impl.argnames}),
+                )
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed to remove what it keeps of {name!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if lines:
+                removed[impl.plugin_name] = [str(line) for line in lines]
+        return removed
+
+    def not_purging(self, name: str) -> list[str]:
+        """The disabled plugins (but ``name``) that implement ``mars_plugin_purged``: a purge
+        of plugin ``name`` cannot ask them, so what they keep of it stays."""
+        return [
+            plugin.info.name
+            for plugin in self.loaded
+            if plugin.state == "disabled"
+            and plugin.info.name != name
+            and plugin.module is not None
+            and self._pm.parse_hookimpl_opts(plugin.module, "mars_plugin_purged") is not None
+        ]
 
     def hook_names(self) -> Sequence[str]:
         return [name for name in dir(self._pm.hook) if name.startswith("mars_")]

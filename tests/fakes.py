@@ -284,6 +284,27 @@ class Gadgets:
 gadgets = Gadgets()
 
 
+class Keeper:
+    """An outside plugin that keeps something of other plugins: ``mars plugins purge`` asks it
+    to forget it. ``calls`` records the arguments; ``fail`` makes it raise."""
+
+    MARS_PLUGIN = PluginInfo(name="keeper", version="1.0", requires=">=0.1")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str], bool]] = []
+        self.fail = False
+
+    @hookimpl
+    def mars_plugin_purged(self, name: str, event_types: list[str], dry_run: bool) -> list[str]:
+        self.calls.append((name, list(event_types), dry_run))
+        if self.fail:
+            raise RuntimeError("its store is read-only")
+        return [f"its notes on {name}"]
+
+
+keeper = Keeper()
+
+
 class Unmarked:
     """Hook-named functions without ``@hookimpl``: never called, so MARS warns."""
 
@@ -326,3 +347,17 @@ def _module(name: str, source: str) -> object:
 
 #: A plugin that is a module, as entry points usually load.
 sloppy_module = _module("sloppy_plugin", SLOPPY_SOURCE)
+
+
+# -- plugins that need plugins (requires_plugins) --------------------------------------------
+
+
+def _needing(name: str, *needs: str) -> _Plugin:
+    return _Plugin(MARS_PLUGIN=PluginInfo(name, "0.1", ">=0.1", requires_plugins=list(needs)))
+
+
+needs_good = _needing("needsgood", "good>=1.0")
+needs_newer_good = _needing("needsnewer", "good>=2")
+needs_nothing_there = _needing("needsghost", "ghost")
+needs_needs_good = _needing("needschain", "needsgood")
+needs_badly = _needing("needsbadly", "good >= = 1")

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +27,7 @@ from mars_server.plugins import PluginError
 from mars_server.testing import TEST_SECRET_KEY, settings_for_tests, signed_in_client
 from tests import fakes
 
+ROOT = Path(__file__).resolve().parents[1]
 GONE = (
     "plugin 'gadgets' is not installed but its migrations are applied (gadgets_0002): "
     "reinstall it, or run `mars plugins purge gadgets`"
@@ -140,6 +145,34 @@ def test_readyz_names_the_uninstalled_plugin(gadgets, make_app, install_plugins)
     assert response.json["checks"]["database"] == "ok"
 
 
+@pytest.mark.parametrize("command", [["worker"], ["relay"]])
+def test_the_worker_and_the_relay_name_the_uninstalled_plugin(
+    gadgets, make_app, install_plugins, migrated_database, tmp_path, command
+):
+    upgraded_then_uninstalled(make_app, install_plugins)
+    # Its own process, as an operator starts it: a worker that started anyway would run on.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MARS_")}
+    env |= {
+        "MARS_ENV": "testing",
+        "MARS_SECRET_KEY": TEST_SECRET_KEY,
+        "MARS_DATABASE_URL": migrated_database,
+        "MARS_INSTANCE_PATH": str(tmp_path / "worker-instance"),
+        "MARS_LOG_LEVEL": "ERROR",
+        "MARS_JOBS_BACKEND": "celery" if command == ["relay"] else "embedded",
+        "MARS_CELERY_BROKER_URL": "redis://127.0.0.1:1/0",  # never reached: it stops before
+    }
+    worker = subprocess.run(
+        [sys.executable, "-c", "from mars_server.ops.cli import main; main()", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 1, worker.stdout + worker.stderr
+    assert worker.stderr.splitlines() == [f"Error: {GONE}"]
+
+
 def test_a_revision_that_names_no_plugin_is_reported_as_unknown(gadgets, make_app, mars):
     app = make_app()
     with app.app_context():
@@ -210,10 +243,26 @@ def test_purge_while_installed_downgrades_it_and_removes_its_event_types(gadgets
 
     result = app.test_cli_runner().invoke(args=["plugins", "purge", "gadgets"], input="y\n")
     assert result.exit_code == 0, result.output
-    assert "downgrade gadgets_0002 to base" in result.output  # the question asked
-    assert "downgraded gadgets to base from gadgets_0002" in result.output
-    assert "removed event types gadgets.made, gizmo.spun" in result.output
-    assert only_gadgets in result.output  # deleted: no event type left
+    # What the webhooks and notifications plugins keep of it, from the mars_plugin_purged hook:
+    subscriptions = (
+        "webhook subscriptions to gadgets.made, gizmo.spun "
+        f"(endpoints that keep other event types: {mixed})"
+    )
+    emptied = f"webhook endpoints left with no event type, with their delivery logs: {only_gadgets}"
+    preferences = "1 notification preference for gizmo.spun"
+    lines = result.output.splitlines()
+    assert lines[:5] == [  # the question asked
+        "Purge plugin 'gadgets':",
+        "  downgrade gadgets_0002 to base, dropping its tables and their data",
+        f"  notifications: remove {preferences}",
+        f"  webhooks: remove {subscriptions}",
+        f"  webhooks: remove {emptied}",
+    ]
+    assert "downgraded gadgets to base from gadgets_0002: its tables are dropped" in lines
+    assert f"webhooks: removed {subscriptions}" in lines
+    assert f"webhooks: removed {emptied}" in lines
+    assert f"notifications: removed {preferences}" in lines
+    assert not any(line.startswith("not purged by") for line in lines)
     assert not {"gadgets", "gadget_parts"} & tables(app)
     assert not any(h.startswith("gadgets_") for h in heads(app))
     assert client.get(f"/api/v1/webhooks/{only_gadgets}").status_code == 404
@@ -226,20 +275,34 @@ def test_purge_while_installed_downgrades_it_and_removes_its_event_types(gadgets
     [purged] = [row for row in audited if row[1] == "plugins.purged"]
     assert purged[2] == "gadgets" and purged[3].startswith("cli:")
     details = purged[4] if isinstance(purged[4], dict) else json.loads(purged[4])
-    assert details["event_types"] == ["gadgets.made", "gizmo.spun"]
-    assert details["endpoints_deleted"] == [only_gadgets]
-    assert details["endpoints_changed"] == [mixed]
+    assert details["removed"] == {
+        "notifications": [preferences],
+        "webhooks": [subscriptions, emptied],
+    }
     assert details["revisions"] == ["gadgets_0002"]
+    assert details["not_purged_by"] == []
 
 
 def test_purge_asks_first(gadgets, make_app):
     app = make_app()
     assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+    client = signed_in_client(app)
+    endpoint = subscribe(client, "gadgets.made")
+    prefer(client, "gadgets.made")
     result = app.test_cli_runner().invoke(args=["plugins", "purge", "gadgets"], input="n\n")
     assert result.exit_code == 1
     assert "Aborted" in result.output
+    # Asked what would go (the hook's dry run), which is all still there.
+    assert "  notifications: remove 1 notification preference for gadgets.made" in result.output
+    assert (
+        "  webhooks: remove webhook endpoints left with no event type, with their delivery "
+        f"logs: {endpoint}" in result.output
+    )
     assert {"gadgets", "gadget_parts"} <= tables(app)
     assert "gadgets_0002" in heads(app)
+    assert rows(app, "SELECT endpoint_id FROM webhook_subscriptions") == [(endpoint,)]
+    assert rows(app, "SELECT event_type FROM notification_preferences") == [("gadgets.made",)]
+    assert rows(app, "SELECT id FROM mars_audit_log WHERE action = 'plugins.purged'") == []
 
 
 def test_purge_of_a_disabled_plugin_uses_its_migrations(gadgets, make_app):
@@ -263,7 +326,10 @@ def test_purge_after_the_code_is_gone_leaves_mars_clean(gadgets, make_app, insta
     result = mars("plugins", "purge", "gadgets", "--yes")
     assert result.exit_code == 0, result.output
     assert "forgot its revisions in alembic_version: gadgets_0002" in result.output
-    assert "removed event types gadgets.made:" in result.output
+    assert "webhooks: removed webhook subscriptions to gadgets.made (endpoints that keep " in (
+        result.output
+    )
+    assert "notifications: removed 1 notification preference for gadgets.made\n" in result.output
     # Without its code, only `gadgets.*` is known to be its own.
     assert client.get(f"/api/v1/webhooks/{endpoint}").json["events"] == [
         "gizmo.spun",
@@ -333,6 +399,16 @@ def test_purge_refuses_a_builtin_and_an_unknown_name(make_app, name, message):
     assert result.output.splitlines() == [message]
 
 
+def test_purge_of_an_unknown_name_says_which_disabled_plugins_were_not_asked(make_app):
+    app = make_app(PLUGINS_DISABLED=["notifications"])
+    result = app.test_cli_runner().invoke(args=["plugins", "purge", "nothing", "--yes"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: no plugin 'nothing' is installed, and the database holds nothing of it that "
+        "the enabled plugins know of (notifications: disabled)"
+    ]
+
+
 def test_purge_refuses_a_plugin_that_cannot_load(install_plugins, make_app):
     install_plugins(oldie="incompatible")
     app = make_app(PLUGINS_DISABLED=["oldie"])  # disabled: how an operator gets past it
@@ -340,6 +416,109 @@ def test_purge_refuses_a_plugin_that_cannot_load(install_plugins, make_app):
     assert result.exit_code == 1
     assert result.output.startswith("Error: plugin 'oldie' is installed but cannot load (")
     assert "uninstall it and purge it then" in result.output
+
+
+@pytest.fixture
+def keeper():
+    """The ``keeper`` fake: a plugin that keeps something of others, asked at every purge."""
+    fakes.keeper.calls.clear()
+    fakes.keeper.fail = False
+    yield fakes.keeper
+    fakes.keeper.calls.clear()
+    fakes.keeper.fail = False
+
+
+def purge_entry(app) -> dict:
+    [(details,)] = rows(app, "SELECT details FROM mars_audit_log WHERE action = 'plugins.purged'")
+    return details if isinstance(details, dict) else json.loads(details)
+
+
+def test_hook_mars_plugin_purged(gadgets, keeper, install_plugins, make_app):
+    install_plugins(gadgets="gadgets", keeper="keeper")
+    app = make_app()
+    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+    result = app.test_cli_runner().invoke(args=["plugins", "purge", "gadgets"], input="y\n")
+    assert result.exit_code == 0, result.output
+    declared = ["gadgets.made", "gizmo.spun"]
+    # Asked what would go (for the question), then to remove it; never told to commit.
+    assert keeper.calls == [("gadgets", declared, True), ("gadgets", declared, False)]
+    assert "  keeper: remove its notes on gadgets\n" in result.output
+    assert "keeper: removed its notes on gadgets\n" in result.output
+    assert purge_entry(app)["removed"] == {"keeper": ["its notes on gadgets"]}
+
+    # The purged plugin is not asked about itself.
+    keeper.calls.clear()
+    result = app.test_cli_runner().invoke(args=["plugins", "purge", "keeper", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert keeper.calls == []
+    assert "no enabled plugin kept anything of its event types\n" in result.output
+
+
+def test_purge_without_the_code_asks_about_its_name_only(
+    gadgets, keeper, install_plugins, make_app
+):
+    install_plugins(gadgets="gadgets", keeper="keeper")
+    assert make_app().test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+    install_plugins(keeper="keeper")  # pip uninstall gadgets
+    result = make_app().test_cli_runner().invoke(args=["plugins", "purge", "gadgets", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert keeper.calls == [("gadgets", [], False)]  # --yes: no question, so no dry run
+
+
+def test_a_disabled_builtin_is_not_asked_and_keeps_its_rows(gadgets, make_app):
+    app = make_app()
+    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+    client = signed_in_client(app)
+    endpoint = subscribe(client, "gadgets.made", "project.created")
+    prefer(client, "gadgets.made")
+    without = make_app(PLUGINS_DISABLED=["notifications"])
+    result = without.test_cli_runner().invoke(args=["plugins", "purge", "gadgets"], input="y\n")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "  not asked, as they are disabled: notifications" in lines
+    assert (
+        "not purged by notifications: disabled, so not asked; what they keep of 'gadgets' stays "
+        "until they are enabled and `mars plugins purge gadgets` runs again"
+    ) in lines
+    assert not any(line.startswith("notifications: removed") for line in lines)
+    assert client.get(f"/api/v1/webhooks/{endpoint}").json["events"] == ["project.created"]
+    assert rows(app, "SELECT event_type FROM notification_preferences") == [("gadgets.made",)]
+    assert purge_entry(app)["not_purged_by"] == ["notifications"]
+
+    # Enabled again, the purge run again removes the rest (gadgets is at base by now).
+    result = make_app().test_cli_runner().invoke(args=["plugins", "purge", "gadgets", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "notifications: removed 1 notification preference for gadgets.made\n" in (result.output)
+    assert "not purged by" not in result.output
+    assert rows(app, "SELECT event_type FROM notification_preferences") == []
+
+
+def test_a_plugin_that_fails_to_purge_leaves_everything_as_it_was(
+    gadgets, keeper, install_plugins, make_app
+):
+    install_plugins(gadgets="gadgets", keeper="keeper")
+    app = make_app()
+    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+    endpoint = subscribe(signed_in_client(app), "gadgets.made")
+    install_plugins(keeper="keeper")  # pip uninstall gadgets
+    keeper.fail = True
+    # The builtins are asked first: the webhooks plugin has deleted the subscription, in the
+    # transaction that the keeper's failure rolls back.
+    result = make_app().test_cli_runner().invoke(args=["plugins", "purge", "gadgets", "--yes"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: plugin 'keeper' failed to remove what it keeps of 'gadgets': RuntimeError: its "
+        "store is read-only; nothing else was removed: run `mars plugins purge gadgets` again "
+        "once that is fixed"
+    ]
+    assert rows(app, "SELECT endpoint_id FROM webhook_subscriptions") == [(endpoint,)]
+    assert "gadgets_0002" in heads(app)
+    assert rows(app, "SELECT id FROM mars_audit_log WHERE action = 'plugins.purged'") == []
+
+    keeper.fail = False
+    result = make_app().test_cli_runner().invoke(args=["plugins", "purge", "gadgets", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert rows(app, "SELECT endpoint_id FROM webhook_subscriptions") == []
 
 
 # -- 3. broken and disabled plugins are shown, not fatal ----------------------------------

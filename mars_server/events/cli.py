@@ -74,6 +74,10 @@ def worker_command(concurrency: int | None, metrics_port: int | None, metrics_ho
     Embedded backend: takes jobs from the database and relays events. Celery backend: a
     Celery worker; run `mars relay` too.
     """
+    from mars_server.ops import migrations
+
+    # A plugin uninstalled with its migrations applied: one line, as every command says it.
+    migrations.check_revisions()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     celery = app.config["MARS"]["JOBS_BACKEND"] == "celery"
     _serve_metrics(metrics_port, metrics_host, processes=celery)
@@ -91,11 +95,14 @@ def worker_command(concurrency: int | None, metrics_port: int | None, metrics_ho
 @metrics_options
 def relay_command(metrics_port: int | None, metrics_host: str) -> None:
     """(Celery backend) Relay events and hand due jobs to the broker until stopped."""
+    from mars_server.ops import migrations
+
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config["MARS"]["JOBS_BACKEND"] != "celery":
         raise click.ClickException(
             "`mars relay` is for MARS_JOBS_BACKEND=celery; run `mars worker`"
         )
+    migrations.check_revisions()  # a plugin uninstalled with its migrations applied
     _serve_metrics(metrics_port, metrics_host)
     from mars_server.events.celery import relay_worker
 

@@ -68,3 +68,10 @@ def mars_app_ready(app: Flask) -> None:
     from mars_server.mail import register_template_folder
 
     register_template_folder(app, HERE / "templates" / "mail")
+
+
+@hookimpl
+def mars_plugin_purged(name: str, event_types: Sequence[str], dry_run: bool) -> Sequence[str]:
+    from mars_server.notifications.services import forget_plugin
+
+    return forget_plugin(name, event_types, dry_run=dry_run)

@@ -22,7 +22,7 @@ from mars_server.http import BadRequest, NotFound, Page, abort
 from mars_server.notifications.models import Notification, NotificationPreference
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
 _CURSOR_SALT = "mars.notifications.cursor.v1"
 
@@ -201,3 +201,29 @@ def set_preference(user_id: str, event_type: str, *, in_app: bool, email: bool) 
         "in_app": in_app,
         "email": email,
     }
+
+
+# --- A purged plugin ----------------------------------------------------------------------------
+
+
+def forget_plugin(name: str, event_types: Sequence[str], *, dry_run: bool = False) -> list[str]:
+    """Delete every user's preferences for ``event_types`` and every ``<name>.*`` type
+    (plugin ``name`` is purged), in the caller's transaction, which the caller commits.
+
+    The notifications users already got stay: they are what the users were told. Return one
+    line per kind of thing removed (with ``dry_run``: that would be, changing nothing).
+    """
+    event_type = NotificationPreference.event_type
+    theirs = sa.or_(
+        event_type.in_(list(event_types)), event_type.startswith(f"{name}.", autoescape=True)
+    )
+    found = db.session.scalars(sa.select(event_type).where(theirs)).all()
+    if not found:
+        return []
+    if not dry_run:
+        db.session.execute(sa.delete(NotificationPreference).where(theirs))
+    count = len(found)
+    return [
+        f"{count} notification preference{'' if count == 1 else 's'} for "
+        + ", ".join(sorted(set(found)))
+    ]

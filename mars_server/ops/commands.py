@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 
-from mars_server.plugins import broken_plugins_kept, builtin_names
+from mars_server.plugins import PluginError, broken_plugins_kept, builtin_names
+
+if TYPE_CHECKING:
+    from mars_server.plugins import MarsPlugins
 
 
 class PluginsGroup(AppGroup):
@@ -59,15 +61,17 @@ def list_plugins(as_json: bool) -> None:
 def purge_plugin(name: str, yes: bool) -> None:
     """Remove what plugin NAME keeps in the database; the audit log stays.
 
-    Installed (enabled or disabled): its migrations go down to base, dropping its tables, and
-    its event types leave webhook endpoints and notification preferences. Uninstalled: its
-    revisions are forgotten and its ``NAME.*`` event types removed; its tables are listed.
+    Installed (enabled or disabled): its migrations go down to base, dropping its tables.
+    Uninstalled: its revisions are forgotten; its tables are listed. Either way, every
+    enabled plugin removes what it keeps of NAME's event types (webhook subscriptions,
+    notification preferences): those it declares, and any ``NAME.*``.
     """
     from mars_server.db import db
     from mars_server.events import audit
     from mars_server.ops import migrations
 
-    loaded = current_app.extensions["mars"].plugins.loaded
+    hooks = current_app.extensions["mars"].plugins
+    loaded = hooks.loaded
     plugin = next((p for p in loaded if p.info.name == name), None)
     if name in builtin_names() | {"core"} or (plugin is not None and plugin.info.required):
         raise click.ClickException(f"plugin {name!r} is builtin: it cannot be purged")
@@ -80,28 +84,35 @@ def purge_plugin(name: str, yes: bool) -> None:
     if installed:
         migrations.check_revisions()  # Alembic must know every revision to go down
         revisions = migrations.branch_revisions(name)
-        declared = current_app.extensions["mars"].plugins.event_types_of(name)
+        declared = hooks.event_types_of(name)
     else:
         revisions = migrations.stray_revisions().get(name, [])
         declared = []
-    leftovers = _EventTypes(name, declared)
-    if not installed and not revisions and not leftovers.in_use():
-        raise click.ClickException(
-            f"no plugin {name!r} is installed, and the database holds nothing of it"
-        )
+    not_asked = hooks.not_purging(name)
+    planned: dict[str, list[str]] = {}
+    if not yes or not (installed or revisions):
+        planned = _ask_plugins(hooks, name, declared, dry_run=True, downgraded=False)
+        db.session.rollback()  # it only read: hold no transaction open across the downgrade
+        if not (installed or revisions or planned):
+            unknown = f"no plugin {name!r} is installed, and the database holds nothing of it"
+            if not_asked:
+                unknown += f" that the enabled plugins know of ({', '.join(not_asked)}: disabled)"
+            raise click.ClickException(unknown)
     if not yes:
-        what = (
-            f"downgrade {', '.join(revisions)} to base, dropping its tables and their data"
+        click.echo(f"Purge plugin {name!r}:")
+        click.echo(
+            f"  downgrade {', '.join(revisions)} to base, dropping its tables and their data"
             if installed and revisions
-            else f"forget its revisions {', '.join(revisions)}"
+            else f"  forget its revisions {', '.join(revisions)}"
             if revisions
-            else "(no migrations of it are applied)"
+            else "  no migration of it is applied: nothing to downgrade"
         )
-        click.confirm(
-            f"Purge plugin {name!r}: {what}; remove its event types from webhook endpoints "
-            "and notification preferences?",
-            abort=True,
-        )
+        for asked, lines in planned.items():
+            for line in lines:
+                click.echo(f"  {asked}: remove {line}")
+        if not_asked:
+            click.echo(f"  not asked, as they are disabled: {', '.join(not_asked)}")
+        click.confirm("Go on?", abort=True)
     tables = [] if installed else migrations.undeclared_tables()
     if installed and revisions:
         try:
@@ -115,19 +126,29 @@ def purge_plugin(name: str, yes: bool) -> None:
         click.echo(f"downgraded {name} to base from {', '.join(revisions)}: its tables are dropped")
     elif revisions:
         migrations.forget_revisions(name)
-        click.echo(f"forgot its revisions in alembic_version: {', '.join(revisions)}")
-    removed = leftovers.remove()
-    audit("plugins.purged", target=name, installed=installed, revisions=revisions, **removed)
-    db.session.commit()
-    click.echo(
-        f"removed event types {', '.join(removed['event_types']) or '(none)'}: from "
-        f"{len(removed['endpoints_changed'])} webhook endpoints, "
-        f"{removed['preferences_deleted']} notification preferences"
+    removed = _ask_plugins(
+        hooks, name, declared, dry_run=False, downgraded=bool(installed and revisions)
     )
-    if removed["endpoints_deleted"]:
+    audit(
+        "plugins.purged",
+        target=name,
+        installed=installed,
+        revisions=revisions,
+        removed=removed,
+        not_purged_by=not_asked,
+    )
+    db.session.commit()
+    if revisions and not installed:
+        click.echo(f"forgot its revisions in alembic_version: {', '.join(revisions)}")
+    for asked, lines in removed.items():
+        for line in lines:
+            click.echo(f"{asked}: removed {line}")
+    if not removed:
+        click.echo("no enabled plugin kept anything of its event types")
+    if not_asked:
         click.echo(
-            "deleted the webhook endpoints left with no event type, with their delivery logs: "
-            + ", ".join(removed["endpoints_deleted"])
+            f"not purged by {', '.join(not_asked)}: disabled, so not asked; what they keep of "
+            f"{name!r} stays until they are enabled and `mars plugins purge {name}` runs again"
         )
     click.echo(f"plugin {name!r} purged; the audit log is kept")
     if installed:
@@ -143,91 +164,21 @@ def purge_plugin(name: str, yes: bool) -> None:
         )
 
 
-class _EventTypes:
-    """The event types of plugin ``name`` in the webhooks' and notifications' tables: those
-    it declares and ``name.*``. The builtins own the tables; the core reaches them only by
-    name (it never imports a builtin plugin)."""
+def _ask_plugins(
+    hooks: MarsPlugins, name: str, declared: list[str], *, dry_run: bool, downgraded: bool
+) -> dict[str, list[str]]:
+    """The ``mars_plugin_purged`` hook's lines by plugin; a failing plugin in one line."""
+    from mars_server.db import db
 
-    def __init__(self, name: str, declared: list[str]) -> None:
-        from mars_server.db import db
-
-        self.prefix = f"{name}."
-        self.declared = declared
-        self.tables = db.metadata.tables
-
-    def _matches(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-        return sa.or_(column.in_(self.declared), column.startswith(self.prefix, autoescape=True))
-
-    def in_use(self) -> bool:
-        from mars_server.db import db
-
-        return any(
-            db.session.execute(
-                sa.select(sa.literal(1)).where(self._matches(table.c.event_type)).limit(1)
-            ).first()
-            for name in ("webhook_subscriptions", "notification_preferences")
-            if (table := self.tables.get(name)) is not None
-        )
-
-    def remove(self) -> dict[str, Any]:
-        """Take them off webhook endpoints (an endpoint left with none is deleted, with its
-        delivery log) and delete the notification preferences for them, in the session's
-        transaction; return what went."""
-        from mars_server.db import db, utcnow
-
-        session = db.session
-        found: set[str] = set()
-        changed: list[str] = []
-        deleted: list[str] = []
-        subscriptions = self.tables.get("webhook_subscriptions")
-        endpoints = self.tables.get("webhook_endpoints")
-        if subscriptions is not None and endpoints is not None:
-            rows = session.execute(
-                sa.select(subscriptions.c.endpoint_id, subscriptions.c.event_type).where(
-                    self._matches(subscriptions.c.event_type)
-                )
-            ).all()
-            found |= {row.event_type for row in rows}
-            touched = sorted({row.endpoint_id for row in rows})
-            if touched:
-                session.execute(
-                    sa.delete(subscriptions).where(self._matches(subscriptions.c.event_type))
-                )
-                kept = set(
-                    session.scalars(
-                        sa.select(subscriptions.c.endpoint_id)
-                        .where(subscriptions.c.endpoint_id.in_(touched))
-                        .distinct()
-                    )
-                )
-                changed = [endpoint for endpoint in touched if endpoint in kept]
-                deleted = [endpoint for endpoint in touched if endpoint not in kept]
-            if changed:
-                session.execute(
-                    sa.update(endpoints)
-                    .where(endpoints.c.id.in_(changed))
-                    .values(version=endpoints.c.version + 1, updated_at=utcnow())
-                )
-            if deleted:
-                session.execute(sa.delete(endpoints).where(endpoints.c.id.in_(deleted)))
-        preferences = self.tables.get("notification_preferences")
-        count = 0
-        if preferences is not None:
-            types = session.scalars(
-                sa.select(preferences.c.event_type).where(self._matches(preferences.c.event_type))
-            ).all()
-            found |= set(types)
-            count = len(types)
-            if types:
-                session.execute(
-                    sa.delete(preferences).where(self._matches(preferences.c.event_type))
-                )
-        return {
-            "event_types": sorted(found),
-            "endpoints_changed": changed,
-            "endpoints_deleted": deleted,
-            "preferences_deleted": count,
-        }
+    try:
+        return hooks.plugin_purged(name, declared, dry_run=dry_run)
+    except PluginError as exc:
+        db.session.rollback()
+        done = "its tables are dropped, " if downgraded else ""
+        raise click.ClickException(
+            f"{exc}; {done}nothing else was removed: run `mars plugins purge {name}` again "
+            "once that is fixed"
+        ) from None
 
 
 def openapi_document() -> dict[str, Any]:

@@ -100,3 +100,10 @@ def mars_app_ready(app: Flask) -> None:
 
     # One connection pool per app, shared by every worker thread.
     app.extensions[TRANSPORT_KEY] = new_transport(app)
+
+
+@hookimpl
+def mars_plugin_purged(name: str, event_types: Sequence[str], dry_run: bool) -> Sequence[str]:
+    from mars_server.webhooks.services import forget_plugin
+
+    return forget_plugin(name, event_types, dry_run=dry_run)

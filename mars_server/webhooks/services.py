@@ -24,10 +24,13 @@ from mars_server.webhooks.models import (
     PENDING,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookSubscription,
 )
 from mars_server.webhooks.signing import new_secret
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mars_server.http import Actor, Page
 
 DELIVER_TASK = "webhooks.deliver"
@@ -216,3 +219,54 @@ def redeliver(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> WebhookDe
     audit("webhooks.redelivered", target=delivery.id, endpoint=endpoint.id)
     db.session.commit()
     return delivery
+
+
+def forget_plugin(name: str, event_types: Sequence[str], *, dry_run: bool = False) -> list[str]:
+    """Unsubscribe every endpoint from ``event_types`` and every ``<name>.*`` type (plugin
+    ``name`` is purged), in the caller's transaction, which the caller commits.
+
+    An endpoint that keeps other event types gets a new version (so a new ETag); one left
+    with none is deleted with its delivery log. Return one line per kind of thing removed
+    (with ``dry_run``: that would be, changing nothing).
+    """
+    event_type = WebhookSubscription.event_type
+    theirs = sa.or_(
+        event_type.in_(list(event_types)), event_type.startswith(f"{name}.", autoescape=True)
+    )
+    found = db.session.execute(
+        sa.select(WebhookSubscription.endpoint_id, event_type).where(theirs)
+    ).all()
+    if not found:
+        return []
+    touched = sorted({row.endpoint_id for row in found})
+    keeping = set(
+        db.session.scalars(
+            sa.select(WebhookSubscription.endpoint_id)
+            .where(WebhookSubscription.endpoint_id.in_(touched), ~theirs)
+            .distinct()
+        )
+    )
+    changed = [endpoint for endpoint in touched if endpoint in keeping]
+    emptied = [endpoint for endpoint in touched if endpoint not in keeping]
+    line = f"webhook subscriptions to {', '.join(sorted({row.event_type for row in found}))}"
+    if changed:
+        line += f" (endpoints that keep other event types: {', '.join(changed)})"
+    lines = [line]
+    if emptied:
+        lines.append(
+            "webhook endpoints left with no event type, with their delivery logs: "
+            + ", ".join(emptied)
+        )
+    if dry_run:
+        return lines
+    db.session.execute(sa.delete(WebhookSubscription).where(theirs))
+    if changed:
+        db.session.execute(
+            sa.update(WebhookEndpoint)
+            .where(WebhookEndpoint.id.in_(changed))
+            .values(version=WebhookEndpoint.version + 1, updated_at=utcnow())
+        )
+    if emptied:
+        # The database deletes their deliveries and attempts (ON DELETE CASCADE).
+        db.session.execute(sa.delete(WebhookEndpoint).where(WebhookEndpoint.id.in_(emptied)))
+    return lines
