@@ -32,7 +32,8 @@ hookspec = pluggy.HookspecMarker("mars")
 class HealthCheck:
     """A named readiness check: ``check()`` returns on success and raises on failure.
 
-    The exception's message is shown to operators in ``/readyz``; keep secrets out of it.
+    ``/readyz`` answers the check as ``"failed"`` and the exception goes to the log, for
+    operators; keep secrets out of its message all the same.
     """
 
     name: str

@@ -9,6 +9,14 @@ Plugin packages get them by installing ``mars-server``:
 - ``app``, ``client``, ``runner``, ``db``: a fresh app on a migrated database, emptied after
   each test.
 - ``make_app``: build another app on the same database (e.g. with other settings).
+- ``migrated_database`` (session): the database URL, brought to every branch's head once.
+- ``live_server``: the app served on a loopback port, for real HTTP clients.
+- ``run_jobs``: run the jobs that are due, as a worker would (``run_jobs()``).
+- ``create_user``, ``token_for``, ``auth_headers``: a user, a personal access token of theirs
+  and its ``Authorization`` header; the helpers ``make_user``, ``make_token`` and
+  ``signed_in_client`` do the same from an app.
+
+docs/plugins.md has the table of them.
 """
 
 from __future__ import annotations
