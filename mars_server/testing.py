@@ -12,6 +12,8 @@ Plugin packages get them by installing ``mars-server``:
 - ``migrated_database`` (session): the database URL, brought to every branch's head once.
 - ``live_server``: the app served on a loopback port, for real HTTP clients.
 - ``run_jobs``: run the jobs that are due, as a worker would (``run_jobs()``).
+- ``outbox``: the events the app committed (:class:`Outbox`), without importing MARS's models.
+- ``install_plugins``: make plugins look installed (entry points) for the apps built next.
 - ``create_user``, ``token_for``, ``auth_headers``: a user, a personal access token of theirs
   and its ``Authorization`` header; the helpers ``make_user``, ``make_token`` and
   ``signed_in_client`` do the same from an app.
@@ -25,6 +27,7 @@ import os
 import threading
 import uuid
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -228,6 +231,81 @@ def run_due_jobs(app: Flask, *, max_seconds: float = 60.0) -> int:
 def run_jobs(app: Flask) -> Callable[..., int]:
     """``run_jobs()``: :func:`run_due_jobs` for ``app``."""
     return lambda **kwargs: run_due_jobs(app, **kwargs)
+
+
+@dataclass(frozen=True)
+class EmittedEvent:
+    """An event as :func:`mars_server.events.emit` wrote it to the outbox."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+    #: The users who may see the object it is about; ``None``: everyone.
+    audience: list[str] | None
+    actor_id: str | None
+
+
+class Outbox:
+    """The events written so far, oldest first; ``new()`` gives those since its last call
+    and ``one()`` the one event since then (failing the test otherwise)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.seen = 0
+
+    def all(self, type: str | None = None) -> list[EmittedEvent]:
+        from mars_server.db import db
+        from mars_server.events.models import OutboxEvent
+
+        with _in_context(self.app):
+            stmt = sa.select(OutboxEvent).order_by(OutboxEvent.occurred_at, OutboxEvent.id)
+            if type is not None:
+                stmt = stmt.where(OutboxEvent.type == type)
+            with db.engine.connect() as connection:  # what is committed, whatever the session
+                rows = connection.execute(stmt).all()
+        return [
+            EmittedEvent(row.id, row.type, row.payload, row.audience, row.actor_id) for row in rows
+        ]
+
+    def new(self) -> list[EmittedEvent]:
+        events = self.all()
+        fresh, self.seen = events[self.seen :], len(events)
+        return fresh
+
+    def one(self) -> EmittedEvent:
+        fresh = self.new()
+        assert len(fresh) == 1, [event.type for event in fresh]
+        return fresh[0]
+
+
+@pytest.fixture
+def outbox(app: Flask) -> Outbox:
+    """The events ``app`` has committed to its outbox (see :class:`Outbox`)."""
+    return Outbox(app)
+
+
+@pytest.fixture
+def install_plugins(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Make plugins look installed for the apps the test builds next:
+    ``install_plugins(name="package.module:attribute", ...)``, as entry points would name them."""
+    import mars_server.plugins
+
+    real = mars_server.plugins.entry_points
+
+    def install(**plugins: str) -> None:
+        from importlib.metadata import EntryPoint
+
+        extra = [
+            EntryPoint(name, value, mars_server.plugins.ENTRY_POINT_GROUP)
+            for name, value in plugins.items()
+        ]
+
+        def fake_entry_points(*, group: str) -> list[EntryPoint]:
+            return [*real(group=group), *extra]
+
+        monkeypatch.setattr(mars_server.plugins, "entry_points", fake_entry_points)
+
+    return install
 
 
 @pytest.fixture

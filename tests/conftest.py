@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import os
-from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING
 
 import pytest
 
-import mars_server.plugins
 from mars_server.testing import signed_in_client
 from tests import mailbox
 
@@ -15,22 +13,12 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def install_plugins(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Make ``tests.fakes`` objects look installed: ``install_plugins(name="attr", ...)``."""
-    real = mars_server.plugins.entry_points
-
-    def install(**plugins: str) -> None:
-        extra = [
-            EntryPoint(name, f"tests.fakes:{attr}", mars_server.plugins.ENTRY_POINT_GROUP)
-            for name, attr in plugins.items()
-        ]
-
-        def fake_entry_points(*, group: str) -> list[EntryPoint]:
-            return [*real(group=group), *extra]
-
-        monkeypatch.setattr(mars_server.plugins, "entry_points", fake_entry_points)
-
-    return install
+def install_plugins(install_plugins: Callable[..., None]) -> Callable[..., None]:
+    """MARS's public ``install_plugins``, for ``tests.fakes`` objects:
+    ``install_plugins(name="attr", ...)``."""
+    return lambda **plugins: install_plugins(
+        **{name: f"tests.fakes:{attr}" for name, attr in plugins.items()}
+    )
 
 
 @pytest.fixture

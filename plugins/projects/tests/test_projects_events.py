@@ -9,7 +9,6 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from mars_projects import services
 from mars_projects.models import Project
-from mars_server.events.models import OutboxEvent
 from mars_server.http import Actor
 from mars_server.testing import make_user, signed_in_client
 
@@ -38,37 +37,6 @@ def made(alice):
         return response.json | {"etag": response.headers["ETag"]}
 
     return create
-
-
-class Outbox:
-    """The events written so far, oldest first; ``new()`` gives those since the last call."""
-
-    def __init__(self, db):
-        self.db = db
-        self.seen = 0
-
-    def all(self):
-        self.db.session.expire_all()
-        return list(
-            self.db.session.scalars(
-                sa.select(OutboxEvent).order_by(OutboxEvent.occurred_at, OutboxEvent.id)
-            )
-        )
-
-    def new(self):
-        rows = self.all()
-        fresh, self.seen = rows[self.seen :], len(rows)
-        return fresh
-
-    def one(self):
-        rows = self.new()
-        assert len(rows) == 1, [row.type for row in rows]
-        return rows[0]
-
-
-@pytest.fixture
-def outbox(db):
-    return Outbox(db)
 
 
 def add(client, project_id, user, role="member"):
