@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 import marshmallow as ma
 import sqlalchemy as sa
 
-from mars_projects.models import MEMBER_ROLES, VISIBILITIES, ProjectMember
+from mars_projects.models import MEMBER_ROLES, ProjectMember
+from mars_projects.schemas import ProjectSchema
 from mars_server.db import db
 from mars_server.events import emit
 from mars_server.hookspecs import EventType, NotificationDraft
 from mars_server.http import API_PREFIX, user_info
+from mars_server.resources import event_schema
 
 if TYPE_CHECKING:
     from mars_projects.models import Project
@@ -32,53 +34,32 @@ MEMBER_REMOVED = "project.member_removed"
 #: what a webhook subscription to these events needs: they show what projects:read shows.
 READ_SCOPE = "projects:read"
 
-PROJECT_FIELDS = ("id", "slug", "name", "description", "visibility", "created_at", "updated_at")
-
-
-class ProjectEventSchema(ma.Schema):
-    """A project, as events tell of it."""
-
-    class Meta:
-        ordered = True
-
-    id = ma.fields.String(required=True, metadata={"example": "prj_01jd2x6n7m4q8r9s0t1v2w3x4y"})
-    slug = ma.fields.String(required=True)
-    name = ma.fields.String(required=True)
-    description = ma.fields.String(required=True)
-    visibility = ma.fields.String(required=True, metadata={"enum": list(VISIBILITIES)})
-    created_at = ma.fields.AwareDateTime(required=True, format="iso")
-    updated_at = ma.fields.AwareDateTime(required=True, format="iso")
-
-
-class ProjectUpdatedEventSchema(ProjectEventSchema):
-    """A project after a change, which of its fields the change touched, and its members."""
-
-    class Meta:
-        ordered = True
-
-    changed = ma.fields.List(
+ProjectEventSchema = event_schema(ProjectSchema)
+ProjectUpdatedEventSchema = event_schema(
+    ProjectSchema,
+    name="ProjectUpdatedEventSchema",
+    doc="A project after a change, which of its fields the change touched, and its members.",
+    changed=ma.fields.List(
         ma.fields.String(),
         required=True,
         metadata={"description": 'The fields whose value changed, e.g. `["name"]`.'},
-    )
-    member_ids = ma.fields.List(
+    ),
+    member_ids=ma.fields.List(
         ma.fields.String(),
         required=True,
         metadata={"description": "The ids of the users who are its members."},
-    )
-
-
-class ProjectDeletedEventSchema(ProjectEventSchema):
-    """A project as it was when it was deleted, and who its members were."""
-
-    class Meta:
-        ordered = True
-
-    member_ids = ma.fields.List(
+    ),
+)
+ProjectDeletedEventSchema = event_schema(
+    ProjectSchema,
+    name="ProjectDeletedEventSchema",
+    doc="A project as it was when it was deleted, and who its members were.",
+    member_ids=ma.fields.List(
         ma.fields.String(),
         required=True,
         metadata={"description": "The ids of the users who were its members."},
-    )
+    ),
+)
 
 
 class MemberEventSchema(ma.Schema):
@@ -149,33 +130,6 @@ def audience(project: Project, members: list[str] | None = None) -> list[str] | 
     if project.visibility == "public":
         return None
     return members if members is not None else member_ids(project.id)
-
-
-def _project(project: Project) -> dict[str, Any]:
-    return {name: getattr(project, name) for name in PROJECT_FIELDS}
-
-
-def project_created(project: Project, members: list[str] | None = None) -> None:
-    emit(CREATED, _project(project), audience=audience(project, members))
-
-
-def project_updated(project: Project, changed: list[str]) -> None:
-    members = member_ids(project.id)
-    emit(
-        UPDATED,
-        _project(project) | {"changed": changed, "member_ids": members},
-        audience=None if project.visibility == "public" else members,
-    )
-
-
-def project_deleted(project: Project) -> None:
-    """Call before deleting: the event names the members the deletion takes away."""
-    members = member_ids(project.id)
-    emit(
-        DELETED,
-        _project(project) | {"member_ids": members},
-        audience=None if project.visibility == "public" else members,
-    )
 
 
 def _member(project: Project, user_id: str, role: str) -> dict[str, Any]:

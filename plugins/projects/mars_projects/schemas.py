@@ -9,6 +9,7 @@ import marshmallow as ma
 from mars_projects.models import MEMBER_ROLES, VISIBILITIES
 from mars_server import plugin_settings
 from mars_server.http import PageArgsSchema, page_schema
+from mars_server.resources import update_schema
 
 SLUG = ma.validate.Regexp(
     r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
@@ -37,14 +38,7 @@ class ProjectSchema(ma.Schema):
             raise ma.ValidationError(f"Longer than {limit} characters.")
 
 
-class ProjectUpdateSchema(ProjectSchema):
-    """PATCH: every field optional."""
-
-    class Meta:
-        ordered = True
-
-    description = ma.fields.String()
-    visibility = ma.fields.String(validate=ma.validate.OneOf(VISIBILITIES))
+ProjectUpdateSchema = update_schema(ProjectSchema)
 
 
 class ProjectQueryArgsSchema(PageArgsSchema):

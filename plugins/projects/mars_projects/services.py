@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from mars_projects import events
 from mars_projects.models import Project, ProjectMember
-from mars_server import metrics
+from mars_server import metrics, resources
 from mars_server.db import db, new_id
 from mars_server.http import Conflict, Forbidden, NotFound, abort, paginate, user_info
 
@@ -25,6 +24,8 @@ if TYPE_CHECKING:
     from mars_server.http import Actor, Page
 
 WRITERS = ("owner", "maintainer")
+#: A slug taken by another project is a 409 pointing at ``slug``.
+UNIQUE = {"slug": "The slug {value!r} is taken."}
 #: A plugin's own metric, through the core's helper (docs/plugins.md#metrics).
 PROJECTS_CREATED = metrics.counter(
     "mars_projects_created_total", "Projects created, by visibility.", ("visibility",)
@@ -68,27 +69,14 @@ def _require_role(actor: Actor | None, project: Project, roles: tuple[str, ...])
         raise Forbidden(f"This needs the {' or '.join(roles)} role in the project.")
 
 
-def _slug_taken(slug: str) -> Conflict:
-    return Conflict(
-        f"The slug {slug!r} is taken.",
-        errors=[{"detail": "Already taken.", "pointer": "/slug", "location": "json"}],
-    )
-
-
 def create_project(owner_id: str, data: dict[str, Any]) -> Project:
     """Create a project owned by the user ``owner_id``."""
     project = Project(id=new_id("prj"), **data)
-    db.session.add(project)
     db.session.add(ProjectMember(project_id=project.id, user_id=owner_id, role="owner"))
-    try:
-        db.session.flush()  # one flush for both: a brand-new project can only clash on its slug
-    except IntegrityError as error:
-        db.session.rollback()
-        if "slug" not in str(error.orig):
-            raise
-        raise _slug_taken(data["slug"]) from None
-    events.project_created(project, members=[owner_id])
-    db.session.commit()
+    members = [owner_id]
+    resources.create(
+        project, event=events.CREATED, audience=events.audience(project, members), unique=UNIQUE
+    )
     PROJECTS_CREATED.labels(project.visibility).inc()
     return project
 
@@ -101,19 +89,15 @@ def create_project_for(actor: Actor, data: dict[str, Any]) -> Project:
 
 def update_project(actor: Actor, project: Project, changes: dict[str, Any]) -> Project:
     _require_role(actor, project, WRITERS)
-    for name, value in changes.items():
-        setattr(project, name, value)
-    state = sa.inspect(project)
-    changed = [name for name in changes if state.attrs[name].history.has_changes()]
-    if not changed:  # the same values again: nothing to save, nothing happened
-        return project
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise _slug_taken(changes["slug"]) from None
-    events.project_updated(project, changed)
-    db.session.commit()
+    members = events.member_ids(project.id)
+    resources.update(
+        project,
+        changes,
+        event=events.UPDATED,
+        audience=lambda: events.audience(project, members),  # visibility after the change
+        unique=UNIQUE,
+        extra={"member_ids": members},
+    )
     return project
 
 
@@ -121,9 +105,13 @@ def delete_project(actor: Actor | None, project: Project) -> None:
     """Delete ``project``; ``actor=None`` is an operator's override (the CLI)."""
     if actor is not None:
         _require_role(actor, project, ("owner",))
-    events.project_deleted(project)
-    db.session.delete(project)
-    db.session.commit()
+    members = events.member_ids(project.id)
+    resources.delete(
+        project,
+        event=events.DELETED,
+        audience=events.audience(project, members),
+        extra={"member_ids": members},
+    )
 
 
 def list_members(project: Project) -> list[ProjectMember]:

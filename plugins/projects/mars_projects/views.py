@@ -73,7 +73,7 @@ class ProjectById(MethodView):
 
     @blp.requires("projects:write")
     @blp.doc(operationId="update_project")
-    @blp.arguments(ProjectUpdateSchema(partial=True))
+    @blp.arguments(ProjectUpdateSchema)
     @blp.response(200, ProjectSchema)
     def patch(self, changes: dict[str, Any], project_id: str) -> Project:
         """Change a project (maintainers and owners; send If-Match)"""
