@@ -27,6 +27,7 @@ from mars_server import config as settings_sources
 from mars_server.config import ConfigError
 from mars_server.http.spec import SpecError
 from mars_server.plugins import PluginError, broken_plugins_kept, build_plugin_manager
+from mars_server.scaffold.cli import plugin as plugin_scaffold
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator
@@ -45,7 +46,6 @@ WITHOUT_PRODUCTION: dict[tuple[str, ...], str] = {
     ("plugins", "list"): NO_DATABASE,
     ("openapi", "export"): NO_DATABASE,
     ("sdk", "generate"): NO_DATABASE,
-    ("plugin", "new"): NO_DATABASE,
     ("db", "revision"): SCRATCH_DATABASE,
 }
 DEVELOPMENT_HINT = "to run in development instead, set MARS_ENV=development"
@@ -228,6 +228,8 @@ cli.add_command(shell_command)
 cli.add_command(routes_command)
 # Flask-Migrate's own commands (stamp, merge, show): `mars db` is MARS's, upgrading every branch.
 cli.add_command(alembic_commands, "alembic")
+# Writes files only: no app, no settings.
+cli.add_command(plugin_scaffold)
 
 
 @cli.command("version", with_appcontext=False)
