@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 import logging
 import types
@@ -66,6 +67,9 @@ class PluginInfo:
     :param requires_plugins: the plugins this one needs, each a name and maybe a PEP 440
         specifier on its version, e.g. ``["projects>=0.1"]``: start-up refuses, naming both,
         while one is missing, disabled or of another version.
+    :param api: the one module of the plugin other plugins may import (``"mars_projects.api"``);
+        nothing else of it is theirs to import (an import-linter contract holds first-party
+        plugins to it). ``None``: other plugins import nothing of it.
     """
 
     name: str
@@ -74,6 +78,7 @@ class PluginInfo:
     description: str = ""
     required: bool = False
     requires_plugins: Sequence[str] = ()
+    api: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "requires_plugins", tuple(self.requires_plugins))
@@ -153,7 +158,16 @@ def _check_info(name: str, module: Any) -> PluginInfo:
                 f"plugin {info.name!r}: requires_plugins {text!r} is not a plugin name with "
                 "an optional version specifier (e.g. 'projects>=0.1')"
             )
+    if info.api is not None and not _module_exists(info.api):
+        raise PluginError(f"plugin {info.name!r}: api {info.api!r} is no module of it")
     return info
+
+
+def _module_exists(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _unmet_need(plugin: LoadedPlugin, by_name: dict[str, LoadedPlugin]) -> str | None:

@@ -361,3 +361,30 @@ needs_newer_good = _needing("needsnewer", "good>=2")
 needs_nothing_there = _needing("needsghost", "ghost")
 needs_needs_good = _needing("needschain", "needsgood")
 needs_badly = _needing("needsbadly", "good >= = 1")
+
+
+# -- a plugin's declared api module --------------------------------------------------------------
+
+offers_api = _Plugin(MARS_PLUGIN=PluginInfo("offers", "0.1", ">=0.1", api="tests.fakes"))
+offers_missing_api = _Plugin(
+    MARS_PLUGIN=PluginInfo("offersnot", "0.1", ">=0.1", api="tests.no_such_module")
+)
+
+
+class Listener:
+    """A plugin that only listens: it records the ``project.*`` events its handler gets."""
+
+    MARS_PLUGIN = PluginInfo(name="listener", version="1.0", requires=">=0.1")
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def _hear(self, event: object) -> None:
+        self.heard.append(event.type)  # type: ignore[attr-defined]
+
+    @hookimpl
+    def mars_event_handlers(self) -> list[EventHandler]:
+        return [EventHandler("listener.hear", ("project.created", "project.deleted"), self._hear)]
+
+
+listener = Listener()

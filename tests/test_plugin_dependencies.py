@@ -91,3 +91,12 @@ def test_plugins_list_and_check_show_unmet_needs_down_the_chain(install_plugins,
     )
     assert loaded["needschain"][0] == "broken"
     assert loaded["needschain"][1].startswith("plugin 'needschain' needs 'needsgood', which cannot")
+
+
+def test_a_declared_api_module_must_exist(install_plugins, tmp_path):
+    install_plugins(offers="offers_api")
+    assert states(start(tmp_path))["offers"] == ("enabled", "")
+    install_plugins(offersnot="offers_missing_api")
+    assert refused(tmp_path) == (
+        "plugin 'offersnot': api 'tests.no_such_module' is no module of it"
+    )

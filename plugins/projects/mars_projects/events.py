@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
-import sqlalchemy as sa
 
-from mars_projects.models import MEMBER_ROLES, ProjectMember
+from mars_projects.api import member_ids
+from mars_projects.models import MEMBER_ROLES
 from mars_projects.schemas import ProjectSchema
-from mars_server.db import db
 from mars_server.events import emit
 from mars_server.hookspecs import EventType, NotificationDraft
 from mars_server.http import API_PREFIX, user_info
@@ -112,16 +111,6 @@ EVENT_TYPES = (
 
 
 # --- Emitting -----------------------------------------------------------------------------------
-
-
-def member_ids(project_id: str) -> list[str]:
-    return list(
-        db.session.scalars(
-            sa.select(ProjectMember.user_id)
-            .where(ProjectMember.project_id == project_id)
-            .order_by(ProjectMember.added_at, ProjectMember.user_id)
-        )
-    )
 
 
 def audience(project: Project, members: list[str] | None = None) -> list[str] | None:

@@ -24,6 +24,8 @@ MARS_PLUGIN = PluginInfo(
     version=__version__,
     requires=">=0.1,<0.2",
     description="Projects: create, list, share",
+    # What other plugins may ask of projects (who may see one, its members): only this module.
+    api="mars_projects.api",
 )
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from mars_projects import events
+from mars_projects import api, events
 from mars_projects.models import Project, ProjectMember
 from mars_server import metrics, resources
 from mars_server.db import db, new_id
@@ -54,18 +54,8 @@ def get_project(actor: Actor | None, project_id: str) -> Project:
     return project
 
 
-def role_of(actor: Actor | None, project: Project) -> str | None:
-    if actor is None or actor.user_id is None:
-        return None
-    return db.session.scalar(
-        sa.select(ProjectMember.role).where(
-            ProjectMember.project_id == project.id, ProjectMember.user_id == actor.user_id
-        )
-    )
-
-
 def _require_role(actor: Actor | None, project: Project, roles: tuple[str, ...]) -> None:
-    if role_of(actor, project) not in roles:
+    if api.role_of(actor.user_id if actor else None, project.id) not in roles:
         raise Forbidden(f"This needs the {' or '.join(roles)} role in the project.")
 
 
