@@ -11,8 +11,11 @@ Plugin packages get them by installing ``mars-server``:
 - ``make_app``: build another app on the same database (e.g. with other settings).
 - ``migrated_database`` (session): the database URL, brought to every branch's head once.
 - ``live_server``: the app served on a loopback port, for real HTTP clients.
+- ``sdk``: ``mars_sdk`` clients of ``live_server``, signed in (mark such tests
+  ``mars_sdk_live``: the SDK coverage meta-test runs them).
 - ``run_jobs``: run the jobs that are due, as a worker would (``run_jobs()``).
 - ``outbox``: the events the app committed (:class:`Outbox`), without importing MARS's models.
+- ``notifications``: the in-app notifications committed (:class:`Notifications`), likewise.
 - ``install_plugins``: make plugins look installed (entry points) for the apps built next.
 - ``create_user``, ``token_for``, ``auth_headers``: a user, a personal access token of theirs
   and its ``Authorization`` header; the helpers ``make_user``, ``make_token`` and
@@ -23,12 +26,13 @@ docs/plugins.md has the table of them.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from flask.testing import FlaskClient, FlaskCliRunner
     from flask_sqlalchemy import SQLAlchemy
 
+T = TypeVar("T")
 BACKENDS = ("sqlite", "postgresql")
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production-checks"
 POSTGRES_SKIP_REASON = (
@@ -66,6 +71,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "mars_backend(name): run this database test on that backend only ('sqlite' or "
         "'postgresql'); on the other it is deselected, not skipped",
+    )
+    config.addinivalue_line(
+        "markers",
+        "mars_sdk_live: calls a live MARS through mars_sdk (the `sdk` fixture); MARS's SDK "
+        "coverage meta-test runs every test so marked, a plugin's own included",
     )
 
 
@@ -119,14 +129,43 @@ def _reset_postgres(url: str) -> None:
         engine.dispose()
 
 
+def xdist_worker() -> str | None:
+    """The pytest-xdist worker running this process's tests (``gw0``...), or ``None``."""
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def worker_database_url(url: str) -> str:
+    """``url`` itself, or under pytest-xdist a database of this worker's own beside it
+    (``test`` becomes ``test_gw1``), created on first use: workers never share a database."""
+    worker = xdist_worker()
+    if worker is None:
+        return url
+    from mars_server.config import normalise_database_url
+
+    given = sa.engine.make_url(normalise_database_url(url))
+    name = f"{given.database}_{worker}"
+    engine = sa.create_engine(given, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.scalar(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            )
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An empty database of each backend, once per session."""
+    """An empty database of each backend, once per session (per pytest-xdist worker)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'mars.db'}"
     url = os.environ.get("MARS_TEST_DATABASE_URL")
     if not url:
         pytest.skip(POSTGRES_SKIP_REASON)
+    url = worker_database_url(url)
     _reset_postgres(url)
     return url
 
@@ -245,13 +284,31 @@ class EmittedEvent:
     actor_id: str | None
 
 
-class Outbox:
-    """The events written so far, oldest first; ``new()`` gives those since its last call
-    and ``one()`` the one event since then (failing the test otherwise)."""
+class _Committed(Generic[T]):
+    """What the app has committed so far, oldest first: ``all()``; ``new()`` gives what came
+    since its last call and ``one()`` the one thing since then (failing the test otherwise)."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.seen = 0
+
+    def all(self) -> list[T]:
+        raise NotImplementedError
+
+    def new(self) -> list[T]:
+        everything = self.all()
+        fresh, self.seen = everything[self.seen :], len(everything)
+        return fresh
+
+    def one(self) -> T:
+        fresh = self.new()
+        assert len(fresh) == 1, fresh
+        return fresh[0]
+
+
+class Outbox(_Committed[EmittedEvent]):
+    """The events written so far, oldest first; ``new()`` gives those since its last call
+    and ``one()`` the one event since then (failing the test otherwise)."""
 
     def all(self, type: str | None = None) -> list[EmittedEvent]:
         from mars_server.db import db
@@ -267,21 +324,54 @@ class Outbox:
             EmittedEvent(row.id, row.type, row.payload, row.audience, row.actor_id) for row in rows
         ]
 
-    def new(self) -> list[EmittedEvent]:
-        events = self.all()
-        fresh, self.seen = events[self.seen :], len(events)
-        return fresh
-
-    def one(self) -> EmittedEvent:
-        fresh = self.new()
-        assert len(fresh) == 1, [event.type for event in fresh]
-        return fresh[0]
-
 
 @pytest.fixture
 def outbox(app: Flask) -> Outbox:
     """The events ``app`` has committed to its outbox (see :class:`Outbox`)."""
     return Outbox(app)
+
+
+@dataclass(frozen=True)
+class SentNotification:
+    """An in-app notification as the notifications plugin stored it for a user."""
+
+    user_id: str
+    event_type: str
+    title: str
+    body: str
+    link: str | None
+    read: bool
+
+
+class Notifications(_Committed[SentNotification]):
+    """The in-app notifications committed so far, oldest first (run the jobs first:
+    notifications are made by a handler); ``new()`` and ``one()`` as for :class:`Outbox`."""
+
+    def all(self, user: Any = None, type: str | None = None) -> list[SentNotification]:
+        """Every notification, or those of ``user`` (a user or a user id) and of ``type``."""
+        from mars_server.db import db
+
+        with _in_context(self.app), db.engine.connect() as connection:
+            # The plugin's table, read without importing its code.
+            table = sa.Table("notifications", sa.MetaData(), autoload_with=connection)
+            stmt = sa.select(table).order_by(table.c.id)
+            if user is not None:
+                stmt = stmt.where(table.c.user_id == getattr(user, "id", user))
+            if type is not None:
+                stmt = stmt.where(table.c.event_type == type)
+            rows = connection.execute(stmt).all()
+        return [
+            SentNotification(
+                row.user_id, row.event_type, row.title, row.body, row.link, row.read_at is not None
+            )
+            for row in rows
+        ]
+
+
+@pytest.fixture
+def notifications(app: Flask) -> Notifications:
+    """The in-app notifications ``app`` has committed (see :class:`Notifications`)."""
+    return Notifications(app)
 
 
 @pytest.fixture
@@ -306,6 +396,54 @@ def install_plugins(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         monkeypatch.setattr(mars_server.plugins, "entry_points", fake_entry_points)
 
     return install
+
+
+#: When set, names a file where every response an ``sdk`` client gets is recorded, one JSON
+#: line each (``{"method", "path", "status"}``): MARS's SDK coverage meta-test reads it.
+SDK_RECORD_ENV = "MARS_TEST_SDK_RECORD"
+
+
+def record_sdk_responses(client: Any, path: str) -> None:
+    """Append ``{"method", "path", "status"}`` of each response ``client`` gets to ``path``."""
+
+    def record(response: Any, *args: Any, **kwargs: Any) -> None:
+        entry = {
+            "method": response.request.method,
+            "path": (response.request.path_url or "").split("?")[0],
+            "status": response.status_code,
+        }
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(json.dumps(entry) + "\n")
+
+    client.session.hooks["response"].append(record)
+
+
+@pytest.fixture
+def sdk(app: Flask, live_server: str) -> Iterator[Callable[..., Any]]:
+    """``sdk(user=None, scopes=None, **client_options)``: a ``mars_sdk.MarsClient`` of
+    ``live_server``, signed in with a real personal access token of ``user`` (a new member
+    by default); ``client.user`` is the user. Pass ``token=`` or ``auth=`` to sign in
+    otherwise, or ``anonymous=True`` for no credentials. Skipped without ``mars_sdk``."""
+    mars_sdk = pytest.importorskip("mars_sdk")
+    clients: list[Any] = []
+
+    def make(
+        user: Any = None, scopes: Any = None, *, anonymous: bool = False, **options: Any
+    ) -> Any:
+        if not anonymous and "token" not in options and "auth" not in options:
+            user = user if user is not None else make_user(app)
+            options["token"] = make_token(app, user, scopes)
+        options.setdefault("base_url", live_server)
+        client = mars_sdk.MarsClient(**options)
+        if os.environ.get(SDK_RECORD_ENV):
+            record_sdk_responses(client, os.environ[SDK_RECORD_ENV])
+        client.user = user
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture

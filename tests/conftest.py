@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mars_server.testing import signed_in_client
+from mars_server.testing import signed_in_client, xdist_worker
 from tests import mailbox
 
 if TYPE_CHECKING:
@@ -73,6 +73,10 @@ def redis_url() -> str:
     import redis
 
     url = os.environ.get("MARS_TEST_REDIS_URL", "redis://127.0.0.1:6379/10")
+    worker = xdist_worker()
+    if worker is not None:  # a database per pytest-xdist worker: 10, 11, 12...
+        base, _, db = url.rpartition("/")
+        url = f"{base}/{int(db or 0) + int(worker.removeprefix('gw'))}"
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.flushdb()

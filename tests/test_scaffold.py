@@ -133,7 +133,7 @@ def test_a_new_plugin_installs_migrates_serves_passes_its_tests_and_joins_the_sd
     pip = (str(venv), "-m", "pip")
     install = ("install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e")
     run(*pip, *install, str(folder))
-    outside = {k: v for k, v in os.environ.items() if not k.startswith("MARS_")}
+    outside = {k: v for k, v in os.environ.items() if not k.startswith(("MARS_", "PYTEST_XDIST"))}
     env = outside | {
         "MARS_ENV": "development",
         "MARS_INSTANCE_PATH": str(tmp_path / "instance"),

@@ -24,6 +24,7 @@ from mars_sdk import (
 from tests.sdk import PASSWORD
 
 pytest_plugins = ["tests.sdk.fixtures"]
+pytestmark = pytest.mark.mars_sdk_live
 REDIRECT = "https://rover.example/callback"
 
 

@@ -1,8 +1,9 @@
 """Meta-test: the SDK tests call every operation of the OpenAPI document, successfully.
 
-It runs the SDK's live tests in a pytest of their own with a recorder on every SDK client
-(``MARS_TEST_SDK_RECORD``), maps each recorded request back to its operation, and fails naming
-any operationId that no SDK call got a success (2xx or 304) from.
+It runs the SDK's live tests, every test marked ``mars_sdk_live`` in ``tests/`` and in each
+plugin's tests (``plugins/*/tests``), in a pytest of their own with a recorder on every SDK
+client (``MARS_TEST_SDK_RECORD``), maps each recorded request back to its operation, and fails
+naming any operationId that no SDK call got a success (2xx or 304) from.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from pathlib import Path
 import pytest
 
 from mars_server.ops.commands import openapi_document
-from tests.sdk.fixtures import RECORD_ENV, operation_of
+from mars_server.testing import SDK_RECORD_ENV as RECORD_ENV
+from tests.sdk import operation_of
 
 ROOT = Path(__file__).resolve().parents[1]
-LIVE_TESTS = ["tests/test_sdk_operations.py", "tests/test_sdk_auth.py"]
+
+
+#: Every test marked mars_sdk_live, wherever it is; -rA lists them.
+LIVE_TESTS = ["-m", "mars_sdk_live", "--mars-db=sqlite", "-q", "-rA", "-p", "no:cacheprovider"]
 
 
 @pytest.mark.mars_backend("sqlite")
@@ -35,7 +40,7 @@ def test_every_operation_is_exercised_by_the_sdk_tests(app, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARS_")}
     env[RECORD_ENV] = str(record)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", *LIVE_TESTS, "--mars-db=sqlite", "-q"],
+        [sys.executable, "-m", "pytest", "tests", "plugins", *LIVE_TESTS],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -43,6 +48,9 @@ def test_every_operation_is_exercised_by_the_sdk_tests(app, tmp_path):
         timeout=540,
     )
     assert run.returncode == 0, run.stdout[-3000:]
+    # The plugins' own SDK tests were among them.
+    passed = "PASSED plugins/projects/tests/test_projects_sdk.py::test_projects_create_get_list"
+    assert passed in run.stdout
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     succeeded = {
         operation_of(spec, call["method"], call["path"])

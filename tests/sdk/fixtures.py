@@ -7,53 +7,23 @@ coverage meta-test can tell which operations the tests exercised.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from mars_sdk import MarsClient
-from mars_server.testing import make_token, make_user
+from mars_server.testing import SDK_RECORD_ENV, make_token, make_user, record_sdk_responses
 from tests.sdk import PASSWORD
 from tests.webhook_receiver import Receiver
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    import requests
     from flask import Flask
 
-RECORD_ENV = "MARS_TEST_SDK_RECORD"
-
-
-def record_responses(client: MarsClient, path: str) -> None:
-    """Append ``{"method", "path", "status"}`` of each response ``client`` gets to ``path``."""
-
-    def record(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        entry = {
-            "method": response.request.method,
-            "path": (response.request.path_url or "").split("?")[0],
-            "status": response.status_code,
-        }
-        with open(path, "a", encoding="utf-8") as file:
-            file.write(json.dumps(entry) + "\n")
-
-    client.session.hooks["response"].append(record)
-
-
-def operation_of(spec: dict[str, Any], method: str, path: str) -> str | None:
-    """The operationId of the document's operation that ``method path`` calls."""
-    best: tuple[int, str] | None = None
-    for template, item in spec["paths"].items():
-        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
-        operation = item.get(method.lower())
-        if operation and re.match(pattern, path):
-            literal = len(re.sub(r"\{[^}]+\}", "", template))
-            if best is None or literal > best[0]:
-                best = (literal, operation["operationId"])
-    return best[1] if best else None
+RECORD_ENV = SDK_RECORD_ENV
+record_responses = record_sdk_responses
 
 
 @pytest.fixture

@@ -335,3 +335,29 @@ def test_a_member_removed_from_a_private_project_gets_no_link_to_it(
         "Alice removed you from the project Vault.",
         None,
     )
+
+
+def test_the_notifications_fixture_shows_who_was_told_what(
+    alice, bob, made, run_jobs, notifications
+):
+    project = made(name="Kit")
+    add(alice, project["id"], bob.user)
+    run_jobs()
+    told = notifications.one()
+    assert (told.user_id, told.event_type, told.title, told.read) == (
+        bob.user.id,
+        "project.member_added",
+        "You were added to Kit as member",
+        False,
+    )
+    assert notifications.all(alice.user) == []
+    deleted = alice.delete(
+        f"/api/v1/projects/{project['id']}", headers={"If-Match": project["etag"]}
+    )
+    assert deleted.status_code == 204
+    run_jobs()
+    assert [(n.user_id, n.event_type) for n in notifications.new()] == [
+        (bob.user.id, "project.deleted")
+    ]
+    [gone] = notifications.all(bob.user.id, type="project.deleted")
+    assert gone.title == "Kit was deleted" and gone.link is None
