@@ -1,0 +1,77 @@
+"""The tasks API: ``/api/v1/tasks``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import url_for
+from flask.views import MethodView
+
+from mars_server.http import Blueprint, current_actor, require_if_match, send_etag, send_page
+from mars_tasks import services
+from mars_tasks.schemas import (
+    TaskPageSchema,
+    TaskQueryArgsSchema,
+    TaskSchema,
+    TaskUpdateSchema,
+)
+
+if TYPE_CHECKING:
+    from mars_tasks.models import Task
+
+blp = Blueprint(
+    "tasks",
+    __name__,
+    url_prefix="/tasks",
+    description="Tasks: each person's own.",
+)
+
+
+@blp.route("")
+class Tasks(MethodView):
+    @blp.requires("tasks:read")
+    @blp.doc(operationId="list_tasks")
+    @blp.arguments(TaskQueryArgsSchema, location="query", as_kwargs=False)
+    @blp.response(200, TaskPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List your tasks, oldest first"""
+        return send_page(services.list_tasks(current_actor(), args))
+
+    @blp.requires("tasks:write")
+    @blp.doc(operationId="create_task")
+    @blp.arguments(TaskSchema)
+    @blp.response(201, TaskSchema)
+    def post(self, data: dict[str, Any]) -> tuple[Task, dict[str, str]]:
+        """Create a task"""
+        created = services.create_task(current_actor(), data)
+        location = url_for("tasks.TaskById", task_id=created.id)
+        return send_etag(created), {"Location": location}
+
+
+@blp.route("/<string:task_id>")
+class TaskById(MethodView):
+    @blp.requires("tasks:read")
+    @blp.doc(operationId="get_task")
+    @blp.response(200, TaskSchema)
+    def get(self, task_id: str) -> Task:
+        """Get a task"""
+        return send_etag(services.get_task(current_actor(), task_id))
+
+    @blp.requires("tasks:write")
+    @blp.doc(operationId="update_task")
+    @blp.arguments(TaskUpdateSchema)
+    @blp.response(200, TaskSchema)
+    def patch(self, changes: dict[str, Any], task_id: str) -> Task:
+        """Change a task (send If-Match)"""
+        found = services.get_task(current_actor(), task_id)
+        require_if_match(found)
+        return send_etag(services.update_task(current_actor(), found, changes))
+
+    @blp.requires("tasks:write")
+    @blp.doc(operationId="delete_task")
+    @blp.response(204)
+    def delete(self, task_id: str) -> None:
+        """Delete a task (send If-Match)"""
+        found = services.get_task(current_actor(), task_id)
+        require_if_match(found)
+        services.delete_task(current_actor(), found)
