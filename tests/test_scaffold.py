@@ -31,17 +31,17 @@ MARS = "from mars_server.ops.cli import main; main()"
 
 
 def test_names_derive_from_the_plugin_name():
-    names = plugin_names("tasks", today=dt.date(2026, 12, 7))
+    names = plugin_names("chores", today=dt.date(2026, 12, 7))
     assert (names.package, names.distribution, names.resource, names.model) == (
-        "mars_tasks",
-        "mars-tasks",
-        "task",
-        "Task",
+        "mars_chores",
+        "mars-chores",
+        "chore",
+        "Chore",
     )
     assert (names.table, names.id_prefix, names.migration) == (
-        "tasks",
-        "tsk",
-        "20261207_tasks_0001_create_tasks",
+        "chores",
+        "chr",
+        "20261207_chores_0001_create_chores",
     )
     assert names.core_head == "core_0002" and names.core_requires == ">=0.1,<0.2"
     stories = plugin_names("user_stories", today=dt.date(2026, 12, 7))
@@ -64,7 +64,7 @@ def test_names_derive_from_the_plugin_name():
         ("oauth", None, "'oauth' is a name MARS uses itself"),
         ("projects", None, "a plugin named 'projects' is installed already"),
         ("webhooks", None, "a plugin named 'webhooks' is installed already"),
-        ("tasks", "a-task", "'a-task' is not a resource name"),
+        ("chores", "a-chore", "'a-chore' is not a resource name"),
     ],
 )
 def test_bad_names_are_refused(name, resource, message):
@@ -74,10 +74,10 @@ def test_bad_names_are_refused(name, resource, message):
 
 
 def test_the_command_refuses_a_folder_in_use_and_writes_nothing(tmp_path):
-    used = tmp_path / "tasks"
+    used = tmp_path / "chores"
     used.mkdir()
     (used / "mine.txt").write_text("keep me")
-    result = CliRunner().invoke(cli, ["plugin", "new", "tasks", "--path", str(used)])
+    result = CliRunner().invoke(cli, ["plugin", "new", "chores", "--path", str(used)])
     assert result.exit_code == 1
     assert result.output == f"Error: {used} exists and is not empty\n"
     assert [p.name for p in used.iterdir()] == ["mine.txt"]
@@ -122,13 +122,13 @@ def test_a_new_plugin_installs_migrates_serves_passes_its_tests_and_joins_the_sd
     tmp_path, venv, database_url
 ):
     # database_url only picks the backend: the plugin gets a database of its own.
-    folder = tmp_path / "plugins" / "tasks"
-    wrote = run(sys.executable, "-c", MARS, "plugin", "new", "tasks", cwd=tmp_path).stdout
-    assert wrote.startswith("wrote the plugin 'tasks' (mars-tasks), 13 files, to plugins/tasks")
+    folder = tmp_path / "plugins" / "chores"
+    wrote = run(sys.executable, "-c", MARS, "plugin", "new", "chores", cwd=tmp_path).stdout
+    assert wrote.startswith("wrote the plugin 'chores' (mars-chores), 13 files, to plugins/chores")
     pyproject, setup_cfg = str(ROOT / "pyproject.toml"), str(ROOT / "setup.cfg")
     run(sys.executable, "-m", "ruff", "check", "--config", pyproject, str(folder))
     run(sys.executable, "-m", "ruff", "format", "--check", "--config", pyproject, str(folder))
-    run(sys.executable, "-m", "mypy", "--config-file", setup_cfg, str(folder / "mars_tasks"))
+    run(sys.executable, "-m", "mypy", "--config-file", setup_cfg, str(folder / "mars_chores"))
 
     pip = (str(venv), "-m", "pip")
     install = ("install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e")
@@ -141,10 +141,10 @@ def test_a_new_plugin_installs_migrates_serves_passes_its_tests_and_joins_the_sd
         "MARS_LOG_LEVEL": "WARNING",
     }
     mars = (str(venv), "-c", MARS)
-    assert "tasks_0001" in run(*mars, "db", "upgrade", env=env).stdout
+    assert "chores_0001" in run(*mars, "db", "upgrade", env=env).stdout
     assert "No new upgrade operations detected." in run(*mars, "db", "check", env=env).stdout
     listed = run(*mars, "plugins", "list", env=env).stdout
-    assert ["tasks", "0.1.0", "enabled", "mars-tasks"] in rows(listed)
+    assert ["chores", "0.1.0", "enabled", "mars-chores"] in rows(listed)
 
     # Served: its operations are in the document /api/docs renders.
     port = free_port()
@@ -165,9 +165,9 @@ def test_a_new_plugin_installs_migrates_serves_passes_its_tests_and_joins_the_sd
     finally:
         server.terminate()
         server.wait(10)
-    assert set(spec["paths"]["/api/v1/tasks"]) == {"get", "post"}
-    assert set(spec["paths"]["/api/v1/tasks/{task_id}"]) >= {"get", "patch", "delete"}
-    assert {"task.created", "task.updated", "task.deleted"} <= set(spec["webhooks"])
+    assert set(spec["paths"]["/api/v1/chores"]) == {"get", "post"}
+    assert set(spec["paths"]["/api/v1/chores/{chore_id}"]) >= {"get", "patch", "delete"}
+    assert {"chore.created", "chore.updated", "chore.deleted"} <= set(spec["webhooks"])
 
     # Its own tests, on MARS's fixtures, pass.
     tests = (str(venv), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--mars-db=sqlite")
@@ -177,20 +177,20 @@ def test_a_new_plugin_installs_migrates_serves_passes_its_tests_and_joins_the_sd
     sdk = tmp_path / "mars_sdk"
     shutil.copytree(SDK_PACKAGE, sdk)
     run(*mars, "sdk", "generate", "--out", str(sdk), env=env)
-    resource = (sdk / "resources" / "tasks.py").read_text()
-    for operation in ("list_tasks", "create_task", "get_task", "update_task", "delete_task"):
+    resource = (sdk / "resources" / "chores.py").read_text()
+    for operation in ("list_chores", "create_chore", "get_chore", "update_chore", "delete_chore"):
         assert f"def {operation}(" in resource
-    assert '"task.created": WebhookTaskCreated.from_json' in (sdk / "events.py").read_text()
+    assert '"chore.created": WebhookChoreCreated.from_json' in (sdk / "events.py").read_text()
 
     # Disabled, it stays listed; purged, its table goes; uninstalled, MARS is clean; installed
     # again, it comes back with an empty table.
-    disabled = run(*mars, "plugins", "list", env=env | {"MARS_PLUGINS_DISABLED": "tasks"})
-    assert ["tasks", "0.1.0", "disabled", "mars-tasks"] in rows(disabled.stdout)
-    purged = run(*mars, "plugins", "purge", "tasks", "--yes", env=env).stdout
-    assert "downgraded tasks to base from tasks_0001: its tables are dropped" in purged
-    run(*pip, "uninstall", "-q", "-y", "mars-tasks")
-    assert "tasks" not in run(*mars, "plugins", "list", env=env).stdout
+    disabled = run(*mars, "plugins", "list", env=env | {"MARS_PLUGINS_DISABLED": "chores"})
+    assert ["chores", "0.1.0", "disabled", "mars-chores"] in rows(disabled.stdout)
+    purged = run(*mars, "plugins", "purge", "chores", "--yes", env=env).stdout
+    assert "downgraded chores to base from chores_0001: its tables are dropped" in purged
+    run(*pip, "uninstall", "-q", "-y", "mars-chores")
+    assert "chores" not in run(*mars, "plugins", "list", env=env).stdout
     run(*mars, "check", env=env)
     run(*pip, *install, str(folder))
-    assert "tasks_0001" in run(*mars, "db", "upgrade", env=env).stdout
+    assert "chores_0001" in run(*mars, "db", "upgrade", env=env).stdout
     run(*mars, "db", "check", env=env)

@@ -11,20 +11,20 @@ commands = AppGroup("tasks", help="Inspect and fix tasks.")
 
 
 @commands.command("list")
-@click.option("--owner", "owner_id", help="Only those of this user (usr_...).")
+@click.option("--project", "project_id", help="Only those of this project (prj_...).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
-def list_command(owner_id: str | None, limit: int) -> None:
-    """List tasks: id, owner, name."""
+def list_command(project_id: str | None, limit: int) -> None:
+    """List tasks: id, project, done or not, name."""
     import sqlalchemy as sa
 
     from mars_server.db import db
     from mars_tasks.models import Task
 
     stmt = sa.select(Task).order_by(Task.id).limit(limit)
-    if owner_id:
-        stmt = stmt.where(Task.owner_id == owner_id)
+    if project_id:
+        stmt = stmt.where(Task.project_id == project_id)
     for row in db.session.scalars(stmt):
-        click.echo(f"{row.id}  {row.owner_id}  {row.name}")
+        click.echo(f"{row.id}  {row.project_id}  {'done' if row.done else 'to do'}  {row.name}")
     click.echo(f"{services.count_tasks()} tasks in all", err=True)
 
 

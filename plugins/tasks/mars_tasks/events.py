@@ -1,8 +1,8 @@
 """The events of tasks: their types and what they carry.
 
 Services emit them through ``mars_server.resources`` in the transaction that makes the
-change, so an event exists if and only if its change committed. A task is private
-to its owner: the owner is every event's audience.
+change, so an event exists if and only if its change committed. Who hears of them is who
+sees the task's project: everyone for a public project, its members for a private one.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ DELETED = "task.deleted"
 #: What a webhook subscription to these events needs: they show what tasks:read shows.
 READ_SCOPE = "tasks:read"
 
-TaskEventSchema = event_schema(TaskSchema, owner_id=ma.fields.String(required=True))
+TaskEventSchema = event_schema(TaskSchema)
 TaskUpdatedEventSchema = event_schema(
     TaskSchema,
     name="TaskUpdatedEventSchema",
     doc="A task after a change, and which of its fields the change touched.",
-    owner_id=ma.fields.String(required=True),
     changed=ma.fields.List(
         ma.fields.String(),
         required=True,

@@ -9,15 +9,18 @@ from mars_server.db import Model, Timestamped, Versioned, new_id
 
 
 class Task(Timestamped, Versioned, Model):
-    """A task, kept by the user who created it.
+    """A task of a project: its members see it, change it and tick it off.
 
-    ``owner_id`` is a user's public id, not a foreign key: a plugin never depends on another
-    plugin's tables (it checks ids through ``mars_server.http.user_info`` instead).
+    ``project_id`` and ``created_by`` are public ids, not foreign keys: a plugin never depends
+    on another plugin's tables (it asks ``mars_projects.api`` instead).
     """
 
     __tablename__ = "tasks"
+    __table_args__ = (sa.Index("ix_tasks_project_id_id", "project_id", "id"),)
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("tsk"))
-    owner_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    project_id: Mapped[str] = mapped_column(sa.String(40))
+    created_by: Mapped[str] = mapped_column(sa.String(40))
     name: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")
+    done: Mapped[bool] = mapped_column(default=False)

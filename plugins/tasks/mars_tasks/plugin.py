@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mars_server import PluginInfo, hookimpl
-from mars_server.hookspecs import Scope
+from mars_server.hookspecs import EventHandler, Schedule, Scope, Task
 from mars_tasks import __version__
 
 if TYPE_CHECKING:
@@ -21,9 +22,9 @@ MARS_PLUGIN = PluginInfo(
     name="tasks",
     version=__version__,
     requires=">=0.1,<0.2",
-    description="Tasks people keep",
-    # The plugins this one builds on, e.g. ["projects>=0.1"] (docs/plugins.md).
-    requires_plugins=[],
+    description="Tasks of projects",
+    # It asks mars_projects.api who may see and change a project.
+    requires_plugins=["projects>=0.1"],
 )
 
 
@@ -49,8 +50,8 @@ def mars_cli_commands() -> Sequence[click.Command]:
 @hookimpl
 def mars_scopes() -> Sequence[Scope]:
     return [
-        Scope("tasks:read", "See your tasks."),
-        Scope("tasks:write", "Create, change and delete your tasks."),
+        Scope("tasks:read", "See the tasks of the projects you can see."),
+        Scope("tasks:write", "Add, change and delete the tasks of your projects."),
     ]
 
 
@@ -59,3 +60,22 @@ def mars_event_types() -> Sequence[EventType]:
     from mars_tasks.events import EVENT_TYPES
 
     return EVENT_TYPES
+
+
+@hookimpl
+def mars_event_handlers() -> Sequence[EventHandler]:
+    from mars_tasks.services import remove_with_project
+
+    return [EventHandler("tasks.remove_with_project", ("project.deleted",), remove_with_project)]
+
+
+@hookimpl
+def mars_tasks() -> Sequence[Task]:
+    from mars_tasks.services import remove_orphans
+
+    return [Task("tasks.remove_orphans", remove_orphans)]
+
+
+@hookimpl
+def mars_schedules() -> Sequence[Schedule]:
+    return [Schedule("tasks.daily_orphans", "tasks.remove_orphans", dt.timedelta(days=1))]

@@ -1,4 +1,4 @@
-"""The tasks API: ``/api/v1/tasks``."""
+"""The tasks API: ``/api/v1/projects/{project_id}/tasks``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,7 @@ from flask.views import MethodView
 
 from mars_server.http import Blueprint, current_actor, require_if_match, send_etag, send_page
 from mars_tasks import services
-from mars_tasks.schemas import (
-    TaskPageSchema,
-    TaskQueryArgsSchema,
-    TaskSchema,
-    TaskUpdateSchema,
-)
+from mars_tasks.schemas import TaskPageSchema, TaskQueryArgsSchema, TaskSchema, TaskUpdateSchema
 
 if TYPE_CHECKING:
     from mars_tasks.models import Task
@@ -22,56 +17,56 @@ if TYPE_CHECKING:
 blp = Blueprint(
     "tasks",
     __name__,
-    url_prefix="/tasks",
-    description="Tasks: each person's own.",
+    url_prefix="/projects",
+    description="Tasks: what the members of a project have to do.",
 )
 
 
-@blp.route("")
+@blp.route("/<string:project_id>/tasks")
 class Tasks(MethodView):
-    @blp.requires("tasks:read")
+    @blp.requires("tasks:read", optional=True)
     @blp.doc(operationId="list_tasks")
     @blp.arguments(TaskQueryArgsSchema, location="query", as_kwargs=False)
     @blp.response(200, TaskPageSchema)
-    def get(self, args: dict[str, Any]) -> Any:
-        """List your tasks, oldest first"""
-        return send_page(services.list_tasks(current_actor(), args))
+    def get(self, args: dict[str, Any], project_id: str) -> Any:
+        """List a project's tasks, oldest first"""
+        return send_page(services.list_tasks(current_actor(), project_id, args))
 
     @blp.requires("tasks:write")
     @blp.doc(operationId="create_task")
     @blp.arguments(TaskSchema)
     @blp.response(201, TaskSchema)
-    def post(self, data: dict[str, Any]) -> tuple[Task, dict[str, str]]:
-        """Create a task"""
-        created = services.create_task(current_actor(), data)
-        location = url_for("tasks.TaskById", task_id=created.id)
+    def post(self, data: dict[str, Any], project_id: str) -> tuple[Task, dict[str, str]]:
+        """Add a task to a project (its members)"""
+        created = services.create_task(current_actor(), project_id, data)
+        location = url_for("tasks.TaskById", project_id=project_id, task_id=created.id)
         return send_etag(created), {"Location": location}
 
 
-@blp.route("/<string:task_id>")
+@blp.route("/<string:project_id>/tasks/<string:task_id>")
 class TaskById(MethodView):
-    @blp.requires("tasks:read")
+    @blp.requires("tasks:read", optional=True)
     @blp.doc(operationId="get_task")
     @blp.response(200, TaskSchema)
-    def get(self, task_id: str) -> Task:
+    def get(self, project_id: str, task_id: str) -> Task:
         """Get a task"""
-        return send_etag(services.get_task(current_actor(), task_id))
+        return send_etag(services.get_task(current_actor(), project_id, task_id))
 
     @blp.requires("tasks:write")
     @blp.doc(operationId="update_task")
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskSchema)
-    def patch(self, changes: dict[str, Any], task_id: str) -> Task:
-        """Change a task (send If-Match)"""
-        found = services.get_task(current_actor(), task_id)
+    def patch(self, changes: dict[str, Any], project_id: str, task_id: str) -> Task:
+        """Change a task, or tick it off (its project's members; send If-Match)"""
+        found = services.get_task(current_actor(), project_id, task_id)
         require_if_match(found)
         return send_etag(services.update_task(current_actor(), found, changes))
 
     @blp.requires("tasks:write")
     @blp.doc(operationId="delete_task")
     @blp.response(204)
-    def delete(self, task_id: str) -> None:
-        """Delete a task (send If-Match)"""
-        found = services.get_task(current_actor(), task_id)
+    def delete(self, project_id: str, task_id: str) -> None:
+        """Delete a task (its project's members; send If-Match)"""
+        found = services.get_task(current_actor(), project_id, task_id)
         require_if_match(found)
         services.delete_task(current_actor(), found)

@@ -1,116 +1,153 @@
-"""The tasks API, its events and its commands, through MARS's own test fixtures."""
+"""The tasks of a project: who sees and changes them, their events, and what happens to them
+when their project goes, through MARS's own test fixtures."""
 
 from __future__ import annotations
 
 import pytest
 
-PATH = "/api/v1/tasks"
+from mars_server.testing import make_user, run_due_jobs, signed_in_client
 
 
 @pytest.fixture
-def owner(create_user):
-    return create_user()
+def owner(app):
+    return signed_in_client(app)
 
 
 @pytest.fixture
-def headers(owner, auth_headers):
-    return auth_headers(owner)
+def project(owner):
+    """``project(visibility=...)``: a project of ``owner``'s; returns its tasks' path."""
+
+    def make(visibility="private", slug="apollo"):
+        created = owner.post(
+            "/api/v1/projects", json={"slug": slug, "name": slug, "visibility": visibility}
+        )
+        assert created.status_code == 201, created.json
+        return f"/api/v1/projects/{created.json['id']}/tasks"
+
+    return make
 
 
-def test_create_get_list_change_and_delete(client, owner, headers):
-    created = client.post(PATH, json={"name": "First"}, headers=headers)
+def test_members_add_list_tick_off_and_delete_tasks(owner, project):
+    tasks = project()
+    created = owner.post(tasks, json={"name": "Launch"})
     assert created.status_code == 201, created.json
-    item = created.json
-    assert item["name"] == "First" and item["description"] == ""
-    assert item["id"].startswith("tsk_")
-    assert created.headers["Location"].endswith(f"{PATH}/{item['id']}")
-
-    fetched = client.get(f"{PATH}/{item['id']}", headers=headers)
-    assert fetched.status_code == 200 and fetched.json == item
-    listed = client.get(PATH, headers=headers)
-    assert listed.json == {"items": [item], "next_cursor": None}
-
-    changed = client.patch(
-        f"{PATH}/{item['id']}",
-        json={"description": "Now described"},
-        headers=headers | {"If-Match": fetched.headers["ETag"]},
+    task = created.json
+    assert (task["name"], task["done"], task["created_by"]) == ("Launch", False, owner.user.id)
+    assert task["id"].startswith("tsk_") and created.headers["Location"].endswith(
+        f"{tasks}/{task['id']}"
     )
-    assert changed.status_code == 200, changed.json
-    assert changed.json["name"] == "First" and changed.json["description"] == "Now described"
+    assert owner.get(tasks).json == {"items": [task], "next_cursor": None}
 
-    stale = client.delete(
-        f"{PATH}/{item['id']}", headers=headers | {"If-Match": fetched.headers["ETag"]}
+    done = owner.patch(
+        f"{tasks}/{task['id']}", json={"done": True}, headers={"If-Match": created.headers["ETag"]}
     )
-    assert stale.status_code == 412
-    deleted = client.delete(
-        f"{PATH}/{item['id']}", headers=headers | {"If-Match": changed.headers["ETag"]}
-    )
+    assert done.status_code == 200 and done.json["done"] is True
+    assert owner.get(tasks, query_string={"done": "false"}).json["items"] == []
+    assert [t["id"] for t in owner.get(tasks, query_string={"done": "true"}).json["items"]] == [
+        task["id"]
+    ]
+
+    deleted = owner.delete(f"{tasks}/{task['id']}", headers={"If-Match": done.headers["ETag"]})
     assert deleted.status_code == 204
-    assert client.get(f"{PATH}/{item['id']}", headers=headers).status_code == 404
+    assert owner.get(f"{tasks}/{task['id']}").status_code == 404
 
 
-def test_bad_input_is_a_problem_and_stores_nothing(client, headers):
-    refused = client.post(PATH, json={"name": ""}, headers=headers)
-    assert refused.status_code == 422
-    assert refused.headers["Content-Type"] == "application/problem+json"
-    assert client.get(PATH, headers=headers).json["items"] == []
+def test_who_sees_and_who_changes(app, owner, project):
+    private, public = project(), project("public", slug="open")
+    outsider = signed_in_client(app)
+    anonymous = app.test_client()
+    for tasks in (private, public):
+        assert owner.post(tasks, json={"name": "Mine"}).status_code == 201
+    task_id = owner.get(private).json["items"][0]["id"]
 
-
-def test_only_the_owner_sees_and_changes_it(client, headers, create_user, auth_headers):
-    item = client.post(PATH, json={"name": "Mine"}, headers=headers).json
-    other = auth_headers(create_user())
-    assert client.get(f"{PATH}/{item['id']}", headers=other).status_code == 404
-    assert client.get(PATH, headers=other).json["items"] == []
-    patched = client.patch(
-        f"{PATH}/{item['id']}", json={"name": "Theirs"}, headers=other | {"If-Match": "*"}
+    assert outsider.get(private).status_code == 404  # a private project they cannot see
+    assert outsider.get(f"{private}/{task_id}").status_code == 404
+    assert anonymous.get(private).status_code == 404
+    assert (
+        len(outsider.get(public).json["items"]) == 1
+        and len(anonymous.get(public).json["items"]) == 1
     )
-    assert patched.status_code == 404
-    assert client.get(PATH).status_code == 401  # no token
+    refused = outsider.post(public, json={"name": "Theirs"})
+    assert refused.status_code == 403 and "members" in refused.json["detail"]
+
+    member = signed_in_client(app, make_user(app))
+    added = owner.post(
+        f"{private.removesuffix('/tasks')}/members",
+        json={"user_id": member.user.id, "role": "member"},
+    )
+    assert added.status_code == 200
+    assert member.post(private, json={"name": "Theirs too"}).status_code == 201
+    assert owner.get("/api/v1/projects/prj_missing/tasks").status_code == 404
+    assert owner.post(private, json={"name": ""}).status_code == 422
 
 
-def test_a_token_needs_the_scopes(client, owner, auth_headers):
-    reader = auth_headers(owner, scopes=["tasks:read"])
-    assert client.get(PATH, headers=reader).status_code == 200
-    refused = client.post(PATH, json={"name": "No"}, headers=reader)
-    assert refused.status_code == 403
-
-
-def test_each_change_emits_its_event_to_the_owner(client, owner, headers, outbox):
-    item = client.post(PATH, json={"name": "Evented"}, headers=headers)
-    created = outbox.one()
-    assert created.type == "task.created"
-    assert created.payload["id"] == item.json["id"] and created.payload["owner_id"] == owner.id
-    assert created.audience == [owner.id] and created.actor_id == owner.id
-
-    changed = client.patch(
-        f"{PATH}/{item.json['id']}",
-        json={"name": "Renamed", "description": ""},
-        headers=headers | {"If-Match": item.headers["ETag"]},
+def test_events_tell_the_project_members(owner, project, outbox):
+    tasks = project()
+    created = owner.post(tasks, json={"name": "Evented"})
+    event = outbox.new()[-1]
+    assert (event.type, event.payload["id"], event.audience) == (
+        "task.created",
+        created.json["id"],
+        [owner.user.id],
+    )
+    owner.patch(
+        f"{tasks}/{created.json['id']}",
+        json={"done": True},
+        headers={"If-Match": created.headers["ETag"]},
     )
     updated = outbox.one()
-    assert updated.type == "task.updated" and updated.payload["changed"] == ["name"]
-
-    same = client.patch(
-        f"{PATH}/{item.json['id']}",
-        json={"name": "Renamed"},
-        headers=headers | {"If-Match": changed.headers["ETag"]},
+    assert (updated.type, updated.payload["changed"], updated.payload["done"]) == (
+        "task.updated",
+        ["done"],
+        True,
     )
-    assert same.status_code == 200 and outbox.new() == []  # nothing changed, nothing emitted
-
-    client.delete(
-        f"{PATH}/{item.json['id']}", headers=headers | {"If-Match": changed.headers["ETag"]}
-    )
-    assert outbox.one().type == "task.deleted"
 
 
-def test_operators_list_and_delete_from_the_command_line(client, owner, headers, runner):
-    item = client.post(PATH, json={"name": "Listed"}, headers=headers).json
-    listed = runner.invoke(args=["tasks", "list"])
+def test_tasks_go_with_their_project(app, owner, project, db):
+    tasks = project()
+    owner.post(tasks, json={"name": "Doomed"})
+    project_path = tasks.removesuffix("/tasks")
+    etag = owner.get(project_path).headers["ETag"]
+    assert owner.delete(project_path, headers={"If-Match": etag}).status_code == 204
+    run_due_jobs(app)
+    assert owner.get(tasks).status_code == 404
+    from mars_tasks import services
+
+    assert services.count_tasks() == 0
+
+
+def test_hook_mars_schedules_removes_orphans_left_while_disabled(app, owner, project, make_app, db):
+    """A project deleted while tasks was disabled: the daily job removes its tasks."""
+    tasks = project()
+    owner.post(tasks, json={"name": "Orphan"})
+    off = make_app(PLUGINS_DISABLED=["tasks"])
+    client = off.test_client()
+    client.environ_base.update(owner.environ_base)
+    project_path = tasks.removesuffix("/tasks")
+    etag = client.get(project_path).headers["ETag"]
+    assert client.delete(project_path, headers={"If-Match": etag}).status_code == 204
+    run_due_jobs(off)
+
+    from mars_server.events import enqueue
+    from mars_tasks import services
+
+    assert services.count_tasks() == 1
+    enqueue("tasks.remove_orphans")
+    db.session.commit()
+    run_due_jobs(app)
+    assert services.count_tasks() == 0
+    [schedule] = [
+        s for s in app.extensions["mars"].schedules.values() if s.task == "tasks.remove_orphans"
+    ]
+    assert schedule.every.days == 1
+
+
+def test_operators_list_and_delete_from_the_command_line(owner, project, runner):
+    tasks = project()
+    task = owner.post(tasks, json={"name": "Listed"}).json
+    listed = runner.invoke(args=["tasks", "list", "--project", task["project_id"]])
     assert listed.exit_code == 0, listed.output
-    assert f"{item['id']}  {owner.id}  Listed" in listed.output
-
-    deleted = runner.invoke(args=["tasks", "delete", item["id"]])
-    assert deleted.exit_code == 0 and f"deleted {item['id']}" in deleted.output
-    assert client.get(f"{PATH}/{item['id']}", headers=headers).status_code == 404
-    missing = runner.invoke(args=["tasks", "delete", item["id"]])
-    assert missing.exit_code == 1 and "no task" in missing.output
+    assert f"{task['id']}  {task['project_id']}  to do  Listed" in listed.output
+    deleted = runner.invoke(args=["tasks", "delete", task["id"]])
+    assert deleted.exit_code == 0 and f"deleted {task['id']}" in deleted.output
+    assert runner.invoke(args=["tasks", "delete", task["id"]]).exit_code == 1

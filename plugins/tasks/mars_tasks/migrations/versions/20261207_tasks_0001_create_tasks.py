@@ -22,17 +22,19 @@ def upgrade() -> None:
     op.create_table(
         "tasks",
         sa.Column("id", sa.String(length=40), nullable=False),
-        sa.Column("owner_id", sa.String(length=40), nullable=False),
+        sa.Column("project_id", sa.String(length=40), nullable=False),
+        sa.Column("created_by", sa.String(length=40), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("done", sa.Boolean(), nullable=False),
         sa.Column("created_at", mars_server.db.UTCDateTime(), nullable=False),
         sa.Column("updated_at", mars_server.db.UTCDateTime(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
     )
-    op.create_index(op.f("ix_tasks_owner_id"), "tasks", ["owner_id"], unique=False)
+    op.create_index("ix_tasks_project_id_id", "tasks", ["project_id", "id"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_tasks_owner_id"), table_name="tasks")
+    op.drop_index("ix_tasks_project_id_id", table_name="tasks")
     op.drop_table("tasks")
