@@ -32,7 +32,6 @@ from mars_server.http import (
     ratelimit,
     requests,
     spec,
-    webhooks_doc,
 )
 from mars_server.http.serialize import json_provider
 from mars_server.ops import health
@@ -44,6 +43,7 @@ from mars_server.plugins import MarsPlugins, PluginError, build_plugin_manager
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from flask import Blueprint as FlaskBlueprint
     from flask import Response
 
     from mars_server.hookspecs import (
@@ -92,6 +92,8 @@ class MarsState:
     permissions: list[Permission]
     scopes: dict[str, str]
     migrations_locations: list[str]
+    #: the paths outside ``/api`` that plugins open to cross-origin calls (``mars_cors_paths``)
+    cors_paths: list[str] = field(default_factory=list)
     event_types: dict[str, EventType] = field(default_factory=dict)
     event_handlers: dict[str, EventHandler] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
@@ -212,6 +214,23 @@ def _in_app_context(command: click.Command) -> click.Command:
     return command
 
 
+def _mount_outside_api(app: Flask, plugin: str, blueprint: FlaskBlueprint) -> None:
+    """Register a plugin's ``mars_blueprints`` blueprint as it is; a route it puts under
+    ``/api`` (the API's, with its conventions: ``mars_api_blueprints``) or a name already
+    taken is a :class:`PluginError` naming the plugin."""
+    try:
+        app.register_blueprint(blueprint)
+    except ValueError as exc:  # Flask: the name is another blueprint's
+        raise PluginError(f"plugin {plugin!r}: blueprint {blueprint.name!r}: {exc}") from None
+    for rule in app.url_map.iter_rules():
+        in_blueprint = rule.endpoint.startswith(f"{blueprint.name}.")
+        if in_blueprint and (rule.rule == "/api" or rule.rule.startswith("/api/")):
+            raise PluginError(
+                f"plugin {plugin!r}: blueprint {blueprint.name!r} mounts {rule.rule} under "
+                "/api; API operations come from mars_api_blueprints"
+            )
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a MARS application.
 
@@ -273,13 +292,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(CORE_MIGRATIONS), command="alembic")
 
     scopes = {scope.name: scope.description for scope in plugins.scopes()}
-    api = spec.MarsApi(app, spec_kwargs={"extra_plugins": [spec.MarsSpecPlugin(scopes)]})
+    spec_plugin = spec.MarsSpecPlugin(scopes, plugins.security_schemes(scopes=scopes))
+    api = spec.MarsApi(app, spec_kwargs={"extra_plugins": [spec_plugin]})
     problems.register_problem_handlers(app)
     event_types = plugins.event_types()
-    webhooks_doc.document_webhooks(api, event_types)
+    # Before the operations: what a plugin adds to components, operations may refer to.
+    plugins.openapi(spec=api.spec, event_types=event_types)
     for blueprint in plugins.api_blueprints():
         api.register_blueprint(blueprint, url_prefix=spec.API_PREFIX + (blueprint.url_prefix or ""))
     app.register_blueprint(spec.docs_assets_blueprint())
+    for name, blueprint in plugins.blueprints():
+        _mount_outside_api(app, name, blueprint)
 
     app.register_blueprint(health.blueprint)
     ratelimit.init_app(app)  # after the blueprints: it reads their operations' own limits
@@ -300,18 +323,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # A request's session ends with the request, even where an outer app context (a CLI
     # command, a test) lives on: no identity map leaks from one request into the next.
     app.teardown_request(lambda _exc: db.session.remove())
+    cors_paths = plugins.cors_paths()
     if settings["CORS_ORIGINS"]:
         cors.init_app(
             app,
-            # The API, and what a browser app needs of the OAuth server (not the pages).
+            # The API, and the exact paths outside it that plugins declare for browser apps
+            # (auth: what a browser app needs of the OAuth server, not the pages).
             resources={
-                path: {"origins": settings["CORS_ORIGINS"]}
-                for path in (
-                    r"/api/*",
-                    "/oauth/token",
-                    "/oauth/revoke",
-                    "/.well-known/oauth-authorization-server",
-                )
+                path: {"origins": settings["CORS_ORIGINS"]} for path in (r"/api/*", *cors_paths)
             },
             supports_credentials=True,
             expose_headers=CORS_EXPOSED,
@@ -329,6 +348,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         permissions=plugins.permissions(),
         scopes=scopes,
         migrations_locations=plugins.migrations_locations(),
+        cors_paths=cors_paths,
         event_types=event_types,
         event_handlers=plugins.event_handlers(),
         tasks=plugins.tasks(),

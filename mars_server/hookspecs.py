@@ -9,16 +9,18 @@ of the documented parameters. ``docs/plugins.md`` documents each one with its si
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     import click
+    import flask
     import marshmallow as ma
+    from apispec import APISpec
     from flask import Flask, Request
     from flask_smorest import Blueprint
 
@@ -196,6 +198,94 @@ def mars_user_info(user_id: str) -> UserInfo | None:
 
     :param user_id: a user's public id.
     :return: a :class:`UserInfo`, or ``None`` when no such user exists.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- What a plugin adds to the HTTP surface beyond its API: OpenAPI, pages, CORS (0.1) ----------
+
+
+@dataclass(frozen=True)
+class SecurityScheme:
+    """A kind of credential a plugin accepts (in :func:`mars_actor_from_request`), as the
+    OpenAPI document describes it under ``components.securitySchemes``.
+
+    Every operation guarded by ``Blueprint.requires`` lists every contributed scheme, each
+    with the operation's scopes: the core asks the same hook for every request, so any
+    credential a plugin accepts is accepted by every such operation.
+
+    :param name: the scheme's key, e.g. ``personalAccessToken``; unique across plugins.
+    :param definition: the OpenAPI Security Scheme Object (``type``, ``description``,
+        ``scheme``, ``flows``...), as it appears in the document.
+    """
+
+    name: str
+    definition: Mapping[str, Any]
+
+
+@hookspec
+def mars_security_schemes(scopes: Mapping[str, str]) -> Sequence[SecurityScheme]:
+    """Return the OpenAPI security schemes of the credentials the plugin accepts.
+
+    Called once, when the OpenAPI document is set up, before any operation is added. The
+    builtin ``auth`` plugin contributes ``oauth2`` (its ``/oauth/...`` flows) and
+    ``personalAccessToken``.
+
+    :param scopes: every scope the plugins declare (:func:`mars_scopes`), name to
+        description, for the ``scopes`` of an OAuth 2 flow.
+    :return: :class:`SecurityScheme` objects; an empty sequence when the plugin accepts no
+        credentials of its own.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def mars_openapi(spec: APISpec, event_types: Mapping[str, EventType]) -> None:
+    """Add to the API's OpenAPI document what no operation of a blueprint says.
+
+    Called once per application, in the order the plugins were loaded, before the API
+    blueprints' operations are added (so they may refer to what is added here): add
+    top-level sections (``spec.options["webhooks"]``), components
+    (``spec.components.schema(...)``), or ``x-`` extensions. The builtin ``webhooks`` plugin
+    publishes the event types in the ``webhooks`` section. Change nothing the core's
+    conventions put there (problem responses, security schemes).
+
+    :param spec: the :class:`apispec.APISpec` the document is built from.
+    :param event_types: every event type the enabled plugins declare, by name.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def mars_blueprints() -> Sequence[flask.Blueprint]:
+    """Return Flask blueprints to mount as they are, outside ``/api/v1``.
+
+    For what is not part of the API: server-rendered pages, a protocol's own endpoints
+    (``/oauth/token``, ``/.well-known/...``). Their routes keep the paths they declare (and
+    the blueprint's ``url_prefix``); they are not in the OpenAPI document and get none of
+    the API's conventions but the security headers. A route under ``/api`` stops start-up:
+    the API is :func:`mars_api_blueprints`'.
+
+    :return: :class:`flask.Blueprint` objects with names unique in the app.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def mars_cors_paths() -> Sequence[str]:
+    """Return the paths outside ``/api`` that browser apps call from another origin.
+
+    They get the same CORS answers as the API, for ``MARS_CORS_ORIGINS``: the builtin
+    ``auth`` plugin declares ``/oauth/token``, ``/oauth/revoke`` and
+    ``/.well-known/oauth-authorization-server``. Declare endpoints meant for scripts, never
+    pages a person signs in on.
+
+    :return: exact paths (``/oauth/token``): they start with ``/`` and hold no pattern
+        characters (``*?[]()^$\\``).
 
     .. versionadded:: 0.1
     """

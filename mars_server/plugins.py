@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import re
 import types
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,10 +27,12 @@ from packaging.version import Version
 from mars_server import __version__, hookspecs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     import click
     import marshmallow as ma
+    from apispec import APISpec
+    from flask import Blueprint as FlaskBlueprint
     from flask import Flask, Request
     from flask_smorest import Blueprint
 
@@ -44,6 +47,8 @@ class _Named(Protocol):
 
 
 ENTRY_POINT_GROUP = "mars.plugins"
+#: A CORS path a plugin declares: one exact path, nothing flask-cors would read as a pattern.
+_EXACT_PATH = re.compile(r"/[^\s*?\[\]()^$\\]*")
 #: Builtin plugins, registered by the same code path as outside ones.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "mars_server.ops.plugin",
@@ -423,6 +428,54 @@ class MarsPlugins:
 
     def user_info(self, user_id: str) -> hookspecs.UserInfo | None:
         return self._pm.hook.mars_user_info(user_id=user_id)
+
+    def security_schemes(self, scopes: Mapping[str, str]) -> list[hookspecs.SecurityScheme]:
+        """Every contributed security scheme, in the order the plugins were loaded (the
+        builtin ones first); a name contributed twice is a :class:`PluginError`."""
+        results = self._in_load_order(self._pm.hook.mars_security_schemes, {"scopes": dict(scopes)})
+        return list(_by_name("security schemes", (r for r in results if r)).values())
+
+    def openapi(self, spec: APISpec, event_types: Mapping[str, hookspecs.EventType]) -> None:
+        self._in_load_order(self._pm.hook.mars_openapi, {"spec": spec, "event_types": event_types})
+
+    def blueprints(self) -> list[tuple[str, FlaskBlueprint]]:
+        """(plugin name, blueprint) of every blueprint mounted outside ``/api/v1``, in the
+        order the plugins were loaded."""
+        found: list[tuple[str, FlaskBlueprint]] = []
+        for impl in self._impls_in_load_order(self._pm.hook.mars_blueprints):
+            blueprints = cast("Sequence[FlaskBlueprint] | None", impl.function())
+            found += [(impl.plugin_name, blueprint) for blueprint in blueprints or ()]
+        return found
+
+    def cors_paths(self) -> list[str]:
+        """The paths outside ``/api`` that plugins open to cross-origin calls, each once;
+        a malformed one is a :class:`PluginError` naming the plugin."""
+        paths: list[str] = []
+        for impl in self._impls_in_load_order(self._pm.hook.mars_cors_paths):
+            for path in cast("Sequence[str] | None", impl.function()) or ():
+                if not isinstance(path, str) or not _EXACT_PATH.fullmatch(path):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: CORS path {path!r} is not an exact "
+                        "path (it starts with '/' and holds none of *?[]()^$\\ or spaces)"
+                    )
+                if path not in paths:
+                    paths.append(path)
+        return paths
+
+    def _impls_in_load_order(self, hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+        """A hook's implementations in the order their plugins were loaded (builtin plugins
+        first), whatever ``tryfirst``/``trylast`` say: for hooks whose results are laid out
+        in order (security schemes, routes), where pluggy's last-registered-first would put
+        an outside plugin's before MARS's own."""
+        order = {plugin.info.name: index for index, plugin in enumerate(self.loaded)}
+        return sorted(hook.get_hookimpls(), key=lambda impl: order.get(impl.plugin_name, 0))
+
+    def _in_load_order(self, hook: pluggy.HookCaller, arguments: dict[str, Any]) -> list[Any]:
+        """Call each implementation of ``hook`` in load order with the arguments it takes."""
+        return [
+            impl.function(**{arg: arguments[arg] for arg in impl.argnames})
+            for impl in self._impls_in_load_order(hook)
+        ]
 
     def event_types(self) -> dict[str, hookspecs.EventType]:
         return _by_name("event types", self._pm.hook.mars_event_types())

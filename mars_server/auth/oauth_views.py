@@ -101,11 +101,6 @@ def _save_page_session(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
-    oauth.build_server(app)
-    app.register_blueprint(blueprint)
-
-
 blueprint.after_request(pages.add_page_headers)
 
 

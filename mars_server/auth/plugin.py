@@ -11,13 +11,15 @@ from mars_server.hookspecs import Permission, Schedule, Scope, Task, UserInfo
 from mars_server.plugins import PluginInfo
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     import click
+    import flask
     import marshmallow as ma
     from flask import Flask, Request
     from flask_smorest import Blueprint
 
+    from mars_server.hookspecs import SecurityScheme
     from mars_server.http import Actor
 
 PURGE_THROTTLES = "auth.purge_throttles"
@@ -58,16 +60,39 @@ def mars_settings_schema() -> type[ma.Schema]:
 
 
 @hookimpl
+def mars_blueprints() -> Sequence[flask.Blueprint]:
+    from mars_server.auth import account_pages, oauth_views
+
+    # /oauth/... and /.well-known/...: OAuth's own wire format and the sign-in pages;
+    # /accounts/...: the pages the links in account e-mails open.
+    return [oauth_views.blueprint, account_pages.blueprint]
+
+
+@hookimpl
+def mars_cors_paths() -> Sequence[str]:
+    from mars_server.auth.openapi import CORS_PATHS
+
+    return CORS_PATHS
+
+
+@hookimpl
+def mars_security_schemes(scopes: Mapping[str, str]) -> Sequence[SecurityScheme]:
+    from mars_server.auth.openapi import security_schemes
+
+    return security_schemes(scopes)
+
+
+# First: the account mails' folder is searched before any other plugin's, so no plugin's
+# template can replace what a password reset says.
+@hookimpl(tryfirst=True)
 def mars_app_ready(app: Flask) -> None:
-    from mars_server.auth import account_pages, oauth_views, token_cache
+    from mars_server.auth import oauth, token_cache
+    from mars_server.mail import register_template_folder
 
     # Changes to tokens, users, roles and apps make cached token checks stale.
     token_cache.install()
-
-    # /oauth/... and /.well-known/...: OAuth's own wire format, outside /api/v1.
-    oauth_views.init_app(app)
-    # /accounts/...: the pages the links in account e-mails open.
-    app.register_blueprint(account_pages.blueprint)
+    oauth.build_server(app)
+    register_template_folder(app, Path(__file__).parent / "templates" / "mail")
 
 
 @hookimpl

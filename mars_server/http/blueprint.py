@@ -18,6 +18,7 @@ from mars_server.http import caching
 from mars_server.http.ratelimit import operation_limit, parse_rate
 from mars_server.http.security import authorize, current_actor
 from mars_server.http.serialize import fast_dump_schema
+from mars_server.http.spec import ANY_CREDENTIAL
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
     import flask
 
 F = TypeVar("F", bound="Callable[..., Any]")
-
-#: The OpenAPI security schemes a MARS token satisfies (see ``http/spec.py``).
-SECURITY_SCHEMES = ("oauth2", "personalAccessToken")
 
 
 class ArgumentsParser(FlaskParser):
@@ -60,7 +58,9 @@ class Blueprint(flask_smorest.Blueprint):
         No token: 401 with ``WWW-Authenticate: Bearer``; a token without the scopes: 403
         ``insufficient_scope``. With ``optional=True`` a caller without a token gets in too,
         as anonymous (the service decides what anonymous may see); a token sent must still
-        carry the scopes. The operation's OpenAPI ``security`` says the same.
+        carry the scopes. The operation's OpenAPI ``security`` says the same, naming every
+        security scheme the plugins contribute (``mars_security_schemes``), each with
+        ``scopes``: whichever plugin accepts a credential, it is accepted here.
         """
 
         def decorator(func: F) -> F:
@@ -71,7 +71,8 @@ class Blueprint(flask_smorest.Blueprint):
                 return func(*args, **kwargs)
 
             security: list[dict[str, list[str]]] = [{}] if optional else []
-            security += [{scheme: list(scopes)} for scheme in SECURITY_SCHEMES]
+            # The schemes are known once the app is built: MarsSpecPlugin names them.
+            security.append({ANY_CREDENTIAL: list(scopes)})
             doc: dict[str, Any] = {"security": security}
             if permission:
                 doc["x-mars-permission"] = permission

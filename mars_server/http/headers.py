@@ -28,10 +28,7 @@ HSTS = "max-age=31536000"
 DOCS_PATH = "/api/docs"
 #: outside the API, what may show a secret or personal data: the OAuth server and pages,
 #: and the pages the e-mailed links open.
-PRIVATE_PREFIXES = ("/oauth", "/accounts")
 DOCS_POLICY = "frame-ancestors 'none'"
-#: the paths flask-cors answers for (see ``create_app``).
-CORS_PATHS = ("/api/", "/oauth/token", "/oauth/revoke", "/.well-known/oauth-authorization-server")
 
 
 def cache_control(response: Response) -> str | None:
@@ -39,8 +36,6 @@ def cache_control(response: Response) -> str | None:
     :mod:`mars_server.http.caching`."""
     path = request.path
     policy = caching.take_declared()
-    if path.startswith(PRIVATE_PREFIXES):
-        return caching.NO_STORE
     if policy is not None and policy.no_store:
         return caching.NO_STORE
     # A plugin's hook may find the caller without an Authorization header (a cookie, say).
@@ -82,6 +77,10 @@ def add_security_headers(response: Response) -> Response:
 def vary_on_origin(response: Response) -> Response:
     """``Vary: Origin`` wherever CORS may answer, whatever ``Origin`` was (or whether it was
     sent): a cache must not give one origin's answer, or a refused origin's, to another."""
-    if request.path.startswith(CORS_PATHS) and current_app.config["MARS"]["CORS_ORIGINS"]:
+    if not current_app.config["MARS"]["CORS_ORIGINS"]:
+        return response
+    state = current_app.extensions.get("mars")
+    declared = state.cors_paths if state is not None else ()  # plugins' (mars_cors_paths)
+    if request.path.startswith("/api/") or request.path in declared:  # r"/api/*" in create_app
         response.vary.add("Origin")
     return response

@@ -26,12 +26,18 @@ from mars_server.http import caching
 from mars_server.http.problems import PROBLEM_MEDIA_TYPE, ProblemSchema
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from apispec import APISpec
     from werkzeug import Response
 
+    from mars_server.hookspecs import SecurityScheme
+
 API_PREFIX = "/api/v1"
+#: What ``Blueprint.requires`` writes in an operation's ``security`` for "a token with these
+#: scopes", at import, long before the plugins are known: :class:`MarsSpecPlugin` replaces it
+#: with one requirement per security scheme the plugins contribute (``mars_security_schemes``).
+ANY_CREDENTIAL = "x-mars-any-credential"
 #: how long any cache may keep the OpenAPI document and the docs page (seconds): they
 #: change only with a deploy, and a client revalidates them cheaply with their ETag.
 DOCUMENT_MAX_AGE = 300
@@ -54,41 +60,25 @@ class SpecError(Exception):
 
 
 class MarsSpecPlugin(BasePlugin):
-    """Checks each operation and adds the shared problem responses and headers."""
+    """Checks each operation and adds the shared problem responses and headers, and the
+    security schemes the plugins contribute (``mars_security_schemes``)."""
 
-    def __init__(self, scopes: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        scopes: dict[str, str] | None = None,
+        security_schemes: Sequence[SecurityScheme] = (),
+    ) -> None:
         #: every declared OAuth scope and its description
         self.scopes = scopes or {}
+        #: the kinds of credential the plugins accept: what ``requires`` operations list
+        self.security_schemes = list(security_schemes)
 
     def init_spec(self, spec: APISpec) -> None:
         self.spec = spec
         self.operation_ids: dict[str, str] = {}
         components = spec.components
-        components.security_scheme(
-            "oauth2",
-            {
-                "type": "oauth2",
-                "description": "OAuth 2: authorization code with PKCE (S256) for apps that sign "
-                "users in, client credentials for servers.",
-                "flows": {
-                    "authorizationCode": {
-                        "authorizationUrl": "/oauth/authorize",
-                        "tokenUrl": "/oauth/token",
-                        "refreshUrl": "/oauth/token",
-                        "scopes": self.scopes,
-                    },
-                    "clientCredentials": {"tokenUrl": "/oauth/token", "scopes": self.scopes},
-                },
-            },
-        )
-        components.security_scheme(
-            "personalAccessToken",
-            {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "A personal access token (`mars_pat_...`) from /api/v1/me/tokens.",
-            },
-        )
+        for scheme in self.security_schemes:
+            components.security_scheme(scheme.name, dict(scheme.definition))
         components.header(
             "X-Request-ID",
             {
@@ -166,6 +156,8 @@ class MarsSpecPlugin(BasePlugin):
         for method, operation in (operations or {}).items():
             where = f"{method.upper()} {path}"
             self._check(where, operation)
+            if "security" in operation:
+                operation["security"] = self._security(where, operation["security"])
             responses = operation.setdefault("responses", {})
             for status in self._problem_statuses(method, path or "", operation):
                 responses.setdefault(str(status), http.HTTPStatus(status).name)
@@ -213,12 +205,31 @@ class MarsSpecPlugin(BasePlugin):
         if not operation.get("tags"):
             raise SpecError(f"{where}: no tag")
         for requirement in operation.get("security", []):
-            undeclared = set(requirement.get("oauth2", ())) - set(self.scopes)
+            undeclared = {s for scopes in requirement.values() for s in scopes} - set(self.scopes)
             if undeclared:
                 raise SpecError(
                     f"{where}: scope(s) {sorted(undeclared)} are not declared by "
                     "any plugin (mars_scopes)"
                 )
+
+    def _security(
+        self, where: str, requirements: list[dict[str, list[str]]]
+    ) -> list[dict[str, list[str]]]:
+        """The operation's security requirements, where ``requires`` wrote
+        :data:`ANY_CREDENTIAL` replaced by one requirement per contributed scheme."""
+        expanded: list[dict[str, list[str]]] = []
+        for requirement in requirements:
+            if ANY_CREDENTIAL not in requirement:
+                expanded.append(requirement)
+                continue
+            if not self.security_schemes:
+                raise SpecError(
+                    f"{where}: requires a credential, but no plugin contributes a security "
+                    "scheme (mars_security_schemes)"
+                )
+            scopes = requirement[ANY_CREDENTIAL]
+            expanded += [{scheme.name: list(scopes)} for scheme in self.security_schemes]
+        return expanded
 
     @staticmethod
     def _conditional(method: str, operation: dict[str, Any]) -> bool:

@@ -1,8 +1,10 @@
 """Mail templates: a subject, a text body and an optional HTML body, rendered with Jinja.
 
 A mail named ``verify_email`` is three files in a template folder: ``verify_email.subject.txt``
-(one line), ``verify_email.txt`` and, optionally, ``verify_email.html``. The core's folder is
-``mars_server/templates/mail``; plugins add theirs with :func:`register_template_folder`.
+(one line), ``verify_email.txt`` and, optionally, ``verify_email.html``. The core's folder,
+``mars_server/templates/mail``, holds only the parts every mail may use (``_layout.html``,
+``_button.html``); the mails themselves are the plugins', each added with
+:func:`register_template_folder` (the account mails are the ``auth`` plugin's).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 
     from flask import Flask
 
+#: The parts every plugin's HTML mails share: ``_layout.html`` and ``_button.html``.
 CORE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
 _EXTENSION_KEY = "mars_mail_templates"
 
@@ -56,9 +59,11 @@ def _environment(app: Flask) -> jinja2.Environment:
 def register_template_folder(app: Flask, folder: str | os.PathLike[str]) -> None:
     """Let ``app`` find mail templates in ``folder``, after the core's and earlier ones.
 
-    A plugin calls this from its ``mars_app_ready`` hook. The core's folder is searched first,
-    so a plugin cannot replace the core's mails (a password reset must say what MARS says);
-    a plugin should name its templates after itself (``projects_invite``).
+    A plugin calls this from its ``mars_app_ready`` hook. Folders are searched in the order
+    they were added, the core's first: an earlier folder's mail wins. The ``auth`` plugin adds
+    its folder before any other plugin's (``tryfirst``), so no plugin replaces the account
+    mails (a password reset must say what MARS says); a plugin should name its templates
+    after itself (``projects_invite``).
     """
     path = Path(folder)
     if not path.is_dir():

@@ -11,9 +11,10 @@ from mars_server.hookspecs import Schedule, Scope
 from mars_server.plugins import PluginInfo
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     import marshmallow as ma
+    from apispec import APISpec
     from flask import Flask
     from flask_smorest import Blueprint
 
@@ -64,6 +65,14 @@ def mars_event_types() -> Sequence[EventType]:
     from mars_server.webhooks.delivery import EVENT_TYPES
 
     return EVENT_TYPES
+
+
+@hookimpl
+def mars_openapi(spec: APISpec, event_types: Mapping[str, EventType]) -> None:
+    from mars_server.webhooks.openapi import document_webhooks
+
+    # Every plugin's event types, as the subscribers of this plugin receive them.
+    document_webhooks(spec, event_types)
 
 
 @hookimpl

@@ -1,5 +1,6 @@
 """The OpenAPI document's ``webhooks`` section: every declared event type, as its subscribers
-receive it (OpenAPI 3.1)."""
+receive it (OpenAPI 3.1). The plugin's ``mars_openapi`` adds it: without the plugin, nobody
+receives webhooks, and the document says none."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import marshmallow as ma
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from flask_smorest import Api
+    from apispec import APISpec
 
     from mars_server.hookspecs import EventType
 
@@ -47,12 +48,14 @@ def envelope_schema(event_type: EventType) -> type[ma.Schema]:
     )
 
 
-def document_webhooks(api: Api, event_types: Mapping[str, EventType]) -> None:
+def document_webhooks(spec: APISpec, event_types: Mapping[str, EventType]) -> None:
+    """Add the ``webhooks`` section to ``spec``: one entry per event type, with its envelope
+    schema as a component; nothing when no event type is declared."""
     webhooks: dict[str, Any] = {}
     for name in sorted(event_types):
         event_type = event_types[name]
         component = component_name(name)
-        api.spec.components.schema(component, schema=envelope_schema(event_type))
+        spec.components.schema(component, schema=envelope_schema(event_type))
         webhooks[name] = {
             "post": {
                 "summary": event_type.description,
@@ -92,4 +95,4 @@ def document_webhooks(api: Api, event_types: Mapping[str, EventType]) -> None:
             }
         }
     if webhooks:
-        api.spec.options["webhooks"] = webhooks
+        spec.options["webhooks"] = webhooks
