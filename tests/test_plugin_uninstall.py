@@ -558,7 +558,7 @@ def test_list_and_check_show_broken_plugins(install_plugins, mars):
 
 def test_check_notes_a_disabled_plugin_and_passes(install_plugins, mars, monkeypatch):
     install_plugins(gone="does_not_exist")
-    monkeypatch.setenv("MARS_PLUGINS_DISABLED", "gone,projects")
+    monkeypatch.setenv("MARS_PLUGINS_DISABLED", "gone,tasks,projects")
     result = mars("check")
     assert result.exit_code == 0, result.output
     assert "note: plugin 'gone' is disabled: it cannot load (plugin 'gone' failed to import" in (

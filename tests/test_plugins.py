@@ -123,7 +123,7 @@ def test_plugins_are_listed_with_versions_and_states(client):
 
 
 def test_disabled_plugin_is_listed_but_not_loaded(make_app):
-    app = make_app(PLUGINS_DISABLED=["projects"])
+    app = make_app(PLUGINS_DISABLED=["tasks", "projects"])
     client = app.test_client()
     assert client.get("/api/v1/projects").status_code == 404
     rows = {row["name"]: row["state"] for row in client.get("/api/v1/meta/plugins").json["items"]}
@@ -166,7 +166,7 @@ def test_bad_plugin_stops_the_cli_with_one_line(install_plugins, monkeypatch, tm
 
 
 def test_plugin_manager_is_built_per_app(make_app):
-    first, second = make_app(), make_app(PLUGINS_DISABLED=["projects"])
+    first, second = make_app(), make_app(PLUGINS_DISABLED=["tasks", "projects"])
     assert first.extensions["mars"].plugins is not second.extensions["mars"].plugins
     import mars_server.plugins as module
 
@@ -183,7 +183,7 @@ def test_disabling_a_broken_plugin_lets_mars_start(install_plugins, make_app):
 
 
 def test_a_disabled_plugin_keeps_its_migrations_known(make_app):
-    app = make_app(PLUGINS_DISABLED=["projects"])
+    app = make_app(PLUGINS_DISABLED=["tasks", "projects"])
     response = app.test_client().get("/readyz")
     assert response.status_code == 200, response.json
     assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from importlib.metadata import entry_points
+from importlib.util import find_spec
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", type=Path, help="write the configuration here, check nothing")
     args = parser.parse_args(argv)
+    missing = [path for path in plugin_packages() if find_spec(path.name) is None]
+    if missing and not args.write:
+        for path in missing:
+            folder = path.parent.relative_to(ROOT)
+            print(f"{path.name} is not installed here: pip install -e {folder} (tox installs them)")
+        return 1
     text = configuration()
     if args.write:
         args.write.write_text(text)
@@ -213,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         config = Path(folder, "importlinter.ini")
         config.write_text(text)
         lint = Path(sys.executable).parent / "lint-imports"
-        command = [str(lint), "--config", str(config), "--no-cache"]
+        command = [str(lint), str(config), "--no-cache"]
         return subprocess.run(command, cwd=ROOT, check=False).returncode  # noqa: S603
 
 

@@ -17,6 +17,7 @@ from mars_sdk.resources import (
     MetaResource,
     NotificationsResource,
     ProjectsResource,
+    TasksResource,
     UsersResource,
     WebhooksResource,
 )
@@ -75,6 +76,11 @@ class MarsClient(BaseClient):
     def projects(self) -> ProjectsResource:
         """Projects: the units of work people share."""
         return ProjectsResource(self)
+
+    @cached_property
+    def tasks(self) -> TasksResource:
+        """Tasks: what the members of a project have to do."""
+        return TasksResource(self)
 
     @cached_property
     def users(self) -> UsersResource:

@@ -14,6 +14,9 @@ from mars_sdk.models import (
     WebhookProjectMemberRemoved,
     WebhookProjectMemberUpdated,
     WebhookProjectUpdated,
+    WebhookTaskCreated,
+    WebhookTaskDeleted,
+    WebhookTaskUpdated,
     WebhookWebhookEndpointDisabled,
 )
 
@@ -28,6 +31,9 @@ Event: TypeAlias = (
     | WebhookProjectMemberRemoved
     | WebhookProjectMemberUpdated
     | WebhookProjectUpdated
+    | WebhookTaskCreated
+    | WebhookTaskDeleted
+    | WebhookTaskUpdated
     | WebhookWebhookEndpointDisabled
 )
 
@@ -39,6 +45,9 @@ EVENT_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     "project.member_removed": WebhookProjectMemberRemoved.from_json,
     "project.member_updated": WebhookProjectMemberUpdated.from_json,
     "project.updated": WebhookProjectUpdated.from_json,
+    "task.created": WebhookTaskCreated.from_json,
+    "task.deleted": WebhookTaskDeleted.from_json,
+    "task.updated": WebhookTaskUpdated.from_json,
     "webhook.endpoint_disabled": WebhookWebhookEndpointDisabled.from_json,
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from mars_server.plugins import PluginError
 from mars_server.testing import make_user, run_due_jobs, signed_in_client
 
 
@@ -151,3 +152,13 @@ def test_operators_list_and_delete_from_the_command_line(owner, project, runner)
     deleted = runner.invoke(args=["tasks", "delete", task["id"]])
     assert deleted.exit_code == 0 and f"deleted {task['id']}" in deleted.output
     assert runner.invoke(args=["tasks", "delete", task["id"]]).exit_code == 1
+
+
+def test_it_needs_projects_enabled(make_app):
+    with pytest.raises(PluginError) as refused:
+        make_app(PLUGINS_DISABLED=["projects"])
+    assert str(refused.value) == (
+        "plugin 'tasks' needs 'projects>=0.1', which is disabled (MARS_PLUGINS_DISABLED): "
+        "enable it, or disable 'tasks' too"
+    )
+    assert make_app(PLUGINS_DISABLED=["tasks", "projects"]) is not None

@@ -13,12 +13,17 @@ from mars_sdk.models.events import (
     ProjectDeletedEvent,
     ProjectEvent,
     ProjectUpdatedEvent,
+    TaskEvent,
+    TaskUpdatedEvent,
     WebhookProjectCreated,
     WebhookProjectDeleted,
     WebhookProjectMemberAdded,
     WebhookProjectMemberRemoved,
     WebhookProjectMemberUpdated,
     WebhookProjectUpdated,
+    WebhookTaskCreated,
+    WebhookTaskDeleted,
+    WebhookTaskUpdated,
     WebhookWebhookEndpointDisabled,
 )
 from mars_sdk.models.jobs import Job
@@ -26,6 +31,7 @@ from mars_sdk.models.me import Authorization, Me, NewToken, Token
 from mars_sdk.models.meta import Meta, Plugin
 from mars_sdk.models.notifications import MarkedRead, Notification, Preference, UnreadCount
 from mars_sdk.models.projects import Member, Project
+from mars_sdk.models.tasks import Task
 from mars_sdk.models.users import User
 from mars_sdk.models.webhooks import Attempt, Delivery, DeliveryDetail, NewSecret, Webhook
 
@@ -55,6 +61,9 @@ __all__ = [
     "ProjectDeletedEvent",
     "ProjectEvent",
     "ProjectUpdatedEvent",
+    "Task",
+    "TaskEvent",
+    "TaskUpdatedEvent",
     "Token",
     "UnreadCount",
     "User",
@@ -65,5 +74,8 @@ __all__ = [
     "WebhookProjectMemberRemoved",
     "WebhookProjectMemberUpdated",
     "WebhookProjectUpdated",
+    "WebhookTaskCreated",
+    "WebhookTaskDeleted",
+    "WebhookTaskUpdated",
     "WebhookWebhookEndpointDisabled",
 ]

@@ -171,6 +171,67 @@ class ProjectUpdatedEvent:
 
 
 @dataclass(slots=True, kw_only=True)
+class TaskEvent:
+    """The ``TaskEvent`` object of the API."""
+
+    id: str
+    project_id: str
+    #: The user's id.
+    created_by: str
+    name: str
+    description: str
+    done: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskEvent:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            project_id=data["project_id"],
+            created_by=data["created_by"],
+            name=data["name"],
+            description=data["description"],
+            done=data["done"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskUpdatedEvent:
+    """The ``TaskUpdatedEvent`` object of the API."""
+
+    id: str
+    project_id: str
+    #: The user's id.
+    created_by: str
+    name: str
+    description: str
+    done: bool
+    created_at: datetime
+    updated_at: datetime
+    #: The fields whose value changed, e.g. `["name"]`.
+    changed: list[str]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskUpdatedEvent:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            project_id=data["project_id"],
+            created_by=data["created_by"],
+            name=data["name"],
+            description=data["description"],
+            done=data["done"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+            changed=data["changed"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
 class WebhookProjectCreated:
     """The ``WebhookProjectCreated`` object of the API."""
 
@@ -299,6 +360,72 @@ class WebhookProjectUpdated:
             type=data["type"],
             timestamp=datetime.fromisoformat(data["timestamp"]),
             data=ProjectUpdatedEvent.from_json(data["data"]),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class WebhookTaskCreated:
+    """The ``WebhookTaskCreated`` object of the API."""
+
+    #: The event's id (`evt_...`).
+    id: str
+    type: Literal["task.created"]
+    #: When it happened.
+    timestamp: datetime
+    data: TaskEvent
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WebhookTaskCreated:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            type=data["type"],
+            timestamp=datetime.fromisoformat(data["timestamp"]),
+            data=TaskEvent.from_json(data["data"]),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class WebhookTaskDeleted:
+    """The ``WebhookTaskDeleted`` object of the API."""
+
+    #: The event's id (`evt_...`).
+    id: str
+    type: Literal["task.deleted"]
+    #: When it happened.
+    timestamp: datetime
+    data: TaskEvent
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WebhookTaskDeleted:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            type=data["type"],
+            timestamp=datetime.fromisoformat(data["timestamp"]),
+            data=TaskEvent.from_json(data["data"]),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class WebhookTaskUpdated:
+    """The ``WebhookTaskUpdated`` object of the API."""
+
+    #: The event's id (`evt_...`).
+    id: str
+    type: Literal["task.updated"]
+    #: When it happened.
+    timestamp: datetime
+    data: TaskUpdatedEvent
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WebhookTaskUpdated:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            type=data["type"],
+            timestamp=datetime.fromisoformat(data["timestamp"]),
+            data=TaskUpdatedEvent.from_json(data["data"]),
         )
 
 

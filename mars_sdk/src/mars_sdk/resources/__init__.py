@@ -11,6 +11,7 @@ from mars_sdk.resources.me import MeResource
 from mars_sdk.resources.meta import MetaResource
 from mars_sdk.resources.notifications import NotificationsResource
 from mars_sdk.resources.projects import ProjectsResource
+from mars_sdk.resources.tasks import TasksResource
 from mars_sdk.resources.users import UsersResource
 from mars_sdk.resources.webhooks import WebhooksResource
 
@@ -23,6 +24,7 @@ __all__ = [
     "MetaResource",
     "NotificationsResource",
     "ProjectsResource",
+    "TasksResource",
     "UsersResource",
     "WebhooksResource",
 ]
