@@ -87,3 +87,21 @@ def test_a_new_plugin_is_held_to_the_rules_without_configuration(tmp_path):
     assert "plugins import only the public plugin API of mars_server BROKEN" in result.stdout
     assert "the builtin plugin auth is imported by nothing else of MARS BROKEN" in result.stdout
     assert "other plugins import only nothing of mars_bee KEPT" in result.stdout
+
+
+def test_the_hook_specifications_need_neither_flask_nor_sqlalchemy():
+    """A plugin's module can import ``hookimpl`` and the hook specifications without the app:
+    the package loads its other names on first use, so no module imports the app through it."""
+    code = (
+        "import sys\n"
+        "import mars_server.hookspecs\n"
+        "from mars_server import hookimpl\n"
+        "heavy = ('flask', 'sqlalchemy', 'marshmallow', 'flask_smorest', 'mars_server.app')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "from mars_server import PluginInfo, create_app\n"
+        "print(PluginInfo.__module__, create_app.__module__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.splitlines() == ["[]", "mars_server.plugins mars_server.app"]

@@ -184,3 +184,30 @@ def test_database_errors_a_service_did_not_expect_are_problems(make_app):
     bad = assert_problem(client.get("/api/v1/data"), 400)
     for body in (conflict, bad):
         assert "secret" not in str(body)
+
+
+def test_a_service_refusal_of_fields_is_the_same_422_as_a_schemas(client, db, app):
+    """ValidationFailed, raised by services (here: a member who is no user), answers like the
+    schema's 422: same type, title and errors; a command reads it in one line."""
+    project = client.post("/api/v1/projects", json={"slug": "fields", "name": "Fields"}).json
+    refused = client.post(
+        f"/api/v1/projects/{project['id']}/members",
+        json={"user_id": "usr_nobody", "role": "member"},
+    )
+    body = assert_problem(refused, 422)
+    schema_422 = assert_problem(client.post("/api/v1/projects", json={}), 422)
+    assert (body["type"], body["title"]) == (schema_422["type"], schema_422["title"])
+    assert body["errors"] == [
+        {"detail": "No active user has this id.", "pointer": "/user_id", "location": "json"}
+    ]
+
+    from mars_server.http import ValidationFailed
+
+    error = ValidationFailed({"limit": "Too big.", "cursor": ["Bad.", "Old."]}, location="query")
+    assert error.message == "limit: Too big.; cursor: Bad. Old."
+    assert [e["location"] for e in error.extra["errors"]] == ["query"] * 3
+    result = app.test_cli_runner().invoke(
+        args=["users", "create", "weak@example.test", "--password-stdin"], input="short\n"
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: password: ")

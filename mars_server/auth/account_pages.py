@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, render_template, request
-from werkzeug.exceptions import HTTPException
 
 from mars_server.auth import emails, pages
 from mars_server.db import db
@@ -67,7 +66,7 @@ def reset_password() -> tuple[str, int]:
         return _page("reset_password.html", 422, token=token, message=MISMATCH)
     try:
         emails.reset_password(token, password)
-    except (MarsError, HTTPException) as error:
+    except MarsError as error:
         db.session.rollback()
         message = pages.form_error_message(error)
         if message is None:

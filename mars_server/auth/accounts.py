@@ -23,7 +23,7 @@ __all__ = ["User"]
 from mars_server.db import db, utcnow
 from mars_server.events import acting_as, audit
 from mars_server.events import context as acting_context
-from mars_server.http import BadRequest, Conflict, NotFound, abort
+from mars_server.http import BadRequest, Conflict, NotFound, ValidationFailed
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def user_by_email(email: str) -> User:
 def check_password_policy(password: str, *, email: str = "", field: str = "password") -> None:
     problems = passwords.password_problems(password, email=email)
     if problems:
-        abort(422, messages={"json": {field: problems}})
+        raise ValidationFailed({field: problems})
 
 
 def create_user(
@@ -154,9 +154,9 @@ def change_password(
     if not ok:
         if on_wrong_password is not None:
             on_wrong_password()
-        abort(422, messages={"json": {"current_password": ["This is not your password."]}})
+        raise ValidationFailed({"current_password": "This is not your password."})
     if secrets.compare_digest(current.encode(), new.encode()):
-        abort(422, messages={"json": {"new_password": ["Choose a new password."]}})
+        raise ValidationFailed({"new_password": "Choose a new password."})
     check_password_policy(new, email=user.email, field="new_password")
     set_password(user, new)
     audit("auth.password_changed", target=user.id)
@@ -245,7 +245,7 @@ def set_status(user: User, status: str, *, force: bool = False) -> None:
 def grant_role(user: User, role: str) -> bool:
     """Give ``user`` the role; False when they had it already."""
     if role not in ROLES:
-        abort(422, messages={"json": {"role": [f"Must be one of: {', '.join(ROLES)}."]}})
+        raise ValidationFailed({"role": f"Must be one of: {', '.join(ROLES)}."})
     if role in user.role_names:
         return False
     user.roles.append(UserRole(role=role))

@@ -19,7 +19,7 @@ from mars_server.auth import secrets, tokens
 from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken
 from mars_server.db import db, utcnow
 from mars_server.events import audit
-from mars_server.http import Conflict, NotFound, abort, check_issuance
+from mars_server.http import Conflict, NotFound, ValidationFailed, check_issuance
 
 if TYPE_CHECKING:
     from mars_server.auth.models import User
@@ -77,7 +77,7 @@ def _check(values: dict[str, Any], client_type: str) -> None:
             "Give at least one redirect URI for authorization_code."
         )
     if errors:
-        abort(422, messages={"json": errors})
+        raise ValidationFailed(errors)
     tokens.check_scopes(list(values.get("scopes", ())))
 
 

@@ -23,29 +23,21 @@ def _user(email: str) -> accounts.User:
 
 
 def _fail_on_problem(func):  # type: ignore[no-untyped-def]
-    """Turn the services' problems (MarsError, 422 aborts) into one-line CLI errors."""
+    """Turn the services' problems (MarsError, ValidationFailed) into one-line CLI errors."""
     import functools
 
-    from werkzeug.exceptions import HTTPException
-
-    from mars_server.http import MarsError
+    from mars_server.http import MarsError, ValidationFailed
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
         try:
             return func(*args, **kwargs)
+        except ValidationFailed as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from None
         except MarsError as exc:
             db.session.rollback()
             raise click.ClickException(exc.detail or exc.title or "failed") from None
-        except HTTPException as exc:
-            db.session.rollback()
-            messages = (getattr(exc, "data", None) or {}).get("messages", {})
-            details = [
-                f"{field}: {' '.join(problems)}"
-                for location in messages.values()
-                for field, problems in location.items()
-            ]
-            raise click.ClickException("; ".join(details) or str(exc)) from None
 
     return wrapper
 

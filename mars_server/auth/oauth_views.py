@@ -30,7 +30,6 @@ from flask import (
     request,
 )
 from flask.sessions import SecureCookieSessionInterface
-from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
 
 from mars_server import public_url
@@ -325,7 +324,7 @@ def _change_password(user: User, client: oauth.Client) -> Any:
             "change_password.html", 429, client=client.row, user=user, message=str(error.detail)
         )
         return Response(body, status, headers=error.headers)
-    except (MarsError, HTTPException) as error:
+    except MarsError as error:
         message = pages.form_error_message(error)
         if message is None:
             raise

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from werkzeug.exceptions import HTTPException
-
-from mars_server.http import MarsError
+from mars_server.http import MarsError, ValidationFailed
 
 if TYPE_CHECKING:
     from flask import Response
@@ -35,15 +33,10 @@ def add_page_headers(response: Response) -> Response:
 
 
 def form_error_message(error: Exception) -> str | None:
-    """The text to show on a form for a service's refusal, or None if it is not one.
-
-    Services refuse with a :class:`MarsError` or with flask-smorest's
-    ``abort(422, messages={"json": {field: [...]}})``; both read well as one sentence.
-    """
+    """The text to show on a form for a service's refusal (a :class:`MarsError`, its field
+    problems for a :class:`ValidationFailed`), or None if it is not one."""
+    if isinstance(error, ValidationFailed):
+        return " ".join(" ".join(problems) for problems in error.fields.values())
     if isinstance(error, MarsError):
         return str(error.detail)
-    if isinstance(error, HTTPException):
-        messages = getattr(error, "data", {}).get("messages", {}).get("json", {})
-        if messages:
-            return " ".join(" ".join(m) for m in messages.values())
     return None

@@ -19,7 +19,7 @@ from mars_server.http import (
     AuthenticationFailed,
     InsufficientScope,
     NotFound,
-    abort,
+    ValidationFailed,
     check_issuance,
 )
 from mars_server.http.security import role_permissions
@@ -42,7 +42,7 @@ def declared_scopes() -> set[str]:
 def check_scopes(scopes: list[str], field: str = "scopes") -> None:
     unknown = sorted(set(scopes) - declared_scopes())
     if unknown:
-        abort(422, messages={"json": {field: [f"Unknown scope(s): {', '.join(unknown)}."]}})
+        raise ValidationFailed({field: f"Unknown scope(s): {', '.join(unknown)}."})
 
 
 def create_personal_access_token(
@@ -62,13 +62,8 @@ def create_personal_access_token(
     settings = plugin_settings("auth")
     days = expires_in_days or settings["pat_default_days"]
     if days > settings["pat_max_days"]:
-        abort(
-            422,
-            messages={
-                "json": {
-                    "expires_in_days": [f"Tokens live at most {settings['pat_max_days']} days."]
-                }
-            },
+        raise ValidationFailed(
+            {"expires_in_days": f"Tokens live at most {settings['pat_max_days']} days."}
         )
     check_scopes(scopes)
     expires_at = utcnow() + dt.timedelta(days=days)

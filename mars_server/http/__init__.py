@@ -30,6 +30,7 @@ from mars_server.http.problems import (
     PreconditionFailed,
     PreconditionRequired,
     ServiceUnavailable,
+    ValidationFailed,
 )
 from mars_server.http.security import (
     SECRET,
@@ -67,6 +68,7 @@ __all__ = [
     "QueryBoolean",
     "ServiceUnavailable",
     "StrictBoolean",
+    "ValidationFailed",
     "abort",
     "authorize",
     "authorize_issuance",

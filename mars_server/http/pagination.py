@@ -16,11 +16,11 @@ from urllib.parse import urlencode
 
 import marshmallow as ma
 from flask import current_app, g, request
-from flask_smorest import abort
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from mars_server.db import db
 from mars_server.http.fields import DigitsInteger
+from mars_server.http.problems import BadRequest, ValidationFailed
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
@@ -77,7 +77,7 @@ def _scope(name: str, filters: dict[str, Any]) -> str:
 
 
 def _bad_cursor() -> None:
-    abort(400, message="The cursor is not valid for this list; start again without it.")
+    raise BadRequest("The cursor is not valid for this list; start again without it.")
 
 
 def paginate(
@@ -93,7 +93,7 @@ def paginate(
     limit = args.get("limit") or current_app.config["MARS"]["PAGE_SIZE_DEFAULT"]
     maximum = current_app.config["MARS"]["PAGE_SIZE_MAX"]
     if limit > maximum:
-        abort(422, messages={"query": {"limit": [f"Must be at most {maximum}."]}})
+        raise ValidationFailed({"limit": f"Must be at most {maximum}."}, location="query")
     if args.get("cursor"):
         try:
             payload = _serializer().loads(args["cursor"])

@@ -17,6 +17,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from flask import Flask
 
 log = logging.getLogger("mars.errors")
@@ -119,6 +121,34 @@ class BadRequest(MarsError):
 
 class NotFound(MarsError):
     status = 404
+
+
+class ValidationFailed(MarsError):
+    """422: fields break a rule a service checks (as schema validation would say it).
+
+    ``ValidationFailed({"user_id": ["No active user has this id."]})``; ``location`` says
+    where the fields are (``json``, ``query``). The problem lists them in ``errors``, like a
+    schema's 422; :attr:`message` reads them as one sentence, for a form or a command.
+    """
+
+    status = 422
+    type_ = PROBLEM_TYPE_PREFIX + "validation-error"
+    title = "Your request is not valid."
+
+    def __init__(self, fields: Mapping[str, str | Sequence[str]], *, location: str = "json"):
+        self.fields = {
+            name: [problems] if isinstance(problems, str) else list(problems)
+            for name, problems in fields.items()
+        }
+        super().__init__(
+            "See `errors` for what to correct.",
+            errors=_field_errors({location: self.fields}),
+        )
+
+    @property
+    def message(self) -> str:
+        """Every field's problems, in one line (``name: problem``)."""
+        return "; ".join(f"{name}: {' '.join(problems)}" for name, problems in self.fields.items())
 
 
 class Conflict(MarsError):

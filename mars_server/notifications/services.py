@@ -18,7 +18,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from mars_server import plugin_settings
 from mars_server.db import db, utcnow
 from mars_server.events import audit
-from mars_server.http import BadRequest, NotFound, Page, abort
+from mars_server.http import BadRequest, NotFound, Page, ValidationFailed
 from mars_server.notifications.models import Notification, NotificationPreference
 
 if TYPE_CHECKING:
@@ -61,7 +61,9 @@ def list_notifications(user_id: str, args: dict[str, Any]) -> Page[Notification]
     settings = current_app.config["MARS"]
     limit = args.get("limit") or settings["PAGE_SIZE_DEFAULT"]
     if limit > settings["PAGE_SIZE_MAX"]:
-        abort(422, messages={"query": {"limit": [f"Must be at most {settings['PAGE_SIZE_MAX']}."]}})
+        raise ValidationFailed(
+            {"limit": f"Must be at most {settings['PAGE_SIZE_MAX']}."}, location="query"
+        )
     scope = _cursor_scope(user_id, filters)
     if args.get("cursor"):
         try:

@@ -18,7 +18,14 @@ from mars_projects import api, events
 from mars_projects.models import Project, ProjectMember
 from mars_server import metrics, resources
 from mars_server.db import db, new_id
-from mars_server.http import Conflict, Forbidden, NotFound, abort, paginate, user_info
+from mars_server.http import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+    paginate,
+    user_info,
+)
 
 if TYPE_CHECKING:
     from mars_server.http import Actor, Page
@@ -118,7 +125,7 @@ def add_member(actor: Actor, project: Project, user_id: str, role: str) -> Proje
     _require_role(actor, project, ("owner",) if role == "owner" else WRITERS)
     info = user_info(user_id)
     if info is None or not info.active:
-        abort(422, messages={"json": {"user_id": ["No active user has this id."]}})
+        raise ValidationFailed({"user_id": "No active user has this id."})
     member = db.session.get(ProjectMember, (project.id, user_id))
     if member is None:
         member = ProjectMember(project_id=project.id, user_id=user_id, role=role)
