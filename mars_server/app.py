@@ -43,6 +43,7 @@ from mars_server.plugins import MarsPlugins, PluginError, build_plugin_manager
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from alembic.script import ScriptDirectory
     from flask import Blueprint as FlaskBlueprint
     from flask import Response
 
@@ -99,6 +100,8 @@ class MarsState:
     tasks: dict[str, Task] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: every revision of the core and the plugins, read once (``ops.migrations``)
+    script_directory: ScriptDirectory | None = None
 
 
 def _checked_schedules(plugins: MarsPlugins) -> dict[str, Schedule]:
@@ -108,6 +111,13 @@ def _checked_schedules(plugins: MarsPlugins) -> dict[str, Schedule]:
         if schedule.task not in tasks:
             raise PluginError(
                 f"schedule {schedule.name!r} names no declared task {schedule.task!r}"
+            )
+        # enqueue() takes these itself: as a task's arguments they would be lost.
+        reserved = sorted(set(schedule.kwargs) & {"key", "run_at", "max_attempts", "task"})
+        if reserved:
+            raise PluginError(
+                f"schedule {schedule.name!r}: kwargs {', '.join(reserved)} are enqueue()'s "
+                "own options, not task arguments; rename them"
             )
     return schedules
 

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import marshmallow as ma
 from flask import current_app, has_request_context, request
 
+from mars_server.state import mars_state
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -445,7 +447,7 @@ def _development_secret(instance_path: str) -> str:
 
 def plugin_settings(name: str) -> dict[str, Any]:
     """Return the validated settings section of plugin ``name`` for the current app."""
-    sections: dict[str, dict[str, Any]] = current_app.extensions["mars"].plugin_settings
+    sections: dict[str, dict[str, Any]] = mars_state().plugin_settings
     return sections.get(name, {})
 
 

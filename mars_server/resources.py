@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 
 import marshmallow as ma
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from mars_server.db import db
 from mars_server.events import emit
 from mars_server.http.problems import Conflict
+from mars_server.state import mars_state
 
 T = TypeVar("T")
 #: Who may see the object an event is about: user ids, ``None`` for everyone, or a function
@@ -88,7 +88,7 @@ def event_schema(
 
 
 def _payload(obj: Any, event: str, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    schema = current_app.extensions["mars"].event_types[event].payload
+    schema = mars_state().event_types[event].payload
     payload = {
         name: getattr(obj, field.attribute or name)
         for name, field in schema._declared_fields.items()

@@ -39,6 +39,8 @@ import sqlalchemy as sa
 from flask import current_app, has_app_context
 from werkzeug.serving import make_server
 
+from mars_server.state import mars_state
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
@@ -496,7 +498,7 @@ def make_token(app: Flask, user: Any, scopes: Any = None, **kwargs: Any) -> str:
 
     with _in_context(app):
         if scopes is None:
-            scopes = sorted(app.extensions["mars"].scopes)
+            scopes = sorted(mars_state(app).scopes)
         _, secret = tokens.create_personal_access_token(
             db.session.merge(user), name=kwargs.pop("name", "test"), scopes=list(scopes), **kwargs
         )

@@ -376,6 +376,21 @@ def test_a_schedule_must_name_a_declared_task(install_plugins, make_app, monkeyp
     with pytest.raises(PluginError, match="schedule 'broken' names no declared task"):
         make_app()
 
+    monkeypatch.setattr(
+        fakes.Events,
+        "mars_schedules",
+        fakes.hookimpl(
+            lambda self: [
+                Schedule("keyed", "eventful.work", dt.timedelta(hours=1), {"key": "k", "n": 1})
+            ]
+        ),
+    )
+    with pytest.raises(PluginError) as reserved:
+        make_app()
+    assert str(reserved.value) == (
+        "schedule 'keyed': kwargs key are enqueue()'s own options, not task arguments; rename them"
+    )
+
 
 # --- Notifications and audit entries, as the hooks see them --------------------------------
 

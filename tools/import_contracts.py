@@ -49,6 +49,7 @@ CORE_INTERNALS = [
     "mars_server.events.worker",
     "mars_server.events.celery",
     "mars_server.models",
+    "mars_server.state",
 ]
 #: The core's modules that must reach the builtin feature plugins through hooks only.
 CORE_MODULES = [
@@ -65,6 +66,7 @@ CORE_MODULES = [
     "mars_server.plugins",
     "mars_server.resources",
     "mars_server.scaffold",
+    "mars_server.state",
 ]
 #: The builtin feature plugins, and what else may import them (the test kit makes users and
 #: tokens for plugin authors' tests).

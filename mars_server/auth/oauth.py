@@ -46,6 +46,7 @@ from mars_server.auth import accounts, client_auth, secrets
 from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken, User
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import audit
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from authlib.oauth2.rfc6749 import OAuth2Request
@@ -62,7 +63,7 @@ VERIFIER_LENGTH = (43, 128)
 
 
 def declared_scopes() -> dict[str, str]:
-    return dict(current_app.extensions["mars"].scopes)
+    return dict(mars_state().scopes)
 
 
 def _now() -> dt.datetime:

@@ -23,6 +23,7 @@ from mars_server.http import (
     check_issuance,
 )
 from mars_server.http.security import role_permissions
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from flask import Request
@@ -36,7 +37,7 @@ ISSUE_TOKENS_SCOPE = "account:tokens"
 
 
 def declared_scopes() -> set[str]:
-    return set(current_app.extensions["mars"].scopes)
+    return set(mars_state().scopes)
 
 
 def check_scopes(scopes: list[str], field: str = "scopes") -> None:

@@ -26,6 +26,7 @@ from mars_server import metrics
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import context
 from mars_server.events.models import DEAD, QUEUED, RUNNING, SUCCEEDED, Job
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -128,7 +129,7 @@ def enqueue(
 
 
 def _task(name: str) -> Task:
-    task = current_app.extensions["mars"].tasks.get(name)
+    task = mars_state().tasks.get(name)
     if task is None:
         raise UnknownTask(f"no plugin declares the task {name!r}")
     return task
@@ -187,7 +188,7 @@ def lease_end(now: dt.datetime, *, renewing: bool = False) -> sa.Case[Any]:
     uses ``MARS_JOBS_LEASE_SECONDS`` when shorter: a job whose worker died is then taken
     again soon, whatever its timeout, and a live worker keeps its long jobs.
     """
-    tasks = current_app.extensions["mars"].tasks
+    tasks = mars_state().tasks
     lease = current_app.config["MARS"]["JOBS_LEASE_SECONDS"]
 
     def seconds(timeout: float) -> float:
@@ -278,7 +279,7 @@ def run_claimed(job: Claimed) -> str:
 
 
 def _run_claimed(job: Claimed) -> str:
-    tasks = current_app.extensions["mars"].tasks
+    tasks = mars_state().tasks
     task = tasks.get(job.task)
     running = RunningJob(job.id, job.task, job.attempts, job.max_attempts)
     token = _current_job.set(running)

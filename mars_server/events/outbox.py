@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
-from flask import current_app
 
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import context
 from mars_server.events.jobs import notify_after_commit
 from mars_server.events.models import OutboxEvent
 from mars_server.hookspecs import AuditEntry
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -87,7 +87,7 @@ def emit(
     :param target: the id of the object, for the audit log (default: ``payload["id"]``).
     :raises UnknownEventType: when no plugin declares ``type``.
     """
-    state = current_app.extensions["mars"]
+    state = mars_state()
     event_type = state.event_types.get(type)
     if event_type is None:
         raise UnknownEventType(f"no plugin declares the event type {type!r}")
@@ -137,7 +137,7 @@ def _record(
     details: Mapping[str, Any],
     when: dt.datetime,
 ) -> None:
-    current_app.extensions["mars"].plugins.audit_entry(
+    mars_state().plugins.audit_entry(
         AuditEntry(
             action=action,
             actor_id=acting.actor_id,

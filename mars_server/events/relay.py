@@ -9,11 +9,11 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
-from flask import current_app
 
 from mars_server import metrics
 from mars_server.db import db, new_id, utcnow
 from mars_server.events.models import QUEUED, RUNNING, Job, OutboxEvent, ScheduleState
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -32,7 +32,7 @@ BATCH = 500
 
 
 def handlers_for(event_type: str) -> list[EventHandler]:
-    handlers = current_app.extensions["mars"].event_handlers.values()
+    handlers = mars_state().event_handlers.values()
     return [h for h in handlers if "*" in h.event_types or event_type in h.event_types]
 
 
@@ -101,7 +101,7 @@ def enqueue_schedules(now: dt.datetime | None = None) -> tuple[int, dt.datetime 
     from mars_server.events.jobs import enqueue
 
     now = now or utcnow()
-    schedules = current_app.extensions["mars"].schedules
+    schedules = mars_state().schedules
     if not schedules:
         return 0, None
     known = set(db.session.scalars(sa.select(ScheduleState.name)))
@@ -119,7 +119,8 @@ def enqueue_schedules(now: dt.datetime | None = None) -> tuple[int, dt.datetime 
     ).all()
     for state in due:
         schedule = schedules[state.name]
-        enqueue(schedule.task, **schedule.kwargs)
+        arguments: dict[str, Any] = dict(schedule.kwargs)  # never enqueue()'s own: create_app
+        enqueue(schedule.task, **arguments)
         state.next_run_at = now + schedule.every
     db.session.commit()
     next_due = db.session.scalar(
@@ -140,7 +141,7 @@ def hand_to_broker(send: Callable[[str], None], *, limit: int = BATCH) -> int:
     running past the end of their lease (the worker died holding them).
     """
     now = utcnow()
-    tasks = current_app.extensions["mars"].tasks
+    tasks = mars_state().tasks
     resend_before = {name: now - dt.timedelta(seconds=t.timeout) for name, t in tasks.items()}
     stale = sa.case(resend_before, value=Job.task, else_=now - dt.timedelta(seconds=300))
     ids = list(
@@ -230,7 +231,7 @@ def handle_events(
     once), so the event that fails is retried alone and the others go through.
     """
     ids = list(event_ids or ()) + ([event_id] if event_id else [])
-    found = current_app.extensions["mars"].event_handlers.get(handler)
+    found = mars_state().event_handlers.get(handler)
     if found is None:
         log.warning("events %s: handler %r is no longer installed; skipped", ids, handler)
         return

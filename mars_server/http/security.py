@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from flask import current_app, g, request
+from flask import g, request
 
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX, MarsError
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -121,7 +122,7 @@ ADMIN_ROLE = "admin"
 def role_permissions(roles: Iterable[str]) -> frozenset[str]:
     """The permissions that ``roles`` hold, from what the plugins declared."""
     roles = frozenset(roles)
-    declared = current_app.extensions["mars"].permissions
+    declared = mars_state().permissions
     return frozenset(p.name for p in declared if ADMIN_ROLE in roles or roles & set(p.roles))
 
 
@@ -136,7 +137,7 @@ def current_actor() -> Actor | None:
         if refused is not None:  # asked again (the rate limiter, then the view): once is enough
             raise refused
         try:
-            actor = current_app.extensions["mars"].plugins.actor_from_request(request)
+            actor = mars_state().plugins.actor_from_request(request)
             if actor is None and request.headers.get("Authorization"):
                 raise AuthenticationFailed()
         except MarsError as exc:
@@ -198,4 +199,4 @@ def authorize_issuance(scopes: Iterable[str], *, expires_at: dt.datetime | None 
 
 def user_info(user_id: str) -> UserInfo | None:
     """What the plugins know of ``user_id`` (see the ``mars_user_info`` hook)."""
-    return current_app.extensions["mars"].plugins.user_info(user_id)
+    return mars_state().plugins.user_info(user_id)

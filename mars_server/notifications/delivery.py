@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 import sqlalchemy as sa
-from flask import current_app
 from ulid import ULID
 
 from mars_server import public_url
@@ -27,6 +26,7 @@ from mars_server.db import db
 from mars_server.mail import send_mail
 from mars_server.notifications.models import LINK_MAX, TITLE_MAX, Notification
 from mars_server.notifications.services import channels_for
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -42,7 +42,7 @@ MAIL_TEMPLATE = "notification"
 
 def notify(event: Event) -> None:
     """Turn ``event`` into the notifications the plugins draft for it (the handler)."""
-    plugins = current_app.extensions["mars"].plugins
+    plugins = mars_state().plugins
     drafts: dict[str, NotificationDraft] = {}
     for draft in plugins.notifications(event):
         # One notification per user and event: the first plugin to draft one wins.

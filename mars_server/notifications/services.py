@@ -20,6 +20,7 @@ from mars_server.db import db, utcnow
 from mars_server.events import audit
 from mars_server.http import BadRequest, NotFound, Page, ValidationFailed
 from mars_server.notifications.models import Notification, NotificationPreference
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -146,7 +147,7 @@ def channels_for(user_ids: Iterable[str], event_type: str) -> dict[str, Channels
 
 
 def _declared_event_types() -> dict[str, str]:
-    types = current_app.extensions["mars"].event_types
+    types = mars_state().event_types
     return {name: types[name].description for name in sorted(types)}
 
 

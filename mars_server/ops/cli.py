@@ -28,6 +28,7 @@ from mars_server.config import ConfigError
 from mars_server.http.spec import SpecError
 from mars_server.plugins import PluginError, broken_plugins_kept, build_plugin_manager
 from mars_server.scaffold.cli import plugin as plugin_scaffold
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator
@@ -260,7 +261,7 @@ def check() -> None:
     except Exception as exc:
         problems.append(f"MARS cannot start: {reason(exc)}")
     else:
-        plugins = app.extensions["mars"].plugins
+        plugins = mars_state(app).plugins
         for plugin in plugins.loaded:
             if plugin.state == "broken":
                 problems.append(plugin.problem)

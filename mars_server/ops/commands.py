@@ -10,6 +10,7 @@ from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 
 from mars_server.plugins import PluginError, broken_plugins_kept, builtin_names
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from mars_server.plugins import MarsPlugins
@@ -37,7 +38,7 @@ def list_plugins(as_json: bool) -> None:
     from mars_server.ops.meta import plugin_rows
 
     rows = plugin_rows()
-    for row, plugin in zip(rows, current_app.extensions["mars"].plugins.loaded, strict=True):
+    for row, plugin in zip(rows, mars_state().plugins.loaded, strict=True):
         if plugin.problem:
             row["problem"] = plugin.problem
     if as_json:
@@ -70,7 +71,7 @@ def purge_plugin(name: str, yes: bool) -> None:
     from mars_server.events import audit
     from mars_server.ops import migrations
 
-    hooks = current_app.extensions["mars"].plugins
+    hooks = mars_state().plugins
     loaded = hooks.loaded
     plugin = next((p for p in loaded if p.info.name == name), None)
     if name in builtin_names() | {"core"} or (plugin is not None and plugin.info.required):
@@ -269,7 +270,7 @@ def db_revision(message: str, branch: str, autogenerate: bool) -> None:
     from mars_server.ops.migrations import alembic_config, script_directory
 
     locations = {"core": str(CORE_MIGRATIONS / "versions")}
-    locations |= current_app.extensions["mars"].plugins.migrations_by_plugin()
+    locations |= mars_state().plugins.migrations_by_plugin()
     if branch not in locations:
         raise click.BadParameter(f"no migrations folder for {branch!r}", param_hint="--plugin")
     script = script_directory()

@@ -6,12 +6,13 @@ import logging
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from mars_server.db import db
 from mars_server.hookspecs import HealthCheck
 from mars_server.http.problems import problem_response
 from mars_server.ops import migrations
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from flask import Response
@@ -42,7 +43,7 @@ def healthz() -> dict[str, str]:
 @blueprint.get("/readyz")
 def readyz() -> Response | tuple[dict[str, object], int]:
     results: dict[str, str] = {}
-    for check in current_app.extensions["mars"].health_checks:
+    for check in mars_state().health_checks:
         try:
             check.check()
         except migrations.UnknownRevisions as exc:

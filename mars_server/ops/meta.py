@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from mars_server import __version__
+from mars_server.state import mars_state
 
 API_VERSION = "v1"
 
@@ -47,7 +47,7 @@ def plugin_rows() -> list[dict[str, Any]]:
             "source": p.source,
             "state": p.state,
         }
-        for p in current_app.extensions["mars"].plugins.loaded
+        for p in mars_state().plugins.loaded
     ]
 
 

@@ -48,6 +48,7 @@ from mars_server import metrics
 from mars_server.db import db, utcnow
 from mars_server.events.models import DEAD, QUEUED, RUNNING, Job, OutboxEvent
 from mars_server.http.problems import problem_response
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -184,7 +185,7 @@ class DatabaseCollector:
             "Jobs by task and state: queued (due or waiting to be retried), running, dead.",
             labels=["task", "state"],
         )
-        tasks = set(self.app.extensions["mars"].tasks) | {task for task, _ in counts}
+        tasks = set(mars_state(self.app).tasks) | {task for task, _ in counts}
         for task in sorted(tasks):
             for state in JOB_STATES:
                 jobs.add_metric([task, state], counts.get((task, state), 0))

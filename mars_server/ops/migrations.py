@@ -18,6 +18,7 @@ from flask import current_app
 from mars_server.db import db
 from mars_server.extensions import migrate
 from mars_server.plugins import builtin_names
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 def _version_locations(config: Config) -> Config:
     """Point Alembic at the core's versions folder and each enabled plugin's."""
     core = os.path.join(config.get_main_option("script_location") or "", "versions")
-    locations = [core, *current_app.extensions["mars"].migrations_locations]
+    locations = [core, *mars_state().migrations_locations]
     config.set_main_option("version_locations", os.pathsep.join(locations))
     return config
 
@@ -38,12 +39,10 @@ def alembic_config() -> Config:
 
 def script_directory() -> ScriptDirectory:
     """Every revision of the core and the plugins, read once per app."""
-    state = current_app.extensions["mars"]
-    script = getattr(state, "_script_directory", None)
-    if script is None:
-        script = ScriptDirectory.from_config(alembic_config())
-        state._script_directory = script
-    return script
+    state = mars_state()
+    if state.script_directory is None:
+        state.script_directory = ScriptDirectory.from_config(alembic_config())
+    return state.script_directory
 
 
 def script_heads() -> set[str]:
@@ -91,7 +90,7 @@ def stray_revisions(current: set[str] | None = None) -> dict[str | None, list[st
     from a newer release (see :func:`missing_heads`)."""
     script = script_directory()
     installed = {"core"} | builtin_names()
-    installed |= {plugin.info.name for plugin in current_app.extensions["mars"].plugins.loaded}
+    installed |= {plugin.info.name for plugin in mars_state().plugins.loaded}
     strays: dict[str | None, list[str]] = {}
     for revision in sorted(database_heads() if current is None else current):
         branch = revision_branch(revision)

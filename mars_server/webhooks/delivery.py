@@ -34,6 +34,7 @@ from mars_server.crypto import InvalidToken, open_sealed
 from mars_server.db import db, utcnow
 from mars_server.events import emit, enqueue
 from mars_server.hookspecs import EventHandler, EventType, NotificationDraft, Task
+from mars_server.state import mars_state
 from mars_server.webhooks.fanout import FAN_OUT, fan_out, fan_out_many
 from mars_server.webhooks.models import (
     FAILED,
@@ -123,7 +124,7 @@ def transport() -> Transport:
 
 
 def new_transport(app: Flask) -> Transport:
-    settings = app.extensions["mars"].plugin_settings["webhooks"]
+    settings = mars_state(app).plugin_settings["webhooks"]
     mars = app.config["MARS"]
     return Transport(
         allow_private=mars["WEBHOOKS_ALLOW_PRIVATE"],

@@ -8,6 +8,7 @@ import marshmallow as ma
 from flask import current_app
 
 from mars_server.http import SECRET, PageArgsSchema, StrictBoolean, page_schema
+from mars_server.state import mars_state
 from mars_server.webhooks.guard import url_problem
 from mars_server.webhooks.models import DELIVERY_STATUSES, DISABLED_REASONS
 
@@ -41,7 +42,7 @@ class WebhooksSettingsSchema(ma.Schema):
 
 
 def _declared_event_types() -> dict[str, Any]:
-    return current_app.extensions["mars"].event_types
+    return mars_state().event_types
 
 
 class WebhookSchema(ma.Schema):

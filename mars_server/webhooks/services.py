@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import current_app
 
 from mars_server.config import plugin_settings
 from mars_server.crypto import seal
 from mars_server.db import db, utcnow
 from mars_server.events import audit, enqueue
 from mars_server.http import Conflict, Forbidden, NotFound, check_issuance, paginate
+from mars_server.state import mars_state
 from mars_server.webhooks.models import (
     BY_OWNER,
     PENDING,
@@ -80,7 +80,7 @@ def get_endpoint(owner_id: str, endpoint_id: str) -> WebhookEndpoint:
 
 def scopes_to_read(*event_types: str) -> set[str]:
     """The scopes that read what events of ``event_types`` show (their ``scope``)."""
-    declared = current_app.extensions["mars"].event_types
+    declared = mars_state().event_types
     scopes = {declared[name].scope for name in event_types if name in declared}
     return {scope for scope in scopes if scope}
 
