@@ -224,7 +224,8 @@ def print_micro(app: Flask) -> None:
     from mars_projects.schemas import ProjectPageSchema, ProjectQueryArgsSchema
     from mars_server.db import db
     from mars_server.http import idempotency, pagination, requests
-    from mars_server.http.serialize import MarsJSONProvider, compile_dump
+    from mars_server.http.json import MarsJSONProvider
+    from mars_server.http.serialize import compile_dump
 
     with app.test_request_context(URL):
         page = services.list_projects(None, {"limit": 50})  # anonymous, as in the benchmark
@@ -243,7 +244,7 @@ def print_micro(app: Flask) -> None:
             ("compiled dump of the page (serialize.py)", lambda: compiled(page)),
             ("same page as dicts by hand", lambda: hand_page_dump(None, page)),
             ("Flask's json provider: response of the page", lambda: flask_json.response(dumped)),
-            ("orjson provider (serialize.py): the same", lambda: orjson_json.response(dumped)),
+            ("orjson provider (http/json.py): the same", lambda: orjson_json.response(dumped)),
             ("ProjectQueryArgsSchema() (once per request before)", ProjectQueryArgsSchema),
             (
                 "webargs parse of ?limit=50 (schema instance)",

@@ -33,7 +33,7 @@ from mars_server.http import (
     requests,
     spec,
 )
-from mars_server.http.serialize import json_provider
+from mars_server.http.json import json_provider
 from mars_server.ops import health
 from mars_server.ops import metrics as ops_metrics
 from mars_server.ops import migrations as _migrations  # noqa: F401  (Alembic's version folders)
@@ -281,7 +281,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         **spec.smorest_config(__version__),
     )
     app.config.update(raw.passthrough)
-    app.json = json_provider(app)  # response bodies encoded by orjson (serialize.py)
+    app.json = json_provider(app)  # response bodies encoded by orjson (http/json.py)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # fields in schema order
     app.request_class = requests.MarsRequest  # a malformed JSON body: a 400 saying why
     if settings["PROXY_FIX_HOPS"]:

@@ -443,20 +443,20 @@ def test_running_the_handler_again_adds_no_duplicate(app, ada, bob, project, run
 def test_a_handler_run_that_failed_leaves_nothing_and_the_retry_notifies_once(
     app, ada, bob, project, run_jobs, monkeypatch
 ):
-    from mars_server.notifications import delivery
+    from mars_server.notifications import handlers
 
     set_channels(bob, "project.member_added", in_app=True, email=True)
     add_member(ada, project()["id"], bob.user)
-    real_mail = delivery._mail
+    real_mail = handlers._mail
 
     def mail_then_crash(*args, **kwargs):
         real_mail(*args, **kwargs)
         raise RuntimeError("the worker died after queueing the mail")
 
-    monkeypatch.setattr(delivery, "_mail", mail_then_crash)
+    monkeypatch.setattr(handlers, "_mail", mail_then_crash)
     run_jobs()
     assert inbox(bob) == [] and mailbox(app) == []  # rolled back: no row, no mail job
-    monkeypatch.setattr(delivery, "_mail", real_mail)
+    monkeypatch.setattr(handlers, "_mail", real_mail)
     mars_db.session.execute(sa.text("UPDATE mars_jobs SET run_at = created_at"))
     mars_db.session.commit()
     run_jobs()

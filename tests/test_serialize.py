@@ -1,8 +1,9 @@
 """Compiled dumps give what marshmallow gives; orjson bodies are the bytes Flask would send.
 
-``mars_server.http.serialize`` replaces marshmallow's dump of response schemas and Flask's
-JSON encoding of response bodies, for speed only: every test here holds the fast path to
-the slow one, on generated objects, including the ones marshmallow refuses.
+``mars_server.http.serialize`` replaces marshmallow's dump of response schemas, and
+``mars_server.http.json`` Flask's JSON encoding of response bodies, for speed only: every
+test here holds the fast path to the slow one, on generated objects, including the ones
+marshmallow refuses.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from mars_projects.schemas import (
 )
 from mars_server.db import new_id
 from mars_server.http import Blueprint, Page, serialize
-from mars_server.http.serialize import MarsJSONProvider, compile_dump, fast_dump_schema
+from mars_server.http.json import MarsJSONProvider
+from mars_server.http.serialize import compile_dump, fast_dump_schema
 
 GENERATED = settings(max_examples=150, deadline=None)
 

@@ -16,8 +16,11 @@ from mars_server.auth.models import User
 from mars_server.events import Event, emit
 from mars_server.events.models import Job, OutboxEvent
 from mars_server.testing import run_due_jobs, signed_in_client
-from mars_server.webhooks import delivery, fanout
-from mars_server.webhooks.models import WebhookDelivery, WebhookEndpoint
+from mars_server.webhooks import maintenance, sending
+from mars_server.webhooks.attempts import MAX_ATTEMPTS
+from mars_server.webhooks.events import notifications
+from mars_server.webhooks.handlers import DELIVER_BATCH, fan_out
+from mars_server.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tests import webhook_fakes
 from tests.webhook_receiver import Answer, Receiver
 
@@ -161,7 +164,7 @@ def test_failed_attempts_follow_the_standard_webhooks_schedule(client, db, recei
 
     [item] = client.get(f"{BASE}/{endpoint['id']}/deliveries").json["items"]
     assert item["status"] == "failed"
-    assert item["attempt_count"] == 8 == delivery.MAX_ATTEMPTS
+    assert item["attempt_count"] == 8 == MAX_ATTEMPTS
     assert item["response_status"] == 500
     assert "500" in item["error"]
     ids = {r.headers["webhook-id"] for r in receiver.requests}
@@ -333,7 +336,7 @@ def test_fan_out_twice_delivers_once(app, client, db, receiver, run_jobs):
     event = emit_thing(db)
     row = db.session.get(OutboxEvent, event.id)
     for _ in range(2):
-        delivery.fan_out(Event.from_row(row))
+        fan_out(Event.from_row(row))
         db.session.commit()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 1
     run_jobs()  # the relay's own fan-out job finds the delivery made
@@ -466,7 +469,7 @@ def test_many_deliveries_share_pooled_connections(app, client, db, receiver, run
         emit_thing(db, name=f"n{n}")
     run_jobs()
     assert len(receiver.wait_for(20)) == 20
-    transport = delivery.transport()
+    transport = sending.transport()
     pool = transport.pool.connection_from_url(receiver.url())
     assert pool.num_connections == 1, "one kept-alive connection served them all"
 
@@ -493,7 +496,7 @@ def test_old_finished_deliveries_are_purged(app, client, db, receiver, run_jobs)
         traveller.shift(dt.timedelta(days=31))
         emit_thing(db, name="recent")
         db.session.commit()
-        delivery.purge()
+        maintenance.purge()
         db.session.commit()
     names = [
         json.loads(d.body)["data"]["name"]
@@ -525,7 +528,7 @@ def test_a_secret_sealed_under_another_key_is_not_sent_unsigned(
 def test_other_events_make_no_webhook_notifications(db, client):
     event = emit_thing(db)
     row = db.session.get(OutboxEvent, event.id)
-    assert delivery.notifications(Event.from_row(row)) == []
+    assert notifications(Event.from_row(row)) == []
 
 
 def deliver_jobs(db):
@@ -538,10 +541,10 @@ def deliver_jobs(db):
 def test_first_attempts_go_in_jobs_per_endpoint_and_batch(app, client, db, receiver, run_jobs):
     first = subscribe(client, receiver.url("/one"))
     second = subscribe(client, receiver.url("/two"))
-    for n in range(fanout.DELIVER_BATCH + 5):
+    for n in range(DELIVER_BATCH + 5):
         emit_thing(db, name=f"n{n}")
     run_jobs()
-    assert len(receiver.wait_for(2 * (fanout.DELIVER_BATCH + 5))) == 2 * (fanout.DELIVER_BATCH + 5)
+    assert len(receiver.wait_for(2 * (DELIVER_BATCH + 5))) == 2 * (DELIVER_BATCH + 5)
     jobs = deliver_jobs(db)
     endpoint_of = {
         d.id: d.endpoint_id for d in db.session.scalars(sa.select(WebhookDelivery)).all()
@@ -549,7 +552,7 @@ def test_first_attempts_go_in_jobs_per_endpoint_and_batch(app, client, db, recei
     per_job = [{endpoint_of[a["id"]] for a in job.kwargs["attempts"]} for job in jobs]
     assert all(len(endpoints) == 1 for endpoints in per_job), "a job serves one endpoint"
     sizes = sorted(len(job.kwargs["attempts"]) for job in jobs)
-    assert sizes == [5, 5, fanout.DELIVER_BATCH, fanout.DELIVER_BATCH]
+    assert sizes == [5, 5, DELIVER_BATCH, DELIVER_BATCH]
     assert {e for endpoints in per_job for e in endpoints} == {first["id"], second["id"]}
     assert {job.status for job in jobs} == {"succeeded"}
 
@@ -562,16 +565,16 @@ def test_an_attempt_already_recorded_is_not_made_again(app, client, db, receiver
     assert len(receiver.wait_for(2)) == 2
     [job] = deliver_jobs(db)
     # The same job once more, as after a worker died before marking it done.
-    delivery.deliver(**job.kwargs)
+    sending.deliver(**job.kwargs)
     db.session.commit()
     time.sleep(0.2)
     assert len(receiver.requests) == 2
-    attempts = db.session.scalar(sa.select(sa.func.count()).select_from(delivery.WebhookAttempt))
+    attempts = db.session.scalar(sa.select(sa.func.count()).select_from(WebhookAttempt))
     assert attempts == 2
 
 
 def test_a_long_job_hands_the_rest_to_a_new_job(app, client, db, receiver, run_jobs, monkeypatch):
-    monkeypatch.setattr(delivery, "BATCH_SECONDS", 0.0)
+    monkeypatch.setattr(sending, "BATCH_SECONDS", 0.0)
     subscribe(client, receiver.url())
     for n in range(3):
         emit_thing(db, name=f"n{n}")

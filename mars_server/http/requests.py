@@ -105,7 +105,7 @@ def load_json_body(data: str | bytes) -> Any:
     silently (``{"visibility": "private", "visibility": "public"}`` is public), raises a bare
     ``ValueError`` past 4,300 digits, and turns a lone surrogate escape (``"\\ud800"``) into
     a str that UTF-8, PostgreSQL and hashlib all refuse. Each is a :class:`JSONBodyError`
-    here. This is the app's ``json.loads`` (``serialize.MarsJSONProvider``), so Flask's
+    here. This is the app's ``json.loads`` (``http.json.MarsJSONProvider``), so Flask's
     ``request.get_json``, webargs (``blueprint.ArgumentsParser``) and the idempotency
     fingerprint all read a body by the same rules.
     """

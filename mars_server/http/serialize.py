@@ -1,4 +1,4 @@
-"""Fast response bodies: response schemas compiled to plain functions, JSON by orjson.
+"""Fast response bodies: response schemas compiled to plain functions.
 
 marshmallow stays the source of truth. :func:`compile_dump` reads a schema's bound fields
 and writes one Python function that returns what ``schema.dump`` returns, without
@@ -11,9 +11,7 @@ it cannot reproduce (``@pre_dump``/``@post_dump`` hooks, an overridden ``dump`` 
 ``_serialize``) is left to marshmallow. ``tests/test_serialize.py`` holds the two to the
 same output.
 
-:class:`MarsJSONProvider` encodes response bodies with orjson when that gives the same
-bytes Flask's own provider would, and hands everything else to Flask's provider. It parses
-request bodies by MARS's rules (``requests.load_json_body``).
+The JSON encoding of what a dump returns is :mod:`mars_server.http.json`'s.
 """
 
 from __future__ import annotations
@@ -25,25 +23,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
-from flask.json.provider import DefaultJSONProvider
 from marshmallow import fields as mf
 from marshmallow.decorators import POST_DUMP, PRE_DUMP
 from marshmallow.utils import ensure_text_type, get_value, missing
 from sqlalchemy.orm.attributes import InstrumentedAttribute
 
-from mars_server.http.requests import load_json_body
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; Flask's provider still works
-    orjson = None  # type: ignore[assignment]
-
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from flask import Flask
-    from flask.json.provider import JSONProvider
-    from werkzeug.sansio.response import Response
 
 log = logging.getLogger(__name__)
 
@@ -333,44 +319,3 @@ def fast_dump_schema(schema: ma.Schema | type[ma.Schema]) -> ma.Schema:
 
     instance.dump = compile_then_dump  # type: ignore[method-assign]
     return instance
-
-
-class MarsJSONProvider(DefaultJSONProvider):
-    """Flask's JSON provider, with response bodies encoded by orjson.
-
-    orjson is used only where its bytes are Flask's: compact output (not debug mode), and
-    printable ASCII output while :attr:`ensure_ascii` is on (a body with other characters
-    or DEL is encoded by Flask, which escapes them). Dates and dataclasses still go through
-    :attr:`default` (Flask's RFC 822 dates, ``dataclasses.asdict``). What orjson refuses
-    (integers beyond 64 bits, non-string keys, lone surrogates, unknown types) is encoded
-    by Flask, which answers or raises as before. Two differences remain, in floats only:
-    orjson writes ``1e-05`` as ``0.00001`` (the same number), and NaN and infinities as
-    ``null`` (Python's ``NaN`` is not JSON). :meth:`dumps` is Flask's, unchanged.
-
-    :meth:`loads` (what ``request.get_json`` calls) is strict RFC 8259: see
-    :func:`~mars_server.http.requests.load_json_body`.
-    """
-
-    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return load_json_body(s)
-
-    def response(self, *args: Any, **kwargs: Any) -> Response:
-        obj = self._prepare_response_obj(args, kwargs)
-        if orjson is None or self.compact is False or (self.compact is None and self._app.debug):
-            return super().response(obj)
-        option = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-        if self.sort_keys:
-            option |= orjson.OPT_SORT_KEYS
-        try:
-            body = orjson.dumps(obj, default=self.default, option=option)
-        except TypeError:  # orjson.JSONEncodeError is a TypeError
-            return super().response(obj)
-        if self.ensure_ascii and (not body.isascii() or b"\x7f" in body):
-            return super().response(obj)  # json escapes non-ASCII and DEL; orjson does not
-        response_class: Any = self._app.response_class
-        return response_class(body + b"\n", mimetype=self.mimetype)
-
-
-def json_provider(app: Flask) -> JSONProvider:
-    """The JSON provider for ``app``: :class:`MarsJSONProvider` (Flask's encoder without orjson)."""
-    return MarsJSONProvider(app)

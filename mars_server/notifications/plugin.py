@@ -58,7 +58,7 @@ def mars_scopes() -> Sequence[Scope]:
 
 @hookimpl
 def mars_event_handlers() -> Sequence[EventHandler]:
-    from mars_server.notifications.delivery import HANDLER_NAME, notify
+    from mars_server.notifications.handlers import HANDLER_NAME, notify
 
     return [EventHandler(HANDLER_NAME, ("*",), notify)]
 

@@ -62,7 +62,7 @@ def mars_scopes() -> Sequence[Scope]:
 
 @hookimpl
 def mars_event_types() -> Sequence[EventType]:
-    from mars_server.webhooks.delivery import EVENT_TYPES
+    from mars_server.webhooks.events import EVENT_TYPES
 
     return EVENT_TYPES
 
@@ -77,35 +77,35 @@ def mars_openapi(spec: APISpec, event_types: Mapping[str, EventType]) -> None:
 
 @hookimpl
 def mars_event_handlers() -> Sequence[EventHandler]:
-    from mars_server.webhooks.delivery import HANDLERS
+    from mars_server.webhooks.handlers import HANDLERS
 
     return HANDLERS
 
 
 @hookimpl
 def mars_tasks() -> Sequence[Task]:
-    from mars_server.webhooks.delivery import TASKS
+    from mars_server.webhooks.tasks import TASKS
 
     return TASKS
 
 
 @hookimpl
 def mars_schedules() -> Sequence[Schedule]:
-    from mars_server.webhooks.delivery import PURGE_TASK
+    from mars_server.webhooks.maintenance import PURGE_TASK
 
     return [Schedule(PURGE_TASK, PURGE_TASK, every=dt.timedelta(hours=1))]
 
 
 @hookimpl
 def mars_notifications(event: Event) -> Sequence[NotificationDraft]:
-    from mars_server.webhooks.delivery import notifications
+    from mars_server.webhooks.events import notifications
 
     return notifications(event)
 
 
 @hookimpl
 def mars_app_ready(app: Flask) -> None:
-    from mars_server.webhooks.delivery import TRANSPORT_KEY, new_transport
+    from mars_server.webhooks.sending import TRANSPORT_KEY, new_transport
 
     # One connection pool per app, shared by every worker thread.
     app.extensions[TRANSPORT_KEY] = new_transport(app)

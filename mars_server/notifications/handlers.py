@@ -1,4 +1,4 @@
-"""The ``notifications.from_event`` handler: committed events become notifications.
+"""The ``notifications.from_event`` event handler: committed events become notifications.
 
 For each event, every plugin's ``mars_notifications`` hook drafts notifications; each draft
 then reaches its user in the app and/or by e-mail, as the user chose for the event type.

@@ -1,4 +1,4 @@
-"""The ``webhooks.fan_out`` handler: committed events become deliveries and their jobs.
+"""The ``webhooks.fan_out`` event handler: committed events become deliveries and their jobs.
 
 For a batch of events it reads the subscribed endpoints once, asks once per owner whether
 they are active, writes every new delivery in one statement, and enqueues one
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import enqueue
+from mars_server.hookspecs import EventHandler
 from mars_server.http import user_info
 from mars_server.webhooks.models import (
     PENDING,
@@ -102,3 +103,6 @@ def fan_out_many(events: Sequence[Event]) -> None:
     for attempts in batches.values():
         for start in range(0, len(attempts), DELIVER_BATCH):
             enqueue(DELIVER_TASK, attempts=attempts[start : start + DELIVER_BATCH])
+
+
+HANDLERS = [EventHandler(FAN_OUT, ("*",), fan_out, handle_many=fan_out_many, batch=500)]
