@@ -79,12 +79,12 @@ def verify(runner, *args: str):
 
 def test_an_entry_exists_only_if_its_change_commits(app, db, create_user):
     user = create_user(email="rollback@example.test")
-    accounts.grant_role(db.session.get(accounts.User, user.id), "admin")
+    accounts.grant_role(db.session.get(accounts.User, user.id), "admin", commit=False)
     db.session.rollback()
     assert entries(action="auth.role_granted") == []
     assert db.session.get(accounts.User, user.id).role_names == {"member"}
 
-    accounts.grant_role(db.session.get(accounts.User, user.id), "admin")
+    accounts.grant_role(db.session.get(accounts.User, user.id), "admin", commit=False)
     db.session.commit()
     [granted] = entries(action="auth.role_granted")
     assert (granted.target, granted.details) == (user.id, {"role": "admin"})

@@ -188,7 +188,9 @@ def test_two_admins_taking_each_others_role_at_once_cannot_both_succeed(app):
     first = make_user(app, roles=("member", "admin")).id
     second = make_user(app, roles=("member", "admin")).id
     db.session.remove()
-    results = race(app, lambda user: accounts.revoke_role(user, "admin"), second, first)
+    results = race(
+        app, lambda user: accounts.revoke_role(user, "admin", commit=False), second, first
+    )
     assert results == {"holder": "changed", "waiter": "refused"}
     assert roles_of(first) == {"admin", "member"}
     assert roles_of(second) == {"member"}
@@ -199,6 +201,8 @@ def test_disabling_two_admins_at_once_leaves_one(app):
     first = make_user(app, roles=("member", "admin")).id
     second = make_user(app, roles=("member", "admin")).id
     db.session.remove()
-    results = race(app, lambda user: accounts.set_status(user, "disabled"), first, second)
+    results = race(
+        app, lambda user: accounts.set_status(user, "disabled", commit=False), first, second
+    )
     assert results == {"holder": "changed", "waiter": "refused"}
     assert (status_of(first), status_of(second)) == ("disabled", "active")

@@ -29,6 +29,13 @@ from mars_server.testing import make_token, make_user
 ME = "/api/v1/me"
 
 
+def stored_key(key: str) -> str:
+    """``key`` as the cache stores it in Redis (the prefix is per pytest-xdist worker)."""
+    import mars_server.cache
+
+    return mars_server.cache.REDIS_PREFIX + key
+
+
 @pytest.fixture(params=["redis", "memory"])
 def instances(request, make_app):
     """Two instances of MARS on one database: ``(a, b)``."""
@@ -98,9 +105,9 @@ def test_cache_entries_are_keyed_by_digest_never_the_token(make_app, redis_url):
     token = make_token(a, make_user(a), ["account:read"])
     assert status(a, token) == 200
     client = redis.Redis.from_url(redis_url)
-    keys = [key.decode() for key in client.keys("mars:cache:auth:*")]
+    keys = [key.decode() for key in client.keys(stored_key("auth:*"))]
     assert sorted(keys) == sorted(
-        ["mars:cache:auth:gen", f"mars:cache:auth:pat:{tokens.secrets.digest(token)}"]
+        [stored_key("auth:gen"), stored_key(f"auth:pat:{tokens.secrets.digest(token)}")]
     )
     for key in keys:
         assert token.encode() not in client.get(key)
@@ -190,7 +197,7 @@ def test_a_rolled_back_revocation_changes_nothing(instances):
     assert status(b, token) == 200
     before = generation(a)
     with a.app_context():
-        accounts.revoke_all_tokens(db.session.get(User, user.id))
+        accounts.revoke_all_tokens(db.session.get(User, user.id), commit=False)
         db.session.get(User, user.id).status = "disabled"
         db.session.flush()
         db.session.rollback()
@@ -247,7 +254,7 @@ def test_entries_live_no_longer_than_the_token(make_app, redis_url):
         clock.shift(dt.timedelta(days=1) - dt.timedelta(seconds=30))
         assert status(a, token) == 200
     ttl = redis.Redis.from_url(redis_url).pttl(
-        f"mars:cache:auth:pat:{tokens.secrets.digest(token)}"
+        stored_key(f"auth:pat:{tokens.secrets.digest(token)}")
     )
     assert 0 < ttl <= 30_000
 
@@ -523,10 +530,10 @@ def test_an_entry_forged_in_redis_is_refused(redis_pair, redis_url, caplog):
     assert status(a, token, "/api/v1/users") == 200
     made_up = token[:-8] + "AAAAAAAA"  # never issued
     server = redis.Redis.from_url(redis_url)
-    real = server.get(f"mars:cache:auth:pat:{tokens.secrets.digest(token)}")
-    server.set(f"mars:cache:auth:pat:{tokens.secrets.digest(made_up)}", real)  # a copied MAC
+    real = server.get(stored_key(f"auth:pat:{tokens.secrets.digest(token)}"))
+    server.set(stored_key(f"auth:pat:{tokens.secrets.digest(made_up)}"), real)  # a copied MAC
     forged = dict(json.loads(json.loads(real)["p"]))
-    forged_key = f"mars:cache:auth:pat:{tokens.secrets.digest(made_up + 'x')}"
+    forged_key = stored_key(f"auth:pat:{tokens.secrets.digest(made_up + 'x')}")
     server.set(forged_key, json.dumps({"p": json.dumps(forged), "m": "0" * 64}))
     with caplog.at_level(logging.WARNING, logger="mars_server.auth.token_cache"):
         assert status(a, made_up, "/api/v1/users") == 401

@@ -4,6 +4,7 @@
 Opening a link only shows a form; the POST does the work. Mail scanners that fetch every link
 in a message therefore never use one up. The link's single-use token travels in the form and is
 the form's anti-forgery secret: a third party cannot post it without having read the mail.
+The services called commit what a POST changes, and keep nothing of a refused one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 from flask import Blueprint, render_template, request
 
 from mars_server.auth import emails, pages
-from mars_server.db import db
 from mars_server.http import MarsError
 
 blueprint = Blueprint("account_pages", __name__, template_folder="templates")
@@ -46,7 +46,6 @@ def verify() -> tuple[str, int]:
         emails.verify_email(token)
     except MarsError:
         return _invalid_link()
-    db.session.commit()
     return _page(
         "message.html",
         title="Your address is confirmed",
@@ -67,14 +66,12 @@ def reset_password() -> tuple[str, int]:
     try:
         emails.reset_password(token, password)
     except MarsError as error:
-        db.session.rollback()
         message = pages.form_error_message(error)
         if message is None:
             raise
         if message == emails.INVALID_LINK:
             return _invalid_link()
         return _page("reset_password.html", 422, token=token, message=message)
-    db.session.commit()
     return _page(
         "message.html",
         title="Your password is changed",

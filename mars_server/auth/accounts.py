@@ -1,4 +1,11 @@
-"""Accounts: users, their passwords, statuses and roles. No HTTP here."""
+"""Accounts: users, their passwords, statuses and roles. No HTTP here.
+
+What the API, the pages and the ``mars`` commands call commits its change (the audit entry
+with it); a refused change raises before anything is written. ``commit=False`` leaves the
+commit to a caller's larger unit of work, as in :mod:`mars_server.resources`. The building
+blocks that other services compose (:func:`create_user`, :func:`set_password`, ...) work in
+their caller's transaction and say so.
+"""
 
 from __future__ import annotations
 
@@ -78,6 +85,8 @@ def create_user(
     status: str = "pending",
     roles: tuple[str, ...] = ("member",),
 ) -> User:
+    """A new user, in the caller's transaction (flushed: it has its id); :class:`Conflict`
+    when the address has an account."""
     if password is not None:
         check_password_policy(password, email=email)
     user = User(
@@ -106,7 +115,7 @@ def list_users(args: dict[str, Any]) -> Page[User]:
     return paginate(stmt, User.id, args, name="users")
 
 
-def revoke_all_tokens(user: User, *, reason: str = "revoked") -> int:
+def revoke_all_tokens(user: User, *, reason: str = "revoked", commit: bool = True) -> int:
     """Revoke every personal access token and OAuth token of ``user``; return how many.
 
     Authorization codes not exchanged yet go too: one issued a moment before would
@@ -134,22 +143,25 @@ def revoke_all_tokens(user: User, *, reason: str = "revoked") -> int:
     count = sum(counts.values())
     if count:
         audit("auth.token_revoked", target=user.id, kind="all", reason=reason, **counts)
+    if commit:
+        db.session.commit()
     return count
 
 
 def set_password(user: User, password: str, *, temporary: bool = False) -> None:
-    """Replace the password; every token of the user is revoked."""
+    """Replace the password, in the caller's transaction; every token of the user is revoked."""
     check_password_policy(password, email=user.email)
     user.password_hash = passwords.hash_password(password)
     user.must_change_password = temporary
-    revoke_all_tokens(user, reason="password_set")
+    revoke_all_tokens(user, reason="password_set", commit=False)
 
 
 def change_password(
     user: User, current: str, new: str, *, on_wrong_password: Callable[[], None] | None = None
 ) -> None:
-    """Replace the password after checking the current one (``on_wrong_password`` first
-    counts a wrong one: see :func:`mars_server.auth.signin.change_password`)."""
+    """Replace the password after checking the current one, in the caller's transaction
+    (``on_wrong_password`` first counts a wrong one: see
+    :func:`mars_server.auth.signin.change_password`, which commits)."""
     ok, _ = passwords.verify_password(user.password_hash, current)
     if not ok:
         if on_wrong_password is not None:
@@ -163,7 +175,8 @@ def change_password(
 
 
 def temporary_password(user: User) -> str:
-    """A one-time password the user must change at the next sign-in."""
+    """A one-time password the user must change at the next sign-in (in the caller's
+    transaction)."""
     password = secrets.token_urlsafe(12)
     set_password(user, password, temporary=True)
     return password
@@ -224,7 +237,7 @@ def _keep_an_admin(user: User, doing: str, *, force: bool) -> bool:
     )
 
 
-def set_status(user: User, status: str, *, force: bool = False) -> None:
+def set_status(user: User, status: str, *, force: bool = False, commit: bool = True) -> None:
     """Enable or disable ``user``; disabling revokes every token they hold.
 
     Disabling the last active admin raises :class:`LastAdmin` (409), unless ``force``
@@ -239,36 +252,88 @@ def set_status(user: User, status: str, *, force: bool = False) -> None:
         extra = {"last_admin": True} if forced else {}
         audit(action, target=user.id, previous_status=previous, **extra)
     if status == "disabled":
-        revoke_all_tokens(user, reason="user_disabled")
+        revoke_all_tokens(user, reason="user_disabled", commit=False)
+    if commit:
+        db.session.commit()
 
 
-def grant_role(user: User, role: str) -> bool:
+def grant_role(user: User, role: str, *, commit: bool = True) -> bool:
     """Give ``user`` the role; False when they had it already."""
     if role not in ROLES:
         raise ValidationFailed({"role": f"Must be one of: {', '.join(ROLES)}."})
-    if role in user.role_names:
-        return False
-    user.roles.append(UserRole(role=role))
-    audit("auth.role_granted", target=user.id, role=role)
-    return True
+    granted = role not in user.role_names
+    if granted:
+        user.roles.append(UserRole(role=role))
+        audit("auth.role_granted", target=user.id, role=role)
+    if commit:
+        db.session.commit()
+    return granted
 
 
-def revoke_role(user: User, role: str, *, force: bool = False) -> bool:
+def revoke_role(user: User, role: str, *, force: bool = False, commit: bool = True) -> bool:
     """Take the role from ``user``; False when they did not have it.
 
     Taking the admin role from the last active admin raises :class:`LastAdmin` (409),
     unless ``force`` (the operator's ``mars users revoke-role --force``).
     """
-    for assignment in user.roles:
-        if assignment.role == role:
-            forced = role == "admin" and _keep_an_admin(
-                user, "taking their admin role", force=force
-            )
-            user.roles.remove(assignment)
-            extra = {"last_admin": True} if forced else {}
-            audit("auth.role_revoked", target=user.id, role=role, **extra)
-            return True
-    return False
+    assignment = next((held for held in user.roles if held.role == role), None)
+    if assignment is not None:
+        forced = role == "admin" and _keep_an_admin(user, "taking their admin role", force=force)
+        user.roles.remove(assignment)
+        extra = {"last_admin": True} if forced else {}
+        audit("auth.role_revoked", target=user.id, role=role, **extra)
+    if commit:
+        db.session.commit()
+    return assignment is not None
+
+
+#: what a user changes of their own account (``PATCH /me``)
+PROFILE_FIELDS = frozenset({"display_name"})
+
+
+def update_profile(user: User, changes: dict[str, Any]) -> User:
+    """Set what ``user`` changed of their profile (:data:`PROFILE_FIELDS`); audited and
+    committed."""
+    unknown = sorted(changes.keys() - PROFILE_FIELDS)
+    if unknown:
+        raise ValidationFailed(dict.fromkeys(unknown, "Not a field of your profile."))
+    for name, value in changes.items():
+        setattr(user, name, value)
+    audit("auth.profile_updated", target=user.id, changes=changes)
+    db.session.commit()
+    return user
+
+
+def provision_user(
+    email: str, *, password: str | None = None, display_name: str = "", admin: bool = False
+) -> tuple[User, str | None]:
+    """An active account made by an operator, without e-mail verification; audited and
+    committed. Without ``password``, a one-time one (returned) is to be changed at the first
+    sign-in."""
+    roles = ("member", "admin") if admin else ("member",)
+    user = create_user(
+        email, password=password, display_name=display_name, status="active", roles=roles
+    )
+    temporary = temporary_password(user) if password is None else None
+    audit(
+        "auth.user_created",
+        target=user.id,
+        email=user.email,
+        status=user.status,
+        roles=list(roles),
+        temporary_password=temporary is not None,
+    )
+    db.session.commit()
+    return user, temporary
+
+
+def reset_to_temporary_password(user: User) -> str:
+    """An operator's reset: a one-time password (returned) replaces the user's, every token
+    of theirs is revoked; audited and committed."""
+    password = temporary_password(user)
+    audit("auth.password_reset", target=user.id, method="temporary_password")
+    db.session.commit()
+    return password
 
 
 def record_login(user: User, when: dt.datetime | None = None) -> None:

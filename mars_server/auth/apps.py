@@ -2,6 +2,7 @@
 
 A confidential app's secret is returned by :func:`create_app` and :func:`rotate_secret` only,
 and stored as a digest; after a rotation the previous secret keeps working for a grace period.
+Every change commits, with its audit entry; a refused one raises before writing anything.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def create_app(
         scopes=app.scopes.split(),
         grant_types=app.grant_types,
     )
+    db.session.commit()
     return app, secret
 
 
@@ -167,6 +169,7 @@ def update_app(app: OAuthClient, changes: dict[str, Any], issuer: Actor | None =
     if "scopes" in changes:
         app.scopes = " ".join(sorted(set(changes["scopes"])))
     audit("auth.app_updated", target=app.id, client_id=app.client_id, changes=changes)
+    db.session.commit()
 
 
 def rotate_secret(app: OAuthClient, issuer: Actor | None = None) -> str:
@@ -187,7 +190,9 @@ def rotate_secret(app: OAuthClient, issuer: Actor | None = None) -> str:
         client_id=app.client_id,
         previous_secret_valid_until=app.previous_secret_expires_at,
     )
-    return _new_secret(app)
+    secret = _new_secret(app)
+    db.session.commit()
+    return secret
 
 
 def delete_app(app: OAuthClient) -> None:
@@ -209,3 +214,4 @@ def delete_app(app: OAuthClient) -> None:
         sa.delete(AuthorizationCode).where(AuthorizationCode.client_id == app.client_id)
     )
     db.session.delete(app)
+    db.session.commit()

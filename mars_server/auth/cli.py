@@ -1,4 +1,5 @@
-"""``mars users`` and ``mars tokens``: the operators' overrides. Every change is committed."""
+"""``mars users`` and ``mars tokens``: the operators' overrides. Every change is committed,
+by the service each command calls."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from flask.cli import AppGroup
 
 from mars_server.auth import accounts, tokens
 from mars_server.db import db
-from mars_server.events import audit
 
 users = AppGroup("users", help="Create accounts, reset passwords, disable, manage roles.")
 tokens_group = AppGroup("tokens", help="Create and revoke personal access tokens.")
@@ -54,35 +54,15 @@ def _fail_on_problem(func):  # type: ignore[no-untyped-def]
 @_fail_on_problem
 def create_user(email: str, admin: bool, display_name: str, password_stdin: bool) -> None:
     """Create an active account (no e-mail verification)."""
-    roles = ("member", "admin") if admin else ("member",)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-        user = accounts.create_user(
-            email, password=password, display_name=display_name, status="active", roles=roles
-        )
-        _audit_created(user, roles, temporary_password=False)
-        db.session.commit()
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    user, temporary = accounts.provision_user(
+        email, password=password, display_name=display_name, admin=admin
+    )
+    if temporary is None:
         click.echo(f"created {user.id} {user.email}")
         return
-    user = accounts.create_user(email, display_name=display_name, status="active", roles=roles)
-    temporary = accounts.temporary_password(user)
-    _audit_created(user, roles, temporary_password=True)
-    db.session.commit()
     click.echo(f"created {user.id} {user.email}; one-time password (change at sign-in):")
     click.echo(temporary)
-
-
-def _audit_created(
-    user: accounts.User, roles: tuple[str, ...], *, temporary_password: bool
-) -> None:
-    audit(
-        "auth.user_created",
-        target=user.id,
-        email=user.email,
-        status=user.status,
-        roles=list(roles),
-        temporary_password=temporary_password,
-    )
 
 
 @users.command("reset-password")
@@ -97,16 +77,13 @@ def reset_password(email: str, temporary: bool) -> None:
     """Send a password-reset e-mail, or print a one-time password (--temporary)."""
     user = _user(email)
     if temporary:
-        password = accounts.temporary_password(user)
-        audit("auth.password_reset", target=user.id, method="temporary_password")
-        db.session.commit()
+        password = accounts.reset_to_temporary_password(user)
         click.echo(f"one-time password for {user.email} (all their tokens are revoked):")
         click.echo(password)
         return
     from mars_server.auth.emails import send_password_reset
 
     send_password_reset(user)
-    db.session.commit()
     click.echo(f"password-reset e-mail sent to {user.email}")
 
 
@@ -141,9 +118,8 @@ def disable(email: str, force: bool) -> None:
     try:
         accounts.set_status(user, "disabled", force=force)
     except accounts.LastAdmin as error:
-        db.session.rollback()
+        db.session.rollback()  # at once: the admin rows stay locked until then
         raise _last_admin_refused(error) from None
-    db.session.commit()
     click.echo(f"disabled {user.email}; tokens revoked")
     _warn_if_no_admin_left()
 
@@ -155,7 +131,6 @@ def enable(email: str) -> None:
     """Enable (or activate) an account."""
     user = _user(email)
     accounts.set_status(user, "active")
-    db.session.commit()
     click.echo(f"enabled {user.email}")
 
 
@@ -167,7 +142,6 @@ def grant_role(email: str, role: str) -> None:
     """Grant ROLE (admin, member) to the account."""
     user = _user(email)
     changed = accounts.grant_role(user, role)
-    db.session.commit()
     click.echo(f"{user.email} {'now has' if changed else 'already had'} the role {role}")
 
 
@@ -182,9 +156,8 @@ def revoke_role(email: str, role: str, force: bool) -> None:
     try:
         changed = accounts.revoke_role(user, role, force=force)
     except accounts.LastAdmin as error:
-        db.session.rollback()
+        db.session.rollback()  # at once: the admin rows stay locked until then
         raise _last_admin_refused(error) from None
-    db.session.commit()
     click.echo(f"{user.email} {'no longer has' if changed else 'did not have'} the role {role}")
     _warn_if_no_admin_left()
 
@@ -200,7 +173,6 @@ def create_token(email: str, scopes: tuple[str, ...], name: str, days: int | Non
     row, secret = tokens.create_personal_access_token(
         _user(email), name=name, scopes=list(scopes), expires_in_days=days
     )
-    db.session.commit()
     click.echo(f"created {row.id} for {email}, expires {row.expires_at:%Y-%m-%d}")
     click.echo(secret)
 
@@ -215,7 +187,6 @@ def revoke_token(token_id: str | None, email: str | None) -> None:
         raise click.UsageError("give a token ID or --user EMAIL, not both")
     if email:
         count = accounts.revoke_all_tokens(_user(email), reason="operator")
-        db.session.commit()
         click.echo(f"revoked {count} tokens of {email}")
         return
     from mars_server.auth.models import PersonalAccessToken
@@ -224,5 +195,4 @@ def revoke_token(token_id: str | None, email: str | None) -> None:
     if row is None:
         raise click.ClickException(f"no token {token_id!r}")
     tokens.revoke_personal_access_token(row)
-    db.session.commit()
     click.echo(f"revoked {token_id}")

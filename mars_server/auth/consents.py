@@ -30,7 +30,8 @@ def covers(user: User, client: OAuthClient, scope: str) -> bool:
 
 
 def remember(user: User, client: OAuthClient, scope: str) -> None:
-    """Record that ``user`` allowed ``client`` ``scope`` (added to what they allowed before)."""
+    """Record that ``user`` allowed ``client`` ``scope`` (added to what they allowed before),
+    in the caller's transaction: the one that issues the code (:func:`oauth.approve`)."""
     if client.client_type != "confidential":
         return
     consent = db.session.get(OAuthConsent, (user.id, client.client_id))
@@ -61,8 +62,8 @@ def list_authorizations(user: User) -> list[dict[str, Any]]:
 
 
 def revoke_authorization(user: User, client_id: str) -> int:
-    """Forget ``user``'s consent to ``client_id`` and revoke every token it holds for them;
-    returns how many tokens were revoked."""
+    """Forget ``user``'s consent to ``client_id`` and revoke every token it holds for them
+    (committed); returns how many tokens were revoked."""
     consent = db.session.get(OAuthConsent, (user.id, client_id))
     if consent is None:
         raise NotFound(f"You have not allowed an app {client_id!r}.")
@@ -86,4 +87,5 @@ def revoke_authorization(user: User, client_id: str) -> int:
         tokens_revoked=revoked,
         personal_access_tokens_revoked=personal,
     )
+    db.session.commit()
     return int(revoked) + personal

@@ -7,6 +7,9 @@ to reset an unknown one gets the same answer as the real thing.
 Asking for these mails is throttled (``auth.throttle``), per recipient and per requesting
 address: a recipient past its limit simply gets no more mail (the answer does not change), an
 address past its limit gets 429, which says nothing about any account.
+
+Each request commits what it did (the throttle's counts too, when it sends nothing); a
+refused one keeps nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from mars_server.auth import accounts, secrets, throttle
 from mars_server.auth.models import EmailToken, User
 from mars_server.db import db, utcnow
 from mars_server.events import audit
-from mars_server.http import BadRequest
+from mars_server.http import BadRequest, MarsError
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX
 from mars_server.mail import send_mail
 
@@ -116,6 +119,7 @@ def _consume(token: str, purpose: str) -> User:
 
 
 def send_verification(user: User) -> None:
+    """Mail ``user`` a new verification link, in the caller's transaction."""
     hours = plugin_settings("auth")["verify_link_hours"]
     token = _issue(user, VERIFY, dt.timedelta(hours=hours))
     send_mail(
@@ -127,7 +131,8 @@ def send_verification(user: User) -> None:
     )
 
 
-def send_password_reset(user: User) -> None:
+def send_password_reset(user: User, *, commit: bool = True) -> None:
+    """Mail ``user`` a new reset link (their older ones stop working); audited."""
     minutes = plugin_settings("auth")["reset_link_minutes"]
     token = _issue(user, RESET, dt.timedelta(minutes=minutes))
     audit("auth.password_reset_requested", target=user.id)
@@ -138,45 +143,58 @@ def send_password_reset(user: User) -> None:
         reset_url=_link("/accounts/reset-password", token),
         expires_in_minutes=minutes,
     )
+    if commit:
+        db.session.commit()
 
 
 def register(email: str, password: str, display_name: str = "", address: str | None = None) -> None:
     """Create a pending account and mail its verification link; silent if the address is
     taken or has had its share of mail. ``address`` is the requester's, for its limit."""
     accounts.check_password_policy(password, email=email)
-    if not _may_mail(email, address) or accounts.find_user(email) is not None:
-        return
-    user = accounts.create_user(email, password=password, display_name=display_name)
-    audit("auth.registered", target=user.id, email=user.email)
-    send_verification(user)
+    if _may_mail(email, address) and accounts.find_user(email) is None:
+        user = accounts.create_user(email, password=password, display_name=display_name)
+        audit("auth.registered", target=user.id, email=user.email)
+        send_verification(user)
+    db.session.commit()
 
 
 def verify_email(token: str) -> User:
+    """Use a verification link: a pending account becomes active. :class:`BadRequest` for a
+    link that does not work (unknown, used or expired)."""
     user = _consume(token, VERIFY)
     previous = user.status
     if user.status == "pending":
         user.status = "active"
     audit("auth.email_verified", target=user.id, previous_status=previous)
+    db.session.commit()
     return user
 
 
 def request_password_reset(email: str, address: str | None = None) -> None:
     """Mail a reset link if ``email`` has an account that may have one; silent otherwise,
     and once the address has had its share of mail."""
-    if not _may_mail(email, address):
-        return
-    user = accounts.find_user(email)
-    if user is not None and user.status != "disabled":
-        send_password_reset(user)
+    if _may_mail(email, address):
+        user = accounts.find_user(email)
+        if user is not None and user.status != "disabled":
+            send_password_reset(user, commit=False)
+    db.session.commit()
 
 
 def reset_password(token: str, password: str) -> User:
-    user = _consume(token, RESET)
-    if user.status == "disabled":
-        raise BadRequest(INVALID_LINK)
-    accounts.set_password(user, password)
+    """Use a reset link to set a new password; every token of the user is revoked.
+    :class:`BadRequest` for a link that does not work, :class:`ValidationFailed` for a
+    password the policy refuses: the link then stays usable, for another try."""
+    try:
+        user = _consume(token, RESET)
+        if user.status == "disabled":
+            raise BadRequest(INVALID_LINK)
+        accounts.set_password(user, password)
+    except MarsError:
+        db.session.rollback()  # refused: the link, marked used above, stays usable
+        raise
     previous = user.status
     if user.status == "pending":  # the mail reached them: the address is theirs
         user.status = "active"
     audit("auth.password_reset", target=user.id, method="email_link", previous_status=previous)
+    db.session.commit()
     return user

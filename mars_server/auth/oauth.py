@@ -13,6 +13,15 @@ authlib 1.9's defaults are not safe enough, so this module overrides them:
 
 authlib logs issued tokens at DEBUG level: :func:`build_server` raises the level of its
 loggers so that no secret can reach a log.
+
+Transactions: authlib runs each OAuth request and calls the hooks below as it goes, so no
+single service can own the transaction. The functions at the end of this module (what the
+views in ``oauth_views`` call) make each request one unit of work: the consent page's
+decision is committed with the redirect authlib builds; what the token, revocation and
+introspection endpoints wrote is committed on a 200 and rolled back otherwise, as authlib
+answers a refusal with a response, not an exception. The hooks commit only what must
+outlive a refusal, each one saying why, and :mod:`mars_server.auth.client_auth` commits
+the count of a failed client authentication.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
     ClientMixin,
     InvalidGrantError,
@@ -42,15 +52,17 @@ from flask import current_app
 from flask import request as http_request
 
 from mars_server import plugin_settings
-from mars_server.auth import accounts, client_auth, secrets
+from mars_server.auth import accounts, client_auth, consents, secrets
 from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken, User
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import audit
 from mars_server.state import mars_state
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from authlib.oauth2.rfc6749 import OAuth2Request
-    from flask import Flask
+    from flask import Flask, Response
 
 log = logging.getLogger(__name__)
 
@@ -312,8 +324,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             target=request.client.row.id,
             client_id=request.client.client_id,
             scope=request.scope,
-        )
-        db.session.commit()
+        )  # committed with the redirect that carries the code (:func:`approve`)
 
     def generate_authorization_code(self) -> str:
         return secrets.new_opaque_token()
@@ -341,13 +352,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 user_id=row.user_id,
                 tokens_revoked=revoked,
             )
-            db.session.commit()
+            db.session.commit()  # kept though authlib answers invalid_grant (rolled back)
             log.warning(
                 "authorization code used twice; %d token(s) of its family revoked",
                 revoked,
                 extra={"client_id": row.client_id, "family_id": row.family_id},
             )
             return None
+        # The claim is kept whatever follows: a code is used once, even by a failed exchange.
         db.session.commit()
         if row.expires_at <= _now():
             return None
@@ -410,7 +422,7 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
             family_id=row.family_id,
             tokens_revoked=revoked,
         )
-        db.session.commit()
+        db.session.commit()  # kept though authlib answers invalid_grant (rolled back)
         log.warning(
             "refresh token replayed; %d token(s) of its family revoked",
             revoked,
@@ -522,8 +534,7 @@ class MarsRevocationEndpoint(IgnoreUnknownHint, RevocationEndpoint):
             user_id=row.user_id,
             family_id=row.family_id,
             tokens_revoked=revoked,
-        )
-        db.session.commit()
+        )  # committed with authlib's answer (:func:`endpoint_response`)
 
 
 class MarsIntrospectionEndpoint(IgnoreUnknownHint, IntrospectionEndpoint):
@@ -617,3 +628,61 @@ def metadata(issuer: str) -> dict[str, Any]:
         "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
         "authorization_response_iss_parameter_supported": False,
     }
+
+
+# --- Each OAuth request, one unit of work (see the module's docstring) -------------------------
+
+
+def approve(grant: grants.AuthorizationCodeGrant, user: User, *, remember: bool = True) -> Response:
+    """``user`` allows the app of ``grant`` what it asks for: authlib's redirect with a new
+    code (audited by :meth:`AuthorizationCodeGrant.save_authorization_code`); ``remember``
+    records the consent (:func:`consents.remember`), which the next request then skips.
+    Committed."""
+    grant.request.user = user
+    if remember:
+        consents.remember(user, grant.client.row, grant.request.scope)
+    response: Response = server().create_authorization_response(grant_user=user, grant=grant)
+    db.session.commit()
+    return response
+
+
+def deny(grant: grants.AuthorizationCodeGrant, user: User) -> Response:
+    """``user`` refuses the app of ``grant``: authlib's redirect with ``access_denied``; the
+    refusal is audited and committed."""
+    grant.request.user = None
+    accounts.audit_as(
+        user.id,
+        "auth.app_authorization_denied",
+        target=grant.client.row.id,
+        client_id=grant.client.client_id,
+        scope=grant.request.scope,
+    )
+    response: Response = server().create_authorization_response(grant_user=None, grant=grant)
+    db.session.commit()
+    return response
+
+
+def token_response() -> Response:
+    """``/oauth/token``: authlib's answer; the tokens it issued are committed with it."""
+    return _committed_when_ok(lambda: server().create_token_response())
+
+
+def endpoint_response(name: str) -> Response:
+    """The answer of authlib's endpoint ``name`` (``revocation``, ``introspection``)."""
+    return _committed_when_ok(lambda: server().create_endpoint_response(name))
+
+
+def _committed_when_ok(respond: Callable[[], Response]) -> Response:
+    """authlib answers a refused request with a response, not an exception: what a 200 wrote
+    is committed, what any other answer wrote is rolled back. An :class:`OAuth2Error`
+    raised before authlib could answer (an insecure transport) rolls back too."""
+    try:
+        response = respond()
+    except OAuth2Error:
+        db.session.rollback()
+        raise
+    if response.status_code == 200:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    return response

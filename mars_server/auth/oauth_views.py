@@ -4,6 +4,10 @@ JSON errors (RFC 6749 section 5.2), not problem+json.
 - ``/oauth/authorize``: the sign-in and consent pages (server-rendered, no JavaScript);
 - ``/oauth/token``, ``/oauth/revoke`` (RFC 7009), ``/oauth/introspect`` (RFC 7662);
 - ``/.well-known/oauth-authorization-server`` (RFC 8414).
+
+What a request changes is committed by the service it calls: :mod:`mars_server.auth.signin`
+and :mod:`mars_server.auth.oauth`, which runs authlib's side of each request as one unit of
+work.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.local import LocalProxy
 
 from mars_server import public_url
-from mars_server.auth import accounts, consents, oauth, pages, signin
+from mars_server.auth import consents, oauth, pages, signin
 from mars_server.auth.models import User
 from mars_server.db import db
 from mars_server.events import acting_as
@@ -41,6 +45,8 @@ from mars_server.events import context as acting_context
 from mars_server.http import MarsError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flask import Flask
     from flask.sessions import SessionMixin
 
@@ -221,11 +227,6 @@ def _explain(error: OAuth2Error) -> tuple[str, str]:
     )
 
 
-def _redirect(response: Response) -> Response:
-    db.session.commit()
-    return response
-
-
 @blueprint.route("/oauth/authorize", methods=["GET", "POST"])
 def authorize() -> Any:
     server = oauth.server()
@@ -233,7 +234,7 @@ def authorize() -> Any:
         grant = server.get_consent_grant(end_user=None)
     except OAuth2Error as error:
         if error.redirect_uri:  # a valid redirect URI: the client hears of the error
-            return _redirect(server.handle_error_response(None, error))
+            return server.handle_error_response(None, error)
         return _error_page(error)  # never redirect to a URI that was not registered
     client: oauth.Client = grant.client
     if request.method == "POST" and not _csrf_ok():
@@ -249,23 +250,10 @@ def authorize() -> Any:
         if action == "change_password":
             return _change_password(user, client)
         return _page("change_password.html", client=client.row, user=user)
-    if action in ("approve", "deny"):
-        grant.request.user = user if action == "approve" else None
-        if action == "approve":
-            consents.remember(user, client.row, grant.request.scope)
-        if action == "deny":  # an approval is recorded with the code it issues
-            accounts.audit_as(
-                user.id,
-                "auth.app_authorization_denied",
-                target=client.row.id,
-                client_id=client.client_id,
-                scope=grant.request.scope,
-            )
-        return _redirect(
-            server.create_authorization_response(
-                grant_user=user if action == "approve" else None, grant=grant
-            )
-        )
+    if action == "approve":
+        return oauth.approve(grant, user)
+    if action == "deny":
+        return oauth.deny(grant, user)
     if action == "sign_out":
         session.pop(SESSION_USER, None)
         return _page("login.html", client=client.row)
@@ -273,8 +261,7 @@ def authorize() -> Any:
         user, client.row, grant.request.scope
     ):
         # Allowed before, every scope of it: no page, the app gets its code at once.
-        grant.request.user = user
-        return _redirect(server.create_authorization_response(grant_user=user, grant=grant))
+        return oauth.approve(grant, user, remember=False)
     declared = oauth.declared_scopes()
     requested = grant.request.scope.split()
     scopes = [(name, declared.get(name, "")) for name in requested]
@@ -328,9 +315,7 @@ def _change_password(user: User, client: oauth.Client) -> Any:
         message = pages.form_error_message(error)
         if message is None:
             raise
-        db.session.rollback()
         return _page("change_password.html", 422, client=client.row, user=user, message=message)
-    db.session.commit()
     _sign_in_as(user)  # this browser stays signed in; every other one is signed out
     return _see_next_page()
 
@@ -338,32 +323,26 @@ def _change_password(user: User, client: oauth.Client) -> Any:
 # --- Token, revocation, introspection, metadata -------------------------------------------------
 
 
-def _endpoint(call: Any) -> Response:
+def _endpoint(respond: Callable[[], Response]) -> Response:
     try:
-        response: Response = call()
+        return respond()
     except OAuth2Error as error:  # raised before authlib could answer (insecure transport)
-        db.session.rollback()
         return _oauth_error(error)
-    if response.status_code == 200:
-        db.session.commit()
-    else:
-        db.session.rollback()
-    return response
 
 
 @blueprint.route("/oauth/token", methods=["POST"])
 def token() -> Response:
-    return _endpoint(lambda: oauth.server().create_token_response())
+    return _endpoint(oauth.token_response)
 
 
 @blueprint.route("/oauth/revoke", methods=["POST"])
 def revoke() -> Response:
-    return _endpoint(lambda: oauth.server().create_endpoint_response("revocation"))
+    return _endpoint(lambda: oauth.endpoint_response("revocation"))
 
 
 @blueprint.route("/oauth/introspect", methods=["POST"])
 def introspect() -> Response:
-    return _endpoint(lambda: oauth.server().create_endpoint_response("introspection"))
+    return _endpoint(lambda: oauth.endpoint_response("introspection"))
 
 
 @blueprint.route("/.well-known/oauth-authorization-server")

@@ -1,5 +1,9 @@
 """Signing in with a password: throttled per account and per address, never telling which
-accounts exist, rehashing passwords whose parameters are outdated."""
+accounts exist, rehashing passwords whose parameters are outdated.
+
+Both functions commit, on refusal too: a failure's count and audit entry must outlive the
+refused request.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import TYPE_CHECKING
 from mars_server import metrics, plugin_settings
 from mars_server.auth import accounts, passwords, throttle
 from mars_server.db import db
+from mars_server.http import MarsError
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX
 
 if TYPE_CHECKING:
@@ -112,7 +117,8 @@ def change_password(user: User, current: str, new: str, address: str | None) -> 
     """Change ``user``'s password, the current one checked under the sign-in limits: a
     wrong one counts as a failed sign-in of the account and of the address, so a stolen
     token cannot be used to guess the password; past the limit, :class:`TooManyAttempts`.
-    A wrong password's count is committed before the 422 is raised."""
+    Committed; a wrong password's count is committed before the 422 is raised, and nothing
+    else of a refused change is kept."""
     try:
         check_throttle(user.email, address)
     except TooManyAttempts:
@@ -123,4 +129,9 @@ def change_password(user: User, current: str, new: str, address: str | None) -> 
     def count_failure() -> None:
         _record_failure(user.email, address, user, "wrong_current_password")
 
-    accounts.change_password(user, current, new, on_wrong_password=count_failure)
+    try:
+        accounts.change_password(user, current, new, on_wrong_password=count_failure)
+    except MarsError:
+        db.session.rollback()
+        raise
+    db.session.commit()

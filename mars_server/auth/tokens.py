@@ -1,4 +1,7 @@
-"""Personal access tokens, and the answer to "who sent this request?"."""
+"""Personal access tokens, and the answer to "who sent this request?".
+
+Creating and revoking a token commits it, with its audit entry.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ def create_personal_access_token(
     expires_in_days: int | None = None,
     issuer: Actor | None = None,
 ) -> tuple[PersonalAccessToken, str]:
-    """Issue a token; returns the row and the token, which is never stored or shown again.
+    """Issue a token (committed); returns the row and the token, which is never stored or
+    shown again.
 
     :param issuer: the credential asking, when it is one (not an operator at the command
         line): the new token is never stronger than it, in scopes or in lifetime: it ends
@@ -100,12 +104,13 @@ def create_personal_access_token(
         expires_at=row.expires_at,
         issued_by_client_id=row.issued_by_client_id,
     )
+    db.session.commit()
     return row, token
 
 
 def revoke_issued_by(client_id: str, user_id: str | None = None) -> int:
     """Revoke the personal access tokens the app ``client_id`` created (for ``user_id``, or
-    for everyone); returns how many."""
+    for everyone), in the caller's transaction; returns how many."""
     where = [
         PersonalAccessToken.issued_by_client_id == client_id,
         PersonalAccessToken.revoked_at.is_(None),
@@ -139,11 +144,13 @@ def get_personal_access_token(user: User, token_id: str) -> PersonalAccessToken:
 
 
 def revoke_personal_access_token(row: PersonalAccessToken) -> None:
+    """Revoke the token (committed); one revoked already stays as it is."""
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         audit(
             "auth.token_revoked", target=row.id, kind="personal_access_token", user_id=row.user_id
         )
+    db.session.commit()
 
 
 def _permissions(roles: frozenset[str]) -> frozenset[str]:

@@ -1,4 +1,7 @@
-"""The accounts API: ``/api/v1/me``, ``/api/v1/me/tokens`` and the admins' ``/api/v1/users``."""
+"""The accounts API: ``/api/v1/me``, ``/api/v1/me/tokens`` and the admins' ``/api/v1/users``.
+
+Each view calls one service, which commits its change (see :mod:`mars_server.auth.accounts`).
+"""
 
 from __future__ import annotations
 
@@ -30,8 +33,6 @@ from mars_server.auth.schemas import (
     UserQueryArgsSchema,
     UserSchema,
 )
-from mars_server.db import db
-from mars_server.events import audit
 from mars_server.http import (
     Blueprint,
     Forbidden,
@@ -75,11 +76,7 @@ class Me(MethodView):
         """Change your display name (send If-Match)"""
         user = me()
         require_if_match(user)
-        for name, value in changes.items():
-            setattr(user, name, value)
-        audit("auth.profile_updated", target=user.id, changes=changes)
-        db.session.commit()
-        return send_etag(user)
+        return send_etag(accounts.update_profile(user, changes))
 
 
 @me_blp.route("/password")
@@ -94,7 +91,6 @@ class MyPassword(MethodView):
         signin.change_password(
             me(), data["current_password"], data["new_password"], request.remote_addr
         )
-        db.session.commit()
 
 
 @me_blp.route("/tokens")
@@ -126,7 +122,6 @@ class MyTokens(MethodView):
             expires_in_days=data.get("expires_in_days"),
             issuer=current_actor(),
         )
-        db.session.commit()
         # The secret travels beside the row, never on it: it is not stored anywhere.
         columns = {column.key: getattr(row, column.key) for column in row.__table__.columns}
         return SimpleNamespace(**columns, token=secret)
@@ -140,7 +135,6 @@ class MyTokenById(MethodView):
     def delete(self, token_id: str) -> None:
         """Revoke one of your personal access tokens"""
         tokens.revoke_personal_access_token(tokens.get_personal_access_token(me(), token_id))
-        db.session.commit()
 
 
 @me_blp.route("/authorizations")
@@ -161,7 +155,6 @@ class MyAuthorizationByClient(MethodView):
     def delete(self, client_id: str) -> None:
         """Take back what you allowed an app: its tokens stop working, and it must ask again"""
         consents.revoke_authorization(me(), client_id)
-        db.session.commit()
 
 
 @users_blp.route("")
@@ -195,7 +188,6 @@ class UserRoles(MethodView):
         """Grant a role (admins)"""
         user = accounts.get_user(user_id)
         accounts.grant_role(user, data["role"])
-        db.session.commit()
         return user
 
 
@@ -213,7 +205,6 @@ class UserRoleByName(MethodView):
         """
         user = accounts.get_user(user_id)
         accounts.revoke_role(user, role)
-        db.session.commit()
         return user
 
 
@@ -235,7 +226,6 @@ class Registration(MethodView):
     def post(self, data: dict[str, str]) -> dict[str, str]:
         """Register: a verification link is e-mailed"""
         emails.register(data["email"], data["password"], data["display_name"], request.remote_addr)
-        db.session.commit()
         return _CHECK_INBOX
 
 
@@ -247,7 +237,6 @@ class Verification(MethodView):
     def post(self, data: dict[str, str]) -> None:
         """Verify your e-mail address with the link's token"""
         emails.verify_email(data["token"])
-        db.session.commit()
 
 
 @accounts_blp.route("/password-reset")
@@ -259,7 +248,6 @@ class PasswordResetRequest(MethodView):
     def post(self, data: dict[str, str]) -> dict[str, str]:
         """Ask for a password-reset link by e-mail"""
         emails.request_password_reset(data["email"], request.remote_addr)
-        db.session.commit()
         return _CHECK_INBOX
 
 
@@ -271,7 +259,6 @@ class PasswordReset(MethodView):
     def post(self, data: dict[str, str]) -> None:
         """Set a new password with the link's token; every token you hold is revoked"""
         emails.reset_password(data["token"], data["password"])
-        db.session.commit()
 
 
 apps_blp = Blueprint(
@@ -311,7 +298,6 @@ class Apps(MethodView):
     def post(self, data: dict[str, Any]) -> SimpleNamespace:
         """Register an OAuth app (its secret is shown once)"""
         app, secret = apps.create_app(_app_owner(), data, issuer=current_actor())
-        db.session.commit()
         send_etag(app)
         return _with_secret(app, secret)
 
@@ -334,7 +320,6 @@ class AppById(MethodView):
         app = apps.get_app(_app_owner(), app_id)
         require_if_match(app)
         apps.update_app(app, changes, issuer=current_actor())
-        db.session.commit()
         return send_etag(app)
 
     @apps_blp.requires("apps:write")
@@ -345,7 +330,6 @@ class AppById(MethodView):
         app = apps.get_app(_app_owner(), app_id)
         require_if_match(app)
         apps.delete_app(app)
-        db.session.commit()
 
 
 @apps_blp.route("/<string:app_id>/secret")
@@ -357,6 +341,5 @@ class AppSecret(MethodView):
         """Rotate an app's secret; the old one works for a grace period"""
         app = apps.get_app(_app_owner(), app_id)
         secret = apps.rotate_secret(app, issuer=current_actor())
-        db.session.commit()
         send_etag(app)
         return _with_secret(app, secret)

@@ -1,4 +1,8 @@
-"""``mars worker``, ``mars relay`` and ``mars jobs``: running and repairing background work."""
+"""``mars worker``, ``mars relay`` and ``mars jobs``: running and repairing background work.
+
+``mars jobs`` does what the admin API does, through the same services
+(:mod:`mars_server.events.services`), which commit.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,13 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
-from mars_server.db import db
-from mars_server.events import maintenance
-from mars_server.events.models import DEAD, JOB_STATUSES, Job
-from mars_server.events.outbox import audit
+from mars_server.events import services
+from mars_server.events.models import JOB_STATUSES, Job
 from mars_server.events.worker import Worker
+from mars_server.http import Conflict, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -132,12 +134,7 @@ def _row(job: Job) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_jobs(status: str | None, task: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
-    stmt = sa.select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-    if status:
-        stmt = stmt.where(Job.status == status)
-    if task:
-        stmt = stmt.where(Job.task == task)
-    for job in db.session.scalars(stmt):
+    for job in services.latest_jobs(status=status, task=task, limit=limit):
         if as_json:
             click.echo(json.dumps(_row(job)))
         else:
@@ -157,22 +154,14 @@ def retry_jobs(job_id: str | None, all_dead: bool, task: str | None) -> None:
     if bool(job_id) == all_dead:
         raise click.UsageError("give a JOB_ID or --all-dead")
     if job_id:
-        job = db.session.get(Job, job_id)
-        if job is None:
-            raise click.ClickException(f"no job {job_id!r}")
         try:
-            maintenance.retry(job)
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
-        jobs = [job]
+            jobs = [services.retry_job(job_id)]
+        except NotFound:
+            raise click.ClickException(f"no job {job_id!r}") from None
+        except Conflict as error:
+            raise click.ClickException(str(error.detail)) from None
     else:
-        stmt = sa.select(Job).where(Job.status == DEAD)
-        if task:
-            stmt = stmt.where(Job.task == task)
-        jobs = list(db.session.scalars(stmt))
-        for job in jobs:
-            maintenance.retry(job)
-    db.session.commit()
+        jobs = services.retry_dead_jobs(task=task)
     click.echo(f"{len(jobs)} job(s) queued again")
 
 
@@ -181,11 +170,7 @@ def retry_jobs(job_id: str | None, all_dead: bool, task: str | None) -> None:
 @click.option("--task", help="With --dead: only this task's jobs.")
 def purge_jobs(dead: bool, task: str | None) -> None:
     """Delete finished jobs and dispatched events past their retention."""
-    counts = maintenance.purge()
-    audit("jobs.purged", events=counts["events"], jobs=counts["jobs"])
-    if dead:
-        counts["dead jobs"] = maintenance.purge_dead(task=task)
-    db.session.commit()
+    counts = services.purge_jobs(dead=dead, task=task)
     click.echo(", ".join(f"{count} {what}" for what, count in counts.items()) + " deleted")
 
 

@@ -1,28 +1,21 @@
-"""``/api/v1/jobs``: the background jobs, for admins."""
+"""``/api/v1/jobs``: the background jobs, for admins (:mod:`mars_server.events.services`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from flask.views import MethodView
 
-from mars_server.db import db
-from mars_server.events import maintenance
-from mars_server.events.models import Job
+from mars_server.events import services
 from mars_server.events.schemas import JobPageSchema, JobQueryArgsSchema, JobSchema
-from mars_server.http import Blueprint, Conflict, NotFound, paginate, send_page
+from mars_server.http import Blueprint, send_page
+
+if TYPE_CHECKING:
+    from mars_server.events.models import Job
 
 blp = Blueprint(
     "jobs", __name__, url_prefix="/jobs", description="Background jobs (admins): see and replay."
 )
-
-
-def _job(job_id: str) -> Job:
-    job = db.session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"No job {job_id!r}.")
-    return job
 
 
 @blp.route("")
@@ -33,12 +26,7 @@ class Jobs(MethodView):
     @blp.response(200, JobPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """List background jobs, oldest first; filter by status and task"""
-        stmt = sa.select(Job)
-        if args.get("status"):
-            stmt = stmt.where(Job.status == args["status"])
-        if args.get("task"):
-            stmt = stmt.where(Job.task == args["task"])
-        return send_page(paginate(stmt, Job.id, args, name="jobs"))
+        return send_page(services.list_jobs(args))
 
 
 @blp.route("/<string:job_id>")
@@ -48,7 +36,7 @@ class JobById(MethodView):
     @blp.response(200, JobSchema)
     def get(self, job_id: str) -> Job:
         """Get a background job, with its last error"""
-        return _job(job_id)
+        return services.get_job(job_id)
 
 
 @blp.route("/<string:job_id>/retry")
@@ -58,10 +46,4 @@ class JobRetry(MethodView):
     @blp.response(200, JobSchema)
     def post(self, job_id: str) -> Job:
         """Run a dead job again now, with a fresh count of attempts"""
-        job = _job(job_id)
-        try:
-            maintenance.retry(job)
-        except ValueError as error:
-            raise Conflict(str(error)) from None
-        db.session.commit()
-        return job
+        return services.retry_job(job_id)
