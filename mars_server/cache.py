@@ -340,9 +340,9 @@ class Namespace:
 class Cache:
     """An app's cache: a backend and its namespaces."""
 
-    def __init__(self, backend: _Backend, *, prefix: str = REDIS_PREFIX) -> None:
+    def __init__(self, backend: _Backend, *, prefix: str | None = None) -> None:
         self.backend = backend
-        self.prefix = prefix
+        self.prefix = REDIS_PREFIX if prefix is None else prefix
         self._namespaces: dict[str, Namespace] = {}
         self._reporter = _Reporter()
 

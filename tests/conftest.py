@@ -87,3 +87,16 @@ def redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+@pytest.fixture(autouse=True)
+def _cache_keys_of_this_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under pytest-xdist, each worker's apps keep their cache keys under a prefix of their
+    own. Redis's key tracking (the token cache's revocation generation) is server-wide, not
+    per database: another worker's writes in its own database would otherwise reach this
+    worker's tracking connection as invalidations."""
+    worker = xdist_worker()
+    if worker is not None:
+        import mars_server.cache
+
+        monkeypatch.setattr(mars_server.cache, "REDIS_PREFIX", f"mars:cache:{worker}:")

@@ -20,6 +20,13 @@ from mars_server.cache import REDIS_SOCKET_TIMEOUT, Cache, MemoryBackend, RedisB
 DOWN = "redis://127.0.0.1:1/0"
 
 
+def stored_key(key: str) -> str:
+    """``key`` as the cache stores it in Redis (the prefix is per pytest-xdist worker)."""
+    import mars_server.cache
+
+    return mars_server.cache.REDIS_PREFIX + key
+
+
 def requests_counted(namespace, result):
     value = prometheus_client.REGISTRY.get_sample_value(
         "mars_cache_requests_total", {"namespace": namespace, "result": result}
@@ -100,7 +107,7 @@ def test_values_are_json_never_pickled(shared, request):
     things.set("when", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
     assert things.get("when") == "2026-01-02T03:04:05+00:00"
     if isinstance(shared.backend, RedisBackend):
-        raw = shared.backend.client.get("mars:cache:things:k")
+        raw = shared.backend.client.get(stored_key("things:k"))
         assert raw == b'[1,"two"]'
 
 
@@ -122,13 +129,13 @@ def test_entries_expire_in_redis(redis_url):
     things.set("short", 1, ttl=1)
     things.incr("counter", ttl=1)
     client = shared.backend.client
-    assert 0 < client.pttl("mars:cache:things:short") <= 1000
-    assert 0 < client.pttl("mars:cache:things:counter") <= 1000
+    assert 0 < client.pttl(stored_key("things:short")) <= 1000
+    assert 0 < client.pttl(stored_key("things:counter")) <= 1000
     things.set("forever", 2)
-    assert client.pttl("mars:cache:things:forever") == -1
+    assert client.pttl(stored_key("things:forever")) == -1
     # Rather than wait a second: the entries' last milliseconds.
-    client.pexpire("mars:cache:things:short", 1)
-    client.pexpire("mars:cache:things:counter", 1)
+    client.pexpire(stored_key("things:short"), 1)
+    client.pexpire(stored_key("things:counter"), 1)
     time.sleep(0.01)
     assert things.get_many("short", "counter", "forever") == [None, None, 2]
 
@@ -206,7 +213,7 @@ def test_the_cache_is_redis_when_configured(make_app, redis_url):
     with app.app_context():
         assert cache.get_cache().shared
         cache.namespace("projects").set("k", "v")
-    assert redis.Redis.from_url(redis_url).get("mars:cache:projects:k") == b'"v"'
+    assert redis.Redis.from_url(redis_url).get(stored_key("projects:k")) == b'"v"'
 
 
 def test_requests_are_served_while_redis_is_down(make_app, create_user, token_for):

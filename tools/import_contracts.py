@@ -48,6 +48,7 @@ CORE_INTERNALS = [
     "mars_server.events.relay",
     "mars_server.events.worker",
     "mars_server.events.celery",
+    "mars_server.events.services",
     "mars_server.models",
     "mars_server.state",
 ]
