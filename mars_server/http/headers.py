@@ -20,6 +20,7 @@ from flask import current_app, g, request
 
 from mars_server.http import caching
 from mars_server.http.spec import API_PREFIX
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from flask import Response
@@ -79,8 +80,7 @@ def vary_on_origin(response: Response) -> Response:
     sent): a cache must not give one origin's answer, or a refused origin's, to another."""
     if not current_app.config["MARS"]["CORS_ORIGINS"]:
         return response
-    state = current_app.extensions.get("mars")
-    declared = state.cors_paths if state is not None else ()  # plugins' (mars_cors_paths)
+    declared = mars_state().cors_paths  # the plugins' (mars_cors_paths)
     if request.path.startswith("/api/") or request.path in declared:  # r"/api/*" in create_app
         response.vary.add("Origin")
     return response

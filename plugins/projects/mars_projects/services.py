@@ -86,7 +86,7 @@ def create_project_for(actor: Actor, data: dict[str, Any]) -> Project:
 
 def update_project(actor: Actor, project: Project, changes: dict[str, Any]) -> Project:
     _require_role(actor, project, WRITERS)
-    members = events.member_ids(project.id)
+    members = api.member_ids(project.id)
     resources.update(
         project,
         changes,
@@ -102,7 +102,7 @@ def delete_project(actor: Actor | None, project: Project) -> None:
     """Delete ``project``; ``actor=None`` is an operator's override (the CLI)."""
     if actor is not None:
         _require_role(actor, project, ("owner",))
-    members = events.member_ids(project.id)
+    members = api.member_ids(project.id)
     resources.delete(
         project,
         event=events.DELETED,
