@@ -35,6 +35,9 @@ NON_SETTING_ENV = frozenset(
     {"MARS_CONFIG", "MARS_TEST_DATABASE_URL", "MARS_TEST_REDIS_URL", "MARS_TEST_REQUIRE_POSTGRES"}
 )
 MIN_SECRET_KEY_LENGTH = 32
+#: OWASP's argon2id configurations (from 46 MiB x 1 pass to 7 MiB x 5 passes): production
+#: refuses a password hash cost below all of them (memory in KiB, memory x passes).
+PASSWORD_HASH_FLOOR = (7168, 35840)
 
 
 class ConfigError(Exception):
@@ -141,6 +144,18 @@ class CoreSettingsSchema(ma.Schema):
     #: folder (mars_server/auth/token_cache.py).
     TOKEN_CACHE_SECONDS = ma.fields.Integer(
         load_default=60, validate=ma.validate.Range(min=0, max=3600)
+    )
+    #: argon2id's cost for new password hashes (mars_server.auth.passwords): RFC 9106's
+    #: low-memory profile by default. A stored hash with other parameters is rehashed at the
+    #: next sign-in. Production refuses less than OWASP's minimum (PASSWORD_HASH_FLOOR).
+    PASSWORD_HASH_MEMORY_KIB = ma.fields.Integer(
+        load_default=65536, validate=ma.validate.Range(min=8, max=4 * 1024 * 1024)
+    )
+    PASSWORD_HASH_TIME_COST = ma.fields.Integer(
+        load_default=3, validate=ma.validate.Range(min=1, max=100)
+    )
+    PASSWORD_HASH_PARALLELISM = ma.fields.Integer(
+        load_default=4, validate=ma.validate.Range(min=1, max=64)
     )
     #: API rate limits (mars_server.http.ratelimit): per authenticated caller, per address.
     RATELIMIT_ENABLED = ma.fields.Boolean(load_default=True)
@@ -345,6 +360,7 @@ def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
         )
 
     _check_public_url(settings, raw)
+    _check_password_hashing(settings, raw)
     if "*" in settings["CORS_ORIGINS"]:
         raw.problems.append(
             "MARS_CORS_ORIGINS: list the website's origins; '*' is refused "
@@ -393,6 +409,22 @@ def _check_public_url(settings: dict[str, Any], raw: RawConfig) -> None:
         )
     elif settings["ENV"] == "production" and parts.scheme != "https":
         raw.problems.append("MARS_PUBLIC_URL: must be https:// in production")
+
+
+def _check_password_hashing(settings: dict[str, Any], raw: RawConfig) -> None:
+    memory, passes = settings["PASSWORD_HASH_MEMORY_KIB"], settings["PASSWORD_HASH_TIME_COST"]
+    if settings["PASSWORD_HASH_PARALLELISM"] * 8 > memory:
+        raw.problems.append(
+            "MARS_PASSWORD_HASH_MEMORY_KIB: argon2 needs at least 8 KiB per lane "
+            f"(MARS_PASSWORD_HASH_PARALLELISM={settings['PASSWORD_HASH_PARALLELISM']})"
+        )
+    min_memory, min_product = PASSWORD_HASH_FLOOR
+    if settings["ENV"] == "production" and (memory < min_memory or memory * passes < min_product):
+        raw.problems.append(
+            f"MARS_PASSWORD_HASH_MEMORY_KIB={memory} with MARS_PASSWORD_HASH_TIME_COST={passes}"
+            f" is below OWASP's minimum for argon2id in production: at least {min_memory} KiB"
+            f", and memory x passes at least {min_product} (e.g. 19456 KiB and 2 passes)"
+        )
 
 
 def _check_mail(settings: dict[str, Any], raw: RawConfig) -> None:

@@ -8,8 +8,10 @@ import pytest
 import time_machine
 from argon2 import PasswordHasher
 
+from mars_server import create_app
 from mars_server.auth import passwords, signin
 from mars_server.auth.models import User
+from mars_server.config import ConfigError, CoreSettingsSchema
 
 PASSWORD = "correct horse battery staple"
 
@@ -69,14 +71,60 @@ def test_an_address_is_locked_after_twenty_failures_across_accounts(app, user):
 
 
 def test_outdated_hashes_are_rehashed_at_sign_in(app, db, user):
-    weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
-    db.session.get(User, user.id).password_hash = weak
+    # The tests' apps hash at argon2id's cheapest cost (m=8, t=1, p=1): a hash made with any
+    # other cost is outdated there, as production's own hashes are after a change of cost.
+    older = PasswordHasher(time_cost=2, memory_cost=16, parallelism=1).hash(PASSWORD)
+    db.session.get(User, user.id).password_hash = older
     db.session.commit()
     signin.authenticate("ada@example.test", PASSWORD, None)
     stored = db.session.get(User, user.id).password_hash
-    assert stored != weak
-    assert stored.startswith("$argon2id$")
+    assert stored != older
+    assert stored.startswith("$argon2id$v=19$m=8,t=1,p=1$")
     assert passwords.verify_password(stored, PASSWORD) == (True, None)
+
+
+def test_the_hash_cost_is_rfc_9106_low_memory_unless_set(make_app):
+    app = make_app(
+        PASSWORD_HASH_MEMORY_KIB=65536, PASSWORD_HASH_TIME_COST=3, PASSWORD_HASH_PARALLELISM=4
+    )
+    defaults = CoreSettingsSchema().load({})
+    assert [
+        defaults[f"PASSWORD_HASH_{key}"] for key in ("MEMORY_KIB", "TIME_COST", "PARALLELISM")
+    ] == [
+        65536,
+        3,
+        4,
+    ]
+    with app.app_context():
+        hashed = passwords.hash_password(PASSWORD)
+        assert hashed.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        assert passwords.verify_password(hashed, PASSWORD) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("memory", "passes", "refused"),
+    [(19456, 2, False), (47104, 1, False), (7168, 5, False), (19456, 1, True), (4096, 10, True)],
+)
+def test_production_refuses_a_hash_cost_below_owasps_minimum(tmp_path, memory, passes, refused):
+    settings = {
+        "INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "k" * 40,
+        "PUBLIC_URL": "https://mars.example.org",
+        "MAIL_BACKEND": "files",
+        "PASSWORD_HASH_MEMORY_KIB": memory,
+        "PASSWORD_HASH_TIME_COST": passes,
+        "PASSWORD_HASH_PARALLELISM": 1,
+    }
+    if refused:
+        with pytest.raises(ConfigError, match="below OWASP's minimum for argon2id in production"):
+            create_app(settings)
+    else:
+        assert create_app(settings).config["MARS"]["PASSWORD_HASH_MEMORY_KIB"] == memory
+
+
+def test_argon2_needs_eight_kib_per_lane(make_app):
+    with pytest.raises(ConfigError, match="at least 8 KiB per lane"):
+        make_app(PASSWORD_HASH_MEMORY_KIB=16, PASSWORD_HASH_PARALLELISM=4)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +142,7 @@ def test_weak_passwords_are_refused(password, reason):
     assert reason in problems[0]
 
 
-def test_long_passwords_are_not_truncated():
+def test_long_passwords_are_not_truncated(app):
     long = "a-long-passphrase-" * 7  # 126 characters, past bcrypt's 72 bytes
     hashed = passwords.hash_password(long)
     assert passwords.verify_password(hashed, long)[0]

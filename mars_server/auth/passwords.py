@@ -1,7 +1,9 @@
 """Passwords: argon2id hashes, rehashed when the parameters change, and a strength policy.
 
-argon2-cffi's default profile (RFC 9106 low-memory: 64 MiB, 3 passes, 4 lanes) is above
-OWASP's minimum for argon2id (19 MiB, 2 passes, 1 lane).
+The cost is the app's ``PASSWORD_HASH_*`` settings: by default RFC 9106's low-memory profile
+(64 MiB, 3 passes, 4 lanes), above OWASP's minimum for argon2id (19 MiB, 2 passes, 1 lane),
+which production enforces (mars_server.config). A hash made with other parameters still
+verifies, and is replaced at the next sign-in.
 """
 
 from __future__ import annotations
@@ -10,12 +12,26 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 
-_hasher = PasswordHasher()
+
+@cache
+def _hasher_with(memory_kib: int, time_cost: int, parallelism: int) -> PasswordHasher:
+    return PasswordHasher(memory_cost=memory_kib, time_cost=time_cost, parallelism=parallelism)
+
+
+def _hasher() -> PasswordHasher:
+    """The current app's hasher (its ``PASSWORD_HASH_*`` settings)."""
+    mars = current_app.config["MARS"]
+    return _hasher_with(
+        mars["PASSWORD_HASH_MEMORY_KIB"],
+        mars["PASSWORD_HASH_TIME_COST"],
+        mars["PASSWORD_HASH_PARALLELISM"],
+    )
 
 
 @cache
@@ -25,8 +41,8 @@ def _common_passwords() -> frozenset[str]:
 
 
 @cache
-def _dummy_hash() -> str:
-    return _hasher.hash("a password nobody has, for timing only")
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    return hasher.hash("a password nobody has, for timing only")
 
 
 def password_problems(password: str, *, email: str = "") -> list[str]:
@@ -44,7 +60,7 @@ def password_problems(password: str, *, email: str = "") -> list[str]:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> tuple[bool, str | None]:
@@ -53,10 +69,11 @@ def verify_password(password_hash: str | None, password: str) -> tuple[bool, str
     An account without a password still costs one verification, so response times do not
     tell which accounts exist.
     """
+    hasher = _hasher()
     try:
-        _hasher.verify(password_hash or _dummy_hash(), password)
+        hasher.verify(password_hash or _dummy_hash(hasher), password)
     except (VerificationError, InvalidHashError):
         return False, None
     if password_hash is None:
         return False, None
-    return True, hash_password(password) if _hasher.check_needs_rehash(password_hash) else None
+    return True, hasher.hash(password) if hasher.check_needs_rehash(password_hash) else None
