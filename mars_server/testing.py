@@ -6,8 +6,9 @@ Plugin packages get them by installing ``mars-server``:
   on PostgreSQL; the PostgreSQL run is skipped, with the reason, unless
   ``MARS_TEST_DATABASE_URL`` names a database the suite may wipe.
 - ``app_config``: override it to pass settings (``{"PLUGINS": {"projects": {...}}}``).
-- ``app``, ``client``, ``runner``, ``db``: a fresh app on a migrated database, emptied after
-  each test.
+- ``app``, ``client``, ``runner``, ``db``: an app on a migrated database, emptied after
+  each test; built once per process for each ``app_config`` and put back as built before
+  each test (mark a test that adds routes or hooks ``mars_fresh_app``).
 - ``make_app``: build another app on the same database (e.g. with other settings).
 - ``migrated_database`` (session): the database URL, brought to every branch's head once.
 - ``live_server``: the app served on a loopback port, for real HTTP clients.
@@ -79,6 +80,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "mars_sdk_live: calls a live MARS through mars_sdk (the `sdk` fixture); MARS's SDK "
         "coverage meta-test runs every test so marked, a plugin's own included",
     )
+    config.addinivalue_line(
+        "markers",
+        "mars_fresh_app: the `app` fixture builds a new app for this test instead of reusing "
+        "one (the test adds routes or request hooks, which Flask takes only before a request)",
+    )
 
 
 def _wanted(item: pytest.Item, choice: str) -> bool:
@@ -115,6 +121,12 @@ def settings_for_tests(
         # sends its requests in a burst, from one address. Rate-limit tests set their own.
         "RATELIMIT_DEFAULT": "100000/minute",
         "RATELIMIT_ANONYMOUS": "100000/minute",
+        # argon2id at its cheapest (8 KiB, 1 pass, 1 lane): a hash in under a millisecond,
+        # against about 100 ms at production's cost, for the same code paths. Production
+        # refuses this; tests of the cost itself set their own.
+        "PASSWORD_HASH_MEMORY_KIB": 8,
+        "PASSWORD_HASH_TIME_COST": 1,
+        "PASSWORD_HASH_PARALLELISM": 1,
         **overrides,
     }
 
@@ -256,19 +268,117 @@ def make_app(
             db.engine.dispose()
 
 
+@dataclass
+class _Pristine:
+    """What a reused app is put back to before each test: its settings and extensions as
+    ``create_app`` left them."""
+
+    config: dict[str, Any]
+    extensions: dict[str, Any]
+    state: dict[str, Any]
+
+
+#: Apps the ``app`` fixture keeps for the next test (this process), by database and settings.
+_REUSABLE: dict[tuple[str, str], tuple[Flask, _Pristine]] = {}
+#: Settings whose app holds connections to other servers (Redis): such apps are never reused.
+_NOT_REUSED = ("REDIS_URL", "JOBS_BACKEND", "CELERY_BROKER_URL")
+
+
+def _reuse_key(database_url: str, app_config: dict[str, Any]) -> tuple[str, str] | None:
+    """The key an app built with ``app_config`` is kept under, or ``None`` when it must be
+    built for this test alone: settings of other servers, ``MARS_*`` variables in the
+    environment, or plugins made to look installed (``install_plugins``)."""
+    import importlib.metadata
+
+    import mars_server.plugins
+
+    if (
+        any(name in app_config for name in _NOT_REUSED)
+        or any(k.startswith("MARS_") and not k.startswith("MARS_TEST_") for k in os.environ)
+        or mars_server.plugins.entry_points is not importlib.metadata.entry_points
+    ):
+        return None
+    return database_url, repr(sorted(app_config.items()))
+
+
+def _pristine(app: Flask) -> _Pristine:
+    import copy
+
+    state = mars_state(app)
+    return _Pristine(
+        config=copy.deepcopy(dict(app.config)),
+        extensions=dict(app.extensions),
+        state={name: copy.copy(value) for name, value in vars(state).items()},
+    )
+
+
+def _restore(app: Flask, pristine: _Pristine, instance_path: Path) -> None:
+    """Put a reused ``app`` back as ``create_app`` left it, with its instance folder (mail,
+    the token cache's generation file) moved to this test's ``instance_path``. The caches and
+    the rate limiter's counters start empty."""
+    import copy
+
+    from mars_server import cache
+    from mars_server.http import ratelimit
+
+    app.config.clear()
+    app.config.update(copy.deepcopy(pristine.config))
+    settings = app.config["MARS"]
+    settings["INSTANCE_PATH"] = app.instance_path = str(instance_path)
+    instance_path.mkdir(parents=True, exist_ok=True)
+    app.extensions.clear()
+    app.extensions.update(pristine.extensions)
+    app.extensions[cache.EXTENSION] = cache.Cache.from_settings(settings)
+    if ratelimit.limiter_of(app) is not None:
+        ratelimit.init_app(app)
+    state = mars_state(app)
+    for name, value in pristine.state.items():
+        setattr(state, name, copy.copy(value))
+
+
 @pytest.fixture
-def app(make_app: Callable[..., Flask], app_config: dict[str, Any]) -> Iterator[Flask]:
-    """A MARS app on a migrated, empty database; its app context is pushed."""
-    app = make_app(**app_config)
+def app(
+    make_app: Callable[..., Flask],
+    app_config: dict[str, Any],
+    migrated_database: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Flask]:
+    """A MARS app on a migrated, empty database; its app context is pushed.
+
+    The app is built once per process for each set of settings (``app_config``) and put back
+    as it was built before each test: settings, extensions, caches, rate-limit counters, an
+    instance folder of the test's own (``tmp_path / "instance"``). After its first request
+    Flask takes no new routes or hooks: mark a test that adds its own ``mars_fresh_app``.
+    ``make_app`` always builds a new app."""
+    from mars_server.db import db
+
+    fresh = request.node.get_closest_marker("mars_fresh_app") is not None
+    key = None if fresh else _reuse_key(migrated_database, app_config)
+    if key is None:
+        app = make_app(**app_config)
+    elif key in _REUSABLE:
+        app, pristine = _REUSABLE[key]
+        _restore(app, pristine, tmp_path / "instance")
+    else:
+        from mars_server import create_app
+
+        app = create_app(settings_for_tests(migrated_database, tmp_path / "instance", **app_config))
+        _REUSABLE[key] = app, _pristine(app)
     with app.app_context():
         yield app
+        db.session.remove()
+        if key is not None:
+            empty_tables(db)
 
 
 @pytest.fixture
 def live_server(app: Flask) -> Iterator[str]:
     """``app`` served by a real HTTP server on loopback; yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True
+    )
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
@@ -415,6 +525,9 @@ def install_plugins(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     return install
 
 
+#: How often a test's HTTP server looks for its shutdown: at the default half second, each
+#: test with a server waited that long at its end.
+SHUTDOWN_POLL_SECONDS = 0.02
 #: When set, names a file where every response an ``sdk`` client gets is recorded, one JSON
 #: line each (``{"method", "path", "status"}``): MARS's SDK coverage meta-test reads it.
 SDK_RECORD_ENV = "MARS_TEST_SDK_RECORD"

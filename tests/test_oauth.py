@@ -728,6 +728,7 @@ def test_an_app_acting_for_itself_has_no_me(app, db):
     assert response.mimetype == "application/problem+json"
 
 
+@pytest.mark.mars_fresh_app  # it adds a route of its own
 def test_the_oauth_pages_leave_the_apps_own_session_alone(app, register):
     import flask
 

@@ -225,7 +225,8 @@ def test_a_post_still_running_past_the_wait_is_a_conflict(sdk, monkeypatch):
         return real_create(actor, data)
 
     monkeypatch.setattr(mars_projects.services, "create_project_for", stuck_create)
-    client = sdk(timeout=0.5)
+    # 1.5 s: each answer (the 409s) arrives well within it even on a busy machine.
+    client = sdk(timeout=1.5)
     client.retry_policy = RetryPolicy(max_retries=1, backoff=0.05, max_backoff=0.1)
     try:
         with pytest.raises(Conflict) as raised:
