@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from mars_server.testing import SHUTDOWN_POLL_SECONDS
+
 
 @dataclass(frozen=True)
 class Received:
@@ -109,7 +111,9 @@ class Receiver:
         self._answers: dict[str, list[Answer]] = {}
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True
+        )
         self._thread.start()
         self.host = "[::1]" if ipv6 else "127.0.0.1"
 

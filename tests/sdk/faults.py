@@ -17,6 +17,8 @@ from typing import Literal
 
 import requests
 
+from mars_server.testing import SHUTDOWN_POLL_SECONDS
+
 HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "host"}
 
 
@@ -132,7 +134,9 @@ class FaultProxy:
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.proxy = self
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True
+        )
         self._thread.start()
 
     def inject(self, *faults: Fault) -> None:
