@@ -85,6 +85,9 @@ class CoreSettingsSchema(ma.Schema):
     SECRET_KEY = ma.fields.String(load_default=None, allow_none=True)
     #: The address users reach MARS at: links in e-mails and the OAuth issuer start with it.
     PUBLIC_URL = ma.fields.String(load_default=None, allow_none=True)
+    #: The organisation's website: where MARS's pages send people to sign in (after they
+    #: confirm their address, after they sign out). Development: the example website.
+    WEBSITE_URL = ma.fields.String(load_default=None, allow_none=True)
     DATABASE_URL = ma.fields.String(load_default=None, allow_none=True)
     INSTANCE_PATH = ma.fields.String(load_default=None, allow_none=True)
     MAX_CONTENT_LENGTH = ma.fields.Integer(

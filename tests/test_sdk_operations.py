@@ -160,7 +160,13 @@ def test_accounts_register_verify_and_reset(app, sdk):
     anonymous = sdk(anonymous=True)
     accepted = anonymous.accounts.register(email="new@example.test", password=PASSWORD)
     assert accepted.detail
-    [welcome] = mailbox(app)
+    [first] = mailbox(app)
+    # A new link for an account still waiting: the first one stops working.
+    assert anonymous.accounts.resend_verification(email="new@example.test").detail
+    welcome = mailbox(app)[-1]
+    assert link_token(welcome) != link_token(first)
+    with pytest.raises(BadRequest):
+        anonymous.accounts.verify_email(token=link_token(first))
     anonymous.accounts.verify_email(token=link_token(welcome))
     with pytest.raises(BadRequest):  # a link works once
         anonymous.accounts.verify_email(token=link_token(welcome))

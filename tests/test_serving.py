@@ -71,7 +71,7 @@ def operator_token(env: dict[str, str]) -> str:
 def stop(process: subprocess.Popen) -> str:
     process.terminate()
     try:
-        output, _ = process.communicate(timeout=10)
+        output, _ = process.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
         output, _ = process.communicate()

@@ -104,10 +104,18 @@ def create_app(
         name=values["name"],
         client_type=values["client_type"],
         redirect_uris=list(values.get("redirect_uris", [])),
+        post_logout_redirect_uris=[],
         scopes=" ".join(sorted(set(values["scopes"]))),
         grant_types=sorted(set(values["grant_types"])),
+        first_party=False,
     )
     secret = _new_secret(app) if app.client_type == "confidential" else None
+    _add(app)
+    return app, secret
+
+
+def _add(app: OAuthClient) -> None:
+    """Keep the new ``app``, audited, and commit."""
     db.session.add(app)
     db.session.flush()
     audit(
@@ -116,12 +124,60 @@ def create_app(
         client_id=app.client_id,
         name=app.name,
         client_type=app.client_type,
+        first_party=app.first_party,
         redirect_uris=app.redirect_uris,
+        post_logout_redirect_uris=app.post_logout_redirect_uris,
         scopes=app.scopes.split(),
         grant_types=app.grant_types,
     )
     db.session.commit()
-    return app, secret
+
+
+def create_first_party_app(
+    name: str, redirect_uris: list[str], post_logout_redirect_uris: list[str], scopes: list[str]
+) -> OAuthClient:
+    """Declare the organisation's own app (the operator's ``mars apps create --first-party``):
+    a public client (authorization code + PKCE, refresh tokens) that nobody owns, whose
+    users are not asked for consent. Committed, audited."""
+    values = {
+        "redirect_uris": redirect_uris,
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scopes": scopes,
+    }
+    _check(values, "public")
+    errors = [
+        f"{index}: {problem}"
+        for index, uri in enumerate(post_logout_redirect_uris)
+        if (problem := redirect_uri_problem(uri))
+    ]
+    if errors:
+        raise ValidationFailed({"post_logout_redirect_uris": errors})
+    if not scopes:
+        raise ValidationFailed({"scopes": ["Give at least one scope."]})
+    app = OAuthClient(
+        client_id="mars_app_" + random.token_urlsafe(18),
+        owner_id=None,
+        name=name,
+        client_type="public",
+        redirect_uris=list(redirect_uris),
+        post_logout_redirect_uris=list(post_logout_redirect_uris),
+        scopes=" ".join(sorted(set(scopes))),
+        grant_types=sorted(values["grant_types"]),
+        first_party=True,
+    )
+    _add(app)
+    return app
+
+
+def all_apps() -> list[OAuthClient]:
+    """Every app, first-party ones first (for operators)."""
+    return list(
+        db.session.scalars(
+            sa.select(OAuthClient).order_by(
+                OAuthClient.first_party.desc(), OAuthClient.created_at, OAuthClient.id
+            )
+        )
+    )
 
 
 def list_apps(owner: User) -> list[OAuthClient]:

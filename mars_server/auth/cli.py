@@ -8,11 +8,12 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from mars_server.auth import accounts, tokens
+from mars_server.auth import accounts, apps, tokens
 from mars_server.db import db
 
 users = AppGroup("users", help="Create accounts, reset passwords, disable, manage roles.")
 tokens_group = AppGroup("tokens", help="Create and revoke personal access tokens.")
+apps_group = AppGroup("apps", help="Declare first-party apps (the website); list and delete apps.")
 
 
 def _user(email: str) -> accounts.User:
@@ -196,3 +197,63 @@ def revoke_token(token_id: str | None, email: str | None) -> None:
         raise click.ClickException(f"no token {token_id!r}")
     tokens.revoke_personal_access_token(row)
     click.echo(f"revoked {token_id}")
+
+
+@apps_group.command("create")
+@click.option(
+    "--first-party",
+    is_flag=True,
+    required=True,
+    help="The organisation's own app: a public client, no consent page (required: other "
+    "apps are registered by their owners through the API).",
+)
+@click.option("--name", required=True, help="The name people see on the sign-in page.")
+@click.option(
+    "--redirect-uri", "redirect_uris", multiple=True, required=True, help="Repeat for more."
+)
+@click.option(
+    "--post-logout-redirect-uri",
+    "post_logout_redirect_uris",
+    multiple=True,
+    help="Where /oauth/logout may send the browser back to; repeat for more.",
+)
+@click.option("--scope", "scopes", multiple=True, required=True, help="Repeat for more.")
+@_fail_on_problem
+def create_app(
+    first_party: bool,
+    name: str,
+    redirect_uris: tuple[str, ...],
+    post_logout_redirect_uris: tuple[str, ...],
+    scopes: tuple[str, ...],
+) -> None:
+    """Declare a first-party app; prints its client_id (it has no secret)."""
+    app = apps.create_first_party_app(
+        name, list(redirect_uris), list(post_logout_redirect_uris), list(scopes)
+    )
+    click.echo(f"created {app.id} first-party app {app.name!r}; client_id:")
+    click.echo(app.client_id)
+
+
+@apps_group.command("list")
+def list_apps() -> None:
+    """Every app: client_id, kind, name and scopes."""
+    found = apps.all_apps()
+    for app in found:
+        kind = "first-party" if app.first_party else app.client_type
+        click.echo(f"{app.client_id}  {kind:<12}  {app.name}  [{app.scopes}]")
+    click.echo(f"{len(found)} apps in all")
+
+
+@apps_group.command("delete")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_fail_on_problem
+def delete_app(client_id: str, yes: bool) -> None:
+    """Delete an app: every token and code it holds stops working."""
+    app = next((a for a in apps.all_apps() if a.client_id == client_id), None)
+    if app is None:
+        raise click.ClickException(f"no app with the client_id {client_id!r}")
+    if not yes:
+        click.confirm(f"Delete {app.name!r} and revoke every token it holds?", abort=True)
+    apps.delete_app(app)
+    click.echo(f"deleted {app.client_id}")

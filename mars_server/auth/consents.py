@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 def covers(user: User, client: OAuthClient, scope: str) -> bool:
     """Whether ``user`` already allowed the confidential ``client`` every scope in ``scope``."""
-    if client.client_type != "confidential":
-        return False
+    if client.client_type != "confidential" and not client.first_party:
+        return  # a public app's identity is not proven: its users are asked each time False
     consent = db.session.get(OAuthConsent, (user.id, client.client_id))
     return consent is not None and set(scope.split()) <= set(consent.scope.split())
 
@@ -32,8 +32,8 @@ def covers(user: User, client: OAuthClient, scope: str) -> bool:
 def remember(user: User, client: OAuthClient, scope: str) -> None:
     """Record that ``user`` allowed ``client`` ``scope`` (added to what they allowed before),
     in the caller's transaction: the one that issues the code (:func:`oauth.approve`)."""
-    if client.client_type != "confidential":
-        return
+    if client.client_type != "confidential" and not client.first_party:
+        return  # a public app's identity is not proven: its users are asked each time
     consent = db.session.get(OAuthConsent, (user.id, client.client_id))
     if consent is None:
         db.session.add(OAuthConsent(user_id=user.id, client_id=client.client_id, scope=scope))

@@ -68,10 +68,11 @@ def _may_mail(email: str, address: str | None) -> bool:
     return throttle.count(recipient) <= recipient.limit
 
 
-def _link(path: str, token: str) -> str:
+def _link(path: str, token: str, next_path: str | None = None) -> str:
     # Never from the request's Host header in production: anyone can set it, and a reset
     # link pointing at their site would hand them the token (MARS_PUBLIC_URL is required).
-    return f"{public_url(path)}?{urlencode({'token': token})}"
+    query = {"token": token} | ({"next": next_path} if next_path else {})
+    return f"{public_url(path)}?{urlencode(query)}"
 
 
 def _issue(user: User, purpose: str, lifetime: dt.timedelta) -> str:
@@ -118,15 +119,16 @@ def _consume(token: str, purpose: str) -> User:
     return accounts.get_user(row.user_id)
 
 
-def send_verification(user: User) -> None:
-    """Mail ``user`` a new verification link, in the caller's transaction."""
+def send_verification(user: User, next_path: str | None = None) -> None:
+    """Mail ``user`` a new verification link, in the caller's transaction; ``next_path``,
+    the sign-in they came from, rides along (account_pages.safe_next checks it)."""
     hours = plugin_settings("auth")["verify_link_hours"]
     token = _issue(user, VERIFY, dt.timedelta(hours=hours))
     send_mail(
         user.email,
         "verify_email",
         display_name=user.display_name or user.email,
-        verify_url=_link("/accounts/verify", token),
+        verify_url=_link("/accounts/verify", token, next_path),
         expires_in_hours=hours,
     )
 
@@ -147,14 +149,34 @@ def send_password_reset(user: User, *, commit: bool = True) -> None:
         db.session.commit()
 
 
-def register(email: str, password: str, display_name: str = "", address: str | None = None) -> None:
+def register(
+    email: str,
+    password: str,
+    display_name: str = "",
+    address: str | None = None,
+    *,
+    next_path: str | None = None,
+) -> None:
     """Create a pending account and mail its verification link; silent if the address is
-    taken or has had its share of mail. ``address`` is the requester's, for its limit."""
+    taken or has had its share of mail. ``address`` is the requester's, for its limit;
+    ``next_path`` the sign-in the verified page leads back to."""
     accounts.check_password_policy(password, email=email)
     if _may_mail(email, address) and accounts.find_user(email) is None:
         user = accounts.create_user(email, password=password, display_name=display_name)
         audit("auth.registered", target=user.id, email=user.email)
-        send_verification(user)
+        send_verification(user, next_path)
+    db.session.commit()
+
+
+def resend_verification(email: str, address: str | None = None) -> None:
+    """Mail a new verification link if ``email`` has an account still waiting for one (its
+    older links stop working); silent otherwise, and once the address has had its share of
+    mail: the answer never tells whether the address has an account."""
+    if _may_mail(email, address):
+        user = accounts.find_user(email)
+        if user is not None and user.status == "pending":
+            audit("auth.verification_resent", target=user.id)
+            send_verification(user)
     db.session.commit()
 
 

@@ -118,7 +118,8 @@ class OAuthClient(Timestamped, Versioned, Model):
     #: the previous secret stays valid until then, so a rotation needs no downtime.
     previous_secret_digest: Mapped[str | None] = mapped_column(sa.String(64))
     previous_secret_expires_at: Mapped[dt.datetime | None]
-    owner_id: Mapped[str] = mapped_column(
+    #: the user who registered it; ``None`` for a first-party app, which the operator declares
+    owner_id: Mapped[str | None] = mapped_column(
         sa.ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(sa.String(100))
@@ -126,6 +127,12 @@ class OAuthClient(Timestamped, Versioned, Model):
     redirect_uris: Mapped[list[str]] = mapped_column(sa.JSON)
     scopes: Mapped[str] = mapped_column(sa.Text)  # the most the app may ask for
     grant_types: Mapped[list[str]] = mapped_column(sa.JSON)
+    #: the organisation's own app (its website): people are not asked to consent to it
+    first_party: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    #: where ``/oauth/logout`` may send the browser back to, exactly
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(
+        sa.JSON, default=list, server_default="[]"
+    )
 
 
 class AuthorizationCode(Model):

@@ -48,7 +48,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from flask import current_app
+from flask import current_app, g
 from flask import request as http_request
 
 from mars_server import plugin_settings
@@ -247,6 +247,22 @@ def find_token(value: str, hint: str | None = None) -> Token | None:
     return None
 
 
+def revoke_families(client_id: str, family_ids: list[str]) -> int:
+    """Revoke every token of these families that ``client_id`` holds; how many were live."""
+    if not family_ids:
+        return 0
+    result = db.session.execute(
+        sa.update(OAuthToken)
+        .where(
+            OAuthToken.client_id == client_id,
+            OAuthToken.family_id.in_(family_ids),
+            OAuthToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=_now())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def revoke_family(family_id: str | None) -> int:
     """Revoke every token of a family; return how many were still live."""
     if not family_id:
@@ -315,9 +331,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 code_challenge_method=payload.data["code_challenge_method"],
                 expires_at=_now() + dt.timedelta(seconds=seconds),
                 # Chosen now, so a second use can find (and revoke) what the first one got.
-                family_id=new_id("fam"),
+                family_id=(family_id := new_id("fam")),
             )
         )
+        # The browser's page session keeps it: signing out there revokes what it got.
+        g.mars_oauth_family = family_id
         accounts.audit_as(
             request.user.id,
             "auth.app_authorized",

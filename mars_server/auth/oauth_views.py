@@ -16,6 +16,7 @@ import dataclasses
 import hmac
 import secrets
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
@@ -37,7 +38,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.local import LocalProxy
 
 from mars_server import public_url
-from mars_server.auth import consents, oauth, pages, signin
+from mars_server.auth import consents, example_site, oauth, pages, signin
 from mars_server.auth.models import User
 from mars_server.db import db
 from mars_server.events import acting_as
@@ -57,6 +58,10 @@ SESSION_USER = "oauth_user_id"
 SESSION_CSRF = "oauth_csrf"
 #: the user's ``sign_in_stamp`` at sign-in: revoking the user's credentials signs out
 SESSION_STAMP = "oauth_sign_in_stamp"
+#: ``[client_id, family_id]`` of the authorizations this browser gave: signing out revokes them
+SESSION_FAMILIES = "oauth_families"
+#: how many authorizations a page session remembers (the cookie stays small)
+MAX_SESSION_FAMILIES = 20
 
 
 class PageSessionInterface(SecureCookieSessionInterface):
@@ -251,17 +256,20 @@ def authorize() -> Any:
             return _change_password(user, client)
         return _page("change_password.html", client=client.row, user=user)
     if action == "approve":
-        return oauth.approve(grant, user)
+        return _approve(grant, user)
     if action == "deny":
         return oauth.deny(grant, user)
     if action == "sign_out":
         session.pop(SESSION_USER, None)
         return _page("login.html", client=client.row)
+    if client.row.first_party:
+        # The organisation's own app: no consent page; the consent is recorded all the same.
+        return _approve(grant, user)
     if request.args.get("prompt") != "consent" and consents.covers(
         user, client.row, grant.request.scope
     ):
         # Allowed before, every scope of it: no page, the app gets its code at once.
-        return oauth.approve(grant, user, remember=False)
+        return _approve(grant, user, remember=False)
     declared = oauth.declared_scopes()
     requested = grant.request.scope.split()
     scopes = [(name, declared.get(name, "")) for name in requested]
@@ -269,6 +277,17 @@ def authorize() -> Any:
 
 
 CSRF_MESSAGE = "This form has expired. Go back to the app and start again."
+
+
+def _approve(grant: Any, user: User, *, remember: bool = True) -> Any:
+    """:func:`oauth.approve`, and the page session remembers the authorization it gave, so
+    that signing out of this browser (``/oauth/logout``) revokes its tokens."""
+    response = oauth.approve(grant, user, remember=remember)
+    family = g.pop("mars_oauth_family", None)
+    if family is not None:
+        given = list(session.get(SESSION_FAMILIES, []))[-(MAX_SESSION_FAMILIES - 1) :]
+        session[SESSION_FAMILIES] = [*given, [grant.client.client_id, family]]
+    return response
 
 
 def _sign_in(client: oauth.Client) -> Any:
@@ -318,6 +337,62 @@ def _change_password(user: User, client: oauth.Client) -> Any:
         return _page("change_password.html", 422, client=client.row, user=user, message=message)
     _sign_in_as(user)  # this browser stays signed in; every other one is signed out
     return _see_next_page()
+
+
+# --- Signing out (OpenID Connect RP-Initiated Logout) ------------------------------------------
+
+
+@blueprint.route("/oauth/logout", methods=["GET", "POST"])
+def logout() -> Any:
+    """End this browser's MARS sign-in and revoke the tokens the app got through it.
+
+    ``client_id``, ``post_logout_redirect_uri`` (registered exactly) and ``state`` as the
+    OpenID Connect RP-Initiated Logout specification names them. A first-party app signs its
+    user out at once; for any other request the person confirms (a form), so that no other
+    site can sign them out behind their back.
+    """
+    client_id = request.values.get("client_id") or None
+    back_to = request.values.get("post_logout_redirect_uri") or None
+    client = oauth.query_client(client_id) if client_id else None
+    if client_id and client is None:
+        return _page(
+            "error.html",
+            400,
+            error="invalid_request",
+            message="The app that sent you here is not registered with MARS.",
+            developer_hint="No app has this client_id.",
+        )
+    if back_to is not None and (
+        client is None or back_to not in client.row.post_logout_redirect_uris
+    ):
+        return _page(
+            "error.html",
+            400,
+            error="invalid_request",
+            message="The app asked MARS to send you back to an address it has not "
+            "registered, so MARS will not send you there.",
+            developer_hint="post_logout_redirect_uri must be one of the app's registered "
+            "post-logout redirect URIs, exactly, and needs client_id.",
+        )
+    confirmed = request.method == "POST" and request.form.get("action") == "sign_out"
+    if confirmed and not _csrf_ok():
+        return _page("error.html", 400, error="invalid_request", message=CSRF_MESSAGE)
+    if not confirmed and not (client is not None and client.row.first_party):
+        return _page("logout.html", client=client.row if client else None)
+    user = _signed_in_user()
+    families = [
+        family
+        for given_to, family in session.get(SESSION_FAMILIES, [])
+        if client is None or given_to == client.client_id
+    ]
+    signin.sign_out(user, client, families)
+    session.clear()
+    if back_to is None:
+        website = current_app.config["MARS"]["WEBSITE_URL"] or example_site.website_url()
+        return _page("signed_out.html", client=client.row if client else None, website_url=website)
+    state = request.values.get("state")
+    separator = "&" if "?" in back_to else "?"
+    return redirect(back_to + (f"{separator}{urlencode({'state': state})}" if state else ""), 303)
 
 
 # --- Token, revocation, introspection, metadata -------------------------------------------------

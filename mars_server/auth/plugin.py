@@ -47,9 +47,9 @@ def mars_migrations_location() -> str:
 
 @hookimpl
 def mars_cli_commands() -> Sequence[click.Command]:
-    from mars_server.auth.cli import tokens_group, users
+    from mars_server.auth.cli import apps_group, tokens_group, users
 
-    return [users, tokens_group]
+    return [users, tokens_group, apps_group]
 
 
 @hookimpl
@@ -61,11 +61,12 @@ def mars_settings_schema() -> type[ma.Schema]:
 
 @hookimpl
 def mars_blueprints() -> Sequence[flask.Blueprint]:
-    from mars_server.auth import account_pages, oauth_views
+    from mars_server.auth import account_pages, example_site, oauth_views
 
     # /oauth/... and /.well-known/...: OAuth's own wire format and the sign-in pages;
-    # /accounts/...: the pages the links in account e-mails open.
-    return [oauth_views.blueprint, account_pages.blueprint]
+    # /accounts/...: registration, a forgotten password and the pages e-mailed links open;
+    # /examples/website/: the example website, in development only.
+    return [oauth_views.blueprint, account_pages.blueprint, example_site.blueprint]
 
 
 @hookimpl

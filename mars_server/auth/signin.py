@@ -7,7 +7,7 @@ refused request.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mars_server import metrics, plugin_settings
 from mars_server.auth import accounts, passwords, throttle
@@ -135,3 +135,22 @@ def change_password(user: User, current: str, new: str, address: str | None) -> 
         db.session.rollback()
         raise
     db.session.commit()
+
+
+def sign_out(user: User | None, client: Any, families: list[str]) -> int:
+    """A browser signs out (``/oauth/logout``): the tokens ``client`` got through it (its
+    authorizations' ``families``) are revoked, and the sign-out is audited for ``user``.
+    Returns how many tokens were still live. Commits."""
+    from mars_server.auth import oauth
+
+    revoked = oauth.revoke_families(client.client_id, families) if client is not None else 0
+    if user is not None:
+        accounts.audit_as(
+            user.id,
+            "auth.signed_out",
+            target=user.id,
+            client_id=client.client_id if client is not None else None,
+            tokens_revoked=revoked,
+        )
+    db.session.commit()
+    return revoked

@@ -239,6 +239,18 @@ class Verification(MethodView):
         emails.verify_email(data["token"])
 
 
+@accounts_blp.route("/verification")
+class VerificationRequest(MethodView):
+    @accounts_blp.doc(operationId="resend_verification")
+    @accounts_blp.arguments(PasswordResetRequestSchema)
+    @accounts_blp.response(202, AcceptedSchema)
+    @accounts_blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    def post(self, data: dict[str, str]) -> dict[str, str]:
+        """Ask for a new verification link by e-mail (the same answer for every address)"""
+        emails.resend_verification(data["email"], request.remote_addr)
+        return _CHECK_INBOX
+
+
 @accounts_blp.route("/password-reset")
 class PasswordResetRequest(MethodView):
     @accounts_blp.doc(operationId="request_password_reset")

@@ -14,6 +14,9 @@ REGISTER = Operation("register", "POST", "/api/v1/accounts", idempotency_key=Tru
 REQUEST_PASSWORD_RESET = Operation(
     "request_password_reset", "POST", "/api/v1/accounts/password-reset", idempotency_key=True
 )
+RESEND_VERIFICATION = Operation(
+    "resend_verification", "POST", "/api/v1/accounts/verification", idempotency_key=True
+)
 RESET_PASSWORD = Operation(
     "reset_password", "POST", "/api/v1/accounts/password-reset/confirm", idempotency_key=True
 )
@@ -59,6 +62,26 @@ class AccountsResource(Resource):
         """
         return self._client._call(
             REQUEST_PASSWORD_RESET,
+            Accepted.from_json,
+            body={"email": email},
+            idempotency_key=idempotency_key,
+            etag=True,
+        )
+
+    def resend_verification(
+        self,
+        *,
+        email: str,
+        idempotency_key: str | None = None,
+    ) -> Accepted:
+        """Ask for a new verification link by e-mail (the same answer for every address).
+
+        :param idempotency_key: makes retries safe; one is made up when not given.
+
+        ``POST /api/v1/accounts/verification``
+        """
+        return self._client._call(
+            RESEND_VERIFICATION,
             Accepted.from_json,
             body={"email": email},
             idempotency_key=idempotency_key,
