@@ -269,6 +269,7 @@ def test_metadata(app):
     body = response.json
     assert body["issuer"] == "http://localhost"
     assert body["token_endpoint"] == "http://localhost/oauth/token"
+    assert body["end_session_endpoint"] == "http://localhost/oauth/logout"
     assert body["code_challenge_methods_supported"] == ["S256"]
     assert body["response_types_supported"] == ["code"]
     assert set(body["grant_types_supported"]) == {

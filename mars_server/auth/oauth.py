@@ -633,6 +633,8 @@ def metadata(issuer: str) -> dict[str, Any]:
         "token_endpoint": f"{issuer}/oauth/token",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
+        # OpenID Connect RP-Initiated Logout's name for it
+        "end_session_endpoint": f"{issuer}/oauth/logout",
         "scopes_supported": sorted(declared_scopes()),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
