@@ -14,6 +14,7 @@ from mars_server.db import db
 users = AppGroup("users", help="Create accounts, reset passwords, disable, manage roles.")
 tokens_group = AppGroup("tokens", help="Create and revoke personal access tokens.")
 apps_group = AppGroup("apps", help="Declare first-party apps (the website); list and delete apps.")
+keys_group = AppGroup("keys", help="The keys MARS signs ID tokens with.")
 
 
 def _user(email: str) -> accounts.User:
@@ -257,3 +258,15 @@ def delete_app(client_id: str, yes: bool) -> None:
         click.confirm(f"Delete {app.name!r} and revoke every token it holds?", abort=True)
     apps.delete_app(app)
     click.echo(f"deleted {app.client_id}")
+
+
+@keys_group.command("rotate-signing")
+def rotate_signing() -> None:
+    """Sign with a new key from now on; the old one stays published (jwks.json) until the
+    tokens it signed have expired."""
+    from mars_server.auth import signing_keys
+
+    key, deleted = signing_keys.rotate()
+    click.echo(f"signing with {key.id} ({key.alg}) from now on")
+    for kid in deleted:
+        click.echo(f"deleted {kid}: every token it signed has expired")

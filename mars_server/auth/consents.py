@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 def covers(user: User, client: OAuthClient, scope: str) -> bool:
     """Whether ``user`` already allowed the confidential ``client`` every scope in ``scope``."""
-    if client.client_type != "confidential" and not client.first_party:
-        return  # a public app's identity is not proven: its users are asked each time False
+    if client.client_type != "confidential":
+        return False
     consent = db.session.get(OAuthConsent, (user.id, client.client_id))
     return consent is not None and set(scope.split()) <= set(consent.scope.split())
 

@@ -135,6 +135,22 @@ class OAuthClient(Timestamped, Versioned, Model):
     )
 
 
+class SigningKey(Model):
+    """A key MARS signs ID tokens with (ES256): the private half sealed, the public half
+    published at ``/.well-known/jwks.json`` until every token it signed has expired."""
+
+    __tablename__ = "auth_signing_keys"
+
+    #: the JWK's ``kid`` (its RFC 7638 thumbprint)
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(sa.String(16))
+    public_jwk: Mapped[dict[str, str]] = mapped_column(sa.JSON)
+    private_sealed: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    #: when a newer key replaced it; it stays published for as long as a token may live
+    retired_at: Mapped[dt.datetime | None]
+
+
 class AuthorizationCode(Model):
     __tablename__ = "auth_authorization_codes"
 
@@ -151,6 +167,9 @@ class AuthorizationCode(Model):
     used_at: Mapped[dt.datetime | None]
     #: the token family issued for this code: revoked if the code is used twice.
     family_id: Mapped[str | None] = mapped_column(sa.String(40))
+    #: OpenID Connect: the request's ``nonce``, and when the user last signed in
+    nonce: Mapped[str | None] = mapped_column(sa.String(255))
+    auth_time: Mapped[dt.datetime | None]
 
 
 class OAuthToken(Model):

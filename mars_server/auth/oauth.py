@@ -48,11 +48,12 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core.grants import OpenIDCode
 from flask import current_app, g
 from flask import request as http_request
 
-from mars_server import plugin_settings
-from mars_server.auth import accounts, client_auth, consents, secrets
+from mars_server import plugin_settings, public_url
+from mars_server.auth import accounts, client_auth, consents, secrets, signing_keys
 from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken, User
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import audit
@@ -201,6 +202,77 @@ class Code:
     def get_scope(self) -> str:
         return self.row.scope
 
+    # OpenID Connect (authlib's AuthorizationCodeMixin)
+    def get_nonce(self) -> str | None:
+        return self.row.nonce
+
+    def get_auth_time(self) -> int | None:
+        return int(self.row.auth_time.timestamp()) if self.row.auth_time else None
+
+    def get_acr(self) -> str | None:
+        return None
+
+    def get_amr(self) -> list[str] | None:
+        return ["pwd"] if self.row.auth_time else None
+
+
+def user_claims(user: User, scope: str) -> dict[str, Any]:
+    """What an ID token and the UserInfo endpoint say of ``user`` for ``scope``: ``sub``, the
+    account's id (stable, never the e-mail address), and the claims of ``profile`` and
+    ``email`` only when granted."""
+    scopes = set(scope.split())
+    claims: dict[str, Any] = {"sub": user.id}
+    if "profile" in scopes:
+        claims["name"] = user.display_name or None
+        claims["updated_at"] = int(user.updated_at.timestamp())
+    if "email" in scopes:
+        claims["email"] = user.email
+        claims["email_verified"] = user.status != "pending"
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+class MarsOpenIDCode(OpenIDCode):
+    """OpenID Connect on the authorization code flow: with ``openid`` granted, the token
+    response carries an ``id_token`` signed with MARS's current key
+    (:mod:`mars_server.auth.signing_keys`)."""
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        # A nonce an app sent before is refused: a replayed authorization request.
+        return (
+            db.session.scalar(
+                sa.select(AuthorizationCode.id).where(
+                    AuthorizationCode.client_id == request.payload.client_id,
+                    AuthorizationCode.nonce == nonce,
+                )
+            )
+            is not None
+        )
+
+    def get_client_algorithm(self, client: Client) -> str:
+        return signing_keys.ALG
+
+    def get_encode_header(self, client: Client) -> dict[str, str]:
+        return {"alg": signing_keys.ALG, "kid": signing_keys.current().id, "typ": "JWT"}
+
+    def resolve_client_private_key(self, client: Client) -> Any:
+        return signing_keys.private_key(signing_keys.current())
+
+    def get_client_claims(self, client: Client) -> dict[str, Any]:
+        now = int(utcnow().timestamp())
+        return {
+            "iss": public_url(),
+            "aud": client.client_id,
+            "iat": now,
+            "exp": now + int(signing_keys.token_lifetime().total_seconds()),
+        }
+
+    def get_compatible_claims(self, request: OAuth2Request) -> dict[str, Any]:
+        # authlib's would add an ``auth_time`` of now when the code has none: MARS's has one.
+        return self.get_client_claims(request.client)
+
+    def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:
+        return user_claims(user, scope)
+
 
 class Token(TokenMixin):
     """An :class:`OAuthToken` row found by its access token (``kind="access"``) or its
@@ -332,6 +404,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 expires_at=_now() + dt.timedelta(seconds=seconds),
                 # Chosen now, so a second use can find (and revoke) what the first one got.
                 family_id=(family_id := new_id("fam")),
+                nonce=payload.data.get("nonce"),
+                # When the user signed in on the page (the view puts it here), for auth_time.
+                auth_time=g.get("mars_auth_time"),
             )
         )
         # The browser's page session keeps it: signing out there revokes what it got.
@@ -611,7 +686,9 @@ def build_server(app: Flask) -> AuthorizationServer:
     server = MarsAuthorizationServer()
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_token_generator("default", generate_token)
-    server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
+    server.register_grant(
+        AuthorizationCodeGrant, [S256CodeChallenge(required=True), MarsOpenIDCode()]
+    )
     server.register_grant(RotatingRefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(MarsRevocationEndpoint)
@@ -647,6 +724,30 @@ def metadata(issuer: str) -> dict[str, Any]:
         ],
         "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
         "authorization_response_iss_parameter_supported": False,
+    }
+
+
+#: What ID tokens and UserInfo may say (OpenID Connect Core, section 5.1)
+CLAIMS_SUPPORTED = [
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr",
+    "name", "updated_at", "email", "email_verified",
+]  # fmt: skip
+
+
+def openid_metadata(issuer: str) -> dict[str, Any]:
+    """OpenID Connect Discovery 1.0's provider metadata: RFC 8414's, and what OpenID Connect
+    adds (``userinfo_endpoint``, ``jwks_uri``, subject types, signing algorithms, claims)."""
+    return {
+        **metadata(issuer),
+        "userinfo_endpoint": f"{issuer}/oauth/userinfo",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [signing_keys.ALG],
+        "claims_supported": CLAIMS_SUPPORTED,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
     }
 
 

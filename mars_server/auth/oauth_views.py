@@ -13,6 +13,8 @@ work.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import hashlib
 import hmac
 import secrets
 from typing import TYPE_CHECKING, Any, cast
@@ -24,6 +26,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidRequestError,
     UnsupportedResponseTypeError,
 )
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import (
     Blueprint,
     Response,
@@ -38,9 +41,9 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.local import LocalProxy
 
 from mars_server import public_url
-from mars_server.auth import consents, example_site, oauth, pages, signin
+from mars_server.auth import consents, example_site, oauth, pages, signin, signing_keys
 from mars_server.auth.models import User
-from mars_server.db import db
+from mars_server.db import db, utcnow
 from mars_server.events import acting_as
 from mars_server.events import context as acting_context
 from mars_server.http import MarsError
@@ -60,6 +63,10 @@ SESSION_CSRF = "oauth_csrf"
 SESSION_STAMP = "oauth_sign_in_stamp"
 #: ``[client_id, family_id]`` of the authorizations this browser gave: signing out revokes them
 SESSION_FAMILIES = "oauth_families"
+#: when the user signed in here (epoch seconds): OpenID Connect's ``auth_time``, ``max_age``
+SESSION_AUTH_TIME = "oauth_auth_time"
+#: the authorization request the user just signed in for (``prompt=login``, ``max_age``)
+SESSION_SIGNED_IN_FOR = "oauth_signed_in_for"
 #: how many authorizations a page session remembers (the cookie stays small)
 MAX_SESSION_FAMILIES = 20
 
@@ -143,6 +150,27 @@ def _csrf_ok() -> bool:
 def _sign_in_as(user: User) -> None:
     session[SESSION_USER] = user.id
     session[SESSION_STAMP] = user.sign_in_stamp
+    session[SESSION_AUTH_TIME] = int(utcnow().timestamp())
+    session[SESSION_SIGNED_IN_FOR] = _request_key()
+
+
+def _request_key() -> str:
+    """This authorization request, as the page session remembers it (a digest)."""
+    return hashlib.sha256(request.query_string).hexdigest()[:32]
+
+
+def _must_sign_in_again() -> bool:
+    """OpenID Connect's ``prompt=login`` and ``max_age``: a sign-in for this very request, or
+    one recent enough, is needed."""
+    if session.get(SESSION_SIGNED_IN_FOR) == _request_key():
+        return False
+    if "login" in request.values.get("prompt", "").split():
+        return True
+    max_age = request.values.get("max_age", "")
+    if max_age.isdigit():
+        signed_in = int(session.get(SESSION_AUTH_TIME, 0))
+        return int(utcnow().timestamp()) - signed_in > int(max_age)
+    return False
 
 
 def _signed_in_user() -> User | None:
@@ -236,7 +264,8 @@ def _explain(error: OAuth2Error) -> tuple[str, str]:
 def authorize() -> Any:
     server = oauth.server()
     try:
-        grant = server.get_consent_grant(end_user=None)
+        # The signed-in user, for OpenID Connect's prompt=none (login_required without one).
+        grant = server.get_consent_grant(end_user=_signed_in_user())
     except OAuth2Error as error:
         if error.redirect_uri:  # a valid redirect URI: the client hears of the error
             return server.handle_error_response(None, error)
@@ -249,6 +278,11 @@ def authorize() -> Any:
     if action == "sign_in":
         return _sign_in(client)
     user = _signed_in_user()
+    silent = "none" in request.values.get("prompt", "").split()
+    if user is not None and _must_sign_in_again():
+        if silent:
+            return _refuse(grant, LoginRequiredError)
+        return _page("login.html", client=client.row, email=user.email)
     if user is None:
         return _page("login.html", client=client.row)
     if user.must_change_password:
@@ -270,6 +304,8 @@ def authorize() -> Any:
     ):
         # Allowed before, every scope of it: no page, the app gets its code at once.
         return _approve(grant, user, remember=False)
+    if silent:  # the consent page is needed, and the app asked for no page at all
+        return _refuse(grant, ConsentRequiredError)
     declared = oauth.declared_scopes()
     requested = grant.request.scope.split()
     scopes = [(name, declared.get(name, "")) for name in requested]
@@ -279,9 +315,17 @@ def authorize() -> Any:
 CSRF_MESSAGE = "This form has expired. Go back to the app and start again."
 
 
+def _refuse(grant: Any, error_class: type[OAuth2Error]) -> Any:
+    """Send the browser back to the app with an OpenID Connect error (``prompt=none``)."""
+    error = error_class(redirect_uri=grant.redirect_uri, state=grant.request.payload.state)
+    return oauth.server().handle_error_response(grant.request, error)
+
+
 def _approve(grant: Any, user: User, *, remember: bool = True) -> Any:
     """:func:`oauth.approve`, and the page session remembers the authorization it gave, so
     that signing out of this browser (``/oauth/logout``) revokes its tokens."""
+    signed_in = session.get(SESSION_AUTH_TIME)
+    g.mars_auth_time = dt.datetime.fromtimestamp(signed_in, dt.UTC) if signed_in else None
     response = oauth.approve(grant, user, remember=remember)
     family = g.pop("mars_oauth_family", None)
     if family is not None:
@@ -302,7 +346,12 @@ def _sign_in(client: oauth.Client) -> Any:
             "login.html", 429, client=client.row, email=email, message=str(error.detail)
         )
         return Response(body, status, headers=error.headers)
-    session.clear()  # a fresh session (and CSRF token) for the signed-in user
+    # The same person signing in again keeps what this browser was given (signing out
+    # revokes it); anyone else starts afresh. A new CSRF token either way.
+    kept = session.get(SESSION_FAMILIES) if session.get(SESSION_USER) == user.id else None
+    session.clear()
+    if kept:
+        session[SESSION_FAMILIES] = kept
     _sign_in_as(user)
     return _see_next_page()
 
@@ -424,4 +473,54 @@ def introspect() -> Response:
 def server_metadata() -> Response:
     response = jsonify(oauth.metadata(public_url()))
     response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@blueprint.route("/.well-known/openid-configuration")
+def openid_configuration() -> Response:
+    """OpenID Connect Discovery 1.0: the same server, described for OpenID Connect clients."""
+    response = jsonify(oauth.openid_metadata(public_url()))
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@blueprint.route("/.well-known/jwks.json")
+def jwks() -> Response:
+    """The public keys ID tokens are signed with (RFC 7517). Cached briefly: after a rotation
+    the new key must be found before the tokens it signs arrive."""
+    response = jsonify(keys=signing_keys.published())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@blueprint.route("/oauth/userinfo", methods=["GET", "POST"])
+def userinfo() -> Response:
+    """OpenID Connect's UserInfo: the claims of the user an access token with ``openid`` is
+    for, as its scopes allow. Errors as RFC 6750 says: 401 with ``WWW-Authenticate``."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    token = oauth.find_token(value.strip(), "access_token") if scheme.lower() == "bearer" else None
+    row = token.row if token is not None else None
+    user = db.session.get(User, row.user_id) if row is not None and row.user_id else None
+    if (
+        token is None
+        or token.is_expired()
+        or token.is_revoked()
+        or user is None
+        or user.status != "active"
+    ):
+        return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
+    if "openid" not in token.get_scope().split():
+        return _bearer_error(403, "insufficient_scope", "The access token lacks openid.")
+    response = jsonify(oauth.user_claims(user, token.get_scope()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _bearer_error(status: int, error: str, description: str) -> Response:
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    response.headers["WWW-Authenticate"] = (
+        f'Bearer error="{error}", error_description="{description}"'
+    )
+    response.headers["Cache-Control"] = "no-store"
     return response

@@ -47,9 +47,9 @@ def mars_migrations_location() -> str:
 
 @hookimpl
 def mars_cli_commands() -> Sequence[click.Command]:
-    from mars_server.auth.cli import apps_group, tokens_group, users
+    from mars_server.auth.cli import apps_group, keys_group, tokens_group, users
 
-    return [users, tokens_group, apps_group]
+    return [users, tokens_group, apps_group, keys_group]
 
 
 @hookimpl
@@ -125,6 +125,10 @@ def mars_scopes() -> Sequence[Scope]:
             "Create personal access tokens for you, each allowed no more than this app is "
             "(for OAuth apps, beside account:write).",
         ),
+        # OpenID Connect (docs/oauth.md#openid-connect): who signed in, as an ID token
+        Scope("openid", "Tell the app who you are (an ID token with your account's id)."),
+        Scope("profile", "With openid: your display name."),
+        Scope("email", "With openid: your e-mail address and whether it is verified."),
         Scope("users:read", "See every account (admins only)."),
         Scope("users:write", "Change accounts and roles (admins only)."),
         Scope("apps:read", "See the OAuth apps you registered."),

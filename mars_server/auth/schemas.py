@@ -176,6 +176,12 @@ class AuthSettingsSchema(ma.Schema):
         metadata={"description": "Registrations and reset requests one IP address may make."},
     )
 
+    id_token_minutes = ma.fields.Integer(
+        load_default=60,
+        validate=ma.validate.Range(min=1, max=24 * 60),
+        metadata={"description": "How long an OpenID Connect ID token is valid."},
+    )
+
     @ma.validates_schema
     def _days(self, data: dict[str, int], **kwargs: object) -> None:
         if data["pat_default_days"] > data["pat_max_days"]:
