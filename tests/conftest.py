@@ -12,6 +12,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest test files first (``@pytest.mark.slow(seconds)``): under pytest-xdist each
+    file goes to a worker in this order, so the run does not end waiting on one of them."""
+
+    def seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return float(marker.args[0]) if marker is not None else 0.0
+
+    items.sort(key=lambda item: -seconds(item))
+
+
 @pytest.fixture
 def install_plugins(install_plugins: Callable[..., None]) -> Callable[..., None]:
     """MARS's public ``install_plugins``, for ``tests.fakes`` objects:

@@ -10,9 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mars_server.sdkgen import generated_files
 from mars_server.testing import TEST_SECRET_KEY
 from tests.test_serving import BIN, clean_env
+
+#: About 25 s of the suite: started first under pytest-xdist (tests/conftest.py).
+pytestmark = pytest.mark.slow(25)
 
 ROOT = Path(__file__).resolve().parents[1]
 SDK_PACKAGE = ROOT / "mars_sdk" / "src" / "mars_sdk"

@@ -24,6 +24,9 @@ from mars_server.config import CORE_KEYS, NON_SETTING_ENV, CoreSettingsSchema
 from mars_server.testing import TEST_SECRET_KEY
 from tests.test_serving import clean_env, free_port, stop, wait_until_ready
 
+#: About 20 s of the suite: started first under pytest-xdist (tests/conftest.py).
+pytestmark = pytest.mark.slow(20)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent

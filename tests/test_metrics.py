@@ -27,6 +27,9 @@ from mars_server.testing import TEST_SECRET_KEY, settings_for_tests
 from tests import webhook_fakes
 from tests.webhook_receiver import Answer, Receiver
 
+#: About 12 s of the suite: started first under pytest-xdist (tests/conftest.py).
+pytestmark = pytest.mark.slow(12)
+
 TOKEN = "metrics-token-for-the-tests-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ROOT = Path(__file__).resolve().parent.parent

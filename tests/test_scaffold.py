@@ -25,6 +25,9 @@ from mars_server.ops.cli import cli
 from mars_server.scaffold import ScaffoldError, plugin_names
 from tests.mailbox import free_port
 
+#: About 30 s of the suite: started first under pytest-xdist (tests/conftest.py).
+pytestmark = pytest.mark.slow(30)
+
 ROOT = Path(__file__).resolve().parents[1]
 SDK_PACKAGE = ROOT / "mars_sdk" / "src" / "mars_sdk"
 MARS = "from mars_server.ops.cli import main; main()"

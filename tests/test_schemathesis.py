@@ -27,6 +27,9 @@ from schemathesis.specs.openapi.checks import (
 from mars_server import create_app
 from mars_server.testing import settings_for_tests
 
+#: About 75 s of the suite: started first under pytest-xdist (tests/conftest.py).
+pytestmark = pytest.mark.slow(75)
+
 
 class CurrentApp:
     """A WSGI app that forwards to whichever app the running test uses."""

@@ -21,6 +21,9 @@ from mars_server.ops.commands import openapi_document
 from mars_server.testing import SDK_RECORD_ENV as RECORD_ENV
 from tests.sdk import operation_of
 
+#: About 12 s of the suite: started first under pytest-xdist (tests/conftest.py).
+pytestmark = pytest.mark.slow(12)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

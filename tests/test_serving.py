@@ -15,6 +15,9 @@ import requests
 
 from mars_server.testing import TEST_SECRET_KEY
 
+#: About 40 s of the suite: started first under pytest-xdist (tests/conftest.py).
+pytestmark = pytest.mark.slow(40)
+
 BIN = Path(sys.executable).parent
 
 

@@ -18,6 +18,9 @@ from tests import fakes
 from tests.test_worker_processes import process
 from tests.webhook_receiver import Receiver
 
+#: About 16 s of the suite: started first under pytest-xdist (tests/conftest.py).
+pytestmark = pytest.mark.slow(16)
+
 DELIVERIES = 1000
 KILLS = 10
 

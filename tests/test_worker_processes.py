@@ -17,6 +17,9 @@ from mars_server.events.models import Job, OutboxEvent
 from mars_server.testing import run_due_jobs
 from tests import fakes
 
+#: About 16 s of the suite: started first under pytest-xdist (tests/conftest.py).
+pytestmark = pytest.mark.slow(16)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
