@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -248,3 +249,44 @@ def test_the_private_keys_are_sealed(app, website, person, db):
     [row] = db.session.scalars(db.select(signing_keys.SigningKey))
     assert '"d"' not in row.private_sealed and "d" not in row.public_jwk
     assert PASSWORD
+
+
+def test_an_id_token_hint_signs_out_without_asking(app, runner, person, create_user):
+    # An app that is not first-party: without a hint, the person would be asked.
+    created = runner.invoke(
+        args=["apps", "create", "--first-party", "--name", "Other", "--redirect-uri", CALLBACK,
+              "--post-logout-redirect-uri", "https://www.example.org/", "--scope", "openid"]
+    )  # fmt: skip
+    client_id = created.output.split()[-1]
+    from mars_server.auth.models import OAuthClient
+    from mars_server.db import db
+
+    db.session.execute(
+        db.update(OAuthClient).where(OAuthClient.client_id == client_id).values(first_party=False)
+    )
+    db.session.commit()
+    browser = app.test_client()
+    verifier, challenge = pkce()
+    url = authorize(client_id, challenge, nonce="h1")
+    assert sign_in(browser, url, email="ada@example.test").status_code == 303
+    consent = browser.get(url)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', consent.text).group(1)
+    code = query_of(browser.post(url, data={"csrf_token": csrf, "action": "approve"}))["code"]
+    id_token = app.test_client().post(
+        "/oauth/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+              "code_verifier": verifier, "client_id": client_id},
+    ).json["id_token"]  # fmt: skip
+    back = "https://www.example.org/"
+    # A hint for another app, or a forged one, is refused and changes nothing.
+    for bad in (id_token[:-4] + "AAAA", id_token):
+        params = {"id_token_hint": bad, "post_logout_redirect_uri": back}
+        if bad == id_token:
+            params["client_id"] = "someone-else"
+        refused = browser.get("/oauth/logout?" + urlencode(params))
+        assert refused.status_code == 400 and "Location" not in refused.headers
+    out = browser.get(
+        "/oauth/logout?" + urlencode({"id_token_hint": id_token, "post_logout_redirect_uri": back})
+    )
+    assert out.status_code == 303 and out.headers["Location"] == back
+    assert 'value="sign_in"' in browser.get(authorize(client_id, challenge, nonce="h2")).text

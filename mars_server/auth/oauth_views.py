@@ -395,13 +395,25 @@ def _change_password(user: User, client: oauth.Client) -> Any:
 def logout() -> Any:
     """End this browser's MARS sign-in and revoke the tokens the app got through it.
 
-    ``client_id``, ``post_logout_redirect_uri`` (registered exactly) and ``state`` as the
-    OpenID Connect RP-Initiated Logout specification names them. A first-party app signs its
-    user out at once; for any other request the person confirms (a form), so that no other
-    site can sign them out behind their back.
+    ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri`` (registered exactly) and
+    ``state`` as the OpenID Connect RP-Initiated Logout specification names them. A
+    first-party app, or any app sending an ID token MARS gave it for the person signed in
+    here, signs them out at once; for any other request the person confirms (a form), so that
+    no other site can sign them out behind their back.
     """
     client_id = request.values.get("client_id") or None
     back_to = request.values.get("post_logout_redirect_uri") or None
+    hint = request.values.get("id_token_hint") or None
+    hinted = signing_keys.verified_claims(hint[:8192], public_url()) if hint else None
+    if hint and (hinted is None or (client_id and hinted.get("aud") != client_id)):
+        return _page(
+            "error.html",
+            400,
+            error="invalid_request",
+            message="The app that sent you here sent a sign-in MARS did not issue to it.",
+            developer_hint="id_token_hint must be an ID token MARS issued to this client_id.",
+        )
+    client_id = client_id or (hinted or {}).get("aud")
     client = oauth.query_client(client_id) if client_id else None
     if client_id and client is None:
         return _page(
@@ -426,9 +438,11 @@ def logout() -> Any:
     confirmed = request.method == "POST" and request.form.get("action") == "sign_out"
     if confirmed and not _csrf_ok():
         return _page("error.html", 400, error="invalid_request", message=CSRF_MESSAGE)
-    if not confirmed and not (client is not None and client.row.first_party):
-        return _page("logout.html", client=client.row if client else None)
     user = _signed_in_user()
+    # An ID token MARS gave this app for the person signed in here proves the app asks.
+    proven = hinted is not None and (user is None or hinted.get("sub") == user.id)
+    if not confirmed and not proven and not (client is not None and client.row.first_party):
+        return _page("logout.html", client=client.row if client else None)
     families = [
         family
         for given_to, family in session.get(SESSION_FAMILIES, [])

@@ -15,7 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from joserfc import jwt
-from joserfc.jwk import ECKey
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet
 
 from mars_server import crypto, plugin_settings
 from mars_server.auth.models import SigningKey
@@ -110,3 +111,15 @@ def sign(claims: dict[str, Any], *, typ: str = "JWT") -> str:
     """``claims`` as a JWT signed with the current key (its ``kid`` in the header)."""
     row = current()
     return jwt.encode({"alg": ALG, "kid": row.id, "typ": typ}, claims, private_key(row), [ALG])
+
+
+def verified_claims(token: str, issuer: str) -> dict[str, Any] | None:
+    """The claims of a JWT MARS signed with a key it still publishes, issued by ``issuer``,
+    whether or not it has expired (an ``id_token_hint`` may have); else ``None``."""
+    try:
+        keys = KeySet.import_key_set({"keys": published()})
+        decoded = jwt.decode(token, keys, algorithms=[ALG])
+    except (JoseError, ValueError):
+        return None
+    claims = dict(decoded.claims)
+    return claims if claims.get("iss") == issuer else None
