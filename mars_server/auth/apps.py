@@ -108,6 +108,7 @@ def create_app(
         scopes=" ".join(sorted(set(values["scopes"]))),
         grant_types=sorted(set(values["grant_types"])),
         first_party=False,
+        access_token_format=values.get("access_token_format", "opaque"),
     )
     secret = _new_secret(app) if app.client_type == "confidential" else None
     _add(app)
@@ -125,6 +126,7 @@ def _add(app: OAuthClient) -> None:
         name=app.name,
         client_type=app.client_type,
         first_party=app.first_party,
+        access_token_format=app.access_token_format,
         redirect_uris=app.redirect_uris,
         post_logout_redirect_uris=app.post_logout_redirect_uris,
         scopes=app.scopes.split(),
@@ -134,7 +136,11 @@ def _add(app: OAuthClient) -> None:
 
 
 def create_first_party_app(
-    name: str, redirect_uris: list[str], post_logout_redirect_uris: list[str], scopes: list[str]
+    name: str,
+    redirect_uris: list[str],
+    post_logout_redirect_uris: list[str],
+    scopes: list[str],
+    access_token_format: str = "opaque",  # noqa: S107  (a format, not a secret)
 ) -> OAuthClient:
     """Declare the organisation's own app (the operator's ``mars apps create --first-party``):
     a public client (authorization code + PKCE, refresh tokens) that nobody owns, whose
@@ -164,6 +170,7 @@ def create_first_party_app(
         scopes=" ".join(sorted(set(scopes))),
         grant_types=sorted(values["grant_types"]),
         first_party=True,
+        access_token_format=access_token_format,
     )
     _add(app)
     return app
@@ -224,6 +231,8 @@ def update_app(app: OAuthClient, changes: dict[str, Any], issuer: Actor | None =
         app.grant_types = sorted(set(changes["grant_types"]))
     if "scopes" in changes:
         app.scopes = " ".join(sorted(set(changes["scopes"])))
+    if "access_token_format" in changes:
+        app.access_token_format = changes["access_token_format"]
     audit("auth.app_updated", target=app.id, client_id=app.client_id, changes=changes)
     db.session.commit()
 

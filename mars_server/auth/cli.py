@@ -219,6 +219,13 @@ def revoke_token(token_id: str | None, email: str | None) -> None:
     help="Where /oauth/logout may send the browser back to; repeat for more.",
 )
 @click.option("--scope", "scopes", multiple=True, required=True, help="Repeat for more.")
+@click.option(
+    "--access-token-format",
+    type=click.Choice(["opaque", "jwt"]),
+    default="opaque",
+    show_default=True,
+    help="jwt: access tokens other services check offline (RFC 9068).",
+)
 @_fail_on_problem
 def create_app(
     first_party: bool,
@@ -226,10 +233,15 @@ def create_app(
     redirect_uris: tuple[str, ...],
     post_logout_redirect_uris: tuple[str, ...],
     scopes: tuple[str, ...],
+    access_token_format: str,
 ) -> None:
     """Declare a first-party app; prints its client_id (it has no secret)."""
     app = apps.create_first_party_app(
-        name, list(redirect_uris), list(post_logout_redirect_uris), list(scopes)
+        name,
+        list(redirect_uris),
+        list(post_logout_redirect_uris),
+        list(scopes),
+        access_token_format,
     )
     click.echo(f"created {app.id} first-party app {app.name!r}; client_id:")
     click.echo(app.client_id)

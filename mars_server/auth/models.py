@@ -133,6 +133,10 @@ class OAuthClient(Timestamped, Versioned, Model):
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(
         sa.JSON, default=list, server_default="[]"
     )
+    #: ``opaque`` or ``jwt`` (RFC 9068: other services check them offline)
+    access_token_format: Mapped[str] = mapped_column(
+        sa.String(8), default="opaque", server_default="opaque"
+    )
 
 
 class SigningKey(Model):
@@ -170,6 +174,8 @@ class AuthorizationCode(Model):
     #: OpenID Connect: the request's ``nonce``, and when the user last signed in
     nonce: Mapped[str | None] = mapped_column(sa.String(255))
     auth_time: Mapped[dt.datetime | None]
+    #: RFC 8707: the services (resource indicators) the app asked tokens for
+    resources: Mapped[list[str] | None] = mapped_column(sa.JSON)
 
 
 class OAuthToken(Model):

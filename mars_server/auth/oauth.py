@@ -405,6 +405,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 # Chosen now, so a second use can find (and revoke) what the first one got.
                 family_id=(family_id := new_id("fam")),
                 nonce=payload.data.get("nonce"),
+                resources=requested_resources() or None,
                 # When the user signed in on the page (the view puts it here), for auth_time.
                 auth_time=g.get("mars_auth_time"),
             )
@@ -456,6 +457,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         db.session.commit()
         if row.expires_at <= _now():
             return None
+        g.mars_code_resources = row.resources  # what the token may be for (RFC 8707)
         return Code(row)
 
     def delete_authorization_code(self, authorization_code: Code) -> None:
@@ -530,6 +532,57 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 # --- Tokens ---------------------------------------------------------------------------------
 
 
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707: a ``resource`` MARS does not issue tokens for."""
+
+    error = "invalid_target"
+
+
+def requested_resources() -> list[str]:
+    """The ``resource`` parameters of this request (RFC 8707), each one of the organisation's
+    services the operator declared (``MARS_AUTH__RESOURCES``); else :class:`InvalidTargetError`."""
+    resources = http_request.values.getlist("resource")
+    allowed = set(plugin_settings("auth")["resources"])
+    unknown = [resource for resource in resources if resource not in allowed]
+    if unknown:
+        raise InvalidTargetError(f"MARS issues no tokens for {unknown[0]!r}.")
+    return sorted(set(resources))
+
+
+def own_resource() -> str:
+    """MARS's API as a resource: the audience of a JWT access token that names none."""
+    return public_url("/api")
+
+
+def _audience(grant_type: str) -> list[str]:
+    """Who a JWT access token is for: the resources asked for at the token endpoint (for a
+    code, among those asked for with it), else those of the code, else MARS's API."""
+    asked = requested_resources()
+    of_code = g.pop("mars_code_resources", None) if grant_type == "authorization_code" else None
+    if asked and of_code is not None and not set(asked) <= set(of_code):
+        raise InvalidTargetError("Ask the token for resources the authorization was for.")
+    return asked or of_code or [own_resource()]
+
+
+def _jwt_access_token(
+    grant_type: str, client: Client, user: User | None, scope: str, seconds: int
+) -> str:
+    """RFC 9068: an access token another service checks offline with MARS's published keys."""
+    now = int(_now().timestamp())
+    audience = _audience(grant_type)
+    claims = {
+        "iss": public_url(),
+        "sub": user.id if user is not None else client.client_id,
+        "aud": audience[0] if len(audience) == 1 else audience,
+        "client_id": client.client_id,
+        "scope": scope,
+        "iat": now,
+        "exp": now + seconds,
+        "jti": new_id("jti"),
+    }
+    return signing_keys.sign(claims, typ="at+jwt")
+
+
 def generate_token(
     grant_type: str,
     client: Client,
@@ -542,10 +595,16 @@ def generate_token(
     if granted is None:
         raise InvalidScopeError()
     minutes = plugin_settings("auth")["access_token_minutes"]
+    seconds = expires_in or minutes * 60
+    if client.row.access_token_format == "jwt":  # noqa: S105  (a format, not a secret)
+        access_token = _jwt_access_token(grant_type, client, user, granted, seconds)
+    else:
+        requested_resources()  # an unknown resource is refused whatever the format
+        access_token = secrets.new_opaque_token()
     token = {
         "token_type": "Bearer",
-        "access_token": secrets.new_opaque_token(),
-        "expires_in": expires_in or minutes * 60,
+        "access_token": access_token,
+        "expires_in": seconds,
         "scope": granted,
     }
     if include_refresh_token and user is not None:

@@ -271,6 +271,11 @@ def authorize() -> Any:
             return server.handle_error_response(None, error)
         return _error_page(error)  # never redirect to a URI that was not registered
     client: oauth.Client = grant.client
+    try:
+        oauth.requested_resources()
+    except oauth.InvalidTargetError as error:  # RFC 8707: back to the app, as any error
+        error.redirect_uri, error.state = grant.redirect_uri, grant.request.payload.state
+        return server.handle_error_response(grant.request, error)
     if request.method == "POST" and not _csrf_ok():
         return _page("error.html", 400, error="invalid_request", message=CSRF_MESSAGE)
 

@@ -8,6 +8,7 @@ import marshmallow as ma
 
 from mars_server.auth.models import ROLES, USER_STATUSES
 from mars_server.auth.passwords import MAX_LENGTH
+from mars_server.config import CommaList
 from mars_server.http import SECRET, PageArgsSchema, page_schema
 
 Password = ma.fields.String  # length and strength are checked by the service, with reasons
@@ -176,6 +177,14 @@ class AuthSettingsSchema(ma.Schema):
         metadata={"description": "Registrations and reset requests one IP address may make."},
     )
 
+    resources = CommaList(
+        ma.fields.Url(schemes={"https", "http"}, require_tld=False),
+        load_default=list,
+        metadata={
+            "description": "The organisation's services apps may ask JWT access tokens for "
+            "(RFC 8707 resource indicators, e.g. https://notify.example.org)."
+        },
+    )
     id_token_minutes = ma.fields.Integer(
         load_default=60,
         validate=ma.validate.Range(min=1, max=24 * 60),
@@ -278,6 +287,14 @@ class AppSchema(ma.Schema):
         },
     )
     grant_types = _grant_types(default=["authorization_code", "refresh_token"])
+    access_token_format = ma.fields.String(
+        load_default="opaque",
+        validate=ma.validate.OneOf(("opaque", "jwt")),
+        metadata={
+            "description": "opaque, or jwt: access tokens in RFC 9068's JWT profile, which the "
+            "organisation's other services check offline with /.well-known/jwks.json."
+        },
+    )
     previous_secret_expires_at = ma.fields.AwareDateTime(
         dump_only=True,
         format="iso",
@@ -316,6 +333,7 @@ class AppUpdateSchema(AppSchema):
 
     redirect_uris = _redirect_uris()
     grant_types = _grant_types()
+    access_token_format = ma.fields.String(validate=ma.validate.OneOf(("opaque", "jwt")))
 
 
 class AppListSchema(ma.Schema):

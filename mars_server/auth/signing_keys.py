@@ -62,8 +62,9 @@ def current() -> SigningKey:
 
 
 def token_lifetime() -> dt.timedelta:
-    """How long the tokens MARS signs live: an ID token's lifetime."""
-    return dt.timedelta(minutes=plugin_settings("auth")["id_token_minutes"])
+    """How long the tokens MARS signs live: ID tokens and JWT access tokens, the longer."""
+    settings = plugin_settings("auth")
+    return dt.timedelta(minutes=max(settings["id_token_minutes"], settings["access_token_minutes"]))
 
 
 def published() -> list[dict[str, Any]]:

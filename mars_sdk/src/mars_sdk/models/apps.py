@@ -24,6 +24,9 @@ class App:
     #: The most this app may ask for: declared scopes only.
     scopes: list[str]
     grant_types: list[Literal["authorization_code", "refresh_token", "client_credentials"]]
+    #: opaque, or jwt: access tokens in RFC 9068's JWT profile, which the organisation's other
+    #: services check offline with /.well-known/jwks.json.
+    access_token_format: Literal["opaque", "jwt"]
     #: Until then, the secret before the last rotation still works.
     previous_secret_expires_at: datetime | None
     created_at: datetime
@@ -42,6 +45,7 @@ class App:
             redirect_uris=data["redirect_uris"],
             scopes=data["scopes"],
             grant_types=data["grant_types"],
+            access_token_format=data["access_token_format"],
             previous_secret_expires_at=None
             if (v := data["previous_secret_expires_at"]) is None
             else datetime.fromisoformat(v),
@@ -64,6 +68,9 @@ class NewApp:
     #: The most this app may ask for: declared scopes only.
     scopes: list[str]
     grant_types: list[Literal["authorization_code", "refresh_token", "client_credentials"]]
+    #: opaque, or jwt: access tokens in RFC 9068's JWT profile, which the organisation's other
+    #: services check offline with /.well-known/jwks.json.
+    access_token_format: Literal["opaque", "jwt"]
     #: Until then, the secret before the last rotation still works.
     previous_secret_expires_at: datetime | None
     created_at: datetime
@@ -84,6 +91,7 @@ class NewApp:
             redirect_uris=data["redirect_uris"],
             scopes=data["scopes"],
             grant_types=data["grant_types"],
+            access_token_format=data["access_token_format"],
             previous_secret_expires_at=None
             if (v := data["previous_secret_expires_at"]) is None
             else datetime.fromisoformat(v),

@@ -39,6 +39,7 @@ class AppsResource(Resource):
         redirect_uris: Sequence[str] | Unset = UNSET,
         grant_types: Sequence[Literal["authorization_code", "refresh_token", "client_credentials"]]
         | Unset = UNSET,
+        access_token_format: Literal["opaque", "jwt"] | Unset = UNSET,
         idempotency_key: str | None = None,
     ) -> NewApp:
         """Register an OAuth app (its secret is shown once).
@@ -47,6 +48,8 @@ class AppsResource(Resource):
         :param scopes: The most this app may ask for: declared scopes only.
         :param redirect_uris: Exact URIs, https:// (or http:// on localhost/127.0.0.1); no fragment,
             no user name.
+        :param access_token_format: opaque, or jwt: access tokens in RFC 9068's JWT profile, which
+            the organisation's other services check offline with /.well-known/jwks.json.
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/apps`` (scopes: apps:write)
@@ -60,6 +63,7 @@ class AppsResource(Resource):
                 "redirect_uris": redirect_uris,
                 "scopes": scopes,
                 "grant_types": grant_types,
+                "access_token_format": access_token_format,
             },
             idempotency_key=idempotency_key,
             etag=True,
@@ -146,6 +150,7 @@ class AppsResource(Resource):
         scopes: Sequence[str] | Unset = UNSET,
         grant_types: Sequence[Literal["authorization_code", "refresh_token", "client_credentials"]]
         | Unset = UNSET,
+        access_token_format: Literal["opaque", "jwt"] | Unset = UNSET,
         if_match: str | HasETag,
     ) -> App:
         """Change an OAuth app (send If-Match).
@@ -167,6 +172,7 @@ class AppsResource(Resource):
                 "redirect_uris": redirect_uris,
                 "scopes": scopes,
                 "grant_types": grant_types,
+                "access_token_format": access_token_format,
             },
             if_match=if_match,
             etag=True,

@@ -1,5 +1,5 @@
-"""OpenID Connect: the keys ID tokens are signed with, and an authorization code's nonce and
-sign-in time.
+"""OpenID Connect and JWT access tokens: the keys MARS signs with, an authorization code's
+nonce, sign-in time and resource indicators (RFC 8707), and each app's access token format.
 
 Revision ID: auth_0006
 Revises: auth_0005
@@ -30,7 +30,14 @@ def upgrade() -> None:
         sa.Column("retired_at", mars_server.db.UTCDateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_auth_signing_keys_created_at", "auth_signing_keys", ["created_at"])
+    with op.batch_alter_table("auth_oauth_clients") as batch:
+        batch.add_column(
+            sa.Column(
+                "access_token_format", sa.String(length=8), nullable=False, server_default="opaque"
+            )
+        )
     with op.batch_alter_table("auth_authorization_codes") as batch:
+        batch.add_column(sa.Column("resources", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("nonce", sa.String(length=255), nullable=True))
         batch.add_column(
             sa.Column("auth_time", mars_server.db.UTCDateTime(timezone=True), nullable=True)
@@ -41,5 +48,8 @@ def downgrade() -> None:
     with op.batch_alter_table("auth_authorization_codes") as batch:
         batch.drop_column("auth_time")
         batch.drop_column("nonce")
+        batch.drop_column("resources")
+    with op.batch_alter_table("auth_oauth_clients") as batch:
+        batch.drop_column("access_token_format")
     op.drop_index("ix_auth_signing_keys_created_at", table_name="auth_signing_keys")
     op.drop_table("auth_signing_keys")
