@@ -161,6 +161,35 @@ def test_authorization_code_with_pkce_and_rotating_refresh_tokens(live_server, s
     assert user_client.me.list_my_authorizations() == []
 
 
+def test_openid_gives_the_validated_id_token_claims(live_server, sdk):
+    user_client = sdk()
+    app = register_app(user_client, scopes=["openid", "email", "account:read"])
+    flow = AuthorizationCodeFlow(
+        live_server, client_id=app.client_id, client_secret=app.client_secret, redirect_uri=REDIRECT
+    )
+    request = flow.start(scopes=["openid", "email"])
+    assert request.nonce and parse_qs(urlsplit(request.url).query)["nonce"] == [request.nonce]
+    tokens = flow.finish(request, approve_in_browser(request.url, user_client.user.email))
+    claims = tokens.id_claims
+    assert claims["sub"] == user_client.user.id and claims["aud"] == app.client_id
+    assert claims["iss"] == live_server and claims["nonce"] == request.nonce
+    assert claims["email"] == user_client.user.email and claims["email_verified"] is True
+    assert tokens.id_token not in repr(tokens)
+    # Another nonce, or a token altered on the way, is refused.
+    with pytest.raises(OAuthError, match="nonce"):
+        flow.id_token_claims(tokens.id_token, nonce="another")
+    header, _, signature = tokens.id_token.split(".")
+    forged = base64.urlsafe_b64encode(b'{"sub": "usr_else"}').rstrip(b"=").decode()
+    with pytest.raises(OAuthError, match="not valid"):
+        flow.id_token_claims(f"{header}.{forged}.{signature}", nonce=request.nonce)
+    # Without openid, no nonce and no ID token: the flow is plain OAuth.
+    plain = flow.start(scopes=["account:read"])
+    assert plain.nonce is None
+    assert (
+        flow.finish(plain, approve_in_browser(plain.url, user_client.user.email)).id_claims is None
+    )
+
+
 def test_a_denied_authorization_is_an_oauth_error(live_server, sdk):
     flow = AuthorizationCodeFlow(live_server, client_id="mars_app_x", redirect_uri=REDIRECT)
     request = flow.start()

@@ -3,6 +3,10 @@
 MARS demands PKCE with S256 from every app and rotates refresh tokens on every use: a
 refresh token used twice revokes the whole sign-in. So store the tokens each refresh
 returns, and never refresh the same token from two places at once.
+
+With the scope ``openid`` MARS is an OpenID Connect provider: :meth:`AuthorizationCodeFlow.
+finish` checks the ID token it returns (signature with MARS's published keys, issuer,
+audience, expiry, nonce, ``at_hash``) and gives its claims as ``tokens.id_claims``.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ import base64
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 from mars_sdk.errors import MarsConnectionError, MarsTimeoutError, OAuthError, error_from_response
 
@@ -27,6 +34,11 @@ if TYPE_CHECKING:
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - not a secret
 REVOKE_PATH = "/oauth/revoke"
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+#: the algorithm MARS signs ID tokens with
+ID_TOKEN_ALGORITHMS = ["ES256"]
+#: how far the clocks of MARS and the app may differ (seconds)
+CLOCK_SKEW = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,9 @@ class OAuthTokens:
     scope: str = ""
     refresh_token: str | None = None
     token_type: str = "Bearer"  # noqa: S105 - not a secret
+    #: OpenID Connect: the ID token as MARS sent it, and its claims once checked (``finish``)
+    id_token: str | None = None
+    id_claims: dict[str, Any] | None = None
 
     @classmethod
     def from_response(cls, data: dict[str, Any]) -> OAuthTokens:
@@ -47,6 +62,7 @@ class OAuthTokens:
             scope=data.get("scope") or "",
             refresh_token=data.get("refresh_token"),
             token_type=data.get("token_type") or "Bearer",
+            id_token=data.get("id_token"),
         )
 
     def expires_within(self, seconds: float) -> bool:
@@ -116,6 +132,12 @@ class TokenEndpoint:
         return data
 
 
+def _at_hash(access_token: str) -> str:
+    """OpenID Connect's ``at_hash`` for ES256: the left half of the token's SHA-256."""
+    digest = hashlib.sha256(access_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
 def code_challenge(code_verifier: str) -> str:
     """The S256 PKCE challenge of ``code_verifier`` (RFC 7636 section 4.2)."""
     digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
@@ -134,6 +156,8 @@ class AuthorizationRequest:
     url: str
     state: str
     code_verifier: str
+    #: OpenID Connect (with ``openid``): the nonce the ID token must carry back
+    nonce: str | None = None
 
     def __repr__(self) -> str:
         return f"AuthorizationRequest(url={self.url!r})"
@@ -166,6 +190,7 @@ class AuthorizationCodeFlow:
         self.client_secret = client_secret
         self.redirect_uri = redirect_uri
         self.endpoint = TokenEndpoint(self.base_url, session=session, timeout=timeout)
+        self._keys: KeySet | None = None
 
     def __repr__(self) -> str:
         return f"AuthorizationCodeFlow(client_id={self.client_id!r})"
@@ -173,7 +198,8 @@ class AuthorizationCodeFlow:
     def start(
         self, scopes: Sequence[str] | None = None, *, state: str | None = None
     ) -> AuthorizationRequest:
-        """A fresh authorization request: the URL to send the user to, a state, a verifier."""
+        """A fresh authorization request: the URL to send the user to, a state, a verifier
+        (and, with the scope ``openid``, a nonce)."""
         state = state or secrets.token_urlsafe(24)
         verifier = new_code_verifier()
         query = {
@@ -184,10 +210,13 @@ class AuthorizationCodeFlow:
             "code_challenge": code_challenge(verifier),
             "code_challenge_method": "S256",
         }
+        nonce = None
         if scopes is not None:
             query["scope"] = " ".join(scopes)
+            if "openid" in scopes:
+                nonce = query["nonce"] = secrets.token_urlsafe(24)
         url = f"{self.base_url}{AUTHORIZE_PATH}?{urlencode(query)}"
-        return AuthorizationRequest(url=url, state=state, code_verifier=verifier)
+        return AuthorizationRequest(url=url, state=state, code_verifier=verifier, nonce=nonce)
 
     def finish(self, request: AuthorizationRequest, callback_url: str) -> OAuthTokens:
         """Check the redirect MARS sent the user back with, and exchange its code.
@@ -205,7 +234,58 @@ class AuthorizationCodeFlow:
             )
         if "code" not in query:
             raise OAuthError("The callback carries no code.")
-        return self.exchange(query["code"], code_verifier=request.code_verifier)
+        tokens = self.exchange(query["code"], code_verifier=request.code_verifier)
+        if request.nonce is None:
+            return tokens
+        if tokens.id_token is None:
+            raise OAuthError("MARS sent no ID token for an openid request.")
+        claims = self.id_token_claims(tokens.id_token, nonce=request.nonce)
+        if claims.get("at_hash") != _at_hash(tokens.access_token):
+            raise OAuthError("The ID token does not belong to this access token (at_hash).")
+        return replace(tokens, id_claims=claims)
+
+    def id_token_claims(self, id_token: str, *, nonce: str) -> dict[str, Any]:
+        """The claims of an ID token MARS signed for this app, checked as OpenID Connect Core
+        (section 3.1.3.7) says: signature, ``iss``, ``aud``, ``exp``, ``iat``, ``nonce``.
+
+        :raises OAuthError: any check fails.
+        """
+        try:
+            token = self._decode(id_token)
+            jwt.JWTClaimsRegistry(
+                leeway=CLOCK_SKEW,
+                iss={"essential": True, "value": self.base_url},
+                aud={"essential": True, "value": self.client_id},
+                sub={"essential": True},
+                exp={"essential": True},
+                iat={"essential": True},
+                nonce={"essential": True, "value": nonce},
+            ).validate(token.claims)
+        except (JoseError, ValueError) as exc:
+            raise OAuthError(f"The ID token is not valid: {exc}") from None
+        return dict(token.claims)
+
+    def _decode(self, id_token: str) -> jwt.Token:
+        try:
+            return jwt.decode(id_token, self._signing_keys(), algorithms=ID_TOKEN_ALGORITHMS)
+        except JoseError:
+            # A key MARS made after the last look (a rotation): look once more.
+            return jwt.decode(
+                id_token, self._signing_keys(fresh=True), algorithms=ID_TOKEN_ALGORITHMS
+            )
+
+    def _signing_keys(self, *, fresh: bool = False) -> KeySet:
+        if self._keys is None or fresh:
+            session, timeout = self.endpoint.session, self.endpoint.timeout
+            try:
+                discovery = session.get(self.base_url + DISCOVERY_PATH, timeout=timeout)
+                discovery.raise_for_status()
+                keys = session.get(discovery.json()["jwks_uri"], timeout=timeout)
+                keys.raise_for_status()
+            except requests.RequestException as exc:
+                raise MarsConnectionError(f"MARS's signing keys: {exc.__class__.__name__}") from exc
+            self._keys = KeySet.import_key_set(keys.json())
+        return self._keys
 
     def exchange(self, code: str, *, code_verifier: str) -> OAuthTokens:
         """Exchange an authorization code (within a minute of its issue, once)."""
