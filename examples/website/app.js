@@ -36,7 +36,8 @@ function showSignedOut() {
 
 function showSignedIn(me, projects) {
   // `me` or `projects` is null when an API request failed (the error says why).
-  $("who").textContent = me ? `Signed in as ${me.display_name || me.email} (${me.email})` : "";
+  const name = me && me.display_name ? `${me.display_name} (${me.email})` : me ? me.email : "";
+  $("who").textContent = me ? `Signed in as ${name}` : "";
   $("projects").replaceChildren(
     ...(projects || []).map((project) => {
       const item = document.createElement("li");
