@@ -287,9 +287,17 @@ def test_new_verification_links_are_throttled(make_app):
 def test_signing_out_ends_the_session_and_kills_this_browsers_refresh_token(app, website, person):
     browser, other_browser = app.test_client(), app.test_client()
     here, there = tokens_for(browser, website), tokens_for(other_browser, website)
-    out = browser.get(
-        "/oauth/logout?"
-        + urlencode({"client_id": website, "post_logout_redirect_uri": WEBSITE, "state": "s1"})
+    params = {"client_id": website, "post_logout_redirect_uri": WEBSITE, "state": "s1"}
+    # Without an ID token as a hint, even the website's own request is confirmed by the
+    # person: no other site can sign them out (a link, a redirect) behind their back.
+    page = browser.get("/oauth/logout?" + urlencode(params))
+    assert page.status_code == 200 and "Sign out of MARS?" in page.text
+    still = refreshed(app.test_client(), website, here["refresh_token"])  # still signed in
+    assert still.status_code == 200
+    here = still.json
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    out = browser.post(
+        "/oauth/logout?" + urlencode(params), data={"action": "sign_out", "csrf_token": csrf}
     )
     assert out.status_code == 303 and out.headers["Location"] == WEBSITE + "?state=s1"
     dead = refreshed(app.test_client(), website, here["refresh_token"])
@@ -367,7 +375,24 @@ def test_the_example_website_is_served_in_development_only(make_app, tmp_path):
         )
         assert row.first_party and row.name == "Example website"
         assert browser.get("/examples/website/../../setup.cfg").status_code == 404
+        # A name from the Host header that is not loopback's (DNS rebinding) adds nothing.
+        rebound = browser.get("/examples/website/config.json", headers={"Host": "evil.example"})
+        assert rebound.status_code == 404
+        db.session.refresh(row)
+        assert row.redirect_uris == ["http://localhost/examples/website/"]
     testing = make_app()
     with testing.app_context():
         assert testing.test_client().get("/examples/website/").status_code == 404
         assert testing.test_client().get("/examples/website/config.json").status_code == 404
+
+
+def test_a_way_back_leads_only_to_a_first_party_sign_in_that_shows_its_page(app, website):
+    browser = app.test_client()
+    first_party = authorize_url(website, pkce()[1], redirect_uri=CALLBACK)
+    for next_value, kept in (
+        (first_party, True),
+        (first_party + "&prompt=none", False),  # it would go straight back to the app
+        (authorize_url("mars_app_someone_elses", pkce()[1]), False),
+    ):
+        page = browser.get("/accounts/register?" + urlencode({"next": next_value}))
+        assert ('name="next"' in page.text) is kept, next_value

@@ -71,7 +71,8 @@ def query_of(response):
 
 def tokens(browser, client_id, scope="openid", nonce="n-0S6_WzA2Mj", signed_in=False, **extra):
     verifier, challenge = pkce()
-    url = authorize(client_id, challenge, scope=scope, nonce=nonce, **extra)
+    extra = extra | ({"nonce": nonce} if nonce else {})
+    url = authorize(client_id, challenge, scope=scope, **extra)
     if not signed_in:
         assert sign_in(browser, url, email="ada@example.test").status_code == 303
     code = query_of(browser.get(url))["code"]
@@ -290,3 +291,51 @@ def test_an_id_token_hint_signs_out_without_asking(app, runner, person, create_u
     )
     assert out.status_code == 303 and out.headers["Location"] == back
     assert 'value="sign_in"' in browser.get(authorize(client_id, challenge, nonce="h2")).text
+
+
+def test_the_review_s_edge_cases_are_clear_answers(app, website, person):
+    browser = app.test_client()
+    answer = tokens(browser, website, scope="openid email", nonce="e1")
+    # A refresh token is no access token at UserInfo.
+    refresh = {"Authorization": f"Bearer {answer['refresh_token']}"}
+    assert app.test_client().get("/oauth/userinfo", headers=refresh).status_code == 401
+    # max_age that only looks like a number, and an over-long nonce: answers, not errors.
+    _, challenge = pkce()
+    odd = browser.get(authorize(website, challenge, max_age="²", nonce="e2"))
+    assert odd.status_code == 302 and "code=" in odd.headers["Location"]
+    long_nonce = browser.get(authorize(website, challenge, nonce="n" * 256))
+    assert query_of(long_nonce)["error"] == "invalid_request"
+    # Without a scope, an app gets what it may have, but never openid unasked.
+    _, challenge = pkce()
+    params = authorize(website, challenge).replace("&scope=openid", "")
+    assert "scope=" not in params
+    code = query_of(browser.get(params))["code"]
+    assert code
+    # prompt=none with nobody signed in: back to the app, never a page.
+    _, challenge = pkce()
+    url = authorize(website, challenge, scope="account:read", prompt="none")
+    assert query_of(app.test_client().get(url))["error"] == "login_required"
+
+
+def test_prompt_login_counts_a_sign_in_once_however_the_query_is_written(app, website, person):
+    browser = app.test_client()
+    _, challenge = pkce()
+    query = authorize(website, challenge, scope="account:read", prompt="login").partition("?")[2]
+    raw = query.replace("state=st4te", "state=a|b")  # as a browser may leave it unencoded
+    url = "/oauth/authorize?" + raw
+    assert sign_in(browser, url, email="ada@example.test").status_code == 303
+    assert browser.get(url).status_code == 302  # signed in for this request: a code
+    again = browser.get(url)  # the same request again: a new sign-in is asked for
+    assert again.status_code == 200 and 'value="sign_in"' in again.text
+
+
+def test_only_an_id_token_serves_as_a_sign_out_hint(app, runner, website, person):
+    result = runner.invoke(args=["apps", "create", "--first-party", "--name", "Svc",
+                                 "--redirect-uri", CALLBACK, "--scope", "account:read",
+                                 "--access-token-format", "jwt"])  # fmt: skip
+    client_id = result.output.split()[-1]
+    access = tokens(app.test_client(), client_id, scope="account:read", nonce=None)
+    refused = app.test_client().get(
+        "/oauth/logout?" + urlencode({"id_token_hint": access["access_token"]})
+    )
+    assert refused.status_code == 400

@@ -5,6 +5,9 @@
 const REFRESH_KEY = "mars.refresh_token"; // sessionStorage: the (rotating) refresh token
 const STATE_KEY = "mars.oauth_state"; // sessionStorage: `state` of the sign-in under way
 const VERIFIER_KEY = "mars.code_verifier"; // sessionStorage: its PKCE code_verifier
+// sessionStorage: the ID token of the sign-in (scope openid), sent back as the sign-out's
+// id_token_hint: it proves the sign-out comes from this site, so MARS does not ask
+const ID_TOKEN_KEY = "mars.id_token";
 
 let config = null; // config.json: mars, client_id, redirect_uri, post_logout_redirect_uri, scope
 let accessToken = null; // in memory only: gone when the page is
@@ -15,7 +18,9 @@ let waitUntil = 0; // after a 429, no API request before this time (ms since the
 const $ = (id) => document.getElementById(id);
 
 function clearStorage() {
-  for (const key of [REFRESH_KEY, STATE_KEY, VERIFIER_KEY]) sessionStorage.removeItem(key);
+  for (const key of [REFRESH_KEY, STATE_KEY, VERIFIER_KEY, ID_TOKEN_KEY]) {
+    sessionStorage.removeItem(key);
+  }
 }
 
 // --- What the page shows ---------------------------------------------------------------------
@@ -97,6 +102,7 @@ async function tokenRequest(fields) {
   // Refresh a little before expiry (30 s, or half the lifetime of a short-lived token).
   const lifetime = (Number(body.expires_in) || Infinity) * 1000;
   accessExpiresAt = Date.now() + lifetime - Math.min(30000, lifetime / 2);
+  if (body.id_token) sessionStorage.setItem(ID_TOKEN_KEY, body.id_token); // at sign-in only
   if (body.refresh_token) {
     sessionStorage.setItem(REFRESH_KEY, body.refresh_token); // the old one is now spent
   } else {
@@ -261,14 +267,18 @@ async function signOut() {
       client_id: config.client_id,
     }).catch(() => {});
   }
+  const idToken = sessionStorage.getItem(ID_TOKEN_KEY);
   accessToken = null;
   clearStorage();
   const url = new URL(`${config.mars}/oauth/logout`);
-  url.search = new URLSearchParams({
+  const params = {
     client_id: config.client_id,
     post_logout_redirect_uri: config.post_logout_redirect_uri,
     state: randomString(),
-  });
+  };
+  // With it MARS signs the person out at once; without, MARS asks them to confirm.
+  if (idToken) params.id_token_hint = idToken;
+  url.search = new URLSearchParams(params);
   window.location.assign(url);
 }
 

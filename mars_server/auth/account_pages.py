@@ -19,10 +19,14 @@ from __future__ import annotations
 import hmac
 import secrets
 from typing import Any
+from urllib.parse import parse_qs
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, make_response, render_template, request
 
 from mars_server.auth import emails, example_site, pages
+from mars_server.auth.models import OAuthClient
+from mars_server.db import db
 from mars_server.http import MarsError
 
 blueprint = Blueprint("account_pages", __name__, template_folder="templates")
@@ -49,14 +53,20 @@ NEXT_MAX = 2000
 
 
 def safe_next(value: str | None) -> str | None:
-    """``value`` if it is a sign-in of this server (``/oauth/authorize?...``), else ``None``:
-    never a way to send people to another site."""
+    """``value`` if it is a sign-in of this server (``/oauth/authorize?...``) for a first-party
+    app, without ``prompt`` (a sign-in page must show), else ``None``: a link in MARS's mail
+    never leads anywhere the organisation did not register."""
     if (
         not value
         or len(value) > NEXT_MAX
         or not value.startswith("/oauth/authorize?")
         or any(char in value for char in "\\\r\n")
     ):
+        return None
+    query = parse_qs(value.partition("?")[2])
+    client_id = query.get("client_id", [""])[0]
+    app = db.session.scalar(sa.select(OAuthClient).where(OAuthClient.client_id == client_id))
+    if app is None or not app.first_party or "prompt" in query:
         return None
     return value
 

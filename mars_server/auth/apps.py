@@ -176,6 +176,18 @@ def create_first_party_app(
     return app
 
 
+def set_resources(app: OAuthClient, resources: list[str]) -> None:
+    """The organisation's services ``app`` may ask tokens for (RFC 8707): the operator's
+    choice, among ``MARS_AUTH__RESOURCES``. Committed, audited."""
+    declared = set(plugin_settings("auth")["resources"])
+    unknown = [resource for resource in resources if resource not in declared]
+    if unknown:
+        raise ValidationFailed({"resources": [f"{unknown[0]!r} is not in MARS_AUTH__RESOURCES."]})
+    app.resources = sorted(set(resources))
+    audit("auth.app_resources_set", target=app.id, client_id=app.client_id, resources=app.resources)
+    db.session.commit()
+
+
 def all_apps() -> list[OAuthClient]:
     """Every app, first-party ones first (for operators)."""
     return list(

@@ -257,6 +257,24 @@ def list_apps() -> None:
     click.echo(f"{len(found)} apps in all")
 
 
+@apps_group.command("resources")
+@click.argument("client_id")
+@click.option(
+    "--resource",
+    "resources",
+    multiple=True,
+    help="One of MARS_AUTH__RESOURCES; repeat for more; none: the app gets tokens for MARS only.",
+)
+@_fail_on_problem
+def app_resources(client_id: str, resources: tuple[str, ...]) -> None:
+    """Set the services an app may ask JWT access tokens for (RFC 8707 resource indicators)."""
+    app = next((a for a in apps.all_apps() if a.client_id == client_id), None)
+    if app is None:
+        raise click.ClickException(f"no app with the client_id {client_id!r}")
+    apps.set_resources(app, list(resources))
+    click.echo(f"{app.client_id} may ask tokens for: {', '.join(app.resources) or 'MARS only'}")
+
+
 @apps_group.command("delete")
 @click.argument("client_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

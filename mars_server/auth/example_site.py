@@ -28,8 +28,9 @@ blueprint = Blueprint("example_site", __name__)
 FOLDER = Path(__file__).resolve().parents[2] / "examples" / "website"
 NAME = "Example website"
 PATH = "/examples/website/"
-#: what the example asks for: reading the account and the projects, if those scopes exist
-WANTED_SCOPES = ("account:read", "projects:read")
+#: what the example asks for: who signed in (openid: its ID token is the sign-out's hint),
+#: reading the account and the projects, if those scopes exist
+WANTED_SCOPES = ("openid", "account:read", "projects:read")
 
 
 def _development_only() -> None:
@@ -60,10 +61,19 @@ def website_url() -> str | None:
     return public_url(PATH)
 
 
+#: the hosts the example may be reached at: a name from the request (its Host header) is
+#: taken only if it is loopback's own, never one DNS rebinding could bring in
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
 @blueprint.route("/examples/website/config.json")
 def config() -> Response:
     _development_only()
+    if request.host.rpartition(":")[0] not in LOOPBACK and request.host not in LOOPBACK:
+        abort(404)
     address = request.host_url.rstrip("/") + PATH
+    if apps.redirect_uri_problem(address):
+        abort(404)
     app = example_app(address)
     return jsonify(
         mars=request.host_url.rstrip("/"),

@@ -133,6 +133,8 @@ class OAuthClient(Timestamped, Versioned, Model):
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(
         sa.JSON, default=list, server_default="[]"
     )
+    #: RFC 8707: the organisation's services this app may ask tokens for (the operator's)
+    resources: Mapped[list[str]] = mapped_column(sa.JSON, default=list, server_default="[]")
     #: ``opaque`` or ``jwt`` (RFC 9068: other services check them offline)
     access_token_format: Mapped[str] = mapped_column(
         sa.String(8), default="opaque", server_default="opaque"
@@ -157,6 +159,10 @@ class SigningKey(Model):
 
 class AuthorizationCode(Model):
     __tablename__ = "auth_authorization_codes"
+    #: a nonce is looked up to refuse a replayed authorization request
+    __table_args__ = (
+        sa.Index("ix_auth_authorization_codes_client_id_nonce", "client_id", "nonce"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -196,6 +202,8 @@ class OAuthToken(Model):
     issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     access_expires_at: Mapped[dt.datetime]
     refresh_expires_at: Mapped[dt.datetime | None]
+    #: RFC 8707: the services this token (a JWT access token) is for; ``None``: MARS itself
+    resources: Mapped[list[str] | None] = mapped_column(sa.JSON)
     #: set when the refresh token was exchanged for a new pair.
     rotated_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]

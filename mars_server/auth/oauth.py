@@ -122,8 +122,8 @@ class Client(ClientMixin):
     def get_allowed_scope(self, scope: str | None) -> str | None:
         """The scope to grant: all of the requested one, or ``None`` (``invalid_scope``)."""
         allowed = self.allowed_scopes()
-        if not scope:
-            return " ".join(sorted(allowed)) or None
+        if not scope:  # everything the app may have, but OpenID Connect only when asked for
+            return " ".join(sorted(allowed - OPENID_SCOPES)) or None
         requested = set(scope.split())
         if not requested <= allowed:
             return None
@@ -263,7 +263,7 @@ class MarsOpenIDCode(OpenIDCode):
             "iss": public_url(),
             "aud": client.client_id,
             "iat": now,
-            "exp": now + int(signing_keys.token_lifetime().total_seconds()),
+            "exp": now + 60 * plugin_settings("auth")["id_token_minutes"],
         }
 
     def get_compatible_claims(self, request: OAuth2Request) -> dict[str, Any]:
@@ -405,7 +405,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 # Chosen now, so a second use can find (and revoke) what the first one got.
                 family_id=(family_id := new_id("fam")),
                 nonce=payload.data.get("nonce"),
-                resources=requested_resources() or None,
+                resources=requested_resources(request.client) or None,
                 # When the user signed in on the page (the view puts it here), for auth_time.
                 auth_time=g.get("mars_auth_time"),
             )
@@ -482,6 +482,7 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
             return None
         if token.is_revoked() or token.is_expired():
             return None
+        g.mars_refresh_resources = token.row.resources  # what the new token may be for
         return token
 
     def authenticate_user(self, refresh_token: Token) -> User | None:
@@ -538,14 +539,15 @@ class InvalidTargetError(OAuth2Error):
     error = "invalid_target"
 
 
-def requested_resources() -> list[str]:
-    """The ``resource`` parameters of this request (RFC 8707), each one of the organisation's
-    services the operator declared (``MARS_AUTH__RESOURCES``); else :class:`InvalidTargetError`."""
+def requested_resources(client: Client) -> list[str]:
+    """The ``resource`` parameters of this request (RFC 8707): each must be one of the
+    organisation's services (``MARS_AUTH__RESOURCES``) that the operator allowed ``client``
+    (``mars apps resources``); else :class:`InvalidTargetError`."""
     resources = http_request.values.getlist("resource")
-    allowed = set(plugin_settings("auth")["resources"])
+    allowed = set(plugin_settings("auth")["resources"]) & set(client.row.resources or ())
     unknown = [resource for resource in resources if resource not in allowed]
     if unknown:
-        raise InvalidTargetError(f"MARS issues no tokens for {unknown[0]!r}.")
+        raise InvalidTargetError(f"This app gets no tokens for {unknown[0][:200]!r}.")
     return sorted(set(resources))
 
 
@@ -554,22 +556,31 @@ def own_resource() -> str:
     return public_url("/api")
 
 
-def _audience(grant_type: str) -> list[str]:
-    """Who a JWT access token is for: the resources asked for at the token endpoint (for a
-    code, among those asked for with it), else those of the code, else MARS's API."""
-    asked = requested_resources()
-    of_code = g.pop("mars_code_resources", None) if grant_type == "authorization_code" else None
-    if asked and of_code is not None and not set(asked) <= set(of_code):
-        raise InvalidTargetError("Ask the token for resources the authorization was for.")
-    return asked or of_code or [own_resource()]
+def _audience(grant_type: str, client: Client) -> list[str] | None:
+    """The services an access token is for (``None``: MARS itself). A code's or a refresh
+    token's are those its authorization was for; a request may narrow them, never widen."""
+    asked = requested_resources(client)
+    if grant_type == "authorization_code":
+        granted = g.pop("mars_code_resources", None)
+    elif grant_type == "refresh_token":
+        granted = g.pop("mars_refresh_resources", None)
+    else:  # client_credentials: the app's own, as the operator allowed them
+        return asked or None
+    if asked and not set(asked) <= set(granted or ()):
+        raise InvalidTargetError("A token may be for the services its authorization was for.")
+    return asked or granted or None
+
+
+def audience_of(resources: list[str] | None) -> list[str]:
+    return resources or [own_resource()]
 
 
 def _jwt_access_token(
-    grant_type: str, client: Client, user: User | None, scope: str, seconds: int
+    client: Client, user: User | None, scope: str, seconds: int, resources: list[str] | None
 ) -> str:
     """RFC 9068: an access token another service checks offline with MARS's published keys."""
     now = int(_now().timestamp())
-    audience = _audience(grant_type)
+    audience = audience_of(resources)
     claims = {
         "iss": public_url(),
         "sub": user.id if user is not None else client.client_id,
@@ -596,11 +607,14 @@ def generate_token(
         raise InvalidScopeError()
     minutes = plugin_settings("auth")["access_token_minutes"]
     seconds = expires_in or minutes * 60
+    resources = _audience(grant_type, client)
     if client.row.access_token_format == "jwt":  # noqa: S105  (a format, not a secret)
-        access_token = _jwt_access_token(grant_type, client, user, granted, seconds)
+        access_token = _jwt_access_token(client, user, granted, seconds, resources)
+    elif resources:
+        raise InvalidTargetError("Only an app set to JWT access tokens gets them for services.")
     else:
-        requested_resources()  # an unknown resource is refused whatever the format
         access_token = secrets.new_opaque_token()
+    g.mars_token_resources = resources  # kept with the token (save_token)
     token = {
         "token_type": "Bearer",
         "access_token": access_token,
@@ -633,6 +647,7 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         issued_at=now,
         access_expires_at=now + dt.timedelta(seconds=token["expires_in"]),
         refresh_expires_at=now + dt.timedelta(days=days) if refresh else None,
+        resources=g.pop("mars_token_resources", None),
     )
     db.session.add(row)
     db.session.flush()
@@ -786,6 +801,8 @@ def metadata(issuer: str) -> dict[str, Any]:
     }
 
 
+#: OpenID Connect's scopes: granted only when asked for by name
+OPENID_SCOPES = frozenset({"openid", "profile", "email"})
 #: What ID tokens and UserInfo may say (OpenID Connect Core, section 5.1)
 CLAIMS_SUPPORTED = [
     "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr",

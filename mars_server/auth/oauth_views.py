@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
@@ -155,19 +156,25 @@ def _sign_in_as(user: User) -> None:
 
 
 def _request_key() -> str:
-    """This authorization request, as the page session remembers it (a digest)."""
-    return hashlib.sha256(request.query_string).hexdigest()[:32]
+    """This authorization request, as the page session remembers it: a digest of its
+    parameters, decoded and sorted (the redirect after signing in may encode them anew)."""
+    items = sorted((k, v) for k, values in request.args.lists() for v in values)
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:32]
+
+
+MAX_AGE = re.compile(r"[0-9]{1,9}")
 
 
 def _must_sign_in_again() -> bool:
-    """OpenID Connect's ``prompt=login`` and ``max_age``: a sign-in for this very request, or
-    one recent enough, is needed."""
+    """OpenID Connect's ``prompt=login`` and ``max_age``: a sign-in for this very request (it
+    counts once), or one recent enough, is needed."""
     if session.get(SESSION_SIGNED_IN_FOR) == _request_key():
+        session.pop(SESSION_SIGNED_IN_FOR)
         return False
     if "login" in request.values.get("prompt", "").split():
         return True
     max_age = request.values.get("max_age", "")
-    if max_age.isdigit():
+    if MAX_AGE.fullmatch(max_age):
         signed_in = int(session.get(SESSION_AUTH_TIME, 0))
         return int(utcnow().timestamp()) - signed_in > int(max_age)
     return False
@@ -272,16 +279,18 @@ def authorize() -> Any:
         return _error_page(error)  # never redirect to a URI that was not registered
     client: oauth.Client = grant.client
     try:
-        oauth.requested_resources()
+        oauth.requested_resources(client)
     except oauth.InvalidTargetError as error:  # RFC 8707: back to the app, as any error
-        error.redirect_uri, error.state = grant.redirect_uri, grant.request.payload.state
-        return server.handle_error_response(grant.request, error)
+        return _refuse(grant, error)
     if request.method == "POST" and not _csrf_ok():
         return _page("error.html", 400, error="invalid_request", message=CSRF_MESSAGE)
 
     action = request.form.get("action") if request.method == "POST" else None
     if action == "sign_in":
         return _sign_in(client)
+    if len(request.values.get("nonce", "")) > MAX_NONCE:
+        too_long = InvalidRequestError(f"Send a nonce of at most {MAX_NONCE} characters.")
+        return _refuse(grant, too_long)
     user = _signed_in_user()
     silent = "none" in request.values.get("prompt", "").split()
     if user is not None and _must_sign_in_again():
@@ -289,8 +298,12 @@ def authorize() -> Any:
             return _refuse(grant, LoginRequiredError)
         return _page("login.html", client=client.row, email=user.email)
     if user is None:
-        return _page("login.html", client=client.row)
+        return (
+            _refuse(grant, LoginRequiredError) if silent else _page("login.html", client=client.row)
+        )
     if user.must_change_password:
+        if silent:  # a page would be needed
+            return _refuse(grant, LoginRequiredError)
         if action == "change_password":
             return _change_password(user, client)
         return _page("change_password.html", client=client.row, user=user)
@@ -304,8 +317,12 @@ def authorize() -> Any:
     if client.row.first_party:
         # The organisation's own app: no consent page; the consent is recorded all the same.
         return _approve(grant, user)
-    if request.args.get("prompt") != "consent" and consents.covers(
-        user, client.row, grant.request.scope
+    prompts = request.values.get("prompt", "").split()
+    asks_services = bool(request.values.getlist("resource"))  # consented to each time
+    if (
+        "consent" not in prompts
+        and not asks_services
+        and consents.covers(user, client.row, grant.request.scope)
     ):
         # Allowed before, every scope of it: no page, the app gets its code at once.
         return _approve(grant, user, remember=False)
@@ -314,15 +331,21 @@ def authorize() -> Any:
     declared = oauth.declared_scopes()
     requested = grant.request.scope.split()
     scopes = [(name, declared.get(name, "")) for name in requested]
-    return _page("consent.html", client=client.row, user=user, scopes=scopes)
+    services = sorted(set(request.values.getlist("resource")))
+    return _page("consent.html", client=client.row, user=user, scopes=scopes, services=services)
 
 
 CSRF_MESSAGE = "This form has expired. Go back to the app and start again."
 
 
-def _refuse(grant: Any, error_class: type[OAuth2Error]) -> Any:
-    """Send the browser back to the app with an OpenID Connect error (``prompt=none``)."""
-    error = error_class(redirect_uri=grant.redirect_uri, state=grant.request.payload.state)
+MAX_NONCE = 255
+
+
+def _refuse(grant: Any, error: type[OAuth2Error] | OAuth2Error) -> Any:
+    """Send the browser back to the app with an error (``prompt=none``: OpenID Connect's)."""
+    if isinstance(error, type):
+        error = error()
+    error.redirect_uri, error.state = grant.redirect_uri, grant.request.payload.state
     return oauth.server().handle_error_response(grant.request, error)
 
 
@@ -401,10 +424,10 @@ def logout() -> Any:
     """End this browser's MARS sign-in and revoke the tokens the app got through it.
 
     ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri`` (registered exactly) and
-    ``state`` as the OpenID Connect RP-Initiated Logout specification names them. A
-    first-party app, or any app sending an ID token MARS gave it for the person signed in
-    here, signs them out at once; for any other request the person confirms (a form), so that
-    no other site can sign them out behind their back.
+    ``state`` as the OpenID Connect RP-Initiated Logout specification names them. An app
+    sending an ID token MARS gave it for the person signed in here signs them out at once;
+    for any other request the person confirms (a form), so that no other site can sign them
+    out behind their back.
     """
     client_id = request.values.get("client_id") or None
     back_to = request.values.get("post_logout_redirect_uri") or None
@@ -444,9 +467,10 @@ def logout() -> Any:
     if confirmed and not _csrf_ok():
         return _page("error.html", 400, error="invalid_request", message=CSRF_MESSAGE)
     user = _signed_in_user()
-    # An ID token MARS gave this app for the person signed in here proves the app asks.
+    # An ID token MARS gave this app for the person signed in here proves the app asks;
+    # without one, the person confirms (RP-Initiated Logout, section 2), first-party or not.
     proven = hinted is not None and (user is None or hinted.get("sub") == user.id)
-    if not confirmed and not proven and not (client is not None and client.row.first_party):
+    if not confirmed and not proven:
         return _page("logout.html", client=client.row if client else None)
     families = [
         family
@@ -522,6 +546,8 @@ def userinfo() -> Response:
     user = db.session.get(User, row.user_id) if row is not None and row.user_id else None
     if (
         token is None
+        or token.kind != "access"  # never a refresh token
+        or token.row.resources  # a token for another service, not for MARS
         or token.is_expired()
         or token.is_revoked()
         or user is None

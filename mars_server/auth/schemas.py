@@ -295,6 +295,14 @@ class AppSchema(ma.Schema):
             "organisation's other services check offline with /.well-known/jwks.json."
         },
     )
+    resources = ma.fields.List(
+        ma.fields.String(),
+        dump_only=True,
+        metadata={
+            "description": "The organisation's services this app may ask JWT access tokens "
+            "for (RFC 8707 resource indicators); set by the operator (mars apps resources)."
+        },
+    )
     previous_secret_expires_at = ma.fields.AwareDateTime(
         dump_only=True,
         format="iso",

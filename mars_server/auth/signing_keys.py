@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,20 +24,26 @@ from mars_server.auth.models import SigningKey
 from mars_server.db import db, utcnow
 from mars_server.events import audit
 
+log = logging.getLogger(__name__)
+
 ALG = "ES256"
 CURVE = "P-256"
 
 
-def _new_key() -> SigningKey:
+def _new_key_values() -> dict[str, Any]:
     key = ECKey.generate_key(CURVE, auto_kid=True)
     private = key.as_dict(private=True)
-    row = SigningKey(
-        id=private["kid"],
-        alg=ALG,
-        public_jwk={**key.as_dict(private=False), "alg": ALG, "use": "sig"},
-        private_sealed=crypto.seal(json.dumps(private)),
-        created_at=utcnow(),
-    )
+    return {
+        "id": private["kid"],
+        "alg": ALG,
+        "public_jwk": {**key.as_dict(private=False), "alg": ALG, "use": "sig"},
+        "private_sealed": crypto.seal(json.dumps(private)),
+        "created_at": utcnow(),
+    }
+
+
+def _new_key() -> SigningKey:
+    row = SigningKey(**_new_key_values())
     db.session.add(row)
     return row
 
@@ -51,13 +58,21 @@ def _current_row() -> SigningKey | None:
 
 
 def current() -> SigningKey:
-    """The key that signs now; made (and committed) on first use."""
+    """The key that signs now; made on first use, in the caller's transaction (a token being
+    issued commits it with the token, or rolls both back)."""
     row = _current_row()
     if row is None:
         row = _new_key()
         db.session.flush()
         audit("auth.signing_key_created", target=row.id, alg=ALG)
-        db.session.commit()
+        log.info("signing key %s created (%s)", row.id, ALG)
+    return row
+
+
+def ensure() -> SigningKey:
+    """:func:`current`, committed (for requests that change nothing else)."""
+    row = current()
+    db.session.commit()
     return row
 
 
@@ -71,7 +86,7 @@ def published() -> list[dict[str, Any]]:
     """The public keys that may have signed a token still valid: the current ones, and those
     retired less than a token's lifetime ago (with a minute for clocks)."""
     since = utcnow() - token_lifetime() - dt.timedelta(minutes=1)
-    current()
+    ensure()
     rows = db.session.scalars(
         sa.select(SigningKey)
         .where(sa.or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > since))
@@ -123,4 +138,7 @@ def verified_claims(token: str, issuer: str) -> dict[str, Any] | None:
     except (JoseError, ValueError):
         return None
     claims = dict(decoded.claims)
+    # An ID token (typ JWT, one audience): never an access token (at+jwt) or another JWT.
+    if decoded.header.get("typ") != "JWT" or not isinstance(claims.get("aud"), str):
+        return None
     return claims if claims.get("iss") == issuer else None

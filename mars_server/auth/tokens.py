@@ -220,6 +220,7 @@ _OAUTH_LOOKUP = _lookup(
     "access_expires_at",
     "refresh_expires_at",
     "revoked_at",
+    "resources",
 )
 _TOUCH_PAT = (
     sa.update(_pats)
@@ -301,6 +302,8 @@ def _oauth_actor(token: str) -> Actor:
     if entry is None:
         row, roles = _found(_OAUTH_LOOKUP, digest)
         if row.revoked_at is not None or row.access_expires_at <= utcnow():
+            raise AuthenticationFailed()
+        if row.resources:  # a token for other services (RFC 8707): not for MARS's API
             raise AuthenticationFailed()
         entry = {
             "id": row.id,

@@ -27,6 +27,9 @@ class App:
     #: opaque, or jwt: access tokens in RFC 9068's JWT profile, which the organisation's other
     #: services check offline with /.well-known/jwks.json.
     access_token_format: Literal["opaque", "jwt"]
+    #: The organisation's services this app may ask JWT access tokens for (RFC 8707 resource
+    #: indicators); set by the operator (mars apps resources).
+    resources: list[str]
     #: Until then, the secret before the last rotation still works.
     previous_secret_expires_at: datetime | None
     created_at: datetime
@@ -46,6 +49,7 @@ class App:
             scopes=data["scopes"],
             grant_types=data["grant_types"],
             access_token_format=data["access_token_format"],
+            resources=data["resources"],
             previous_secret_expires_at=None
             if (v := data["previous_secret_expires_at"]) is None
             else datetime.fromisoformat(v),
@@ -71,6 +75,9 @@ class NewApp:
     #: opaque, or jwt: access tokens in RFC 9068's JWT profile, which the organisation's other
     #: services check offline with /.well-known/jwks.json.
     access_token_format: Literal["opaque", "jwt"]
+    #: The organisation's services this app may ask JWT access tokens for (RFC 8707 resource
+    #: indicators); set by the operator (mars apps resources).
+    resources: list[str]
     #: Until then, the secret before the last rotation still works.
     previous_secret_expires_at: datetime | None
     created_at: datetime
@@ -92,6 +99,7 @@ class NewApp:
             scopes=data["scopes"],
             grant_types=data["grant_types"],
             access_token_format=data["access_token_format"],
+            resources=data["resources"],
             previous_secret_expires_at=None
             if (v := data["previous_secret_expires_at"]) is None
             else datetime.fromisoformat(v),

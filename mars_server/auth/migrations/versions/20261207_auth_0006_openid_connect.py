@@ -36,20 +36,34 @@ def upgrade() -> None:
                 "access_token_format", sa.String(length=8), nullable=False, server_default="opaque"
             )
         )
+        batch.add_column(sa.Column("resources", sa.JSON(), nullable=False, server_default="[]"))
+    with op.batch_alter_table("auth_oauth_tokens") as batch:
+        batch.add_column(sa.Column("resources", sa.JSON(), nullable=True))
     with op.batch_alter_table("auth_authorization_codes") as batch:
         batch.add_column(sa.Column("resources", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("nonce", sa.String(length=255), nullable=True))
         batch.add_column(
             sa.Column("auth_time", mars_server.db.UTCDateTime(timezone=True), nullable=True)
         )
+    op.create_index(
+        "ix_auth_authorization_codes_client_id_nonce",
+        "auth_authorization_codes",
+        ["client_id", "nonce"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_auth_authorization_codes_client_id_nonce", table_name="auth_authorization_codes"
+    )
     with op.batch_alter_table("auth_authorization_codes") as batch:
         batch.drop_column("auth_time")
         batch.drop_column("nonce")
         batch.drop_column("resources")
+    with op.batch_alter_table("auth_oauth_tokens") as batch:
+        batch.drop_column("resources")
     with op.batch_alter_table("auth_oauth_clients") as batch:
+        batch.drop_column("resources")
         batch.drop_column("access_token_format")
     op.drop_index("ix_auth_signing_keys_created_at", table_name="auth_signing_keys")
     op.drop_table("auth_signing_keys")
