@@ -396,3 +396,26 @@ def test_a_way_back_leads_only_to_a_first_party_sign_in_that_shows_its_page(app,
     ):
         page = browser.get("/accounts/register?" + urlencode({"next": next_value}))
         assert ('name="next"' in page.text) is kept, next_value
+
+
+def test_a_password_someone_registered_first_never_survives_the_owners_registration(app):
+    """Pre-hijacking: someone registers the owner's address first, with a password of theirs."""
+    from mars_server.auth import signin
+
+    client = app.test_client()
+    body = {"email": "owner@example.test", "display_name": "Owner"}
+    client.post("/api/v1/accounts", json={**body, "password": "the intruder's own phrase"})
+    client.post("/api/v1/accounts", json={**body, "password": "the owner's real phrase"})
+    first, second = mailbox(app)
+    replaced = client.post("/accounts/verify", data={"token": link_token(first)})
+    assert replaced.status_code == 400 and "no longer works" in replaced.text
+    confirmed = client.post("/accounts/verify", data={"token": link_token(second)})
+    assert "Your address is confirmed" in confirmed.text
+    assert signin.authenticate("owner@example.test", "the owner's real phrase", None)
+    with pytest.raises(signin.SignInFailed):
+        signin.authenticate("owner@example.test", "the intruder's own phrase", None)
+    # Once active, a registration changes nothing and sends nothing.
+    client.post("/api/v1/accounts", json={**body, "password": "the intruder's own phrase"})
+    assert len(mailbox(app)) == 2
+    with pytest.raises(signin.SignInFailed):
+        signin.authenticate("owner@example.test", "the intruder's own phrase", None)

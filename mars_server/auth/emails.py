@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 
 from mars_server import plugin_settings, public_url
-from mars_server.auth import accounts, secrets, throttle
+from mars_server.auth import accounts, passwords, secrets, throttle
 from mars_server.auth.models import EmailToken, User
 from mars_server.db import db, utcnow
 from mars_server.events import audit
@@ -157,14 +157,27 @@ def register(
     *,
     next_path: str | None = None,
 ) -> None:
-    """Create a pending account and mail its verification link; silent if the address is
-    taken or has had its share of mail. ``address`` is the requester's, for its limit;
-    ``next_path`` the sign-in the verified page leads back to."""
+    """Create a pending account and mail its verification link; silent if the address has an
+    active account or has had its share of mail. ``address`` is the requester's, for its
+    limit; ``next_path`` the sign-in the verified page leads back to.
+
+    Registering an address whose account still waits for its confirmation starts it afresh:
+    the new password and name replace the waiting ones, and the new link the older ones. So
+    the link that activates an account is always the last registration's, and a password
+    someone else registered for the address before its owner did (pre-hijacking) never
+    survives the owner's own registration."""
     accounts.check_password_policy(password, email=email)
-    if _may_mail(email, address) and accounts.find_user(email) is None:
-        user = accounts.create_user(email, password=password, display_name=display_name)
-        audit("auth.registered", target=user.id, email=user.email)
-        send_verification(user, next_path)
+    if _may_mail(email, address):
+        user = accounts.find_user(email)
+        if user is None:
+            user = accounts.create_user(email, password=password, display_name=display_name)
+            audit("auth.registered", target=user.id, email=user.email)
+            send_verification(user, next_path)
+        elif user.status == "pending":
+            user.password_hash = passwords.hash_password(password)
+            user.display_name = display_name
+            audit("auth.registered", target=user.id, email=user.email, again=True)
+            send_verification(user, next_path)
     db.session.commit()
 
 
