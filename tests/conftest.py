@@ -7,6 +7,7 @@ import pytest
 
 from mars_server.testing import signed_in_client, xdist_worker
 from tests import mailbox
+from tests.redis_db import empty_redis_database
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -90,7 +91,7 @@ def redis_url() -> str:
         url = f"{base}/{int(db or 0) + int(worker.removeprefix('gw'))}"
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
-        client.flushdb()
+        empty_redis_database(client)
     except redis.ConnectionError:
         if os.environ.get("CI") or os.environ.get("MARS_TEST_REQUIRE_POSTGRES") == "1":
             raise

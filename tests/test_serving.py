@@ -301,7 +301,9 @@ def test_mars_worker_sends_the_mail_an_operator_queued(tmp_path, backend, comman
         env["MARS_CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/14"
         import redis
 
-        redis.Redis.from_url(env["MARS_CELERY_BROKER_URL"]).flushdb()
+        from tests.redis_db import empty_redis_database
+
+        empty_redis_database(redis.Redis.from_url(env["MARS_CELERY_BROKER_URL"]))
     for args in (
         ["db", "upgrade"],
         ["users", "create", "ops@example.test"],
