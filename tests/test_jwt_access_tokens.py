@@ -146,7 +146,12 @@ def approved_code(browser, url):
     return query_of(browser.post(url, data={"csrf_token": csrf, "action": "approve"}))["code"]
 
 
-def test_a_users_token_names_the_resource_of_the_authorization(app, service_app, create_user):
+def test_a_users_token_names_the_resource_of_the_authorization(
+    app, service_app, create_user, runner
+):
+    # The app may ask for both services: the authorization, for one, is what limits its tokens.
+    both = ["--resource", NOTIFY, "--resource", "https://admin.example.org"]
+    assert runner.invoke(args=["apps", "resources", service_app["client_id"], *both]).exit_code == 0
     person = create_user(email="ada@example.test", password="correct horse battery staple")
     browser = app.test_client()
     verifier, challenge = pkce()

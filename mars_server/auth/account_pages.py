@@ -21,12 +21,9 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qs
 
-import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, make_response, render_template, request
 
-from mars_server.auth import emails, example_site, pages
-from mars_server.auth.models import OAuthClient
-from mars_server.db import db
+from mars_server.auth import apps, emails, example_site, pages
 from mars_server.http import MarsError
 
 blueprint = Blueprint("account_pages", __name__, template_folder="templates")
@@ -65,7 +62,7 @@ def safe_next(value: str | None) -> str | None:
         return None
     query = parse_qs(value.partition("?")[2])
     client_id = query.get("client_id", [""])[0]
-    app = db.session.scalar(sa.select(OAuthClient).where(OAuthClient.client_id == client_id))
+    app = apps.by_client_id(client_id)
     if app is None or not app.first_party or "prompt" in query:
         return None
     return value

@@ -188,6 +188,13 @@ def set_resources(app: OAuthClient, resources: list[str]) -> None:
     db.session.commit()
 
 
+def by_client_id(client_id: str | None) -> OAuthClient | None:
+    """The app with this ``client_id``, or ``None``."""
+    if not client_id:
+        return None
+    return db.session.scalar(sa.select(OAuthClient).where(OAuthClient.client_id == client_id))
+
+
 def all_apps() -> list[OAuthClient]:
     """Every app, first-party ones first (for operators)."""
     return list(

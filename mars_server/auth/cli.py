@@ -268,7 +268,7 @@ def list_apps() -> None:
 @_fail_on_problem
 def app_resources(client_id: str, resources: tuple[str, ...]) -> None:
     """Set the services an app may ask JWT access tokens for (RFC 8707 resource indicators)."""
-    app = next((a for a in apps.all_apps() if a.client_id == client_id), None)
+    app = apps.by_client_id(client_id)
     if app is None:
         raise click.ClickException(f"no app with the client_id {client_id!r}")
     apps.set_resources(app, list(resources))
@@ -281,7 +281,7 @@ def app_resources(client_id: str, resources: tuple[str, ...]) -> None:
 @_fail_on_problem
 def delete_app(client_id: str, yes: bool) -> None:
     """Delete an app: every token and code it holds stops working."""
-    app = next((a for a in apps.all_apps() if a.client_id == client_id), None)
+    app = apps.by_client_id(client_id)
     if app is None:
         raise click.ClickException(f"no app with the client_id {client_id!r}")
     if not yes:

@@ -33,8 +33,12 @@ PATH = "/examples/website/"
 WANTED_SCOPES = ("openid", "account:read", "projects:read")
 
 
+def _served() -> bool:
+    return current_app.config["MARS"]["ENV"] == "development" and FOLDER.is_dir()
+
+
 def _development_only() -> None:
-    if current_app.config["MARS"]["ENV"] != "development" or not FOLDER.is_dir():
+    if not _served():
         abort(404)
 
 
@@ -56,9 +60,7 @@ def example_app(address: str) -> OAuthClient:
 
 def website_url() -> str | None:
     """The example's address, where development's pages send people to sign in."""
-    if current_app.config["MARS"]["ENV"] != "development" or not FOLDER.is_dir():
-        return None
-    return public_url(PATH)
+    return public_url(PATH) if _served() else None
 
 
 #: the hosts the example may be reached at: a name from the request (its Host header) is

@@ -53,7 +53,7 @@ from flask import current_app, g
 from flask import request as http_request
 
 from mars_server import plugin_settings, public_url
-from mars_server.auth import accounts, client_auth, consents, secrets, signing_keys
+from mars_server.auth import accounts, apps, client_auth, consents, secrets, signing_keys
 from mars_server.auth.models import AuthorizationCode, OAuthClient, OAuthToken, User
 from mars_server.db import db, new_id, utcnow
 from mars_server.events import audit
@@ -176,9 +176,7 @@ class Client(ClientMixin):
 
 
 def query_client(client_id: str | None) -> Client | None:
-    if not client_id:
-        return None
-    row = db.session.scalar(sa.select(OAuthClient).where(OAuthClient.client_id == client_id))
+    row = apps.by_client_id(client_id)
     return Client(row) if row is not None else None
 
 
