@@ -203,6 +203,108 @@ def mars_user_info(user_id: str) -> UserInfo | None:
     """
 
 
+# --- Signing in another way: single sign-on and the like (0.1) ---------------------------------
+
+
+@dataclass(frozen=True)
+class SignInOption:
+    """Another way to sign in, shown as a button on MARS's sign-in page."""
+
+    #: what the button says: "Sign in with Example Corp"
+    label: str
+    #: where it leads (a GET): the plugin's own page, which starts the sign-in
+    url: str
+
+
+@hookspec
+def mars_sign_in_options(next_url: str, binding: str) -> Sequence[SignInOption]:
+    """Return the other ways to sign in that the sign-in page shows beside the password.
+
+    When the person has signed in another way, the plugin hands them back with
+    :func:`mars_external_sign_in`, passing ``next_url`` and ``binding`` on unchanged.
+
+    :param next_url: the path of the sign-in page's request (an ``/oauth/authorize`` request).
+    :param binding: an opaque value that ties the sign-in to the browser that asked for it.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def mars_password_sign_in_refused(email: str) -> str | None:
+    """Say why ``email`` may not sign in with a password (``firstresult``), or ``None``.
+
+    For example: its domain signs in with the organisation's identity provider only. The
+    sentence is shown on the sign-in page instead of checking the password.
+
+    .. versionadded:: 0.1
+    """
+
+
+@dataclass(frozen=True)
+class ExternalIdentity:
+    """A person another system vouches for (an identity provider), to sign in to MARS."""
+
+    #: how they signed in, for the audit log: ``"sso:corp"``
+    method: str
+    email: str
+    #: the other system asserts that the person owns ``email``: only then is an existing
+    #: account with that address theirs
+    email_verified: bool
+    display_name: str = ""
+    #: the account this identity was linked to before, if the plugin remembers one
+    user_id: str | None = None
+    #: whether an account may be made for a new address (just in time)
+    create: bool = False
+    #: the roles the plugin governs, each granted (True) or taken away (False)
+    roles: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExternalSignIn:
+    """What :func:`mars_external_sign_in` decided."""
+
+    user_id: str | None = None
+    #: a new account was made for the person
+    created: bool = False
+    #: where to send the browser: it signs in there and goes on to ``next_url`` (once, soon)
+    url: str | None = None
+    #: why the person cannot sign in, a sentence for them; nothing else is set then
+    refused: str | None = None
+
+
+@hookspec(firstresult=True)
+def mars_external_sign_in(
+    identity: ExternalIdentity, next_url: str | None, binding: str | None
+) -> ExternalSignIn | None:
+    """Sign in the person ``identity`` describes (``firstresult``): find their account (or
+    make it), apply ``roles``, and record the sign-in. The builtin ``auth`` plugin answers.
+
+    Writes in the caller's transaction, which the caller commits (on a refusal too: the
+    refusal is audited).
+
+    :param identity: who the other system says the person is.
+    :param next_url: and ``binding``: as :func:`mars_sign_in_options` gave them, to sign in
+        the browser and continue (``ExternalSignIn.url``); ``None`` only finds the account.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def mars_confirm_password(user_id: str, password: str, address: str | None) -> bool | None:
+    """Check that ``password`` is the current password of ``user_id`` (``firstresult``), before
+    a change that gives a new way in to the account (linking a single sign-on identity): a
+    token alone must not be enough. The builtin ``auth`` plugin answers; a wrong password
+    counts as a failed sign-in, and past the limits it raises a 429 problem.
+
+    :param address: the caller's IP address, for the per-address limit.
+    :return: whether it is the password (``False`` for an account without one).
+
+    .. versionadded:: 0.1
+    """
+
+
 # --- What a plugin adds to the HTTP surface beyond its API: OpenAPI, pages, CORS (0.1) ----------
 
 

@@ -429,6 +429,29 @@ class MarsPlugins:
     def user_info(self, user_id: str) -> hookspecs.UserInfo | None:
         return self._pm.hook.mars_user_info(user_id=user_id)
 
+    def sign_in_options(self, next_url: str, binding: str) -> list[hookspecs.SignInOption]:
+        results = self._pm.hook.mars_sign_in_options(next_url=next_url, binding=binding)
+        return [option for result in reversed(results) for option in result or ()]
+
+    def password_sign_in_refused(self, email: str) -> str | None:
+        return self._pm.hook.mars_password_sign_in_refused(email=email)
+
+    def confirm_password(self, user_id: str, password: str, address: str | None) -> bool:
+        confirmed = self._pm.hook.mars_confirm_password(
+            user_id=user_id, password=password, address=address
+        )
+        return bool(confirmed)
+
+    def external_sign_in(
+        self, identity: hookspecs.ExternalIdentity, next_url: str | None, binding: str | None
+    ) -> hookspecs.ExternalSignIn:
+        result = self._pm.hook.mars_external_sign_in(
+            identity=identity, next_url=next_url, binding=binding
+        )
+        if result is None:
+            raise PluginError("no plugin signs people in (the builtin auth plugin is missing)")
+        return cast("hookspecs.ExternalSignIn", result)
+
     def security_schemes(self, scopes: Mapping[str, str]) -> list[hookspecs.SecurityScheme]:
         """Every contributed security scheme, in the order the plugins were loaded (the
         builtin ones first); a name contributed twice is a :class:`PluginError`."""

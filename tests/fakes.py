@@ -8,7 +8,7 @@ import click
 import marshmallow as ma
 
 from mars_server import PluginInfo, hookimpl
-from mars_server.hookspecs import HealthCheck
+from mars_server.hookspecs import HealthCheck, SignInOption
 
 ready_calls: list[object] = []
 
@@ -388,3 +388,25 @@ class Listener:
 
 
 listener = Listener()
+
+
+class Door:
+    """Another way to sign in: a button on the sign-in page, and a domain it keeps."""
+
+    MARS_PLUGIN = PluginInfo(name="door", version="1.0", requires=">=0.1")
+
+    @hookimpl
+    def mars_sign_in_options(self, next_url: str, binding: str) -> list[SignInOption]:
+        from urllib.parse import urlencode
+
+        query = urlencode({"next": next_url, "binding": binding})
+        return [SignInOption("Sign in with the Door", f"/door/start?{query}")]
+
+    @hookimpl
+    def mars_password_sign_in_refused(self, email: str) -> str | None:
+        if email.lower().endswith("@door.example"):
+            return "People of door.example sign in with the Door."
+        return None
+
+
+door = Door()

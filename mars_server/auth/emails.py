@@ -24,9 +24,10 @@ from mars_server.auth import accounts, passwords, secrets, throttle
 from mars_server.auth.models import EmailToken, User
 from mars_server.db import db, utcnow
 from mars_server.events import audit
-from mars_server.http import BadRequest, MarsError
+from mars_server.http import BadRequest, MarsError, ValidationFailed
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX
 from mars_server.mail import send_mail
+from mars_server.state import mars_state
 
 VERIFY, RESET = "verify", "reset"
 
@@ -165,7 +166,13 @@ def register(
     the new password and name replace the waiting ones, and the new link the older ones. So
     the link that activates an account is always the last registration's, and a password
     someone else registered for the address before its owner did (pre-hijacking) never
-    survives the owner's own registration."""
+    survives the owner's own registration.
+
+    An address whose domain signs in another way (single sign-on) is refused: its password
+    would never be accepted (the refusal depends on the domain only, not on any account)."""
+    refused = mars_state().plugins.password_sign_in_refused(email.strip())
+    if refused:
+        raise ValidationFailed({"email": [refused]})
     accounts.check_password_policy(password, email=email)
     if _may_mail(email, address):
         user = accounts.find_user(email)

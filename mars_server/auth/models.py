@@ -78,7 +78,8 @@ class PersonalAccessToken(Model):
 
 
 class EmailToken(Model):
-    """A single-use, expiring link sent by e-mail: address verification or password reset."""
+    """A single-use, expiring link: sent by e-mail (address verification, password reset), or
+    handing a browser signed in elsewhere to the OAuth pages (``auth.external``)."""
 
     __tablename__ = "auth_email_tokens"
 
@@ -86,7 +87,7 @@ class EmailToken(Model):
     user_id: Mapped[str] = mapped_column(
         sa.ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
     )
-    purpose: Mapped[str] = mapped_column(sa.String(16))  # "verify" | "reset"
+    purpose: Mapped[str] = mapped_column(sa.String(16))  # "verify" | "reset" | "sign_in"
     digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]

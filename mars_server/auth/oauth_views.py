@@ -19,7 +19,7 @@ import hmac
 import re
 import secrets
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
@@ -39,15 +39,17 @@ from flask import (
     request,
 )
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.datastructures import MultiDict
 from werkzeug.local import LocalProxy
 
 from mars_server import public_url
-from mars_server.auth import consents, example_site, oauth, pages, signin, signing_keys
+from mars_server.auth import consents, example_site, external, oauth, pages, signin, signing_keys
 from mars_server.auth.models import User
 from mars_server.db import db, utcnow
 from mars_server.events import acting_as
 from mars_server.events import context as acting_context
 from mars_server.http import MarsError
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,6 +70,8 @@ SESSION_FAMILIES = "oauth_families"
 SESSION_AUTH_TIME = "oauth_auth_time"
 #: the authorization request the user just signed in for (``prompt=login``, ``max_age``)
 SESSION_SIGNED_IN_FOR = "oauth_signed_in_for"
+#: ties a sign-in elsewhere (single sign-on) to this browser: see :mod:`auth.external`
+SESSION_BINDING = "oauth_binding"
 #: how many authorizations a page session remembers (the cookie stays small)
 MAX_SESSION_FAMILIES = 20
 
@@ -148,18 +152,24 @@ def _csrf_ok() -> bool:
     return bool(expected) and hmac.compare_digest(sent.encode(), str(expected).encode())
 
 
-def _sign_in_as(user: User) -> None:
+def _sign_in_as(user: User, for_request: str | None = None) -> None:
     session[SESSION_USER] = user.id
     session[SESSION_STAMP] = user.sign_in_stamp
     session[SESSION_AUTH_TIME] = int(utcnow().timestamp())
-    session[SESSION_SIGNED_IN_FOR] = _request_key()
+    session[SESSION_SIGNED_IN_FOR] = _request_key(for_request)
 
 
-def _request_key() -> str:
-    """This authorization request, as the page session remembers it: a digest of its
-    parameters, decoded and sorted (the redirect after signing in may encode them anew)."""
-    items = sorted((k, v) for k, values in request.args.lists() for v in values)
+def _request_key(path: str | None = None) -> str:
+    """This authorization request (or the one at ``path``), as the page session remembers it:
+    a digest of its parameters, decoded and sorted (the redirect after signing in may encode
+    them anew)."""
+    args = request.args if path is None else url_parse_args(path)
+    items = sorted((k, v) for k, values in args.lists() for v in values)
     return hashlib.sha256(repr(items).encode()).hexdigest()[:32]
+
+
+def url_parse_args(path: str) -> MultiDict[str, str]:
+    return MultiDict(parse_qsl(urlsplit(path).query, keep_blank_values=True))
 
 
 MAX_AGE = re.compile(r"[0-9]{1,9}")
@@ -198,6 +208,15 @@ def _signed_in_user() -> User | None:
 
 def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
     return render_template(f"oauth/{template}", csrf_token=_csrf_token(), **context), status
+
+
+def _login_page(client: oauth.Client, status: int = 200, **context: Any) -> tuple[str, int]:
+    """The sign-in page, with the other ways to sign in that plugins offer (single sign-on)."""
+    binding = session.get(SESSION_BINDING)
+    if not binding:
+        binding = session[SESSION_BINDING] = secrets.token_urlsafe(24)
+    options = mars_state().plugins.sign_in_options(request.full_path, str(binding))
+    return _page("login.html", status, client=client.row, options=options, **context)
 
 
 def _error_page(error: OAuth2Error) -> tuple[str, int]:
@@ -296,11 +315,9 @@ def authorize() -> Any:
     if user is not None and _must_sign_in_again():
         if silent:
             return _refuse(grant, LoginRequiredError)
-        return _page("login.html", client=client.row, email=user.email)
+        return _login_page(client, email=user.email)
     if user is None:
-        return (
-            _refuse(grant, LoginRequiredError) if silent else _page("login.html", client=client.row)
-        )
+        return _refuse(grant, LoginRequiredError) if silent else _login_page(client)
     if user.must_change_password:
         if silent:  # a page would be needed
             return _refuse(grant, LoginRequiredError)
@@ -313,7 +330,7 @@ def authorize() -> Any:
         return oauth.deny(grant, user)
     if action == "sign_out":
         session.pop(SESSION_USER, None)
-        return _page("login.html", client=client.row)
+        return _login_page(client)
     if client.row.first_party:
         # The organisation's own app: no consent page; the consent is recorded all the same.
         return _approve(grant, user)
@@ -367,24 +384,44 @@ def _sign_in(client: oauth.Client) -> Any:
     password = request.form.get("password", "")[:512]
     try:
         user = signin.authenticate(email, password, request.remote_addr)
-    except signin.SignInFailed:
-        return _page("login.html", 200, client=client.row, email=email, message=FAILED_MESSAGE)
+    except signin.SignInFailed as error:
+        return _login_page(client, email=email, message=str(error))
     except signin.TooManyAttempts as error:
-        body, status = _page(
-            "login.html", 429, client=client.row, email=email, message=str(error.detail)
-        )
+        body, status = _login_page(client, 429, email=email, message=str(error.detail))
         return Response(body, status, headers=error.headers)
-    # The same person signing in again keeps what this browser was given (signing out
-    # revokes it); anyone else starts afresh. A new CSRF token either way.
-    kept = session.get(SESSION_FAMILIES) if session.get(SESSION_USER) == user.id else None
-    session.clear()
-    if kept:
-        session[SESSION_FAMILIES] = kept
+    _start_afresh(user)
     _sign_in_as(user)
     return _see_next_page()
 
 
-FAILED_MESSAGE = "The e-mail address or the password is wrong."
+def _start_afresh(user: User) -> None:
+    """The same person signing in again keeps what this browser was given (signing out
+    revokes it); anyone else starts afresh. A new CSRF token either way."""
+    kept = session.get(SESSION_FAMILIES) if session.get(SESSION_USER) == user.id else None
+    session.clear()
+    if kept:
+        session[SESSION_FAMILIES] = kept
+
+
+@blueprint.route(external.CONTINUE_PATH)
+def continue_signed_in() -> Any:
+    """Where a sign-in elsewhere (single sign-on) hands the browser over: a link that works
+    once, soon, in the browser whose sign-in page started it, for the page it names."""
+    next_url = request.args.get("next", "")[:4096]
+    user = external.hand_over(
+        request.args.get("ticket", "")[:256], str(session.get(SESSION_BINDING, "")), next_url
+    )
+    if user is None:
+        return _page(
+            "error.html",
+            400,
+            error="invalid_request",
+            message="This sign-in has expired, was used already, or was started in another "
+            "browser. Go back to the app and sign in again.",
+        )
+    _start_afresh(user)
+    _sign_in_as(user, for_request=next_url)
+    return redirect(next_url, 303)
 
 
 def _see_next_page() -> Any:

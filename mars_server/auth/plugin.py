@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from flask import Flask, Request
     from flask_smorest import Blueprint
 
-    from mars_server.hookspecs import SecurityScheme
+    from mars_server.hookspecs import ExternalIdentity, ExternalSignIn, SecurityScheme
     from mars_server.http import Actor
 
 PURGE_THROTTLES = "auth.purge_throttles"
@@ -157,3 +157,22 @@ def mars_user_info(user_id: str) -> UserInfo | None:
         active=user.status == "active",
         email=user.email,
     )
+
+
+@hookimpl
+def mars_external_sign_in(
+    identity: ExternalIdentity, next_url: str | None, binding: str | None
+) -> ExternalSignIn:
+    from mars_server.auth import external
+
+    return external.sign_in(identity, next_url, binding)
+
+
+@hookimpl
+def mars_confirm_password(user_id: str, password: str, address: str | None) -> bool:
+    from mars_server.auth import signin
+    from mars_server.auth.models import User
+    from mars_server.db import db
+
+    user = db.session.get(User, user_id)
+    return user is not None and signin.confirm_password(user, password, address)

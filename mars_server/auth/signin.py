@@ -14,13 +14,15 @@ from mars_server.auth import accounts, passwords, throttle
 from mars_server.db import db
 from mars_server.http import MarsError
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX
+from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from mars_server.auth.models import User
 
 
 #: ``reason``: ``unknown_account``, ``wrong_password``, ``disabled``, ``not_verified``,
-#: ``wrong_current_password``, ``throttled``; for OAuth clients (client_auth.py)
+#: ``wrong_current_password``, ``throttled``, ``password_not_accepted`` (single sign-on only),
+#: ``external_refused`` (auth.external); for OAuth clients (client_auth.py)
 #: ``client_invalid`` and ``client_throttled``.
 SIGNIN_FAILURES = metrics.counter(
     "mars_signin_failures_total",
@@ -36,6 +38,13 @@ class TooManyAttempts(throttle.Throttled):
 
 class SignInFailed(Exception):
     """Wrong e-mail or password, or an account that cannot sign in: one message for all."""
+
+    def __init__(self, message: str = "The e-mail address or the password is wrong.") -> None:
+        super().__init__(message)
+
+
+class PasswordNotAccepted(SignInFailed):
+    """The address signs in another way (single sign-on): its password is not even checked."""
 
 
 def _limits(email: str, address: str | None) -> list[throttle.Limit]:
@@ -99,11 +108,17 @@ def authenticate(email: str, password: str, address: str | None) -> User:
         _audit_failure(email, accounts.find_user(email), "throttled")
         db.session.commit()  # the refusal is recorded, though nothing else changed
         raise
+    refused = mars_state().plugins.password_sign_in_refused(email.strip())
+    if refused:
+        # Said whether or not an account exists: it depends on the address's domain only.
+        _audit_failure(email, accounts.find_user(email), "password_not_accepted")
+        db.session.commit()
+        raise PasswordNotAccepted(refused)
     user = accounts.find_user(email)
     ok, new_hash = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not ok or user.status != "active":
         _record_failure(email, address, user, _failure_reason(user, ok))
-        raise SignInFailed("The e-mail address or the password is wrong.")
+        raise SignInFailed
     if new_hash:
         user.password_hash = new_hash
     throttle.reset(_limits(email, None))
@@ -113,18 +128,24 @@ def authenticate(email: str, password: str, address: str | None) -> User:
     return user
 
 
-def change_password(user: User, current: str, new: str, address: str | None) -> None:
-    """Change ``user``'s password, the current one checked under the sign-in limits: a
-    wrong one counts as a failed sign-in of the account and of the address, so a stolen
-    token cannot be used to guess the password; past the limit, :class:`TooManyAttempts`.
-    Committed; a wrong password's count is committed before the 422 is raised, and nothing
-    else of a refused change is kept."""
+def _check_throttle_of(user: User, address: str | None) -> None:
+    """:func:`check_throttle` for a signed-in user's password check; a refusal is audited
+    (committed)."""
     try:
         check_throttle(user.email, address)
     except TooManyAttempts:
         _audit_failure(user.email, user, "throttled")
         db.session.commit()
         raise
+
+
+def change_password(user: User, current: str, new: str, address: str | None) -> None:
+    """Change ``user``'s password, the current one checked under the sign-in limits: a
+    wrong one counts as a failed sign-in of the account and of the address, so a stolen
+    token cannot be used to guess the password; past the limit, :class:`TooManyAttempts`.
+    Committed; a wrong password's count is committed before the 422 is raised, and nothing
+    else of a refused change is kept."""
+    _check_throttle_of(user, address)
 
     def count_failure() -> None:
         _record_failure(user.email, address, user, "wrong_current_password")
@@ -135,6 +156,17 @@ def change_password(user: User, current: str, new: str, address: str | None) -> 
         db.session.rollback()
         raise
     db.session.commit()
+
+
+def confirm_password(user: User, password: str, address: str | None) -> bool:
+    """Whether ``password`` is ``user``'s, checked under the sign-in limits like a change of
+    password: a wrong one counts, past the limits :class:`TooManyAttempts`. Commits a
+    failure's count; a success changes nothing."""
+    _check_throttle_of(user, address)
+    ok, _ = passwords.verify_password(user.password_hash, password)
+    if not ok:
+        _record_failure(user.email, address, user, "wrong_current_password")
+    return ok
 
 
 def sign_out(user: User | None, client: Any, families: list[str]) -> int:

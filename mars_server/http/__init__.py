@@ -42,7 +42,9 @@ from mars_server.http.security import (
     authorize,
     authorize_issuance,
     check_issuance,
+    confirm_password,
     current_actor,
+    external_sign_in,
     user_info,
 )
 from mars_server.http.spec import API_PREFIX
@@ -73,8 +75,10 @@ __all__ = [
     "authorize",
     "authorize_issuance",
     "check_issuance",
+    "confirm_password",
     "current_actor",
     "etag_of",
+    "external_sign_in",
     "page_schema",
     "paginate",
     "require_if_match",

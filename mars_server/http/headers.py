@@ -30,6 +30,28 @@ DOCS_PATH = "/api/docs"
 #: outside the API, what may show a secret or personal data: the OAuth server and pages,
 #: and the pages the e-mailed links open.
 DOCS_POLICY = "frame-ancestors 'none'"
+#: What a server-rendered page outside the API sends (the OAuth sign-in and consent pages, the
+#: pages e-mailed links open, a plugin's pages such as single sign-on's): it works without
+#: JavaScript and can never be framed, cached or leak its address through ``Referer``.
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none';"
+        " form-action 'self'"
+    ),
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def add_page_headers(response: Response) -> Response:
+    """:data:`PAGE_HEADERS` on ``response`` (those it has not set): a page blueprint's
+    ``after_request``."""
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def cache_control(response: Response) -> str | None:

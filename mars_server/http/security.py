@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Iterable
 
-    from mars_server.hookspecs import UserInfo
+    from mars_server.hookspecs import ExternalIdentity, ExternalSignIn, UserInfo
 
 REALM = "mars"
 #: the metadata key that marks a response field as a fresh secret (a token, a client or
@@ -200,3 +200,17 @@ def authorize_issuance(scopes: Iterable[str], *, expires_at: dt.datetime | None 
 def user_info(user_id: str) -> UserInfo | None:
     """What the plugins know of ``user_id`` (see the ``mars_user_info`` hook)."""
     return mars_state().plugins.user_info(user_id)
+
+
+def external_sign_in(
+    identity: ExternalIdentity, next_url: str | None = None, binding: str | None = None
+) -> ExternalSignIn:
+    """Sign in a person another system vouches for (the ``mars_external_sign_in`` hook), in
+    the caller's transaction."""
+    return mars_state().plugins.external_sign_in(identity, next_url, binding)
+
+
+def confirm_password(user_id: str, password: str, address: str | None) -> bool:
+    """Whether ``password`` is the user's current password (the ``mars_confirm_password``
+    hook): a wrong one counts as a failed sign-in; past the limits, a 429 problem."""
+    return mars_state().plugins.confirm_password(user_id, password, address)

@@ -17,6 +17,7 @@ from mars_sdk.resources import (
     MetaResource,
     NotificationsResource,
     ProjectsResource,
+    SsoResource,
     TasksResource,
     UsersResource,
     WebhooksResource,
@@ -76,6 +77,13 @@ class MarsClient(BaseClient):
     def projects(self) -> ProjectsResource:
         """Projects: the units of work people share."""
         return ProjectsResource(self)
+
+    @cached_property
+    def sso(self) -> SsoResource:
+        """Single sign-on: the organisation's identity providers, and the sign-ins linked to your
+        account.
+        """
+        return SsoResource(self)
 
     @cached_property
     def tasks(self) -> TasksResource:

@@ -31,6 +31,7 @@ from mars_sdk.models.me import Authorization, Me, NewToken, Token
 from mars_sdk.models.meta import Meta, Plugin
 from mars_sdk.models.notifications import MarkedRead, Notification, Preference, UnreadCount
 from mars_sdk.models.projects import Member, Project
+from mars_sdk.models.sso import Identity, LinkRequest, Provider
 from mars_sdk.models.tasks import Task
 from mars_sdk.models.users import User
 from mars_sdk.models.webhooks import Attempt, Delivery, DeliveryDetail, NewSecret, Webhook
@@ -44,7 +45,9 @@ __all__ = [
     "Delivery",
     "DeliveryDetail",
     "EndpointDisabled",
+    "Identity",
     "Job",
+    "LinkRequest",
     "MarkedRead",
     "Me",
     "Member",
@@ -61,6 +64,7 @@ __all__ = [
     "ProjectDeletedEvent",
     "ProjectEvent",
     "ProjectUpdatedEvent",
+    "Provider",
     "Task",
     "TaskEvent",
     "TaskUpdatedEvent",

@@ -11,6 +11,7 @@ from mars_sdk.resources.me import MeResource
 from mars_sdk.resources.meta import MetaResource
 from mars_sdk.resources.notifications import NotificationsResource
 from mars_sdk.resources.projects import ProjectsResource
+from mars_sdk.resources.sso import SsoResource
 from mars_sdk.resources.tasks import TasksResource
 from mars_sdk.resources.users import UsersResource
 from mars_sdk.resources.webhooks import WebhooksResource
@@ -24,6 +25,7 @@ __all__ = [
     "MetaResource",
     "NotificationsResource",
     "ProjectsResource",
+    "SsoResource",
     "TasksResource",
     "UsersResource",
     "WebhooksResource",
