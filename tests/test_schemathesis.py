@@ -70,6 +70,8 @@ SEMANTIC_CHECKS = {
     "create_webhook",
     "update_webhook",
     "list_audit_records",
+    # an identity provider the settings name (plugins/sso)
+    "start_sso_link",
 }
 
 

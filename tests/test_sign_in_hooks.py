@@ -101,6 +101,10 @@ def test_hook_mars_external_sign_in(app, create_user):
 
     no_account = external_sign_in(identity(email="new@example.test"))
     assert no_account.refused and "no MARS account" in no_account.refused
+    not_vouched = external_sign_in(
+        identity(email="new@example.test", create=True, email_verified=False)
+    )
+    assert not_vouched.user_id is None and "cannot make an account" in not_vouched.refused
     owner = create_user(email="owner@example.test", password=PASSWORD)
     unverified = external_sign_in(identity(email="OWNER@example.test", email_verified=False))
     assert unverified.user_id is None and "does not confirm" in unverified.refused
@@ -112,6 +116,18 @@ def test_hook_mars_external_sign_in(app, create_user):
     assert "disabled" in external_sign_in(identity(email="off@example.test")).refused
     db.session.commit()
     assert db.session.scalar(sa.select(sa.func.count(User.id))) == 3  # eve, owner, off
+
+
+def test_hook_mars_external_sign_in_keeps_the_last_admin_and_ignores_unknown_roles(
+    app, create_user, caplog
+):
+    admin = create_user(email="eve@example.test", roles=("member", "admin"))
+    result = external_sign_in(identity(roles={"admin": False, "wizard": True}))
+    db.session.commit()
+    assert result.user_id == admin.id
+    assert db.session.get(User, admin.id).role_names == {"member", "admin"}
+    assert "the last admin's role: kept" in caplog.text
+    assert "unknown role 'wizard'" in caplog.text
 
 
 def test_hook_mars_external_sign_in_hands_over_only_to_a_sign_in_page(app):
@@ -144,3 +160,13 @@ def test_an_address_that_signs_in_elsewhere_cannot_register_a_password(door_app)
     assert "People of door.example sign in with the Door." in str(answer.json["errors"])
     with door_app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(User.id))) == 0
+
+
+def test_a_password_that_cannot_sign_in_confirms_nothing(door_app):
+    """An account of a domain that signs in elsewhere may keep an old password: it neither
+    signs in nor confirms a change such as linking a sign-in."""
+    from mars_server.testing import make_user
+
+    ann = make_user(door_app, email="ann@door.example", password=PASSWORD)
+    with door_app.test_request_context():
+        assert confirm_password(ann.id, PASSWORD, None) is False

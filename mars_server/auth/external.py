@@ -40,6 +40,10 @@ NO_ACCOUNT = (
     "There is no MARS account for {email}, and this sign-in cannot make one. Ask an "
     "administrator of MARS for an account."
 )
+NOT_VOUCHED = (
+    "Your identity provider does not confirm that {email} is your address, so MARS cannot "
+    "make an account for it."
+)
 UNVERIFIED = (
     "A MARS account with the address {email} exists, but your identity provider does not "
     "confirm that the address is yours. Sign in with your password, then link this sign-in "
@@ -110,6 +114,10 @@ def _account(identity: ExternalIdentity) -> tuple[User | None, bool, str | None]
         if user is None:
             if not identity.create:
                 return None, False, NO_ACCOUNT.format(email=identity.email)
+            if not identity.email_verified:
+                # Made now, the account would be the provider's person's; its address's owner
+                # could not have it back (pre-account-takeover through the link).
+                return None, False, NOT_VOUCHED.format(email=identity.email)
             user = accounts.create_user(
                 identity.email, display_name=identity.display_name[:100], status="active"
             )
@@ -152,7 +160,14 @@ def hand_over(ticket: str, binding: str, next_url: str) -> User | None:
     )
     if row is None or row.used_at is not None or row.expires_at <= utcnow():
         return None
-    row.used_at = utcnow()
+    # Used up by one request only, even by two at once: the row changes only while unused.
+    used = db.session.execute(
+        sa.update(EmailToken)
+        .where(EmailToken.id == row.id, EmailToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    )
     db.session.commit()
+    if used.rowcount != 1:  # type: ignore[attr-defined]
+        return None
     user = db.session.get(User, row.user_id)
     return user if user is not None and user.status == "active" else None

@@ -161,8 +161,11 @@ def change_password(user: User, current: str, new: str, address: str | None) -> 
 def confirm_password(user: User, password: str, address: str | None) -> bool:
     """Whether ``password`` is ``user``'s, checked under the sign-in limits like a change of
     password: a wrong one counts, past the limits :class:`TooManyAttempts`. Commits a
-    failure's count; a success changes nothing."""
+    failure's count; a success changes nothing. An address that signs in another way (single
+    sign-on) has no password that counts."""
     _check_throttle_of(user, address)
+    if mars_state().plugins.password_sign_in_refused(user.email):
+        return False
     ok, _ = passwords.verify_password(user.password_hash, password)
     if not ok:
         _record_failure(user.email, address, user, "wrong_current_password")

@@ -50,6 +50,8 @@ class SignInRequest(Model):
     #: the MARS sign-in page to go back to, and the binding it gave (a sign-in)
     next_url: Mapped[str | None] = mapped_column(sa.Text)
     binding: Mapped[str | None] = mapped_column(sa.String(64))
+    #: the app asked for a fresh sign-in (``prompt=login``, ``max_age``): so is the provider
+    fresh: Mapped[bool] = mapped_column(default=False)
     #: the account a person signed in to MARS asked to link (a link)
     link_user_id: Mapped[str | None] = mapped_column(sa.String(40))
     #: once the provider answered a link: who it says the person is, until they confirm

@@ -14,14 +14,18 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client import BaseApp, OAuth2Mixin, OpenIDMixin
 from authlib.integrations.requests_client import OAuth2Session
+from flask import current_app
 from joserfc.errors import JoseError
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Mapping
 
 #: how long a provider's discovery document (and its keys) is kept before asking again
 METADATA_SECONDS = 3600
 TIMEOUT_SECONDS = 10
+#: how far the provider's clock may be from MARS's, for ``auth_time``
+LEEWAY_SECONDS = 120
 
 
 class ProviderError(Exception):
@@ -63,10 +67,18 @@ def _client(provider: Mapping[str, Any]) -> _Client:
         return client
 
 
+#: what authlib and requests raise for an answer that is not what a provider sends
+BROKEN = (requests.RequestException, ValueError, KeyError, TypeError, RuntimeError)
+
+
 def _metadata(provider: Mapping[str, Any]) -> dict[str, Any]:
+    if not provider["issuer"].startswith("https://") and current_app.config["MARS"]["ENV"] == (
+        "production"
+    ):
+        raise ProviderError(f"{provider['label']} is not set up correctly (it is not https).")
     try:
         metadata: dict[str, Any] = _client(provider).load_server_metadata()
-    except (requests.RequestException, ValueError) as error:
+    except BROKEN as error:
         raise ProviderError(
             f"{provider['label']} could not be reached. Try again later."
         ) from error
@@ -77,27 +89,40 @@ def _metadata(provider: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def authorization_url(
-    provider: Mapping[str, Any], redirect_uri: str, state: str
+    provider: Mapping[str, Any], redirect_uri: str, state: str, *, fresh: bool = False
 ) -> tuple[str, str, str]:
-    """(the address to send the browser to, its nonce, its PKCE code verifier)."""
+    """(the address to send the browser to, its nonce, its PKCE code verifier). ``fresh``:
+    the person must sign in again at the provider (``prompt=login``)."""
     _metadata(provider)
-    made = _client(provider).create_authorization_url(redirect_uri, state=state)
+    extra = {"prompt": "login"} if fresh else {}
+    try:
+        made = _client(provider).create_authorization_url(redirect_uri, state=state, **extra)
+    except BROKEN as error:
+        raise ProviderError(f"{provider['label']} is not set up correctly.") from error
     return made["url"], made["nonce"], made["code_verifier"]
 
 
 def identity(
-    provider: Mapping[str, Any], code: str, redirect_uri: str, nonce: str, code_verifier: str
+    provider: Mapping[str, Any],
+    code: str,
+    redirect_uri: str,
+    nonce: str,
+    code_verifier: str,
+    *,
+    signed_in_since: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The validated claims of the person an authorization code is for: the ID token's,
-    completed from UserInfo when it lacks the e-mail address."""
+    completed from UserInfo when it lacks the address or a claim a role rule reads.
+    ``signed_in_since``: the provider must have signed them in since then (``auth_time``)."""
     _metadata(provider)
     client = _client(provider)
+    wanted = {provider["email_claim"], *(rule["claim"] for rule in provider["roles"])}
     try:
         token = client.fetch_access_token(redirect_uri, code=code, code_verifier=code_verifier)
         if "id_token" not in token:
             raise ProviderError(f"{provider['label']} did not say who you are (no ID token).")
         claims = dict(client.parse_id_token(token, nonce=nonce))
-        if provider["email_claim"] not in claims and "userinfo_endpoint" in client.server_metadata:
+        if not wanted <= claims.keys() and "userinfo_endpoint" in client.server_metadata:
             more = dict(client.userinfo(token=token))
             if more.get("sub") == claims["sub"]:  # OpenID Connect Core 5.3.2
                 claims = more | claims
@@ -107,10 +132,19 @@ def identity(
         raise ProviderError(
             f"{provider['label']} sent a sign-in MARS cannot accept ({_name(error)})."
         ) from error
-    except (requests.RequestException, ValueError, KeyError) as error:
+    except BROKEN as error:
         raise ProviderError(
             f"{provider['label']} could not be reached. Try again later."
         ) from error
+    if not isinstance(claims.get("sub"), str) or not 0 < len(claims["sub"]) <= 255:
+        raise ProviderError(f"{provider['label']} sent a sign-in MARS cannot accept (sub).")
+    if signed_in_since is not None:
+        auth_time = claims.get("auth_time")
+        earliest = signed_in_since.timestamp() - LEEWAY_SECONDS
+        if not isinstance(auth_time, int | float) or auth_time < earliest:
+            raise ProviderError(
+                f"{provider['label']} did not ask you to sign in again, as the app wants."
+            )
     return claims
 
 

@@ -10,13 +10,11 @@ Every refusal is a page that says what happened and changes nothing of any accou
 
 from __future__ import annotations
 
-import datetime as dt
+import re
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, redirect, render_template, request
-from saml2.saml import NAMEID_FORMAT_EMAILADDRESS
 
-from mars_server.db import utcnow
 from mars_server.http import MarsError
 from mars_server.http.headers import add_page_headers
 from mars_sso import oidc, saml, services
@@ -27,8 +25,8 @@ if TYPE_CHECKING:
 
 blueprint = Blueprint("sso_pages", __name__, template_folder="templates")
 
-#: how long MARS remembers a SAML assertion it accepted, to refuse it again
-SEEN_ASSERTION_DAYS = 1
+#: the longest SAMLResponse read (base64): assertions are a few kilobytes
+MAX_SAML_RESPONSE = 1_000_000
 
 
 blueprint.after_request(add_page_headers)
@@ -57,6 +55,13 @@ EXPIRED = (
 )
 
 
+def _value(source: Any, name: str, limit: int) -> str:
+    """A parameter as a page may use it: at most ``limit`` characters, and never with a NUL
+    (no database stores one): such a value counts as absent."""
+    value = str(source.get(name, ""))
+    return "" if "\x00" in value or len(value) > limit else value
+
+
 def _respond(outcome: Outcome) -> Any:
     if outcome.redirect is not None:
         return redirect(outcome.redirect, 303)
@@ -72,7 +77,9 @@ def start(name: str) -> Any:
         return _error(NOT_FOUND, 404)
     try:
         url = services.begin(
-            found, next_url=request.args.get("next"), binding=request.args.get("binding")
+            found,
+            next_url=_value(request.args, "next", services.MAX_NEXT) or None,
+            binding=_value(request.args, "binding", services.MAX_BINDING) or None,
         )
     except ProviderError as error:
         return _error(str(error), 502)
@@ -86,20 +93,25 @@ def callback(name: str) -> Any:
     found = _provider(name, "oidc")
     if found is None:
         return _error(NOT_FOUND, 404)
-    row = services.take_request(found, request.args.get("state"))
+    row = services.take_request(found, _value(request.args, "state", 64))
     if row is None:
         return _error(EXPIRED)
     if request.args.get("error"):
-        reason = request.args["error"][:64]
+        reason = re.sub(r"[^a-z_]", "", request.args["error"][:64])
         return _error(f"{found['label']} did not sign you in ({reason}).")
-    code = request.args.get("code", "")[:2048]
+    code = _value(request.args, "code", 2048)
     if not code or row.nonce is None or row.code_verifier is None:
         return _error(f"{found['label']} sent you back without a sign-in.")
     try:
         claims = oidc.identity(
-            found, code, services.callback_url(found), row.nonce, row.code_verifier
+            found,
+            code,
+            services.callback_url(found),
+            row.nonce,
+            row.code_verifier,
+            signed_in_since=row.created_at if row.fresh else None,
         )
-        return _respond(services.complete(found, row, str(claims["sub"]), claims))
+        return _respond(services.complete(found, row, claims["sub"], claims))
     except ProviderError as error:
         return _error(str(error))
 
@@ -109,22 +121,18 @@ def acs(name: str) -> Any:
     found = _provider(name, "saml")
     if found is None:
         return _error(NOT_FOUND, 404)
-    row = services.take_request(found, request.form.get("RelayState"))
+    row = services.take_request(found, _value(request.form, "RelayState", 64))
     if row is None and not found["allow_idp_initiated"]:
         return _error(EXPIRED)
     try:
-        response = saml.parse(
+        assertion = saml.parse(
             found,
-            request.form.get("SAMLResponse", "")[:1_000_000],
+            _value(request.form, "SAMLResponse", MAX_SAML_RESPONSE),
             row.saml_request_id if row is not None else None,
+            signed_in_since=row.created_at if row is not None and row.fresh else None,
         )
-        until = utcnow() + dt.timedelta(days=SEEN_ASSERTION_DAYS)
-        services.remember_assertion(found, str(response.assertion.id), until)
-        claims: dict[str, Any] = dict(saml.attributes(response))
-        name_id = response.name_id
-        if found["email_claim"] not in claims and name_id.format == NAMEID_FORMAT_EMAILADDRESS:
-            claims[found["email_claim"]] = [name_id.text]
-        return _respond(services.complete(found, row, str(name_id.text), claims))
+        services.remember_assertion(found, assertion.assertion_id, assertion.valid_until)
+        return _respond(services.complete(found, row, assertion.subject, dict(assertion.claims)))
     except ProviderError as error:
         return _error(str(error))
 
@@ -146,14 +154,25 @@ def link(name: str) -> Any:
     found = _provider(name)
     if found is None:
         return _error(NOT_FOUND, 404)
-    if request.form.get("action") != "link":
-        return _page("message.html", message="Nothing was linked.")
+    request_id = _value(request.form, "request_id", 64)
+    token = _value(request.form, "token", 256)
     try:
+        if request.form.get("action") != "link":
+            services.cancel_link(found, request_id, token)
+            return _page("message.html", message="Nothing was linked.")
         services.confirm_link(
-            found, request.form.get("request_id", ""), request.form.get("token", "")[:256]
+            found, request_id, token, request.form.get("password", "")[:512], request.remote_addr
         )
     except MarsError as error:
-        return _error(str(error.detail), error.status)
+        return _error(_sentence(error), error.status)
     return _page(
         "message.html", message=f"Done: you can now sign in to MARS with {found['label']}."
     )
+
+
+def _sentence(error: MarsError) -> str:
+    """A service's refusal as a sentence: its fields' problems, or its detail."""
+    fields = getattr(error, "fields", None)
+    if fields:
+        return " ".join(" ".join(problems) for problems in fields.values())
+    return str(error.detail)

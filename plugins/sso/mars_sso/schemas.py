@@ -45,19 +45,10 @@ class LinkRequestSchema(ma.Schema):
         validate=ma.validate.Length(min=1, max=32),
         metadata={"description": "The identity provider's name."},
     )
-    password = ma.fields.String(
-        required=True,
-        load_only=True,
-        validate=ma.validate.Length(min=1, max=512),
-        metadata={
-            "description": "Your current MARS password: a token alone cannot add a way "
-            "in to your account."
-        },
-    )
     authorization_url = ma.fields.String(
         dump_only=True,
         metadata={
             "description": "Open it in the person's browser: they sign in at the provider, "
-            "then confirm the link on a MARS page."
+            "then confirm the link on a MARS page with their MARS password."
         },
     )

@@ -15,6 +15,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +24,15 @@ from mars_server import plugin_settings, public_url
 from mars_server.db import db, utcnow
 from mars_server.events import audit
 from mars_server.hookspecs import ExternalIdentity
-from mars_server.http import BadRequest, Conflict, NotFound, external_sign_in, user_info
+from mars_server.http import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ValidationFailed,
+    confirm_password,
+    external_sign_in,
+    user_info,
+)
 from mars_sso import oidc, saml
 from mars_sso.models import Identity, SeenAssertion, SignInRequest
 from mars_sso.oidc import ProviderError
@@ -31,6 +40,7 @@ from mars_sso.oidc import ProviderError
 #: the MARS pages a sign-in may go back to (as ``mars_external_sign_in`` requires)
 NEXT_PREFIX = "/oauth/authorize?"
 MAX_NEXT = 4096
+MAX_BINDING = 64
 
 
 def providers() -> list[dict[str, Any]]:
@@ -42,6 +52,16 @@ def provider(name: str) -> dict[str, Any]:
         if candidate["name"] == name:
             return candidate
     raise NotFound(f"No identity provider is called {name!r}.")
+
+
+def vouches_for(found: dict[str, Any], email: str) -> bool:
+    """Whether ``found`` may vouch for ``email``: a provider with ``domains`` for those only;
+    one without, for any address but those of another provider's domains. What it may not
+    vouch for reaches only the accounts linked to it before, and makes none."""
+    owner = provider_for_domain(email)
+    if owner is not None:
+        return bool(owner["name"] == found["name"])
+    return not found["domains"]
 
 
 def provider_for_domain(email: str) -> dict[str, Any] | None:
@@ -58,6 +78,13 @@ def _expiry() -> dt.datetime:
     return utcnow() + dt.timedelta(minutes=plugin_settings("sso")["request_minutes"])
 
 
+def wants_fresh_sign_in(next_url: str) -> bool:
+    """Whether the app's authorization request asks for a sign-in now (OpenID Connect's
+    ``prompt=login`` or ``max_age``): the provider is asked for one too."""
+    query = parse_qs(urlsplit(next_url).query)
+    return "login" in " ".join(query.get("prompt", [])).split() or "max_age" in query
+
+
 def begin(
     found: dict[str, Any],
     *,
@@ -69,24 +96,31 @@ def begin(
     (``link_user_id``); returns the identity provider's address to send the browser to.
     Committed."""
     if link_user_id is None and not (
-        next_url and next_url.startswith(NEXT_PREFIX) and len(next_url) <= MAX_NEXT and binding
+        next_url
+        and next_url.startswith(NEXT_PREFIX)
+        and len(next_url) <= MAX_NEXT
+        and binding
+        and len(binding) <= MAX_BINDING
     ):
         raise BadRequest("This sign-in did not start from MARS's sign-in page.")
     db.session.execute(sa.delete(SignInRequest).where(SignInRequest.expires_at <= utcnow()))
+    fresh = next_url is not None and wants_fresh_sign_in(next_url)
     row = SignInRequest(
         id=secrets.token_urlsafe(32),
         provider=found["name"],
         next_url=next_url,
-        binding=(binding or "")[:64] or None,
+        binding=binding,
         link_user_id=link_user_id,
+        fresh=fresh,
+        created_at=utcnow(),
         expires_at=_expiry(),
     )
     if found["kind"] == "oidc":
         url, row.nonce, row.code_verifier = oidc.authorization_url(
-            found, callback_url(found), row.id
+            found, callback_url(found), row.id, fresh=fresh
         )
     else:
-        url, row.saml_request_id = saml.authorization_url(found, row.id)
+        url, row.saml_request_id = saml.authorization_url(found, row.id, fresh=fresh)
     db.session.add(row)
     db.session.commit()
     return url
@@ -96,13 +130,17 @@ def take_request(found: dict[str, Any], request_id: str | None) -> SignInRequest
     """The sign-in under way called ``request_id`` (``state``, ``RelayState``), used up
     (committed: it is answered once, whatever the answer); None when there is none, it
     expired or it was for another provider."""
-    if not request_id:
+    if not request_id or len(request_id) > 64:
         return None
-    row = db.session.get(SignInRequest, request_id[:64])
+    row = db.session.get(SignInRequest, request_id)
     if row is None or row.provider != found["name"] or row.subject is not None:
         return None
-    db.session.delete(row)
+    db.session.expunge(row)
+    # Used by one answer only, even by two at once: only one of them deletes the row.
+    taken = db.session.execute(sa.delete(SignInRequest).where(SignInRequest.id == row.id))
     db.session.commit()
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        return None
     return row if row.expires_at > utcnow() else None
 
 
@@ -168,7 +206,8 @@ def complete(
     )
     if row is not None and row.link_user_id is not None:
         return _ask_to_link(found, row, linked, subject, email)
-    verified = found["trust_email"] or claims.get("email_verified") in (True, "true")
+    ours = vouches_for(found, email)
+    verified = ours and (found["trust_email"] or claims.get("email_verified") in (True, "true"))
     result = external_sign_in(
         ExternalIdentity(
             method=f"sso:{found['name']}",
@@ -176,7 +215,7 @@ def complete(
             email_verified=bool(verified),
             display_name=_first(claims.get(found["name_claim"])),
             user_id=linked.user_id if linked is not None else None,
-            create=found["create_accounts"],
+            create=found["create_accounts"] and ours,
             roles=mapped_roles(found, claims),
         ),
         row.next_url if row is not None else None,
@@ -248,10 +287,8 @@ def _ask_to_link(
     )
 
 
-def confirm_link(found: dict[str, Any], request_id: str, token: str) -> str:
-    """The person confirmed the link: their identity at the provider signs in to their MARS
-    account from now on. Returns the account's id. Committed."""
-    row = db.session.get(SignInRequest, request_id[:64])
+def _pending_link(found: dict[str, Any], request_id: str, token: str) -> SignInRequest:
+    row = db.session.get(SignInRequest, request_id) if 0 < len(request_id) <= 64 else None
     if (
         row is None
         or row.provider != found["name"]
@@ -260,8 +297,29 @@ def confirm_link(found: dict[str, Any], request_id: str, token: str) -> str:
         or row.expires_at <= utcnow()
     ):
         raise BadRequest("This link request has expired or was used. Start again from the website.")
-    db.session.delete(row)
+    return row
+
+
+def cancel_link(found: dict[str, Any], request_id: str, token: str) -> None:
+    """The person said no: the link waiting for them is forgotten. Committed."""
+    db.session.delete(_pending_link(found, request_id, token))
+    db.session.commit()
+
+
+def confirm_link(
+    found: dict[str, Any], request_id: str, token: str, password: str, address: str | None
+) -> str:
+    """The person confirmed the link with the MARS account's password: their identity at the
+    provider signs in to that account from now on. Returns the account's id. Committed.
+
+    The password proves that whoever signed in at the provider in this browser also holds
+    the MARS account: someone who started a link for their own account and sent the address
+    to another person cannot attach that person's identity to it."""
+    row = _pending_link(found, request_id, token)
     assert row.link_user_id is not None and row.subject is not None
+    if not confirm_password(row.link_user_id, password, address):
+        raise ValidationFailed({"password": ["The password is wrong."]})
+    db.session.delete(row)
     identity = Identity(
         provider=found["name"], subject=row.subject, user_id=row.link_user_id, email=row.email
     )

@@ -49,6 +49,11 @@ class ProviderSchema(ma.Schema):
     # SAML 2.0: the identity provider's metadata, as XML or the path of a file holding it
     idp_metadata = ma.fields.String(load_default=None)
     allow_idp_initiated = ma.fields.Boolean(load_default=False)
+    #: the NameID MARS asks for: one that stays the person's (never ``transient``)
+    name_id_format = ma.fields.String(
+        load_default="persistent",
+        validate=ma.validate.OneOf(["persistent", "emailAddress", "unspecified"]),
+    )
     clock_skew_seconds = ma.fields.Integer(load_default=60, validate=ma.validate.Range(0, 300))
     # Both
     #: the claim (SAML attribute) holding the e-mail address, and the display name

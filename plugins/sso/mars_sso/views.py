@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
 from flask.views import MethodView
 
 from mars_server.http import (
@@ -13,7 +12,6 @@ from mars_server.http import (
     Forbidden,
     ServiceUnavailable,
     ValidationFailed,
-    confirm_password,
     current_actor,
 )
 from mars_sso import services
@@ -75,13 +73,14 @@ class Links(MethodView):
     @blp.arguments(LinkRequestSchema)
     @blp.response(201, LinkRequestSchema)
     def post(self, data: dict[str, str]) -> dict[str, str]:
-        """Start linking a sign-in at an identity provider to your account"""
+        """Start linking a sign-in at an identity provider to your account
+
+        The person opens `authorization_url` in their browser, signs in at the provider, and
+        confirms on a MARS page with their MARS password: a token alone adds no way in."""
         user_id = _user_id()
         found = next((p for p in services.providers() if p["name"] == data["provider"]), None)
         if found is None:
             raise ValidationFailed({"provider": ["No identity provider has this name."]})
-        if not confirm_password(user_id, data["password"], request.remote_addr):
-            raise ValidationFailed({"password": ["The password is wrong."]})
         try:
             url = services.begin(found, link_user_id=user_id)
         except ProviderError as error:

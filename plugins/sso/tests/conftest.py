@@ -59,6 +59,7 @@ def openid_provider(tmp_path_factory):
         owner = make_user(app, email="it@corp.example", password=PASSWORD)
         make_user(app, email=IDP_PERSON, password=PASSWORD, display_name="Ada Lovelace")
         make_user(app, email="grace@corp.example", password=PASSWORD, display_name="Grace")
+        make_user(app, email="eve@elsewhere.example", password=PASSWORD, display_name="Eve")
         client, secret = apps.create_app(
             db.session.get(User, owner.id),
             {

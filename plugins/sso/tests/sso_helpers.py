@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 PASSWORD = "correct horse battery staple"
 IDP_PERSON = "ada@corp.example"
+#: the SAML identity provider's person: an address of no provider's domains
+SAML_PERSON = "ada@saml.example"
 WEBSITE_CALLBACK = "https://www.example.org/callback"
 SP_BASE = "http://localhost"  # the Flask test client's address for MARS under test
 SAML_IDP_ENTITY = "https://idp.corp.example/saml"
@@ -147,18 +149,21 @@ class SamlIdentityProvider:
         self,
         request,
         *,
-        email=IDP_PERSON,
+        email=SAML_PERSON,
         subject="ada-0001",
         groups=("staff",),
         audience=None,
         sign=True,
         destination=None,
         sha1=False,
+        name_id_format=NAMEID_FORMAT_PERSISTENT,
+        response_destination=True,
     ) -> str:
         """A SAMLResponse (base64, for the HTTP-POST binding) to ``request`` (None: to
-        nobody's request, IdP-initiated)."""
+        nobody's request, IdP-initiated). ``response_destination=False`` takes the
+        Response's (unsigned) Destination out, leaving the assertion's Recipient."""
         identity = {"mail": [email], "displayName": ["Ada Lovelace"], "groups": list(groups)}
-        name_id = NameID(format=NAMEID_FORMAT_PERSISTENT, text=subject)
+        name_id = NameID(format=name_id_format, text=subject)
         acs = destination or (
             request.assertion_consumer_service_url if request is not None else None
         )
@@ -174,7 +179,10 @@ class SamlIdentityProvider:
             sign_alg=SIG_RSA_SHA1 if sha1 else SIG_RSA_SHA256,
             digest_alg=DIGEST_SHA1 if sha1 else DIGEST_SHA256,
         )
-        return base64.b64encode(str(response).encode()).decode()
+        xml = str(response)
+        if not response_destination:
+            xml = re.sub(r' Destination="[^"]*"', "", xml, count=1)
+        return base64.b64encode(xml.encode()).decode()
 
 
 # --- MARS under test, signing in with both -------------------------------------------------------

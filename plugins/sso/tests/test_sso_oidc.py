@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from sso_helpers import (
     IDP_PERSON,
     PASSWORD,
@@ -287,33 +289,47 @@ def test_a_hand_over_cannot_be_pointed_at_another_page(app, website, openid_prov
 # --- Linking a sign-in to one's own account -----------------------------------------------------
 
 
+def start_link(app, openid_provider, person, auth_headers):
+    """The website starts a link for ``person``; their browser signs in at the provider.
+    Returns the confirmation page and the browser."""
+    started = app.test_client().post(
+        "/api/v1/sso/links", json={"provider": "corp"}, headers=auth_headers(person)
+    )
+    assert started.status_code == 201, started.json
+    browser = app.test_client()
+    page = browser.get(openid_provider.sign_in(started.json["authorization_url"]))
+    assert page.status_code == 200, page.text
+    return page, browser
+
+
+def link_form(page):
+    return dict(re.findall(r'name="(request_id|token)" value="([^"]+)"', page.text))
+
+
+def links():
+    return db.session.scalar(sa.select(sa.func.count(Identity.id)))
+
+
 def test_a_person_links_the_provider_to_their_account_themselves(
     app, website, openid_provider, create_user, auth_headers
 ):
     person = create_user(email="ada.home@example.test", password=PASSWORD)
-    api = app.test_client()
-    headers = auth_headers(person)
-    wrong = api.post(
-        "/api/v1/sso/links", json={"provider": "corp", "password": "nope"}, headers=headers
-    )
-    assert wrong.status_code == 422 and wrong.mimetype == "application/problem+json"
-    started = api.post(
-        "/api/v1/sso/links", json={"provider": "corp", "password": PASSWORD}, headers=headers
-    )
-    assert started.status_code == 201, started.json
-    back = openid_provider.sign_in(started.json["authorization_url"])
-    browser = app.test_client()
-    page = browser.get(back)
-    assert page.status_code == 200
+    page, browser = start_link(app, openid_provider, person, auth_headers)
     assert "ada.home@example.test" in page.text and IDP_PERSON in page.text
-    assert db.session.scalar(sa.select(sa.func.count(Identity.id))) == 0  # not before "Link"
-    form = dict(re.findall(r'name="(request_id|token)" value="([^"]+)"', page.text))
-    done = browser.post("/sso/corp/link", data=form | {"action": "link"})
+    assert 'type="password"' in page.text
+    assert links() == 0  # not before "Link them"
+    form = link_form(page)
+    wrong = browser.post("/sso/corp/link", data=form | {"action": "link", "password": "nope"})
+    assert wrong.status_code == 422 and "The password is wrong." in wrong.text
+    assert links() == 0
+    done = browser.post("/sso/corp/link", data=form | {"action": "link", "password": PASSWORD})
     assert done.status_code == 200 and "you can now sign in to MARS with" in done.text
-    assert browser.post("/sso/corp/link", data=form | {"action": "link"}).status_code == 400
+    again = browser.post("/sso/corp/link", data=form | {"action": "link", "password": PASSWORD})
+    assert again.status_code == 400
 
     follow_to_website(browser, sign_in_with_corp(browser, website, openid_provider))
     assert IDP_PERSON not in users()  # signed in to the linked account, none made
+    api, headers = app.test_client(), auth_headers(person)
     listed = api.get("/api/v1/sso/identities", headers=headers).json["items"]
     assert [(item["provider"], item["email"]) for item in listed] == [("corp", IDP_PERSON)]
     assert listed[0]["last_sign_in_at"] is not None
@@ -322,22 +338,168 @@ def test_a_person_links_the_provider_to_their_account_themselves(
     assert api.get("/api/v1/sso/identities", headers=headers).json["items"] == []
 
 
-def test_a_link_is_not_made_without_the_persons_confirmation(
+def test_a_link_someone_started_for_their_own_account_cannot_take_anothers_identity(
     app, openid_provider, create_user, auth_headers
 ):
+    """Mallory starts a link for her account and sends the address to Ada: Ada signs in at
+    the provider, but only Mallory's password would link it."""
+    mallory = create_user(email="mallory@example.test", password=PASSWORD)
+    page, browser = start_link(app, openid_provider, mallory, auth_headers)
+    ada_guesses = browser.post(
+        "/sso/corp/link", data=link_form(page) | {"action": "link", "password": "Ada's own"}
+    )
+    assert ada_guesses.status_code == 422
+    assert links() == 0
+
+
+def test_a_cancelled_link_is_forgotten(app, openid_provider, create_user, auth_headers):
     person = create_user(email="ada.home@example.test", password=PASSWORD)
-    started = app.test_client().post(
-        "/api/v1/sso/links",
-        json={"provider": "corp", "password": PASSWORD},
-        headers=auth_headers(person),
-    )
-    page = app.test_client().get(openid_provider.sign_in(started.json["authorization_url"]))
-    form = dict(re.findall(r'name="(request_id|token)" value="([^"]+)"', page.text))
-    cancelled = app.test_client().post("/sso/corp/link", data=form | {"action": "cancel"})
-    assert cancelled.status_code == 200 and "Nothing was linked." in cancelled.text
-    forged = app.test_client().post(
-        "/sso/corp/link",
-        data={"request_id": form["request_id"], "token": "guess", "action": "link"},
-    )
+    page, browser = start_link(app, openid_provider, person, auth_headers)
+    form = link_form(page)
+    forged = browser.post("/sso/corp/link", data={**form, "token": "guess", "action": "cancel"})
     assert forged.status_code == 400
-    assert db.session.scalar(sa.select(sa.func.count(Identity.id))) == 0
+    cancelled = browser.post("/sso/corp/link", data=form | {"action": "cancel"})
+    assert cancelled.status_code == 200 and "Nothing was linked." in cancelled.text
+    after = browser.post("/sso/corp/link", data=form | {"action": "link", "password": PASSWORD})
+    assert after.status_code == 400
+    assert links() == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SignInRequest)) == 0
+
+
+def test_a_link_needs_a_provider_that_exists(app, create_user, auth_headers):
+    person = create_user(email="ada.home@example.test", password=PASSWORD)
+    answer = app.test_client().post(
+        "/api/v1/sso/links", json={"provider": "nobody"}, headers=auth_headers(person)
+    )
+    assert answer.status_code == 422 and answer.mimetype == "application/problem+json"
+
+
+# --- What the provider may vouch for -------------------------------------------------------
+
+
+def test_a_provider_with_domains_vouches_for_no_other_address(
+    app, website, openid_provider, create_user
+):
+    """Corp's provider owns corp.example: an address elsewhere, verified or not, reaches no
+    account and makes none."""
+    create_user(email="eve@elsewhere.example", password=PASSWORD)
+    browser = app.test_client()
+    answer = sign_in_with_corp(browser, website, openid_provider, email="eve@elsewhere.example")
+    assert answer.status_code == 400
+    assert "does not confirm" in answer.text.replace("&#39;", "'")
+    assert list(users()) == ["eve@elsewhere.example"] and links() == 0
+
+
+def test_an_address_the_provider_does_not_confirm_makes_no_account(app):
+    from mars_sso import services
+
+    corp = services.provider("corp")
+    outcome = services.complete(
+        corp, None, "someone-1", {"email": "new@corp.example", "email_verified": False}
+    )
+    assert outcome.page == "error.html"
+    assert "cannot make an account" in outcome.context["message"]
+    assert users() == {} and links() == 0
+
+
+# --- Fresh sign-ins, expiry, broken input --------------------------------------------------
+
+
+def test_an_app_asking_for_a_fresh_sign_in_gets_one_at_the_provider(app, website, openid_provider):
+    browser = app.test_client()
+    url = website_sign_in_url(website) + "&prompt=login"
+    page = browser.get(url)
+    went = browser.get(option_url(page.text, "Sign in with Corp"))
+    to_provider = went.headers["Location"]
+    assert parse_qs(urlsplit(to_provider).query)["prompt"] == ["login"]
+    follow_to_website(browser, browser.get(openid_provider.sign_in(to_provider)))
+
+
+def test_a_sign_in_the_provider_made_before_is_not_fresh_enough(
+    app, website, openid_provider, monkeypatch
+):
+    from mars_sso.models import SignInRequest
+
+    browser = app.test_client()
+    page = browser.get(website_sign_in_url(website) + "&max_age=0")
+    to_provider = browser.get(option_url(page.text, "Sign in with Corp")).headers["Location"]
+    back = openid_provider.sign_in(to_provider)
+    row = db.session.scalar(sa.select(SignInRequest))
+    row.created_at = row.created_at + dt.timedelta(minutes=10)  # as if asked much later
+    db.session.commit()
+    answer = browser.get(back)
+    assert answer.status_code == 400
+    assert "did not ask you to sign in again" in answer.text
+    assert users() == {}
+
+
+def test_an_answer_after_the_sign_in_expired_is_refused(app, website, openid_provider):
+    browser = app.test_client()
+    _, to_provider = start(browser, website)
+    back = openid_provider.sign_in(to_provider)
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=11)):
+        answer = browser.get(back)
+    assert answer.status_code == 400 and "expired" in answer.text
+    assert users() == {}
+
+
+def test_a_hand_over_expires_after_two_minutes(app, website, openid_provider):
+    browser = app.test_client()
+    answer = sign_in_with_corp(browser, website, openid_provider)
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)):
+        late = browser.get(answer.headers["Location"])
+    assert late.status_code == 400
+    assert 'value="sign_in"' in browser.get(website_sign_in_url(website)).text
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["state=%00", "state=abc%00def&code=x", "state=" + "x" * 65],
+    ids=["nul", "nul-inside", "too-long"],
+)
+def test_a_malformed_answer_is_a_page_not_an_error(app, query):
+    answer = app.test_client().get(f"/sso/corp/callback?{query}")
+    assert answer.status_code == 400 and "did not start here" in answer.text
+
+
+def test_a_start_with_a_nul_is_refused_with_a_page(app, website):
+    url = "/sso/corp/start?" + urlencode({"next": website_sign_in_url(website), "binding": "a\0b"})
+    answer = app.test_client().get(url)
+    assert answer.status_code == 400
+
+
+def test_a_provider_whose_discovery_names_another_issuer_is_refused(
+    make_app, website, openid_provider
+):
+    """OpenID Connect Discovery: the issuer is the one configured, exactly (mix-up)."""
+    other = make_app(
+        PLUGINS={
+            "sso": {
+                "providers": [
+                    {
+                        "name": "corp",
+                        "kind": "oidc",
+                        "issuer": openid_provider.url + "/",
+                        "client_id": openid_provider.client_id,
+                    }
+                ]
+            }
+        }
+    )
+    query = urlencode({"next": website_sign_in_url(website), "binding": "b"})
+    answer = other.test_client().get(f"/sso/corp/start?{query}")
+    assert answer.status_code == 502 and "its issuer differs" in answer.text
+
+
+def test_settings_that_make_no_sense_stop_start_up(make_app):
+    from mars_server.config import ConfigError
+
+    saml = {"name": "x", "kind": "saml", "idp_metadata": "<x/>"}
+    for bad in (
+        saml | {"clock_skew_seconds": 301},
+        saml | {"name_id_format": "transient"},
+        {"name": "y", "kind": "oidc", "issuer": "http://idp.example", "client_id": "c"},
+        {"name": "Bad Name", "kind": "saml", "idp_metadata": "<x/>"},
+    ):
+        with pytest.raises(ConfigError):
+            make_app(PLUGINS={"sso": {"providers": [bad]}})

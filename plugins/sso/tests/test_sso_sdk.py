@@ -23,8 +23,8 @@ def test_providers_links_and_identities(app, sdk, openid_provider):
 
     client = sdk(make_user(app, email="sam@example.test", password=PASSWORD))
     with pytest.raises(mars_sdk.ValidationError):
-        client.sso.start_sso_link(provider="corp", password="not it")
-    started = client.sso.start_sso_link(provider="corp", password=PASSWORD)
+        client.sso.start_sso_link(provider="nobody")
+    started = client.sso.start_sso_link(provider="corp")
     to_provider = urlsplit(started.authorization_url)
     assert f"{to_provider.scheme}://{to_provider.netloc}" == openid_provider.url
     assert parse_qs(to_provider.query)["code_challenge_method"] == ["S256"]

@@ -40,7 +40,7 @@ class LinkRequest:
     """The ``LinkRequest`` object of the API."""
 
     #: Open it in the person's browser: they sign in at the provider, then confirm the link on a
-    #: MARS page.
+    #: MARS page with their MARS password.
     authorization_url: str
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)

@@ -50,14 +50,14 @@ class SsoResource(Resource):
         self,
         *,
         provider: str,
-        password: str,
         idempotency_key: str | None = None,
     ) -> LinkRequest:
         """Start linking a sign-in at an identity provider to your account.
 
+        The person opens `authorization_url` in their browser, signs in at the provider, and
+        confirms on a MARS page with their MARS password: a token alone adds no way in.
+
         :param provider: The identity provider's name.
-        :param password: Your current MARS password: a token alone cannot add a way in to your
-            account.
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/sso/links`` (scopes: account:write)
@@ -65,7 +65,7 @@ class SsoResource(Resource):
         return self._client._call(
             START_SSO_LINK,
             LinkRequest.from_json,
-            body={"provider": provider, "password": password},
+            body={"provider": provider},
             idempotency_key=idempotency_key,
             etag=True,
         )

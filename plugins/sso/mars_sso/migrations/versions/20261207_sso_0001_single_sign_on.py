@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("saml_request_id", sa.String(length=128), nullable=True),
         sa.Column("next_url", sa.Text(), nullable=True),
         sa.Column("binding", sa.String(length=64), nullable=True),
+        sa.Column("fresh", sa.Boolean(), nullable=False),
         sa.Column("link_user_id", sa.String(length=40), nullable=True),
         sa.Column("subject", sa.String(length=255), nullable=True),
         sa.Column("email", sa.String(length=320), nullable=True),
