@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
-from saml2.client import Saml2Client
-from saml2.config import SPConfig
-from saml2.metadata import create_metadata_string
 from saml2.saml import (
     NAMEID_FORMAT_EMAILADDRESS,
     NAMEID_FORMAT_PERSISTENT,
@@ -36,6 +33,8 @@ from mars_sso.oidc import ProviderError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from saml2.client import Saml2Client
+    from saml2.config import SPConfig
     from saml2.response import AuthnResponse
 
 _configs: dict[tuple[str, str, str], SPConfig] = {}
@@ -71,6 +70,8 @@ def _config(provider: Mapping[str, Any]) -> SPConfig:
                 raise ProviderError(
                     f"{provider['label']} cannot be used here: xmlsec1 is not installed."
                 )
+            from saml2.config import SPConfig  # 0.6 s to import: only when SAML is used
+
             config = SPConfig()
             config.load(
                 {
@@ -101,6 +102,8 @@ def _config(provider: Mapping[str, Any]) -> SPConfig:
 
 def _client(provider: Mapping[str, Any]) -> Saml2Client:
     # A client per request: pysaml2's keeps every person it saw in memory otherwise.
+    from saml2.client import Saml2Client
+
     return Saml2Client(config=_config(provider))
 
 
@@ -273,6 +276,8 @@ def attributes(provider: Mapping[str, Any], response: AuthnResponse) -> dict[str
 
 def metadata(provider: Mapping[str, Any]) -> str:
     """MARS's service provider metadata for this provider, as XML."""
+    from saml2.metadata import create_metadata_string
+
     return str(create_metadata_string(None, config=_config(provider), valid=None).decode())
 
 
