@@ -293,8 +293,7 @@ def test_signing_out_ends_the_session_and_kills_this_browsers_refresh_token(app,
     page = browser.get("/oauth/logout?" + urlencode(params))
     assert page.status_code == 200 and "Sign out of MARS?" in page.text
     # the confirmation's answer sends the browser back to the website: its form may lead there
-    policy = page.headers["Content-Security-Policy"]
-    assert policy.endswith("form-action 'self' https://www.example.org"), policy
+    assert "form-action" not in page.headers["Content-Security-Policy"]
     still = refreshed(app.test_client(), website, here["refresh_token"])  # still signed in
     assert still.status_code == 200
     here = still.json

@@ -49,7 +49,7 @@ from mars_server.db import db, utcnow
 from mars_server.events import acting_as
 from mars_server.events import context as acting_context
 from mars_server.http import MarsError
-from mars_server.http.headers import allow_form_target
+from mars_server.http.headers import allow_form_redirects
 from mars_server.state import mars_state
 
 if TYPE_CHECKING:
@@ -298,8 +298,7 @@ def authorize() -> Any:
             return server.handle_error_response(None, error)
         return _error_page(error)  # never redirect to a URI that was not registered
     client: oauth.Client = grant.client
-    if grant.redirect_uri:  # the forms' answers go on to the app
-        allow_form_target(grant.redirect_uri)
+    allow_form_redirects()  # the forms' answers go on to the app, and wherever it sends them
     try:
         oauth.requested_resources(client)
     except oauth.InvalidTargetError as error:  # RFC 8707: back to the app, as any error
@@ -503,8 +502,7 @@ def logout() -> Any:
             developer_hint="post_logout_redirect_uri must be one of the app's registered "
             "post-logout redirect URIs, exactly, and needs client_id.",
         )
-    if back_to is not None:
-        allow_form_target(back_to)  # the confirmation's answer goes back to the app
+    allow_form_redirects()  # the confirmation's answer goes back to the app
     confirmed = request.method == "POST" and request.form.get("action") == "sign_out"
     if confirmed and not _csrf_ok():
         return _page("error.html", 400, error="invalid_request", message=CSRF_MESSAGE)

@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
@@ -32,13 +30,15 @@ DOCS_PATH = "/api/docs"
 #: outside the API, what may show a secret or personal data: the OAuth server and pages,
 #: and the pages the e-mailed links open.
 DOCS_POLICY = "frame-ancestors 'none'"
+#: the policy of a page whose forms are answered with redirects that leave MARS (see
+#: :func:`allow_form_redirects`)
+FORM_REDIRECTS_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+)
 #: What a server-rendered page outside the API sends (the OAuth sign-in and consent pages, the
 #: pages e-mailed links open, a plugin's pages such as single sign-on's): it works without
 #: JavaScript and can never be framed, cached or leak its address through ``Referer``.
-PAGE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none';"
-    " form-action 'self'"
-)
+PAGE_CSP = f"{FORM_REDIRECTS_CSP}; form-action 'self'"
 PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": PAGE_CSP,
@@ -49,33 +49,26 @@ PAGE_HEADERS = {
 }
 
 
-#: where this request's page keeps what :func:`allow_form_target` allowed (the request's own:
-#: tests run many requests in one app context, so not ``g``)
-FORM_TARGETS = "mars.form_targets"
-#: a CSP source a page's form may lead to: an origin, or a scheme (an app's own)
-_FORM_TARGET = re.compile(r"[a-z][a-z0-9+.\-]*:(//[A-Za-z0-9.\-]+(:[0-9]{1,5})?)?")
+#: the request's flag set by :func:`allow_form_redirects` (the request's own: tests run many
+#: requests in one app context, so not ``g``)
+FORM_REDIRECTS = "mars.form_redirects"
 
 
-def allow_form_target(url: str) -> None:
-    """Let this page's forms lead to ``url``'s origin: browsers apply CSP ``form-action`` to
-    the redirects that follow a form, so a sign-in or consent form whose answer sends the
-    browser on to an app (its registered redirect URI) must name the app's origin. Only for
-    an address already checked (a registered redirect URI); anything odd is ignored."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    source = f"{scheme}://{parts.netloc}" if scheme in ("http", "https") else f"{scheme}:"
-    if _FORM_TARGET.fullmatch(source):
-        targets = request.environ.setdefault(FORM_TARGETS, [])
-        if source not in targets:
-            targets.append(source)
+def allow_form_redirects() -> None:
+    """This page's forms are answered with redirects that leave MARS: an OAuth app's redirect
+    URI, and wherever that app sends the browser next (a site signing in with MARS as its
+    identity provider sends it on to its own website). Browsers check CSP ``form-action``
+    against every hop of those redirects, and no page can know them all, so this page sends
+    no ``form-action`` (it keeps every other directive; its forms are MARS's own
+    templates, with no markup from anyone else)."""
+    request.environ[FORM_REDIRECTS] = True
 
 
 def add_page_headers(response: Response) -> Response:
-    """:data:`PAGE_HEADERS` on ``response`` (those it has not set), ``form-action`` widened
-    by :func:`allow_form_target`: a page blueprint's ``after_request``."""
-    targets = request.environ.get(FORM_TARGETS) or []
-    if targets and "Content-Security-Policy" not in response.headers:
-        response.headers["Content-Security-Policy"] = " ".join([PAGE_CSP, *targets])
+    """:data:`PAGE_HEADERS` on ``response`` (those it has not set), without ``form-action``
+    after :func:`allow_form_redirects`: a page blueprint's ``after_request``."""
+    if request.environ.get(FORM_REDIRECTS) and "Content-Security-Policy" not in response.headers:
+        response.headers["Content-Security-Policy"] = FORM_REDIRECTS_CSP
     for name, value in PAGE_HEADERS.items():
         response.headers.setdefault(name, value)
     return response

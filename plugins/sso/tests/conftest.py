@@ -35,13 +35,24 @@ from mars_server.testing import make_user, settings_for_tests
 def openid_provider(tmp_path_factory):
     """A second MARS, the organisation's identity provider, with one person and an app for
     MARS under test (a confidential client allowed ``openid email profile``)."""
+    yield from _serve_openid_provider(tmp_path_factory, "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def browser_openid_provider(tmp_path_factory):
+    """The same, reached as ``localhost``: a browser keeps its cookies apart from those of
+    MARS under test at 127.0.0.1 (cookies do not tell ports apart)."""
+    yield from _serve_openid_provider(tmp_path_factory, "localhost")
+
+
+def _serve_openid_provider(tmp_path_factory, host):
     from mars_server.auth import apps
     from mars_server.auth.models import User
     from mars_server.db import db
     from mars_server.ops import migrations
 
     folder = tmp_path_factory.mktemp("idp")
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://{host}:{_free_port()}"
     with pytest.MonkeyPatch.context() as monkeypatch:
         for name in [n for n in os.environ if n.startswith("MARS_")]:
             if not name.startswith("MARS_TEST_"):
