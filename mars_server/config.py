@@ -205,6 +205,19 @@ class CoreSettingsSchema(ma.Schema):
     SERVE_WITH_WORKER = ma.fields.Boolean(load_default=True)
     EVENTS_RETENTION_DAYS = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=1))
     JOBS_RETENTION_DAYS = ma.fields.Integer(load_default=7, validate=ma.validate.Range(min=1))
+    # Backups (docs/recovery.md): scheduled into BACKUP_DIR when it is set.
+    BACKUP_DIR = ma.fields.String(load_default=None, allow_none=True)
+    BACKUP_EVERY_HOURS = ma.fields.Integer(
+        load_default=24, validate=ma.validate.Range(min=1, max=24 * 7)
+    )
+    BACKUP_KEEP_DAILY = ma.fields.Integer(load_default=7, validate=ma.validate.Range(min=1))
+    BACKUP_KEEP_WEEKLY = ma.fields.Integer(load_default=4, validate=ma.validate.Range(min=0))
+    #: age public keys (``age1...``) backups are encrypted to; their private keys stay off
+    #: the server.
+    BACKUP_RECIPIENTS = CommaList(
+        ma.fields.String(validate=ma.validate.Regexp(r"^age1[02-9ac-hj-np-z]{58}$")),
+        load_default=list,
+    )
     #: Let webhooks reach loopback, private and link-local addresses (development, tests).
     WEBHOOKS_ALLOW_PRIVATE = ma.fields.Boolean(load_default=False)
 

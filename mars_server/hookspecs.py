@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import click
     import flask
     import marshmallow as ma
+    import sqlalchemy as sa
     from apispec import APISpec
     from flask import Flask, Request
     from flask_smorest import Blueprint
@@ -623,4 +624,41 @@ def mars_plugin_purged(name: str, event_types: Sequence[str], dry_run: bool) -> 
         there was nothing. The lines are shown to the operator and kept in the audit entry.
 
     .. versionadded:: 0.3
+    """
+
+
+# --- Backups --------------------------------------------------------------------------------------
+
+
+class BackupCheckFailed(Exception):
+    """Raised by :attr:`BackupCheck.verify`: the restored copy is not what was backed up. The
+    message is the one line the operator reads."""
+
+
+@dataclass(frozen=True)
+class BackupCheck:
+    """What a plugin notes about its data in a backup, and checks again in a restored copy.
+
+    ``record(connection)`` runs when the backup is made, on the very snapshot that is backed
+    up, and returns JSON-ready facts that go into the manifest (the audit log's head, for
+    the audit plugin). ``verify(connection, facts)`` runs on a restored copy (``mars backup
+    verify``, ``mars backup restore``) with those facts; it returns a one-line account of
+    what it checked, or raises :class:`BackupCheckFailed`. Both only read.
+    """
+
+    name: str
+    record: Callable[[sa.Connection], dict[str, Any]]
+    verify: Callable[[sa.Connection, dict[str, Any]], str]
+
+
+@hookspec
+def mars_backup_checks() -> Sequence[BackupCheck]:
+    """Return what ``mars backup`` records about the plugin's data, and checks after a restore.
+
+    Row counts and migration heads are checked for every table already: a plugin adds a
+    check when its data has an invariant of its own (a hash chain, a total).
+
+    :return: :class:`BackupCheck` objects with names unique across plugins.
+
+    .. versionadded:: 0.1
     """

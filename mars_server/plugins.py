@@ -512,6 +512,9 @@ class MarsPlugins:
     def schedules(self) -> dict[str, hookspecs.Schedule]:
         return _by_name("schedules", self._pm.hook.mars_schedules())
 
+    def backup_checks(self) -> dict[str, hookspecs.BackupCheck]:
+        return _by_name("backup checks", self._pm.hook.mars_backup_checks())
+
     def notifications(self, event: Event) -> list[hookspecs.NotificationDraft]:
         return [
             draft for result in self._pm.hook.mars_notifications(event=event) for draft in result

@@ -133,14 +133,9 @@ def settings_for_tests(
 
 def _reset_postgres(url: str) -> None:
     from mars_server.config import normalise_database_url
+    from mars_server.ops.backup import empty_postgres
 
-    engine = sa.create_engine(normalise_database_url(url), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
-    finally:
-        engine.dispose()
+    empty_postgres(sa.make_url(normalise_database_url(url)))
 
 
 def xdist_worker() -> str | None:

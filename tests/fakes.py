@@ -8,7 +8,7 @@ import click
 import marshmallow as ma
 
 from mars_server import PluginInfo, hookimpl
-from mars_server.hookspecs import HealthCheck, SignInOption
+from mars_server.hookspecs import BackupCheck, BackupCheckFailed, HealthCheck, SignInOption
 
 ready_calls: list[object] = []
 
@@ -51,6 +51,21 @@ class Good:
     @hookimpl
     def mars_app_ready(self, app: object) -> None:
         ready_calls.append(app)
+
+    @hookimpl
+    def mars_backup_checks(self) -> list[BackupCheck]:
+        import sqlalchemy as sa
+
+        def active(connection: sa.Connection) -> int:
+            query = sa.text("SELECT count(*) FROM auth_users WHERE status = 'active'")
+            return int(connection.scalar(query) or 0)
+
+        def verify(connection: sa.Connection, facts: dict[str, object]) -> str:
+            if active(connection) != facts["active_users"]:
+                raise BackupCheckFailed(f"{active(connection)} active users, not {facts}")
+            return f"{facts['active_users']} active users"
+
+        return [BackupCheck("good", lambda c: {"active_users": active(c)}, verify)]
 
 
 FLAGS = {"fail_health": False}

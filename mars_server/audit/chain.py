@@ -30,6 +30,8 @@ from mars_server.db import db
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from sqlalchemy.orm import Session
+
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
@@ -160,9 +162,9 @@ def seal_task() -> None:
         enqueue("audit.seal")
 
 
-def unsealed_count() -> int:
+def unsealed_count(session: Session | None = None) -> int:
     return int(
-        db.session.scalar(
+        (session if session is not None else db.session()).scalar(
             sa.select(sa.func.count()).select_from(AuditRecord).where(AuditRecord.seq.is_(None))
         )
         or 0
@@ -222,15 +224,18 @@ def _first_broken(rows: Iterable[Any], verdict: Verdict) -> None:
         expected, previous = row.seq + 1, row.hash
 
 
-def verify(anchors: dict[int, str] | None = None) -> Verdict:
+def verify(anchors: dict[int, str] | None = None, session: Session | None = None) -> Verdict:
     """Recompute the whole chain; report the first row that breaks it.
 
     :param anchors: ``{seq: hash}`` recorded earlier (from ``mars audit verify`` output or
         the sealer's log): each must still be in the chain. This is what catches rows
         deleted from the end, or a chain rewritten from some row on.
+    :param session: where to read the chain (a restored backup's); the app's database if
+        ``None``.
     """
-    verdict = Verdict(unsealed=unsealed_count())
-    rows = db.session.execute(
+    reader = session if session is not None else db.session()
+    verdict = Verdict(unsealed=unsealed_count(reader))
+    rows = reader.execute(
         sa.select(TABLE).where(TABLE.c.seq.is_not(None)).order_by(TABLE.c.seq),
         execution_options={"yield_per": 1000},
     )
@@ -248,7 +253,7 @@ def verify(anchors: dict[int, str] | None = None) -> Verdict:
         rows.close()
     if verdict.problem is not None:
         return verdict
-    forged = db.session.execute(
+    forged = reader.execute(
         sa.select(AuditRecord.id)
         .where(
             AuditRecord.seq.is_(None),
@@ -261,7 +266,7 @@ def verify(anchors: dict[int, str] | None = None) -> Verdict:
         verdict.bad_id = forged
         return verdict
     for seq, expected in sorted((anchors or {}).items()):
-        found = db.session.scalar(sa.select(AuditRecord.hash).where(AuditRecord.seq == seq))
+        found = reader.scalar(sa.select(AuditRecord.hash).where(AuditRecord.seq == seq))
         if found is None:
             verdict.problem = f"anchor seq {seq} is gone: rows were deleted from the end"
         elif found != expected:

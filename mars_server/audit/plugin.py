@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import click
     from flask_smorest import Blueprint
 
-    from mars_server.hookspecs import AuditEntry
+    from mars_server.hookspecs import AuditEntry, BackupCheck
 
 MARS_PLUGIN = PluginInfo(
     name="audit",
@@ -54,6 +54,13 @@ def mars_tasks() -> Sequence[Task]:
 @hookimpl
 def mars_schedules() -> Sequence[Schedule]:
     return [Schedule(SEAL_TASK, SEAL_TASK, every=SEAL_EVERY)]
+
+
+@hookimpl
+def mars_backup_checks() -> Sequence[BackupCheck]:
+    from mars_server.audit.backup import CHECK
+
+    return [CHECK]
 
 
 @hookimpl

@@ -48,6 +48,7 @@ from mars_server import metrics
 from mars_server.db import db, utcnow
 from mars_server.events.models import DEAD, QUEUED, RUNNING, Job, OutboxEvent
 from mars_server.http.problems import problem_response
+from mars_server.ops.models import SUCCEEDED, BackupRecord
 from mars_server.state import mars_state
 
 if TYPE_CHECKING:
@@ -161,8 +162,9 @@ def watch_pool(engine: sa.Engine) -> None:
 
 
 class DatabaseCollector:
-    """``mars_database_up``, ``mars_jobs{task,state}`` and ``mars_outbox_oldest_pending_seconds``,
-    read when collected: two indexed queries. Needs an app context."""
+    """``mars_database_up``, ``mars_jobs{task,state}``, ``mars_outbox_oldest_pending_seconds``
+    and the ``mars_backup_*`` gauges, read when collected: four indexed queries. Needs an
+    app context."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -172,7 +174,7 @@ class DatabaseCollector:
             "mars_database_up", "1 when the database answered this scrape's queries, else 0."
         )
         try:
-            counts, oldest = self._read()
+            counts, oldest, backups = self._read()
         except sa.exc.SQLAlchemyError as error:
             log.warning("metrics: the database did not answer: %s", type(error).__name__)
             up.add_metric([], 0)
@@ -196,8 +198,39 @@ class DatabaseCollector:
             "How long the oldest event not yet relayed has waited (0: none waits).",
             value=max(waited, 0.0),
         )
+        yield from backups
 
-    def _read(self) -> tuple[dict[tuple[str, str], int], dt.datetime | None]:
+    @staticmethod
+    def _backups(connection: sa.Connection) -> list[Metric]:
+        last = connection.execute(
+            sa.select(BackupRecord.finished_at, BackupRecord.size)
+            .where(BackupRecord.status == SUCCEEDED)
+            .order_by(BackupRecord.finished_at.desc())
+            .limit(1)
+        ).first()
+        failed = sa.select(sa.func.count()).select_from(BackupRecord)
+        failed = failed.where(BackupRecord.status != SUCCEEDED)
+        if last is not None:
+            failed = failed.where(BackupRecord.finished_at > last.finished_at)
+        return [
+            GaugeMetricFamily(
+                "mars_backup_last_success_timestamp_seconds",
+                "When the last good backup finished, in Unix time (0: there is none).",
+                value=last.finished_at.timestamp() if last else 0.0,
+            ),
+            GaugeMetricFamily(
+                "mars_backup_last_success_size_bytes",
+                "The size of the last good backup's archive, in bytes.",
+                value=float(last.size or 0) if last else 0.0,
+            ),
+            GaugeMetricFamily(
+                "mars_backup_failures_since_success",
+                "Backups that failed since the last good one.",
+                value=float(connection.scalar(failed) or 0),
+            ),
+        ]
+
+    def _read(self) -> tuple[dict[tuple[str, str], int], dt.datetime | None, list[Metric]]:
         with db.engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(
@@ -214,7 +247,8 @@ class DatabaseCollector:
                     OutboxEvent.dispatched_at.is_(None)
                 )
             )
-        return counts, oldest
+            backups = self._backups(connection)
+        return counts, oldest, backups
 
 
 def multiprocess_mode() -> bool:

@@ -5,9 +5,11 @@ It goes through the same hooks as any outside plugin.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from mars_server import __version__, hookimpl
+from mars_server.hookspecs import Schedule, Task
 from mars_server.plugins import PluginInfo
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ MARS_PLUGIN = PluginInfo(
     required=True,
 )
 
+BACKUP_TASK = "ops.backup"
+
 
 @hookimpl
 def mars_api_blueprints() -> Sequence[Blueprint]:
@@ -43,8 +47,28 @@ def mars_health_checks() -> Sequence[HealthCheck]:
 
 @hookimpl
 def mars_cli_commands() -> Sequence[click.Command]:
+    from mars_server.ops.backup_cli import backup_group
     from mars_server.ops.commands import db_group, openapi, plugins
     from mars_server.ops.ratelimit_cli import ratelimit
     from mars_server.sdkgen.cli import sdk
 
-    return [db_group, plugins, openapi, ratelimit, sdk]
+    return [db_group, plugins, openapi, ratelimit, sdk, backup_group]
+
+
+def _backup() -> None:
+    from mars_server.ops import backup
+
+    backup.scheduled()
+
+
+@hookimpl
+def mars_tasks() -> Sequence[Task]:
+    # A backup of a large database takes long: its lease is an hour; a failed one is
+    # recorded and taken again at the next hourly run, not retried at once.
+    return [Task(BACKUP_TASK, _backup, max_attempts=1, timeout=3600.0)]
+
+
+@hookimpl
+def mars_schedules() -> Sequence[Schedule]:
+    # Hourly: the task itself takes a backup when MARS_BACKUP_EVERY_HOURS have passed.
+    return [Schedule(BACKUP_TASK, BACKUP_TASK, every=dt.timedelta(hours=1))]
