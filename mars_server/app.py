@@ -128,8 +128,12 @@ def _validate_plugin_settings(
     schemas = plugins.settings_schemas()
     sections: dict[str, dict[str, Any]] = {}
     for name, schema in schemas.items():
+        loader = schema(unknown=ma.RAISE)
+        section = settings_sources.plugin_setting_files(
+            name, raw.plugins.get(name, {}), loader.fields, raw.problems
+        )
         try:
-            sections[name] = schema(unknown=ma.RAISE).load(raw.plugins.get(name, {}))
+            sections[name] = loader.load(section)
         except ma.ValidationError as exc:
             for key, messages in sorted(exc.normalized_messages().items()):
                 raw.problems.append(

@@ -25,7 +25,7 @@ from flask import current_app, has_request_context, request
 from mars_server.state import mars_state
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,34 @@ def _from_file(raw: RawConfig, path: str) -> None:
             raw.warnings.append(f"{path}: unknown setting {key!r} ignored")
 
 
+#: ``MARS_X_FILE`` names a file holding the value of ``MARS_X`` (container and systemd secrets).
+FILE_SUFFIX = "_FILE"
+#: The most such a file may hold: a secret, a key, a certificate.
+MAX_SETTING_FILE = 64 * 1024
+
+
+def read_setting_file(where: str, path: str, problems: list[str]) -> str | None:
+    """The value in the file at ``path`` (one final newline dropped, as editors and ``echo``
+    write one), or ``None`` with a problem naming ``where`` and the file, never its content."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_SETTING_FILE + 1)
+    except OSError as exc:
+        problems.append(f"{where}: cannot read {path}: {exc.strerror}")
+        return None
+    if len(data) > MAX_SETTING_FILE:
+        problems.append(f"{where}: {path} holds more than {MAX_SETTING_FILE // 1024} KiB")
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{where}: {path} is not UTF-8 text")
+        return None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
 def _from_environ(raw: RawConfig, environ: Mapping[str, str]) -> None:
+    files: dict[str, tuple[str, str]] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
             continue
@@ -287,8 +314,39 @@ def _from_environ(raw: RawConfig, environ: Mapping[str, str]) -> None:
             raw.plugins.setdefault(plugin.lower(), {})[setting.lower()] = value
         elif key in CORE_KEYS:
             raw.core[key] = value
+        elif key.endswith(FILE_SUFFIX) and key.removesuffix(FILE_SUFFIX) in CORE_KEYS:
+            files[key.removesuffix(FILE_SUFFIX)] = (name, value)
         else:
             raw.warnings.append(f"unknown setting {name} ignored")
+    for key, (name, path) in sorted(files.items()):
+        if ENV_PREFIX + key in environ:
+            raw.problems.append(f"{name}: {ENV_PREFIX}{key} is set too; set one of them")
+            continue
+        content = read_setting_file(name, path, raw.problems)
+        if content is not None:
+            raw.core[key] = content
+
+
+def plugin_setting_files(
+    name: str, section: dict[str, Any], fields: Collection[str], problems: list[str]
+) -> dict[str, Any]:
+    """``section`` with each ``<key>_file`` that plugin ``name`` has no setting of that name
+    for, but has ``<key>``, replaced by ``<key>`` read from the file it names
+    (``MARS_AUTH__SOME_SECRET_FILE``)."""
+    resolved = dict(section)
+    for key, path in section.items():
+        target = key.removesuffix(FILE_SUFFIX.lower())
+        if key == target or key in fields or target not in fields:
+            continue
+        del resolved[key]
+        where = f"plugin {name!r} setting {key!r}"
+        if target in section:
+            problems.append(f"{where}: {target!r} is set too; set one of them")
+            continue
+        value = read_setting_file(where, str(path), problems)
+        if value is not None:
+            resolved[target] = value
+    return resolved
 
 
 def _from_mapping(raw: RawConfig, mapping: Mapping[str, Any]) -> None:

@@ -142,3 +142,70 @@ def test_mars_check_passes_on_a_migrated_database(clean_env, tmp_path):
     result = runner.invoke(cli, ["check"])
     assert result.exit_code == 0, result.output
     assert "are fine" in result.output
+
+
+# --- settings from files (MARS_X_FILE) ------------------------------------------------------
+
+
+def test_a_setting_can_come_from_the_file_its_FILE_variable_names(clean_env, tmp_path):
+    token = tmp_path / "metrics_token"
+    token.write_text("a-metrics-token-from-a-file\n")  # one final newline, as `echo` writes
+    size = tmp_path / "page_size"
+    size.write_text("25")
+    clean_env.setenv("MARS_METRICS_TOKEN_FILE", str(token))
+    clean_env.setenv("MARS_PAGE_SIZE_DEFAULT_FILE", str(size))
+    settings = create_app(settings_for_tests("sqlite://", tmp_path)).config["MARS"]
+    assert settings["METRICS_TOKEN"] == "a-metrics-token-from-a-file"
+    assert settings["PAGE_SIZE_DEFAULT"] == 25
+    # a setting whose own name ends in _FILE is that setting, and has a _FILE of its own
+    (tmp_path / "ca.pem").write_text("")  # only its path is read here
+    ca = tmp_path / "ca_path"
+    ca.write_text(str(tmp_path / "ca.pem"))
+    clean_env.setenv("MARS_SMTP_CA_FILE_FILE", str(ca))
+    settings = create_app(settings_for_tests("sqlite://", tmp_path)).config["MARS"]
+    assert settings["SMTP_CA_FILE"] == str(tmp_path / "ca.pem")
+
+
+def test_a_setting_file_that_cannot_serve_is_a_problem_that_never_shows_it(clean_env, tmp_path):
+    secret = "hunter2-must-never-be-printed"
+    both = tmp_path / "both"
+    both.write_text(secret)
+    large = tmp_path / "large"
+    large.write_text(secret + "x" * 70_000)
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe" + secret.encode())
+    clean_env.setenv("MARS_SMTP_PASSWORD", secret)
+    clean_env.setenv("MARS_SMTP_PASSWORD_FILE", str(both))
+    clean_env.setenv("MARS_METRICS_TOKEN_FILE", str(large))
+    clean_env.setenv("MARS_SMTP_USERNAME_FILE", str(binary))
+    clean_env.setenv("MARS_REDIS_URL_FILE", str(tmp_path / "missing"))
+    clean_env.setenv("MARS_INSTANCE_PATH", str(tmp_path))
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1
+    assert "MARS_SMTP_PASSWORD_FILE: MARS_SMTP_PASSWORD is set too; set one of them" in (
+        result.output
+    )
+    assert f"MARS_METRICS_TOKEN_FILE: {large} holds more than 64 KiB" in result.output
+    assert f"MARS_SMTP_USERNAME_FILE: {binary} is not UTF-8 text" in result.output
+    assert f"MARS_REDIS_URL_FILE: cannot read {tmp_path / 'missing'}: No such file" in (
+        result.output
+    )
+    assert secret not in result.output
+
+
+def test_a_plugin_setting_can_come_from_a_file(clean_env, install_plugins, tmp_path):
+    install_plugins(good="good")
+    greeting = tmp_path / "greeting"
+    greeting.write_text("bonjour\n")
+    clean_env.setenv("MARS_GOOD__GREETING_FILE", str(greeting))
+    app = create_app(settings_for_tests("sqlite://", tmp_path))
+    assert app.extensions["mars"].plugin_settings["good"]["greeting"] == "bonjour"
+    clean_env.setenv("MARS_GOOD__GREETING", "hello")
+    clean_env.setenv("MARS_GOOD__RETRIES_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError) as info:
+        create_app(settings_for_tests("sqlite://", tmp_path))
+    problems = info.value.problems
+    assert "plugin 'good' setting 'greeting_file': 'greeting' is set too; set one of them" in (
+        problems
+    )
+    assert any(p.startswith("plugin 'good' setting 'retries_file': cannot read") for p in problems)
