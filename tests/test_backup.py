@@ -151,7 +151,7 @@ def test_a_backup_taken_while_serving_restores_everything(
     wipe(db)
     assert http.get(live_server + "/api/v1/me").status_code >= 500  # nothing left
     url = db.engine.url.render_as_string(hide_password=False)
-    restored = runner.invoke(args=["backup", "restore", str(archive), "--into", url])
+    restored = runner.invoke(args=["backup", "restore", str(archive)])  # the configured one
     assert restored.exit_code == 0, restored.output
     db.engine.dispose()
     assert runner.invoke(args=["db", "check"]).exit_code == 0
@@ -430,9 +430,14 @@ def test_scheduled_backups_are_taken_daily_and_kept_by_day_and_week(app, db, run
         traveller.shift(dt.timedelta(hours=5))
         run_jobs()  # the hourly run: the last backup is 5 hours old, not due
         assert list(folder.iterdir()) == [first]
+        killed = folder / ".mars-backup-killed"  # a backup killed while it was made
+        killed.mkdir()
+        (killed / "database.sqlite").write_text("plaintext")
+        os.utime(killed, (start.timestamp(), start.timestamp()))
         for day in range(1, 15):
             traveller.move_to(start + dt.timedelta(days=day))
             run_jobs()
+    assert not killed.exists()  # removed by the next backup, a day later
     kept = sorted(name[12:20] for name in kept_names(folder))
     # the newest of the last two days, and of the last two ISO weeks (Dec 7-13 and 14-20)
     assert kept == ["20261213", "20261214", "20261215"]
@@ -522,3 +527,23 @@ def test_hook_mars_backup_checks(install_plugins, make_app, tmp_path):
 
         code, lines = verify_lines(runner, rewrite(path, tmp_path / "m.tar", manifest=more))
         assert code == 1 and "FAIL  good        1 active users, not {'active_users': 2}" in lines
+
+
+@pytest.mark.mars_backend("postgresql")
+def test_a_forced_restore_that_fails_changes_nothing(app, archive, db, runner, monkeypatch):
+    """The target's emptying and the restore commit together: a failure after the emptying
+    (here, a statement made to fail right after it) leaves every table as it was."""
+    before = db.session.scalar(sa.text("SELECT count(*) FROM projects"))
+    token = make_token(app, make_user(app))
+    extra = app.test_client().post(
+        PROJECTS, json=project("Extra"), headers={"Authorization": f"Bearer {token}"}
+    )
+    assert extra.status_code == 201
+    db.session.remove()
+    monkeypatch.setattr(backup, "_REPLACE_SQL", backup._REPLACE_SQL + "SELECT 1 / 0;\n")
+    result = runner.invoke(args=["backup", "restore", str(archive), "--force"])
+    assert result.exit_code == 1
+    assert "FAIL  restore     the restore was rolled back, nothing changed: " in result.output
+    assert "division by zero" in result.output
+    db.engine.dispose()
+    assert db.session.scalar(sa.text("SELECT count(*) FROM projects")) == before + 1

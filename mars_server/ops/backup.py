@@ -66,6 +66,10 @@ AGE_HEADER = b"age-encryption.org/v1\n"
 #: The names MARS gives the archives it makes; retention only ever removes these.
 ARCHIVE_NAME = re.compile(r"mars-backup-(\d{8}T\d{6}Z)\.tar(?:\.gz)?(?:\.age)?")
 STAMP = "%Y%m%dT%H%M%SZ"
+#: The hidden folder a backup is made in, beside the archive (so that it appears by a link,
+#: whole): unencrypted while it is made; a folder of a backup that was killed is removed by
+#: the next scheduled one.
+STAGING = ".mars-backup-"
 #: How long ``pg_dump``/``pg_restore`` may take (a day: a large database, a slow disk).
 TOOL_TIMEOUT = 24 * 3600
 
@@ -164,16 +168,26 @@ def _libpq(url: sa.URL) -> tuple[str, dict[str, str]]:
     return plain.render_as_string(hide_password=False), env
 
 
-def _run(command: list[str], env: dict[str, str]) -> None:
-    program = command[0]
-    if shutil.which(program) is None:
+def _program(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
         raise BackupError(
-            f"{program} is not installed: install PostgreSQL's client programs "
+            f"{name} is not installed: install PostgreSQL's client programs "
             "(Debian: postgresql-client), the server's major version or newer"
         )
+    return found
+
+
+def _run(command: list[str], env: dict[str, str]) -> None:
+    program = command[0]
     try:
         done = subprocess.run(  # noqa: S603 (a fixed program; arguments are ours)
-            command, env=env, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False
+            [_program(program), *command[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise BackupError(f"{program} did not finish within {TOOL_TIMEOUT} s") from None
@@ -221,7 +235,9 @@ def _dump_postgres(engine: sa.Engine, payload: Path) -> dict[str, Any]:
     with engine.connect() as connection:
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
+            # the transaction waits, idle, while pg_dump reads its snapshot
             connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
+            connection.execute(sa.text("SET LOCAL idle_in_transaction_session_timeout = 0"))
             snapshot = connection.scalar(sa.text("SELECT pg_export_snapshot()"))
             facts = _facts(connection)
             conninfo, env = _libpq(engine.url)
@@ -272,7 +288,7 @@ def create(out: Path, recipients: Sequence[str] = ()) -> dict[str, Any]:
         raise BackupError(f"{out} exists already: give another name")
     if not out.parent.is_dir():
         raise BackupError(f"{out.parent} is not a folder")
-    with tempfile.TemporaryDirectory(prefix=".mars-backup-", dir=out.parent) as work:
+    with tempfile.TemporaryDirectory(prefix=STAGING, dir=out.parent) as work:
         payload = Path(work, PAYLOADS[dialect])
         if dialect == "sqlite":
             facts = _copy_sqlite(engine.url, payload)
@@ -307,6 +323,8 @@ def create(out: Path, recipients: Sequence[str] = ()) -> dict[str, Any]:
                 pyrage.encrypt_io(reader, writer, keys)
             archive = sealed
         archive.chmod(0o600)
+        with archive.open("rb") as written:
+            os.fsync(written.fileno())  # whole on disk before it has its name
         try:
             os.link(archive, out)  # never over a file that appeared meanwhile
         except FileExistsError:
@@ -375,6 +393,11 @@ def _open(path: Path, identities: Sequence[Path], work: Path) -> tuple[dict[str,
             source = tar.extractfile(member) if member is not None else None
             if source is None:
                 raise BackupError(f"the archive lacks the database copy {name}")
+            if member is not None and member.size != manifest["payload"]["size"]:
+                raise BackupError(
+                    f"the archive's {name} is {member.size} bytes, the manifest says "
+                    f"{manifest['payload']['size']}: the archive was damaged"
+                )
             payload = work / name  # a name of PAYLOADS, never the archive's own path
             with payload.open("wb") as target:
                 shutil.copyfileobj(source, target, 1 << 20)
@@ -411,15 +434,18 @@ def _size(count: float) -> str:
     raise AssertionError  # pragma: no cover
 
 
-def _restore_payload(payload: Path, dialect: str, url: sa.URL) -> None:
+def _restore_payload(payload: Path, dialect: str, url: sa.URL, *, replace: bool = False) -> None:
     if dialect == "sqlite":
         target = _sqlite_file(url)
         if target == payload:  # verify's scratch database is the copy itself
             return
         staged = target.with_name(target.name + ".restoring")
         try:
-            shutil.copyfile(payload, staged)
-            staged.chmod(0o600)
+            descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as out, payload.open("rb") as copy:
+                shutil.copyfileobj(copy, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
             for suffix in ("-wal", "-shm", "-journal"):  # an old database's, not the copy's
                 target.with_name(target.name + suffix).unlink(missing_ok=True)
             os.replace(staged, target)
@@ -427,20 +453,53 @@ def _restore_payload(payload: Path, dialect: str, url: sa.URL) -> None:
             staged.unlink(missing_ok=True)
             raise BackupError(f"cannot write {target}: {error.strerror}") from None
         return
+    _restore_postgres(payload, url, replace=replace)
+
+
+#: What ``restore --force`` runs first, in the restore's own transaction.
+_REPLACE_SQL = "DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n"
+
+
+def _restore_postgres(payload: Path, url: sa.URL, *, replace: bool) -> None:
+    """``pg_restore``'s SQL through ``psql --single-transaction``: with ``replace``, the
+    emptying of the target and the restore commit together, or nothing changes."""
+    pg_restore, psql = _program("pg_restore"), _program("psql")
     conninfo, env = _libpq(url)
-    _run(
-        [
-            "pg_restore",
-            "--no-owner",
-            "--no-privileges",
-            "--single-transaction",
-            "--exit-on-error",
-            "--no-password",
-            f"--dbname={conninfo}",
-            str(payload),
-        ],
-        env,
-    )
+    with tempfile.TemporaryDirectory(prefix="mars-restore-sql-") as folder:
+        first = Path(folder, "first.sql")
+        first.write_text(_REPLACE_SQL if replace else "")
+        restore = subprocess.Popen(  # noqa: S603 (fixed programs; arguments are ours)
+            [pg_restore, "--no-owner", "--no-privileges", "--file=-", str(payload)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        loaded = subprocess.run(  # noqa: S603
+            [
+                psql, "--no-psqlrc", "--quiet", "--no-password", "--single-transaction",
+                "--set=ON_ERROR_STOP=1", f"--file={first}", "--file=-", f"--dbname={conninfo}",
+            ],
+            env=env,
+            stdin=restore.stdout,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=TOOL_TIMEOUT,
+            check=False,
+        )  # fmt: skip
+        if restore.stdout is not None:
+            restore.stdout.close()
+        unpacked = restore.wait(TOOL_TIMEOUT)
+        problems = restore.stderr.read().decode(errors="replace") if restore.stderr else ""
+        if restore.stderr is not None:
+            restore.stderr.close()
+    if unpacked != 0:
+        lines = [line for line in problems.splitlines() if line.strip()]
+        raise BackupError(f"pg_restore failed: {lines[-1] if lines else unpacked}")
+    if loaded.returncode != 0:
+        lines = [line for line in loaded.stderr.splitlines() if line.strip()]
+        reason = lines[-1] if lines else loaded.returncode
+        raise BackupError(f"the restore was rolled back, nothing changed: {reason}")
 
 
 def _checks_after_restore(manifest: dict[str, Any], url: sa.URL) -> Iterator[Check]:
@@ -520,8 +579,11 @@ def _scratch_database(dialect: str, work: Path, server: sa.URL | None) -> Iterat
     try:
         yield server.set(database=name)
     finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        try:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except sa.exc.SQLAlchemyError as error:
+            log.warning("the scratch database %s is left: drop it (%s)", name, _reason(error))
         admin.dispose()
 
 
@@ -626,9 +688,8 @@ def restore(
                     "database, or give --force to replace everything in it",
                 )
                 return
-            if present and dialect == "postgresql":  # a SQLite file is replaced whole
-                empty_postgres(into)
-            _restore_payload(payload, dialect, into)
+            # a SQLite file is replaced whole; PostgreSQL's schema in the same transaction
+            _restore_payload(payload, dialect, into, replace=bool(present))
         except BackupError as error:
             yield Check("restore", False, str(error))
             return
@@ -645,7 +706,10 @@ def _dated(folder: Path) -> list[tuple[dt.datetime, Path]]:
     for path in folder.iterdir():
         matched = ARCHIVE_NAME.fullmatch(path.name)
         if matched and path.is_file():
-            when = dt.datetime.strptime(matched.group(1), STAMP).replace(tzinfo=dt.UTC)
+            try:
+                when = dt.datetime.strptime(matched.group(1), STAMP).replace(tzinfo=dt.UTC)
+            except ValueError:  # a name like ours, with no real time in it: not ours
+                continue
             dated.append((when, path))
     return sorted(dated, reverse=True)
 
@@ -671,10 +735,25 @@ def prune(folder: Path, keep_daily: int, keep_weekly: int) -> list[Path]:
         if week not in weeks and len(weeks) < keep_weekly:
             weeks.add(week)
             kept.add(path)
-    removed = [path for _, path in dated if path not in kept]
-    for path in removed:
-        path.unlink(missing_ok=True)
+    removed = []
+    for _, path in dated:
+        if path in kept:
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            log.warning("cannot remove the old backup %s: %s", path, error.strerror)
+            continue
+        removed.append(path)
     return removed
+
+
+def remove_stale_staging(folder: Path, older_than: dt.timedelta) -> None:
+    """Remove the staging folders of backups that were killed while they were made."""
+    limit = utcnow().timestamp() - older_than.total_seconds()
+    for path in folder.glob(STAGING + "*"):
+        if path.is_dir() and path.stat().st_mtime < limit:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def last_success() -> BackupRecord | None:
@@ -696,6 +775,10 @@ def take(out: Path, recipients: Sequence[str] = (), *, make_folder: bool = False
         create(out, recipients)
     except (BackupError, OSError) as error:
         record.status, record.error = FAILED, str(error)[:1000]
+    except Exception as error:  # recorded and shown in the metrics, whatever it was
+        log.exception("backup failed")
+        reason = _reason(error) if isinstance(error, sa.exc.SQLAlchemyError) else str(error)
+        record.status, record.error = FAILED, f"{type(error).__name__}: {reason}"[:1000]
     else:
         record.status, record.size = SUCCEEDED, out.stat().st_size
     record.finished_at = utcnow()
@@ -724,6 +807,8 @@ def scheduled() -> None:
         return
     folder = Path(config["BACKUP_DIR"])
     recipients = config["BACKUP_RECIPIENTS"]
+    if folder.is_dir():
+        remove_stale_staging(folder, older_than=dt.timedelta(seconds=TOOL_TIMEOUT))
     out = folder / default_name(db.engine.dialect.name, encrypted=bool(recipients))
     record = take(out, recipients, make_folder=True)
     if record.status != SUCCEEDED:

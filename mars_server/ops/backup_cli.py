@@ -112,14 +112,26 @@ def verify_command(
 
 @backup_group.command("restore")
 @click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--into", "into", required=True, metavar="URL", help="The database to restore into.")
+@click.option(
+    "--into",
+    "into",
+    metavar="URL",
+    help="Another database to restore into. Default: the one MARS is configured with "
+    "(MARS_DATABASE_URL or MARS_DATABASE_URL_FILE), which keeps its password off the "
+    "command line.",
+)
 @click.option("--force", is_flag=True, help="Replace whatever the target database holds.")
 @_IDENTITY
-def restore_command(archive: Path, into: str, force: bool, identities: tuple[Path, ...]) -> None:
-    """Restore ARCHIVE into the database at URL (empty, unless --force), then check it as
-    `verify` does. Stop MARS first; afterwards run `mars check`, then start it."""
-    _report(backup.restore(archive, _url(into), identities, force=force))
-    click.echo("restored: run `mars check` with MARS_DATABASE_URL set to it, then start MARS")
+def restore_command(
+    archive: Path, into: str | None, force: bool, identities: tuple[Path, ...]
+) -> None:
+    """Restore ARCHIVE into the configured database (or --into URL), which must be empty
+    unless --force, then check it as `verify` does. Stop MARS first; afterwards run
+    `mars check`, then start it."""
+    target = _url(into) if into else db.engine.url
+    db.engine.dispose()  # this command's own connections leave the target alone
+    _report(backup.restore(archive, target, identities, force=force))
+    click.echo("restored: run `mars check`, then start MARS")
 
 
 @backup_group.command("keygen")
@@ -166,5 +178,5 @@ def _url(value: str) -> sa.URL:
 
     try:
         return sa.make_url(normalise_database_url(value))
-    except sa.exc.ArgumentError:
-        raise click.BadParameter(f"{value!r} is not a database URL") from None
+    except sa.exc.ArgumentError:  # the value is not repeated: it may hold a password
+        raise click.BadParameter("not a database URL (postgresql://... or sqlite:///...)") from None
