@@ -123,8 +123,11 @@ class Stack:
             ],
         )  # fmt: skip
         self._spawn("worker", [MARS, "worker"])
+        # gunicorn first: nginx marks an upstream that refuses its first connections as
+        # down for a while (max_fails), which would fail the seeding's requests
+        self._wait_ready(f"http://127.0.0.1:{port}")
         self._start_nginx(port, listen)
-        self._wait_ready()
+        self._wait_ready(self.base_url)
         self._subscribe_and_seed(people)
         (self.work / "people.json").write_text(json.dumps(people))
 
@@ -154,7 +157,7 @@ class Stack:
             cwd=self.work,
         )
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, url: str) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for name, process in self.processes.items():
@@ -162,7 +165,7 @@ class Stack:
                     log = (self.work / f"{name}.log").read_text(errors="replace")
                     raise SystemExit(f"{name} stopped:\n{log[-3000:]}")
             with contextlib.suppress(requests.RequestException):
-                if requests.get(self.base_url + "/readyz", timeout=2).status_code == 200:
+                if requests.get(url + "/readyz", timeout=2).status_code == 200:
                     return
             time.sleep(0.2)
         raise SystemExit("MARS did not get ready within 60 s")

@@ -15,8 +15,9 @@ from mars_server.testing import POSTGRES_SKIP_REASON, xdist_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: About 60 s: started first under pytest-xdist (tests/conftest.py).
-pytestmark = pytest.mark.slow(60)
+#: tox runs it on its own, after the suite: it keeps both cores busy for half a minute, and
+#: the suite's tests that wait on a server with short timeouts would fail beside it.
+pytestmark = pytest.mark.load_smoke
 
 
 def test_the_smoke_run_gets_no_error_and_loses_no_webhook(redis_url, tmp_path):
