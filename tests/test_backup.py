@@ -25,7 +25,8 @@ import time_machine
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook
 
-from mars_server import __version__
+from mars_server import __version__, testing
+from mars_server.db import db as flask_db
 from mars_server.ops import backup
 from mars_server.ops.models import BackupRecord
 from mars_server.testing import TEST_SECRET_KEY, make_token, make_user
@@ -58,6 +59,18 @@ def seal(runner) -> tuple[int, str]:
     assert result.exit_code == 0, result.output
     seq, digest = result.output.strip().rsplit("head: ", 1)[1].split(":")
     return int(seq), digest
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_keeps_the_replaced_file():
+    """A SQLite restore replaces the database file: every app this process keeps for later
+    tests must drop its pooled connections, or they would go on using the old, unlinked
+    file (a restore is made with MARS stopped, for the same reason)."""
+    yield
+    for kept, _ in testing._REUSABLE.values():
+        with kept.app_context():
+            for engine in flask_db.engines.values():
+                engine.dispose()
 
 
 def wipe(db) -> None:
