@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import marshmallow as ma
 from flask import current_app, has_request_context, request
 
+from mars_server.crypto import valid_key
 from mars_server.state import mars_state
 
 if TYPE_CHECKING:
@@ -55,6 +56,14 @@ class CommaList(ma.fields.List):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _is_key(value: str) -> None:
+    # the message never repeats the value: it may be a key with a typo
+    if not valid_key(value):
+        raise ma.ValidationError(
+            "an entry is neither a key from `mars keys generate` nor the word derived"
+        )
 
 
 def _is_rate(value: str) -> None:
@@ -216,6 +225,12 @@ class CoreSettingsSchema(ma.Schema):
     #: the server.
     BACKUP_RECIPIENTS = CommaList(
         ma.fields.String(validate=ma.validate.Regexp(r"^age1[02-9ac-hj-np-z]{58}$")),
+        load_default=list,
+    )
+    #: The keyring of sealed values (docs/privacy.md): Fernet keys from `mars keys generate`,
+    #: the first encrypts, all decrypt; ``derived`` is the key derived from SECRET_KEY.
+    ENCRYPTION_KEYS = CommaList(
+        ma.fields.String(validate=_is_key),
         load_default=list,
     )
     #: Let webhooks reach loopback, private and link-local addresses (development, tests).
@@ -400,13 +415,25 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def _message(messages: Any) -> str:
+    """marshmallow's messages for a setting as one sentence; a list's entries by number."""
+    if isinstance(messages, dict):
+        return "; ".join(
+            f"entry {index + 1}: {_message(value)}" if isinstance(index, int) else _message(value)
+            for index, value in sorted(messages.items(), key=lambda item: str(item[0]))
+        )
+    if isinstance(messages, list):
+        return " ".join(_message(message) for message in messages)
+    return str(messages)
+
+
 def validate_core(raw: RawConfig, instance_path: str) -> dict[str, Any]:
     """Validate the core settings, appending every problem to ``raw.problems``."""
     try:
         settings: dict[str, Any] = CoreSettingsSchema().load(raw.core)
     except ma.ValidationError as exc:
         for key, messages in sorted(exc.normalized_messages().items()):
-            raw.problems.append(f"MARS_{key}: {' '.join(map(str, messages))}")
+            raw.problems.append(f"MARS_{key}: {_message(messages)}")
         # Go on with the defaults in place of the bad values, to report every other problem.
         good = {key: value for key, value in raw.core.items() if key not in exc.messages}
         try:

@@ -25,6 +25,6 @@ class IdempotencyKey(Model):
     state: Mapped[str] = mapped_column(sa.String(16))  # "processing" | "completed"
     status_code: Mapped[int | None]
     response_headers: Mapped[dict[str, str] | None] = mapped_column(sa.JSON)
-    response_body: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    response_body: Mapped[bytes | None] = mapped_column(sa.LargeBinary, info={"sealed": True})
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)

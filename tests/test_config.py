@@ -142,6 +142,35 @@ def test_mars_check_passes_on_a_migrated_database(clean_env, tmp_path):
     result = runner.invoke(cli, ["check"])
     assert result.exit_code == 0, result.output
     assert "are fine" in result.output
+    assert "warning" not in result.output
+
+
+def test_mars_check_warns_of_values_under_a_key_about_to_go_and_never_shows_a_key(
+    clean_env, tmp_path
+):
+    from cryptography.fernet import Fernet
+
+    from mars_server.crypto import seal
+    from mars_server.db import db
+    from mars_server.events import enqueue
+
+    key = Fernet.generate_key().decode()
+    clean_env.setenv("MARS_ENV", "development")
+    clean_env.setenv("MARS_INSTANCE_PATH", str(tmp_path))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    app = create_app()
+    with app.app_context():
+        enqueue("mail.send", message=seal(b"under the derived key"), template="t")
+        db.session.commit()
+    clean_env.setenv("MARS_ENCRYPTION_KEYS", f"{key},derived")
+    result = runner.invoke(cli, ["check"])
+    assert result.exit_code == 0, result.output
+    warning = "warning: sealed values still depend on keys other than the first (1 under derived)"
+    assert warning in result.output
+    assert key not in result.output
+    assert runner.invoke(cli, ["keys", "rotate"]).exit_code == 0
+    assert "warning" not in runner.invoke(cli, ["check"]).output
 
 
 # --- settings from files (MARS_X_FILE) ------------------------------------------------------

@@ -152,7 +152,7 @@ class SigningKey(Model):
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     alg: Mapped[str] = mapped_column(sa.String(16))
     public_jwk: Mapped[dict[str, str]] = mapped_column(sa.JSON)
-    private_sealed: Mapped[str] = mapped_column(sa.Text)
+    private_sealed: Mapped[str] = mapped_column(sa.Text, info={"sealed": True})
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     #: when a newer key replaced it; it stays published for as long as a token may live
     retired_at: Mapped[dt.datetime | None]

@@ -55,7 +55,8 @@ class Job(Model):
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     task: Mapped[str] = mapped_column(sa.String(100))
-    kwargs: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    #: ``message`` holds a sealed e-mail (mail.send): ``mars keys rotate`` re-encrypts it
+    kwargs: Mapped[dict[str, Any]] = mapped_column(sa.JSON, info={"sealed_keys": ("message",)})
     #: Makes enqueueing idempotent: a second job with the same key is not created.
     key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
     status: Mapped[str] = mapped_column(sa.String(16), default=QUEUED)

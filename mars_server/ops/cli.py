@@ -243,7 +243,7 @@ def version() -> None:
 def check() -> None:
     """Check configuration, plugins and database; print every problem, one line each."""
     from mars_server.app import create_app
-    from mars_server.ops import health, migrations
+    from mars_server.ops import health, keys, migrations
     from mars_server.plugins import broken_plugins_kept
 
     def reason(exc: BaseException) -> str:
@@ -277,12 +277,17 @@ def check() -> None:
                 problems.append(f"database: cannot connect ({reason(exc)})")
             else:
                 try:
-                    if migrations.pending():
-                        problems.append("database: not at head; run `mars db upgrade`")
+                    pending = migrations.pending()
                 except migrations.UnknownRevisions as exc:
                     problems.extend(exc.problems)
                 except Exception as exc:
                     problems.append(f"database: cannot read its migrations ({reason(exc)})")
+                else:
+                    if pending:
+                        problems.append("database: not at head; run `mars db upgrade`")
+                    else:
+                        for warning in keys.warnings():
+                            click.secho(f"warning: {warning}", err=True, fg="yellow")
     for problem in problems:
         click.secho(f"problem: {problem}", err=True, fg="red")
     if problems:

@@ -56,8 +56,8 @@ class WebhookEndpoint(Timestamped, Versioned, Model):
     disabled_at: Mapped[dt.datetime | None]
     #: Since when every attempt has failed; cleared by any success.
     failing_since: Mapped[dt.datetime | None]
-    secret_sealed: Mapped[str] = mapped_column(sa.Text)
-    previous_secret_sealed: Mapped[str | None] = mapped_column(sa.Text)
+    secret_sealed: Mapped[str] = mapped_column(sa.Text, info={"sealed": True})
+    previous_secret_sealed: Mapped[str | None] = mapped_column(sa.Text, info={"sealed": True})
     previous_secret_expires_at: Mapped[dt.datetime | None]
 
     subscriptions: Mapped[list[WebhookSubscription]] = relationship(
