@@ -662,3 +662,76 @@ def mars_backup_checks() -> Sequence[BackupCheck]:
 
     .. versionadded:: 0.1
     """
+
+
+# --- Personal data: inventory, export, erasure (docs/privacy.md) --------------------------------
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """One kind of personal data a plugin stores: a line of the records of processing that
+    ``mars privacy inventory`` prints for the operator.
+
+    :param what: the data, e.g. ``"e-mail address and display name"``.
+    :param where: the tables and columns, e.g. ``"auth_users.email, auth_users.display_name"``.
+    :param why: the purpose, e.g. ``"to sign the person in and write to them"``.
+    :param kept: for how long, e.g. ``"until the account is erased"`` or
+        ``"90 days (MARS_X_RETENTION_DAYS)"``.
+    :param erasure: what erasing the person does to it, e.g. ``"deleted"``,
+        ``"the address and user agent removed; the entry stays in the chain"``.
+    """
+
+    what: str
+    where: str
+    why: str
+    kept: str
+    erasure: str
+
+
+@hookspec
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    """Declare every kind of personal data the plugin stores, why and for how long.
+
+    A plugin whose models hold a user's id (a foreign key to ``auth_users.id``, or a column
+    declared with ``info={"user_id": True}``) must declare its data here and implement
+    :func:`mars_personal_data_export` and :func:`mars_personal_data_erase`; MARS's tests
+    check every builtin and first-party plugin for it (``mars_server.privacy.missing_hooks``).
+
+    .. versionadded:: 0.4
+    """
+
+
+@hookspec
+def mars_personal_data_export(user_id: str) -> Mapping[str, Any] | None:
+    """Return everything the plugin stores about ``user_id``, JSON-ready, for the person's
+    export (``POST /api/v1/me/export``, ``mars users export``): it becomes ``<plugin>.json``
+    in the ZIP. Never a secret (hashes and sealed values left out: say that they exist);
+    ``None`` or an empty mapping when the plugin has nothing.
+
+    .. versionadded:: 0.4
+    """
+
+
+@hookspec
+def mars_personal_data_erase(user_id: str) -> Sequence[str] | None:
+    """Erase what the plugin stores about ``user_id``, as documented in its inventory's
+    ``erasure``: delete it, or replace personal fields where the row must stay (another
+    person's record). Runs with ``db.session`` in the erasure's one transaction and never
+    commits; the builtin ``auth`` plugin runs last and deletes the account itself.
+
+    :return: one line per kind of thing erased, e.g. ``"3 projects deleted"`` (counts, never
+        the data); kept in the audit entry of the erasure.
+
+    .. versionadded:: 0.4
+    """
+
+
+@hookspec
+def mars_account_deletion_blockers(user_id: str) -> Sequence[str] | None:
+    """What stops ``user_id``'s account from being deleted now: one sentence per reason,
+    telling the person what to do (``"You are the only owner of the project 'Apollo', which
+    has other members: make one of them an owner first."``). Asked when deletion is
+    requested (a 409 lists them) and again before the erasure runs.
+
+    .. versionadded:: 0.4
+    """

@@ -567,6 +567,48 @@ class MarsPlugins:
             and self._pm.parse_hookimpl_opts(plugin.module, "mars_plugin_purged") is not None
         ]
 
+    def personal_data_inventory(self) -> dict[str, list[hookspecs.PersonalData]]:
+        """Each plugin's declared personal data, by plugin name, in load order."""
+        found: dict[str, list[hookspecs.PersonalData]] = {}
+        for impl in self._impls_in_load_order(self._pm.hook.mars_personal_data_inventory):
+            records = cast("Sequence[hookspecs.PersonalData] | None", impl.function())
+            found[impl.plugin_name] = list(records or ())
+        return found
+
+    def personal_data_export(self, user_id: str) -> dict[str, Any]:
+        """What each plugin stores about ``user_id``, by plugin name; empty ones left out."""
+        found: dict[str, Any] = {}
+        for impl in self._impls_in_load_order(self._pm.hook.mars_personal_data_export):
+            data = cast("Mapping[str, Any] | None", impl.function(user_id=user_id))
+            if data:
+                found[impl.plugin_name] = dict(data)
+        return found
+
+    def personal_data_erase(self, user_id: str) -> dict[str, list[str]]:
+        """Ask every plugin to erase ``user_id``, in reverse load order: outside plugins
+        first, the builtin ones after them, ``auth`` (which deletes the account) last but
+        for ``ops``. Returns each plugin's lines, by plugin name."""
+        done: dict[str, list[str]] = {}
+        for impl in reversed(self._impls_in_load_order(self._pm.hook.mars_personal_data_erase)):
+            lines = cast("Sequence[str] | None", impl.function(user_id=user_id))
+            if lines:
+                done[impl.plugin_name] = [str(line) for line in lines]
+        return done
+
+    def account_deletion_blockers(self, user_id: str) -> list[str]:
+        results = self._in_load_order(
+            self._pm.hook.mars_account_deletion_blockers, {"user_id": user_id}
+        )
+        return [str(reason) for result in results for reason in (result or ())]
+
+    def modules(self) -> dict[str, Any]:
+        """The enabled plugins' modules, by plugin name."""
+        return {name: module for name, module in self._pm.list_name_plugin() if name}
+
+    def implementers(self, hook_name: str) -> set[str]:
+        """The names of the plugins that implement ``hook_name``."""
+        return {impl.plugin_name for impl in getattr(self._pm.hook, hook_name).get_hookimpls()}
+
     def hook_names(self) -> Sequence[str]:
         return [name for name in dir(self._pm.hook) if name.startswith("mars_")]
 

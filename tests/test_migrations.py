@@ -99,7 +99,7 @@ def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(sqlite_app):
 def test_db_commands_list_every_branch(runner, command):
     result = runner.invoke(args=command)
     assert result.exit_code == 0, result.output
-    assert set(result.output.split()) >= {"auth_0006", "projects_0002"}
+    assert set(result.output.split()) >= {"auth_0007", "audit_0002", "projects_0002"}
 
 
 def test_db_check_agrees(runner):

@@ -93,6 +93,22 @@ def test_me_tokens_and_password(live_server, sdk):
         client.me.get_me()
 
 
+def test_my_data_export_and_account_deletion(app, sdk):
+    client = sdk()
+    asked = client.me.export_my_data()
+    assert asked.status == "pending"
+    run_due_jobs(app)
+    ready = client.me.get_my_export(export_id=asked.id)
+    assert ready.status == "ready" and ready.size > 0 and ready.expires_at is not None
+    assert [e.id for e in client.me.list_my_exports()] == [asked.id]
+    assert "accounts/export?token=" in mailbox(app)[-1].as_string()
+
+    scheduled = client.me.delete_me(password=PASSWORD)
+    assert scheduled.deletion_due_at > datetime.now(scheduled.deletion_due_at.tzinfo)
+    with pytest.raises(AuthenticationError):  # every token is revoked at once
+        client.me.get_me()
+
+
 def test_apps(sdk):
     client = sdk()
     created = client.apps.create_app(

@@ -9,8 +9,15 @@ PostgreSQL it holds a transaction-scoped advisory lock, on SQLite the database's
 write lock, taken before it reads the head. The unique ``seq`` is the last line of defence:
 two rows can never claim the same place, so the chain cannot fork.
 
-A row's hash is SHA-256 over a canonical JSON document of every field, its ``seq`` and the
+A row's hash is SHA-256 over a canonical JSON document of its fields, its ``seq`` and the
 previous row's hash included (:func:`canonical`); the first row's ``prev_hash`` is 64 zeros.
+The personal fields (the address, user agent and details) are covered through a digest
+(:func:`personal_digest`): SHA-256 over a random salt and the fields, the salt kept beside
+them. Erasing a person (``erasure.py``) blanks the fields and the salt; the row keeps its
+hash, which needs only the digest, so the chain still verifies, and the digest, without its
+salt, cannot be tested against a guess of what was erased. Rows chained before MARS 0.4
+have no digest and their hash covers the fields themselves; one of those that is erased
+keeps its place in the chain, but its content can no longer be checked.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -47,9 +55,23 @@ def _utc(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode()
+
+
+def personal_digest(salt: str, row: Any) -> str:
+    """SHA-256 over ``salt`` and the row's personal fields, canonical JSON."""
+    fields = {"address": row.address, "user_agent": row.user_agent, "details": row.details}
+    return hashlib.sha256(bytes.fromhex(salt) + _json(fields)).hexdigest()
+
+
 def canonical(row: Any) -> bytes:
     """The bytes a row's hash is taken over: sorted-keys JSON, no spaces, ASCII only, the
-    time in UTC with microseconds. ``row`` is a record or any object with its attributes."""
+    time in UTC with microseconds. ``row`` is a record or any object with its attributes.
+    The personal fields count through ``personal_digest``, or themselves on rows chained
+    before there was one."""
     document = {
         "id": row.id,
         "seq": row.seq,
@@ -58,14 +80,13 @@ def canonical(row: Any) -> bytes:
         "actor_id": row.actor_id,
         "action": row.action,
         "target": row.target,
-        "address": row.address,
-        "user_agent": row.user_agent,
         "request_id": row.request_id,
-        "details": row.details,
     }
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode()
+    if row.personal_digest is not None:
+        document["personal_digest"] = row.personal_digest
+    else:
+        document |= {"address": row.address, "user_agent": row.user_agent, "details": row.details}
+    return _json(document)
 
 
 def row_hash(row: Any) -> str:
@@ -116,6 +137,8 @@ def seal(limit: int = BATCH, *, wait: bool = True) -> int:
         seq += 1
         row.seq = seq
         row.prev_hash = previous
+        row.personal_salt = secrets.token_hex(16)
+        row.personal_digest = personal_digest(row.personal_salt, row)
         row.hash = previous = row_hash(row)
     db.session.flush()
     if rows:
@@ -192,13 +215,41 @@ class Verdict:
     bad_seq: int | None = None
     bad_id: str | None = None
     anchors_checked: list[int] = field(default_factory=list)
+    #: rows whose personal fields were erased; of them, rows chained before digests
+    erased: int = 0
+    erased_unchecked: int = 0
 
     @property
     def ok(self) -> bool:
         return self.problem is None
 
 
-def _first_broken(rows: Iterable[Any], verdict: Verdict) -> None:
+#: An erased row's ``erased_at`` comes moments before its ``account.erased`` entry.
+ERASURE_WINDOW = dt.timedelta(minutes=10)
+
+
+@dataclass
+class _Erasures:
+    """When erasures were recorded (``account.erased`` entries)."""
+
+    times: list[dt.datetime]
+
+    def covers(self, erased_at: dt.datetime) -> bool:
+        at = erased_at.replace(tzinfo=None)
+        return any(at <= when <= at + ERASURE_WINDOW for when in self.times)
+
+
+def _erasures(reader: Session) -> _Erasures:
+    times = reader.scalars(
+        sa.select(AuditRecord.occurred_at).where(AuditRecord.action == ERASED_ACTION)
+    )
+    return _Erasures([when.replace(tzinfo=None) for when in times])
+
+
+ERASED_ACTION = "account.erased"
+
+
+def _first_broken(rows: Iterable[Any], verdict: Verdict, erasures: _Erasures) -> None:
     expected, previous = 1, GENESIS
     for row in rows:
         reasons: list[str] = []
@@ -213,8 +264,23 @@ def _first_broken(rows: Iterable[Any], verdict: Verdict) -> None:
                 "its prev_hash is not the hash of the row before it "
                 "(a row inserted, deleted or moved)"
             )
-        if row.hash != row_hash(row):
+        if row.erased_at is not None and row.personal_digest is None:
+            verdict.erased_unchecked += 1  # chained before digests: the fields were hashed
+        elif row.hash != row_hash(row):
             reasons.append("its content does not match its hash (modified, or moved)")
+        elif (
+            row.personal_digest is not None
+            and row.erased_at is None
+            and (
+                row.personal_salt is None
+                or row.personal_digest != personal_digest(row.personal_salt, row)
+            )
+        ):
+            reasons.append("its address, user agent or details were modified")
+        if row.erased_at is not None:
+            verdict.erased += 1
+            if not erasures.covers(row.erased_at):
+                reasons.append("its personal fields are erased, but no erasure is recorded")
         if reasons:
             verdict.problem = f"seq {row.seq} ({row.id}): " + "; ".join(reasons)
             verdict.bad_seq, verdict.bad_id = row.seq, row.id
@@ -240,7 +306,7 @@ def verify(anchors: dict[int, str] | None = None, session: Session | None = None
         execution_options={"yield_per": 1000},
     )
     try:
-        _first_broken(rows, verdict)
+        _first_broken(rows, verdict, _erasures(reader))
     except (ValueError, TypeError, LookupError, sa.exc.StatementError) as error:
         # A value no writer of MARS could have stored (a date that is not one, details that
         # are not JSON): someone wrote it by hand.

@@ -56,6 +56,17 @@ def verify_command(anchors: dict[int, str]) -> None:
         raise SystemExit(1)
     click.echo(f"audit log intact: {verdict.sealed} sealed row(s); {waiting}")
     click.echo(f"head: {verdict.head_seq}:{verdict.head_hash}")
+    if verdict.erased:
+        unchecked = (
+            f", {verdict.erased_unchecked} of them chained before digests (their content is "
+            "no longer checked)"
+            if verdict.erased_unchecked
+            else ""
+        )
+        click.echo(
+            f"{verdict.erased} row(s) with personal fields erased, each covered by a recorded "
+            f"erasure{unchecked}"
+        )
     for seq in verdict.anchors_checked:
         click.echo(f"anchor {seq}: found")
     oldest = chain.oldest_unsealed()

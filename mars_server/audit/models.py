@@ -22,6 +22,9 @@ REQUEST_ID_LENGTH = 128
 class AuditRecord(Model):
     """Who did what, to what, from where, when.
 
+    ``actor_id`` and ``target`` are ids, which name nobody once an account is erased; the
+    personal fields are erasable without breaking the chain (``personal_digest``).
+
     Rows are written *unsealed* (``seq``, ``prev_hash`` and ``hash`` empty) in the
     transaction of the change they describe, so writers never wait for one another. The
     ``audit.seal`` task then chains committed rows, in ``(occurred_at, id)`` order, one
@@ -34,7 +37,7 @@ class AuditRecord(Model):
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     occurred_at: Mapped[dt.datetime]
     #: a user's or OAuth client's id, ``cli:<login>`` for operators, ``None`` if anonymous.
-    actor_id: Mapped[str | None] = mapped_column(sa.String(ACTOR_LENGTH))
+    actor_id: Mapped[str | None] = mapped_column(sa.String(ACTOR_LENGTH), info={"user_id": True})
     action: Mapped[str] = mapped_column(sa.String(ACTION_LENGTH))
     target: Mapped[str | None] = mapped_column(sa.String(TARGET_LENGTH))
     address: Mapped[str | None] = mapped_column(sa.String(ADDRESS_LENGTH))
@@ -44,6 +47,14 @@ class AuditRecord(Model):
     seq: Mapped[int | None] = mapped_column(sa.BigInteger, unique=True)
     prev_hash: Mapped[str | None] = mapped_column(sa.String(64))
     hash: Mapped[str | None] = mapped_column(sa.String(64))
+    #: The personal fields (``address``, ``user_agent``, ``details``) enter the chain only
+    #: through this digest, SHA-256 over a random salt and them: erasing a person blanks the
+    #: fields and the salt, and the chain still verifies (``chain.py``). ``None`` on rows
+    #: chained before MARS 0.4, whose hash covers the fields themselves.
+    personal_salt: Mapped[str | None] = mapped_column(sa.String(32))
+    personal_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    #: when the personal fields were erased (an ``account.erased`` entry tells whose)
+    erased_at: Mapped[dt.datetime | None]
 
     __table_args__ = (
         # Each filter of the API, then the keyset order within it.

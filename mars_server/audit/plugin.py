@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
 from mars_server.hookspecs import Permission, Schedule, Scope, Task
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import click
     from flask_smorest import Blueprint
 
-    from mars_server.hookspecs import AuditEntry, BackupCheck
+    from mars_server.hookspecs import AuditEntry, BackupCheck, PersonalData
 
 MARS_PLUGIN = PluginInfo(
     name="audit",
@@ -54,6 +54,27 @@ def mars_tasks() -> Sequence[Task]:
 @hookimpl
 def mars_schedules() -> Sequence[Schedule]:
     return [Schedule(SEAL_TASK, SEAL_TASK, every=SEAL_EVERY)]
+
+
+@hookimpl
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    from mars_server.audit import personal
+
+    return personal.INVENTORY
+
+
+@hookimpl
+def mars_personal_data_export(user_id: str) -> dict[str, Any]:
+    from mars_server.audit import personal
+
+    return personal.export(user_id)
+
+
+@hookimpl
+def mars_personal_data_erase(user_id: str) -> list[str]:
+    from mars_server.audit import personal
+
+    return personal.erase(user_id)
 
 
 @hookimpl

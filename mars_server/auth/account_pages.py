@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, current_app, make_response, render_template, request
 
-from mars_server.auth import apps, emails, example_site, pages
+from mars_server.auth import apps, emails, example_site, pages, privacy
 from mars_server.http import MarsError
 
 blueprint = Blueprint("account_pages", __name__, template_folder="templates")
@@ -209,3 +209,27 @@ def reset_password() -> tuple[str, int]:
 
 
 MISMATCH = "The two passwords differ."
+
+
+@blueprint.route("/accounts/export", methods=["GET", "POST"])
+def download_export() -> Any:
+    """The link of a data export's mail: a page with a button (a mail scanner that opens the
+    link uses nothing up), whose POST sends the ZIP once."""
+    token = _token()
+    if request.method == "GET":
+        if not privacy.export_link_is_usable(token):
+            return _page(
+                "message.html", 400, title="This link no longer works", text=INVALID_EXPORT
+            )
+        return _page("export.html", token=token)
+    try:
+        data = privacy.download_export(token)
+    except MarsError:
+        return _page("message.html", 400, title="This link no longer works", text=INVALID_EXPORT)
+    response = make_response(data)
+    response.headers["Content-Type"] = "application/zip"
+    response.headers["Content-Disposition"] = 'attachment; filename="mars-data-export.zip"'
+    return response
+
+
+INVALID_EXPORT = privacy.INVALID_EXPORT_LINK

@@ -337,4 +337,9 @@ def reset_to_temporary_password(user: User) -> str:
 
 
 def record_login(user: User, when: dt.datetime | None = None) -> None:
+    """A sign-in (any way): it also cancels the account's deletion, if one is due."""
     user.last_login_at = when or utcnow()
+    if user.deletion_due_at is not None:
+        from mars_server.auth import privacy
+
+        privacy.cancel_deletion(user)

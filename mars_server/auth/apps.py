@@ -279,7 +279,7 @@ def rotate_secret(app: OAuthClient, issuer: Actor | None = None) -> str:
     return secret
 
 
-def delete_app(app: OAuthClient) -> None:
+def delete_app(app: OAuthClient, *, commit: bool = True) -> None:
     """Delete the app; every token and code it holds stops working."""
     revoked = db.session.execute(
         sa.update(OAuthToken)
@@ -298,4 +298,5 @@ def delete_app(app: OAuthClient) -> None:
         sa.delete(AuthorizationCode).where(AuthorizationCode.client_id == app.client_id)
     )
     db.session.delete(app)
-    db.session.commit()
+    if commit:
+        db.session.commit()

@@ -10,11 +10,13 @@ from flask.cli import AppGroup
 
 from mars_server.auth import accounts, apps, tokens
 from mars_server.db import db
+from mars_server.ops import keys
 
 users = AppGroup("users", help="Create accounts, reset passwords, disable, manage roles.")
 tokens_group = AppGroup("tokens", help="Create and revoke personal access tokens.")
 apps_group = AppGroup("apps", help="Declare first-party apps (the website); list and delete apps.")
-keys_group = AppGroup("keys", help="The keys MARS signs ID tokens with.")
+# `mars keys` is the core's (the encryption keyring); the signing keys' command joins it.
+keys_group = keys.keys_group
 
 
 def _user(email: str) -> accounts.User:
@@ -300,3 +302,74 @@ def rotate_signing() -> None:
     click.echo(f"signing with {key.id} ({key.alg}) from now on")
     for kid in deleted:
         click.echo(f"deleted {kid}: every token it signed has expired")
+
+
+@users.command("export")
+@click.argument("email")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="The ZIP to write (it must not exist).",
+)
+@_fail_on_problem
+def export_user(email: str, out: str) -> None:
+    """Write everything MARS keeps about a person to a ZIP (their right of access); audited."""
+    import os
+
+    from mars_server.auth import privacy
+
+    user = _user(email)
+    data = privacy.export_for_operator(user)
+    try:
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{out} exists; choose another name") from None
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+    click.echo(f"written: {out} ({len(data)} bytes); it holds personal data, keep it safe")
+
+
+@users.command("erase")
+@click.argument("email")
+@click.option("--now", "now", is_flag=True, help="Erase at once instead of after the grace period.")
+@click.option(
+    "--days",
+    type=click.IntRange(0, 365),
+    help="The grace period (default: the auth plugin's deletion_grace_days).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask (with --now).")
+@_fail_on_problem
+def erase_user(email: str, now: bool, days: int | None, yes: bool) -> None:
+    """Delete a person's account and erase what every plugin keeps about them (their right to
+    erasure). By default after the grace period, which their signing in cancels; tokens are
+    revoked at once. With --now, at once and for good."""
+    from mars_server.auth import privacy
+
+    user = _user(email)
+    if now:
+        if not yes:
+            click.confirm(f"Erase {user.email} now? This cannot be undone.", abort=True)
+        done = privacy.erase_now(user)
+        for plugin, lines in done.items():
+            for line in lines:
+                click.echo(f"{plugin}: {line}")
+        click.echo(f"erased {email}")
+        return
+    due = privacy.schedule_deletion(user, days)
+    click.echo(f"{user.email} is erased on {due:%Y-%m-%d %H:%M} UTC unless they sign in before")
+
+
+@users.command("keep")
+@click.argument("email")
+@_fail_on_problem
+def keep_user(email: str) -> None:
+    """Cancel an account's deletion during its grace period."""
+    from mars_server.auth import privacy
+
+    user = _user(email)
+    if user.deletion_due_at is None:
+        raise click.ClickException(f"{user.email} is not due for deletion")
+    privacy.cancel_deletion(user)
+    db.session.commit()
+    click.echo(f"{user.email} stays")

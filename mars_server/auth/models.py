@@ -31,6 +31,9 @@ class User(Timestamped, Versioned, Model):
         sa.String(32), default=lambda: secrets.token_hex(16), server_default=""
     )
     last_login_at: Mapped[dt.datetime | None]
+    #: the person asked for their account's deletion: it is erased then, unless they sign in
+    #: before (docs/privacy.md)
+    deletion_due_at: Mapped[dt.datetime | None]
     roles: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
     )
@@ -227,3 +230,38 @@ class OAuthConsent(Model):
     )
     scope: Mapped[str] = mapped_column(sa.Text)
     granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+EXPORT_STATUSES = ("pending", "ready", "downloaded", "expired", "failed")
+
+
+class DataExport(Model):
+    """A person's export of their data (``POST /api/v1/me/export``).
+
+    The ZIP is encrypted under a key derived from the download link's token, which only the
+    person's mail holds: neither a copy of the database nor MARS's own keys open it. It is
+    deleted once downloaded or when the link expires; the row stays as the export's status.
+    """
+
+    __tablename__ = "auth_data_exports"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('pending', 'ready', 'downloaded', 'expired', 'failed')", name="status"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("exp"))
+    user_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ready_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    downloaded_at: Mapped[dt.datetime | None]
+    #: SHA-256 of the link's token
+    digest: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    #: the ZIP, Fernet-encrypted under a key derived from the link's token
+    content: Mapped[bytes | None] = mapped_column(sa.LargeBinary, deferred=True)
+    size: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(sa.String(500))

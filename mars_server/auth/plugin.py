@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
 from mars_server.hookspecs import Permission, Schedule, Scope, Task, UserInfo
@@ -19,10 +19,20 @@ if TYPE_CHECKING:
     from flask import Flask, Request
     from flask_smorest import Blueprint
 
-    from mars_server.hookspecs import ExternalIdentity, ExternalSignIn, SecurityScheme
+    from mars_server.events import Event
+    from mars_server.hookspecs import (
+        EventType,
+        ExternalIdentity,
+        ExternalSignIn,
+        NotificationDraft,
+        PersonalData,
+        SecurityScheme,
+    )
     from mars_server.http import Actor
 
 PURGE_THROTTLES = "auth.purge_throttles"
+#: erases the accounts whose deletion is due, deletes expired exports (auth/privacy.py)
+PRIVACY_TASK = "auth.privacy"
 
 MARS_PLUGIN = PluginInfo(
     name="auth",
@@ -98,14 +108,64 @@ def mars_app_ready(app: Flask) -> None:
 
 @hookimpl
 def mars_tasks() -> Sequence[Task]:
+    from mars_server.auth import privacy
     from mars_server.auth.throttle import purge_stale
 
-    return [Task(PURGE_THROTTLES, purge_stale, max_attempts=3)]
+    return [
+        Task(PURGE_THROTTLES, purge_stale, max_attempts=3),
+        Task(privacy.EXPORT_TASK, privacy.build_export, max_attempts=3, timeout=600.0),
+        Task(privacy.PRIVACY_TASK, privacy.maintenance, max_attempts=3, timeout=600.0),
+    ]
 
 
 @hookimpl
 def mars_schedules() -> Sequence[Schedule]:
-    return [Schedule(PURGE_THROTTLES, PURGE_THROTTLES, every=dt.timedelta(hours=1))]
+    return [
+        Schedule(PURGE_THROTTLES, PURGE_THROTTLES, every=dt.timedelta(hours=1)),
+        Schedule(PRIVACY_TASK, PRIVACY_TASK, every=dt.timedelta(hours=1)),
+    ]
+
+
+@hookimpl
+def mars_event_types() -> Sequence[EventType]:
+    from mars_server.auth.privacy import EVENT_TYPES
+
+    return EVENT_TYPES
+
+
+@hookimpl
+def mars_notifications(event: Event) -> Sequence[NotificationDraft]:
+    from mars_server.auth.privacy import notifications
+
+    return notifications(event)
+
+
+@hookimpl
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    from mars_server.auth.privacy import INVENTORY
+
+    return INVENTORY
+
+
+@hookimpl
+def mars_personal_data_export(user_id: str) -> Mapping[str, Any]:
+    from mars_server.auth.privacy import export
+
+    return export(user_id)
+
+
+@hookimpl
+def mars_personal_data_erase(user_id: str) -> Sequence[str]:
+    from mars_server.auth.privacy import erase
+
+    return erase(user_id)
+
+
+@hookimpl
+def mars_account_deletion_blockers(user_id: str) -> Sequence[str]:
+    from mars_server.auth.privacy import blockers
+
+    return blockers(user_id)
 
 
 @hookimpl

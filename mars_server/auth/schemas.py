@@ -6,7 +6,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from mars_server.auth.models import ROLES, USER_STATUSES
+from mars_server.auth.models import EXPORT_STATUSES, ROLES, USER_STATUSES
 from mars_server.auth.passwords import MAX_LENGTH
 from mars_server.config import CommaList
 from mars_server.http import SECRET, PageArgsSchema, page_schema
@@ -28,9 +28,60 @@ class MeSchema(ma.Schema):
     must_change_password = ma.fields.Boolean(dump_only=True)
     created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
     last_login_at = ma.fields.AwareDateTime(dump_only=True, format="iso", allow_none=True)
+    deletion_due_at = ma.fields.AwareDateTime(
+        dump_only=True,
+        format="iso",
+        allow_none=True,
+        metadata={"description": "When the account is erased, if its deletion was asked for."},
+    )
 
     def _roles(self, user: object) -> list[str]:
         return sorted(getattr(user, "role_names", ()))
+
+
+class AccountDeletionSchema(ma.Schema):
+    password = ma.fields.String(
+        load_only=True,
+        validate=ma.validate.Length(max=512),
+        metadata={
+            "description": "Your current password. An account that signs in through single "
+            "sign-on sends none, and calls with the token of a sign-in made in the last 10 "
+            "minutes instead."
+        },
+    )
+
+
+class DeletionScheduledSchema(ma.Schema):
+    deletion_due_at = ma.fields.AwareDateTime(
+        required=True,
+        format="iso",
+        metadata={"description": "When the account is erased, unless you sign in before."},
+    )
+
+
+class DataExportSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = ma.fields.String(dump_only=True)
+    status = ma.fields.String(
+        dump_only=True,
+        metadata={
+            "enum": list(EXPORT_STATUSES),
+            "description": "`pending` while it is made; `ready`: the download link was "
+            "e-mailed to you; `downloaded`, `expired` (the file is deleted) or `failed`.",
+        },
+    )
+    created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
+    ready_at = ma.fields.AwareDateTime(dump_only=True, format="iso", allow_none=True)
+    expires_at = ma.fields.AwareDateTime(dump_only=True, format="iso", allow_none=True)
+    downloaded_at = ma.fields.AwareDateTime(dump_only=True, format="iso", allow_none=True)
+    size = ma.fields.Integer(dump_only=True, allow_none=True, metadata={"description": "Bytes."})
+    error = ma.fields.String(dump_only=True, allow_none=True)
+
+
+class DataExportListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(DataExportSchema), required=True)
 
 
 class MeUpdateSchema(ma.Schema):
@@ -175,6 +226,19 @@ class AuthSettingsSchema(ma.Schema):
         load_default=10,
         validate=ma.validate.Range(min=1),
         metadata={"description": "Registrations and reset requests one IP address may make."},
+    )
+    deletion_grace_days = ma.fields.Integer(
+        load_default=14,
+        validate=ma.validate.Range(min=0, max=365),
+        metadata={
+            "description": "Days between a person's request to delete their account and its "
+            "erasure; signing in meanwhile cancels it (0: erased within the hour)."
+        },
+    )
+    export_link_hours = ma.fields.Integer(
+        load_default=48,
+        validate=ma.validate.Range(min=1, max=24 * 14),
+        metadata={"description": "How long the link to a person's data export works (once)."},
     )
 
     resources = CommaList(

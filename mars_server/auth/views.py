@@ -8,16 +8,20 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from flask import request
+from flask import request, url_for
 from flask.views import MethodView
 
-from mars_server.auth import accounts, apps, consents, emails, signin, tokens
+from mars_server.auth import accounts, apps, consents, emails, privacy, signin, tokens
 from mars_server.auth.schemas import (
     AcceptedSchema,
+    AccountDeletionSchema,
     AppListSchema,
     AppSchema,
     AppUpdateSchema,
     AuthorizationListSchema,
+    DataExportListSchema,
+    DataExportSchema,
+    DeletionScheduledSchema,
     LinkTokenSchema,
     MeSchema,
     MeUpdateSchema,
@@ -77,6 +81,63 @@ class Me(MethodView):
         user = me()
         require_if_match(user)
         return send_etag(accounts.update_profile(user, changes))
+
+    @me_blp.requires("account:write")
+    @me_blp.doc(
+        operationId="delete_me",
+        description="Every token of yours is revoked at once; the account and everything "
+        "every part of MARS keeps about you is erased after the grace period (14 days unless "
+        "the operator says otherwise). Signing in before then cancels the deletion. A 409 "
+        "says what you must do first (a project only you own, that has other members).",
+        # the password (or a fresh sign-in) confirms it, not a version of the account
+        **{"x-mars-if-match": False},
+    )
+    @me_blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @me_blp.arguments(AccountDeletionSchema)
+    @me_blp.response(202, DeletionScheduledSchema)
+    def delete(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Delete your account, after a grace period"""
+        actor = current_actor()
+        assert actor is not None
+        due = privacy.request_deletion(me(), actor, data.get("password"), request.remote_addr)
+        return {"deletion_due_at": due}
+
+
+@me_blp.route("/export")
+class MyExport(MethodView):
+    @me_blp.requires("account:read")
+    @me_blp.doc(
+        operationId="export_my_data",
+        description="Everything MARS keeps about you, as a ZIP of JSON files, one per part of "
+        "MARS. It is made in the background: when it is ready you get a notification and an "
+        "e-mail with a link that works once, for a limited time. Follow `Location` to see "
+        "where it stands. Asking again while one is being made returns that one.",
+    )
+    @me_blp.response(202, DataExportSchema)
+    def post(self) -> tuple[Any, dict[str, str]]:
+        """Ask for an export of your data"""
+        row = privacy.request_export(me())
+        return row, {"Location": url_for("me.MyExportById", export_id=row.id)}
+
+
+@me_blp.route("/exports")
+class MyExports(MethodView):
+    @me_blp.requires("account:read")
+    @me_blp.doc(operationId="list_my_exports")
+    @me_blp.response(200, DataExportListSchema)
+    def get(self) -> dict[str, Any]:
+        """List your latest data exports, newest first"""
+        return {"items": privacy.list_exports(me())}
+
+
+@me_blp.route("/exports/<string:export_id>")
+class MyExportById(MethodView):
+    @me_blp.requires("account:read")
+    @me_blp.doc(operationId="get_my_export")
+    @me_blp.response(200, DataExportSchema)
+    def get(self, export_id: str) -> Any:
+        """Show where an export of your data stands"""
+        return privacy.get_export(me(), export_id)
 
 
 @me_blp.route("/password")

@@ -28,7 +28,7 @@ class OutboxEvent(Model):
     payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     #: The users who may see the object it is about; ``None``: everyone.
     audience: Mapped[list[str] | None] = mapped_column(sa.JSON)
-    actor_id: Mapped[str | None] = mapped_column(sa.String(64))
+    actor_id: Mapped[str | None] = mapped_column(sa.String(64), info={"user_id": True})
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
     occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     dispatched_at: Mapped[dt.datetime | None]

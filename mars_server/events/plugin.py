@@ -4,7 +4,7 @@ system, through the same hooks as any plugin."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
 from mars_server.hookspecs import HealthCheck, Permission, Schedule, Scope, Task
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
     import click
     from flask_smorest import Blueprint
+
+    from mars_server.hookspecs import PersonalData
 
 MARS_PLUGIN = PluginInfo(
     name="events",
@@ -82,3 +84,24 @@ def mars_scopes() -> Sequence[Scope]:
 @hookimpl
 def mars_permissions() -> Sequence[Permission]:
     return [Permission("jobs:manage", "See, retry and purge background jobs.")]
+
+
+@hookimpl
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    from mars_server.events.personal import INVENTORY
+
+    return INVENTORY
+
+
+@hookimpl
+def mars_personal_data_export(user_id: str) -> dict[str, Any]:
+    from mars_server.events.personal import export
+
+    return export(user_id)
+
+
+@hookimpl
+def mars_personal_data_erase(user_id: str) -> list[str]:
+    from mars_server.events.personal import erase
+
+    return erase(user_id)

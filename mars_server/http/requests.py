@@ -25,7 +25,8 @@ access_log = logging.getLogger("mars.access")
 REQUEST_ID_HEADER = "X-Request-ID"
 #: A client's id is kept when it is short and plain; anything else is replaced.
 _WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: DELETE too: deleting an account carries the password that confirms it
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 NUL_MESSAGE = "Must not contain NUL characters."
 
 

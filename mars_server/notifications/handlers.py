@@ -82,6 +82,7 @@ def notify(event: Event) -> None:
                     user_id=user_id,
                     event_id=event.id,
                     event_type=event.type,
+                    actor_id=event.actor_id,
                     title=_one_line(draft.title)[:TITLE_MAX],
                     body=draft.body,
                     link=link,

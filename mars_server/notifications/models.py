@@ -37,7 +37,9 @@ class Notification(Model):
     )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("ntf"))
-    user_id: Mapped[str] = mapped_column(sa.String(40))
+    user_id: Mapped[str] = mapped_column(sa.String(40), info={"user_id": True})
+    #: who caused the event (their name may be in the text): erasing them renames them here
+    actor_id: Mapped[str | None] = mapped_column(sa.String(64), index=True, info={"user_id": True})
     event_id: Mapped[str] = mapped_column(sa.String(40))
     event_type: Mapped[str] = mapped_column(sa.String(100))
     title: Mapped[str] = mapped_column(sa.String(TITLE_MAX))
@@ -52,7 +54,7 @@ class NotificationPreference(Model):
 
     __tablename__ = "notification_preferences"
 
-    user_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, info={"user_id": True})
     event_type: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     in_app: Mapped[bool]
     email: Mapped[bool]

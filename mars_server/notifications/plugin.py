@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
 from mars_server.hookspecs import EventHandler, Scope
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import marshmallow as ma
     from flask import Flask
     from flask_smorest import Blueprint
+
+    from mars_server.hookspecs import PersonalData
 
 MARS_PLUGIN = PluginInfo(
     name="notifications",
@@ -75,3 +77,24 @@ def mars_plugin_purged(name: str, event_types: Sequence[str], dry_run: bool) -> 
     from mars_server.notifications.services import forget_plugin
 
     return forget_plugin(name, event_types, dry_run=dry_run)
+
+
+@hookimpl
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    from mars_server.notifications.personal import INVENTORY
+
+    return INVENTORY
+
+
+@hookimpl
+def mars_personal_data_export(user_id: str) -> dict[str, Any]:
+    from mars_server.notifications.personal import export
+
+    return export(user_id)
+
+
+@hookimpl
+def mars_personal_data_erase(user_id: str) -> list[str]:
+    from mars_server.notifications.personal import erase
+
+    return erase(user_id)

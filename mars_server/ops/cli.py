@@ -242,6 +242,7 @@ def version() -> None:
 @cli.command("check", with_appcontext=False)
 def check() -> None:
     """Check configuration, plugins and database; print every problem, one line each."""
+    from mars_server import privacy
     from mars_server.app import create_app
     from mars_server.ops import health, keys, migrations
     from mars_server.plugins import broken_plugins_kept
@@ -286,7 +287,7 @@ def check() -> None:
                     if pending:
                         problems.append("database: not at head; run `mars db upgrade`")
                     else:
-                        for warning in keys.warnings():
+                        for warning in [*keys.warnings(), *privacy.missing_hooks(plugins)]:
                             click.secho(f"warning: {warning}", err=True, fg="yellow")
     for problem in problems:
         click.secho(f"problem: {problem}", err=True, fg="red")

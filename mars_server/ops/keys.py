@@ -259,7 +259,9 @@ def warnings() -> list[str]:
     return found
 
 
-keys_group = AppGroup("keys", help="The keyring sealed values are encrypted under.")
+keys_group = AppGroup(
+    "keys", help="The encryption keyring of sealed values; the keys ID tokens are signed with."
+)
 
 
 @keys_group.command("generate", with_appcontext=False)

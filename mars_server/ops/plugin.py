@@ -50,10 +50,11 @@ def mars_cli_commands() -> Sequence[click.Command]:
     from mars_server.ops.backup_cli import backup_group
     from mars_server.ops.commands import db_group, openapi, plugins
     from mars_server.ops.keys import keys_group
+    from mars_server.ops.privacy_cli import privacy_group
     from mars_server.ops.ratelimit_cli import ratelimit
     from mars_server.sdkgen.cli import sdk
 
-    return [db_group, plugins, openapi, ratelimit, sdk, backup_group, keys_group]
+    return [db_group, plugins, openapi, ratelimit, sdk, backup_group, keys_group, privacy_group]
 
 
 def _backup() -> None:

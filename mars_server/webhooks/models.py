@@ -48,7 +48,7 @@ class WebhookEndpoint(Timestamped, Versioned, Model):
     )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("whk"))
-    owner_id: Mapped[str] = mapped_column(sa.String(40))
+    owner_id: Mapped[str] = mapped_column(sa.String(40), info={"user_id": True})
     url: Mapped[str] = mapped_column(sa.String(2048))
     description: Mapped[str] = mapped_column(sa.String(500), default="")
     disabled: Mapped[bool] = mapped_column(default=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
 from mars_server.hookspecs import Schedule, Scope
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from flask_smorest import Blueprint
 
     from mars_server.events import Event
-    from mars_server.hookspecs import EventHandler, EventType, NotificationDraft, Task
+    from mars_server.hookspecs import EventHandler, EventType, NotificationDraft, PersonalData, Task
 
 MARS_PLUGIN = PluginInfo(
     name="webhooks",
@@ -131,3 +131,24 @@ def mars_plugin_purged(name: str, event_types: Sequence[str], dry_run: bool) -> 
     from mars_server.webhooks.services import forget_plugin
 
     return forget_plugin(name, event_types, dry_run=dry_run)
+
+
+@hookimpl
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    from mars_server.webhooks.personal import INVENTORY
+
+    return INVENTORY
+
+
+@hookimpl
+def mars_personal_data_export(user_id: str) -> dict[str, Any]:
+    from mars_server.webhooks.personal import export
+
+    return export(user_id)
+
+
+@hookimpl
+def mars_personal_data_erase(user_id: str) -> list[str]:
+    from mars_server.webhooks.personal import erase
+
+    return erase(user_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from mars_sdk.models import (
+    WebhookAccountExportReady,
     WebhookProjectCreated,
     WebhookProjectDeleted,
     WebhookProjectMemberAdded,
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 #: The body of any webhook MARS sends, by its ``type``.
 Event: TypeAlias = (
-    WebhookProjectCreated
+    WebhookAccountExportReady
+    | WebhookProjectCreated
     | WebhookProjectDeleted
     | WebhookProjectMemberAdded
     | WebhookProjectMemberRemoved
@@ -39,6 +41,7 @@ Event: TypeAlias = (
 
 #: Event type -> the function that reads its body.
 EVENT_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
+    "account.export_ready": WebhookAccountExportReady.from_json,
     "project.created": WebhookProjectCreated.from_json,
     "project.deleted": WebhookProjectDeleted.from_json,
     "project.member_added": WebhookProjectMemberAdded.from_json,

@@ -42,6 +42,8 @@ class ProjectMember(Model):
     project_id: Mapped[str] = mapped_column(
         sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
     )
-    user_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, index=True)
+    user_id: Mapped[str] = mapped_column(
+        sa.String(40), primary_key=True, index=True, info={"user_id": True}
+    )
     role: Mapped[str] = mapped_column(sa.String(16))
     added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mars_projects import __version__
 from mars_server import PluginInfo, hookimpl
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from flask_smorest import Blueprint
 
     from mars_server.events import Event
-    from mars_server.hookspecs import EventType, NotificationDraft
+    from mars_server.hookspecs import EventType, NotificationDraft, PersonalData
 
 MARS_PLUGIN = PluginInfo(
     name="projects",
@@ -89,3 +89,31 @@ def mars_notifications(event: Event) -> Sequence[NotificationDraft]:
     from mars_projects.events import notifications_for
 
     return notifications_for(event)
+
+
+@hookimpl
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    from mars_projects.personal import INVENTORY
+
+    return INVENTORY
+
+
+@hookimpl
+def mars_personal_data_export(user_id: str) -> dict[str, Any]:
+    from mars_projects.personal import export
+
+    return export(user_id)
+
+
+@hookimpl
+def mars_personal_data_erase(user_id: str) -> list[str]:
+    from mars_projects.personal import erase
+
+    return erase(user_id)
+
+
+@hookimpl
+def mars_account_deletion_blockers(user_id: str) -> list[str]:
+    from mars_projects.personal import blockers
+
+    return blockers(user_id)

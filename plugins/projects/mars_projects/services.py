@@ -98,8 +98,9 @@ def update_project(actor: Actor, project: Project, changes: dict[str, Any]) -> P
     return project
 
 
-def delete_project(actor: Actor | None, project: Project) -> None:
-    """Delete ``project``; ``actor=None`` is an operator's override (the CLI)."""
+def delete_project(actor: Actor | None, project: Project, *, commit: bool = True) -> None:
+    """Delete ``project``; ``actor=None`` is an operator's override (the CLI) or an
+    erasure."""
     if actor is not None:
         _require_role(actor, project, ("owner",))
     members = api.member_ids(project.id)
@@ -108,6 +109,7 @@ def delete_project(actor: Actor | None, project: Project) -> None:
         event=events.DELETED,
         audience=events.audience(project, members),
         extra={"member_ids": members},
+        commit=commit,
     )
 
 

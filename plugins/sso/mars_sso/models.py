@@ -24,7 +24,7 @@ class Identity(Model):
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("sso"))
     provider: Mapped[str] = mapped_column(sa.String(32))
     subject: Mapped[str] = mapped_column(sa.String(255))
-    user_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    user_id: Mapped[str] = mapped_column(sa.String(40), index=True, info={"user_id": True})
     #: the address the provider last gave, shown to the person
     email: Mapped[str] = mapped_column(sa.String(320))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -53,7 +53,7 @@ class SignInRequest(Model):
     #: the app asked for a fresh sign-in (``prompt=login``, ``max_age``): so is the provider
     fresh: Mapped[bool] = mapped_column(default=False)
     #: the account a person signed in to MARS asked to link (a link)
-    link_user_id: Mapped[str | None] = mapped_column(sa.String(40))
+    link_user_id: Mapped[str | None] = mapped_column(sa.String(40), info={"user_id": True})
     #: once the provider answered a link: who it says the person is, until they confirm
     subject: Mapped[str | None] = mapped_column(sa.String(255))
     email: Mapped[str | None] = mapped_column(sa.String(320))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from mars_server import PluginInfo, hookimpl
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import flask
     import marshmallow as ma
     from flask_smorest import Blueprint
+
+    from mars_server.hookspecs import PersonalData
 
 MARS_PLUGIN = PluginInfo(
     name="sso",
@@ -107,3 +109,24 @@ def mars_tasks() -> Sequence[Task]:
 @hookimpl
 def mars_schedules() -> Sequence[Schedule]:
     return [Schedule(PURGE, PURGE, every=dt.timedelta(hours=1))]
+
+
+@hookimpl
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    from mars_sso.personal import INVENTORY
+
+    return INVENTORY
+
+
+@hookimpl
+def mars_personal_data_export(user_id: str) -> dict[str, Any]:
+    from mars_sso.personal import export
+
+    return export(user_id)
+
+
+@hookimpl
+def mars_personal_data_erase(user_id: str) -> list[str]:
+    from mars_sso.personal import erase
+
+    return erase(user_id)

@@ -20,7 +20,7 @@ class Task(Timestamped, Versioned, Model):
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("tsk"))
     project_id: Mapped[str] = mapped_column(sa.String(40))
-    created_by: Mapped[str] = mapped_column(sa.String(40))
+    created_by: Mapped[str] = mapped_column(sa.String(40), info={"user_id": True})
     name: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     done: Mapped[bool] = mapped_column(default=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mars_server import PluginInfo, hookimpl
 from mars_server.hookspecs import EventHandler, Schedule, Scope, Task
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import click
     from flask_smorest import Blueprint
 
-    from mars_server.hookspecs import EventType
+    from mars_server.hookspecs import EventType, PersonalData
 
 MARS_PLUGIN = PluginInfo(
     name="tasks",
@@ -79,3 +79,24 @@ def mars_tasks() -> Sequence[Task]:
 @hookimpl
 def mars_schedules() -> Sequence[Schedule]:
     return [Schedule("tasks.daily_orphans", "tasks.remove_orphans", dt.timedelta(days=1))]
+
+
+@hookimpl
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    from mars_tasks.personal import INVENTORY
+
+    return INVENTORY
+
+
+@hookimpl
+def mars_personal_data_export(user_id: str) -> dict[str, Any]:
+    from mars_tasks.personal import export
+
+    return export(user_id)
+
+
+@hookimpl
+def mars_personal_data_erase(user_id: str) -> list[str]:
+    from mars_tasks.personal import erase
+
+    return erase(user_id)

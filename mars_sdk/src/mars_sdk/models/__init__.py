@@ -8,6 +8,7 @@ from mars_sdk.models.apps import App, NewApp
 from mars_sdk.models.audit import AuditRecord
 from mars_sdk.models.events import (
     EndpointDisabled,
+    ExportReady,
     MemberEvent,
     MemberUpdatedEvent,
     ProjectDeletedEvent,
@@ -15,6 +16,7 @@ from mars_sdk.models.events import (
     ProjectUpdatedEvent,
     TaskEvent,
     TaskUpdatedEvent,
+    WebhookAccountExportReady,
     WebhookProjectCreated,
     WebhookProjectDeleted,
     WebhookProjectMemberAdded,
@@ -27,7 +29,7 @@ from mars_sdk.models.events import (
     WebhookWebhookEndpointDisabled,
 )
 from mars_sdk.models.jobs import Job
-from mars_sdk.models.me import Authorization, Me, NewToken, Token
+from mars_sdk.models.me import Authorization, DataExport, DeletionScheduled, Me, NewToken, Token
 from mars_sdk.models.meta import Meta, Plugin
 from mars_sdk.models.notifications import MarkedRead, Notification, Preference, UnreadCount
 from mars_sdk.models.projects import Member, Project
@@ -42,9 +44,12 @@ __all__ = [
     "Attempt",
     "AuditRecord",
     "Authorization",
+    "DataExport",
+    "DeletionScheduled",
     "Delivery",
     "DeliveryDetail",
     "EndpointDisabled",
+    "ExportReady",
     "Identity",
     "Job",
     "LinkRequest",
@@ -72,6 +77,7 @@ __all__ = [
     "UnreadCount",
     "User",
     "Webhook",
+    "WebhookAccountExportReady",
     "WebhookProjectCreated",
     "WebhookProjectDeleted",
     "WebhookProjectMemberAdded",

@@ -38,6 +38,26 @@ class EndpointDisabled:
 
 
 @dataclass(slots=True, kw_only=True)
+class ExportReady:
+    """The ``ExportReady`` object of the API."""
+
+    #: The export's id.
+    id: str
+    expires_at: datetime
+    #: The ZIP's bytes.
+    size: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExportReady:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+            size=data["size"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
 class MemberEvent:
     """The ``MemberEvent`` object of the API."""
 
@@ -228,6 +248,28 @@ class TaskUpdatedEvent:
             created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
             changed=data["changed"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class WebhookAccountExportReady:
+    """The ``WebhookAccountExportReady`` object of the API."""
+
+    #: The event's id (`evt_...`).
+    id: str
+    type: Literal["account.export_ready"]
+    #: When it happened.
+    timestamp: datetime
+    data: ExportReady
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WebhookAccountExportReady:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            type=data["type"],
+            timestamp=datetime.fromisoformat(data["timestamp"]),
+            data=ExportReady.from_json(data["data"]),
         )
 
 

@@ -31,6 +31,56 @@ class Authorization:
 
 
 @dataclass(slots=True, kw_only=True)
+class DataExport:
+    """The ``DataExport`` object of the API."""
+
+    id: str
+    #: `pending` while it is made; `ready`: the download link was e-mailed to you; `downloaded`,
+    #: `expired` (the file is deleted) or `failed`.
+    status: Literal["pending", "ready", "downloaded", "expired", "failed"]
+    created_at: datetime
+    ready_at: datetime | None
+    expires_at: datetime | None
+    downloaded_at: datetime | None
+    #: Bytes.
+    size: int | None
+    error: str | None
+    #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
+    etag: str | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DataExport:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            status=data["status"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            ready_at=None if (v := data["ready_at"]) is None else datetime.fromisoformat(v),
+            expires_at=None if (v := data["expires_at"]) is None else datetime.fromisoformat(v),
+            downloaded_at=None
+            if (v := data["downloaded_at"]) is None
+            else datetime.fromisoformat(v),
+            size=data["size"],
+            error=data["error"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class DeletionScheduled:
+    """The ``DeletionScheduled`` object of the API."""
+
+    #: When the account is erased, unless you sign in before.
+    deletion_due_at: datetime
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeletionScheduled:
+        """Read the JSON object MARS sent."""
+        return cls(
+            deletion_due_at=datetime.fromisoformat(data["deletion_due_at"]),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
 class Me:
     """The ``Me`` object of the API."""
 
@@ -42,6 +92,8 @@ class Me:
     must_change_password: bool
     created_at: datetime
     last_login_at: datetime | None
+    #: When the account is erased, if its deletion was asked for.
+    deletion_due_at: datetime | None
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)
 
@@ -58,6 +110,9 @@ class Me:
             created_at=datetime.fromisoformat(data["created_at"]),
             last_login_at=None
             if (v := data["last_login_at"]) is None
+            else datetime.fromisoformat(v),
+            deletion_due_at=None
+            if (v := data["deletion_due_at"]) is None
             else datetime.fromisoformat(v),
         )
 

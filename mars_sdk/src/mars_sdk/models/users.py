@@ -22,6 +22,8 @@ class User:
     must_change_password: bool
     created_at: datetime
     last_login_at: datetime | None
+    #: When the account is erased, if its deletion was asked for.
+    deletion_due_at: datetime | None
     #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
     etag: str | None = field(default=None, compare=False, repr=False)
 
@@ -38,5 +40,8 @@ class User:
             created_at=datetime.fromisoformat(data["created_at"]),
             last_login_at=None
             if (v := data["last_login_at"]) is None
+            else datetime.fromisoformat(v),
+            deletion_due_at=None
+            if (v := data["deletion_due_at"]) is None
             else datetime.fromisoformat(v),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mars_sdk._client import Operation, list_of, no_content
-from mars_sdk.models import Authorization, Me, NewToken, Token
+from mars_sdk.models import Authorization, DataExport, DeletionScheduled, Me, NewToken, Token
 from mars_sdk.resource import Resource
 from mars_sdk.types import UNSET, Unset
 
@@ -21,8 +21,12 @@ CHANGE_MY_PASSWORD = Operation(
     "change_my_password", "POST", "/api/v1/me/password", idempotency_key=True
 )
 CREATE_MY_TOKEN = Operation("create_my_token", "POST", "/api/v1/me/tokens", idempotency_key=True)
+DELETE_ME = Operation("delete_me", "DELETE", "/api/v1/me")
+EXPORT_MY_DATA = Operation("export_my_data", "POST", "/api/v1/me/export", idempotency_key=True)
 GET_ME = Operation("get_me", "GET", "/api/v1/me")
+GET_MY_EXPORT = Operation("get_my_export", "GET", "/api/v1/me/exports/{export_id}")
 LIST_MY_AUTHORIZATIONS = Operation("list_my_authorizations", "GET", "/api/v1/me/authorizations")
+LIST_MY_EXPORTS = Operation("list_my_exports", "GET", "/api/v1/me/exports")
 LIST_MY_TOKENS = Operation("list_my_tokens", "GET", "/api/v1/me/tokens")
 REVOKE_MY_AUTHORIZATION = Operation(
     "revoke_my_authorization", "DELETE", "/api/v1/me/authorizations/{client_id}"
@@ -83,6 +87,53 @@ class MeResource(Resource):
             etag=True,
         )
 
+    def delete_me(
+        self,
+        *,
+        password: str | Unset = UNSET,
+    ) -> DeletionScheduled:
+        """Delete your account, after a grace period.
+
+        Every token of yours is revoked at once; the account and everything every part of MARS keeps
+        about you is erased after the grace period (14 days unless the operator says
+        otherwise). Signing in before then cancels the deletion. A 409 says what you must do
+        first (a project only you own, that has other members).
+
+        :param password: Your current password. An account that signs in through single sign-on
+            sends none, and calls with the token of a sign-in made in the last 10 minutes
+            instead.
+
+        ``DELETE /api/v1/me`` (scopes: account:write)
+        """
+        return self._client._call(
+            DELETE_ME,
+            DeletionScheduled.from_json,
+            body={"password": password},
+        )
+
+    def export_my_data(
+        self,
+        *,
+        idempotency_key: str | None = None,
+    ) -> DataExport:
+        """Ask for an export of your data.
+
+        Everything MARS keeps about you, as a ZIP of JSON files, one per part of MARS. It is made in
+        the background: when it is ready you get a notification and an e-mail with a link
+        that works once, for a limited time. Follow `Location` to see where it stands.
+        Asking again while one is being made returns that one.
+
+        :param idempotency_key: makes retries safe; one is made up when not given.
+
+        ``POST /api/v1/me/export`` (scopes: account:read)
+        """
+        return self._client._call(
+            EXPORT_MY_DATA,
+            DataExport.from_json,
+            idempotency_key=idempotency_key,
+            etag=True,
+        )
+
     def get_me(
         self,
     ) -> Me:
@@ -96,6 +147,26 @@ class MeResource(Resource):
             etag=True,
         )
 
+    def get_my_export(
+        self,
+        *,
+        export_id: str,
+        if_none_match: DataExport | None = None,
+    ) -> DataExport:
+        """Show where an export of your data stands.
+
+        :param if_none_match: a copy you hold: it is returned as it is while current (304).
+
+        ``GET /api/v1/me/exports/{export_id}`` (scopes: account:read)
+        """
+        return self._client._call(
+            GET_MY_EXPORT,
+            DataExport.from_json,
+            path={"export_id": export_id},
+            if_none_match=if_none_match,
+            etag=True,
+        )
+
     def list_my_authorizations(
         self,
     ) -> list[Authorization]:
@@ -106,6 +177,18 @@ class MeResource(Resource):
         return self._client._call(
             LIST_MY_AUTHORIZATIONS,
             list_of(Authorization.from_json),
+        )
+
+    def list_my_exports(
+        self,
+    ) -> list[DataExport]:
+        """List your latest data exports, newest first.
+
+        ``GET /api/v1/me/exports`` (scopes: account:read)
+        """
+        return self._client._call(
+            LIST_MY_EXPORTS,
+            list_of(DataExport.from_json),
         )
 
     def list_my_tokens(
