@@ -23,7 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["DURATION_BUCKETS", "counter", "gauge", "histogram"]
+__all__ = ["DURATION_BUCKETS", "counter", "gauge", "histogram", "purged"]
 
 #: Seconds, for request and delivery latencies: 5 ms up to a minute.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -92,3 +92,15 @@ def gauge(
         labelnames,
         multiprocess_mode=multiprocess_mode,
     )
+
+
+def purged(what: str, count: int) -> None:
+    """Count ``count`` rows of ``what`` (``events``, ``notifications``...) deleted because
+    their retention ended: ``mars_retention_purged_total{what}`` (docs/privacy.md)."""
+    if count:
+        _PURGED.labels(what=what).inc(count)
+
+
+_PURGED = counter(
+    "mars_retention_purged_total", "Rows deleted because their retention ended, by kind.", ["what"]
+)

@@ -44,6 +44,7 @@ from mars_server.events import audit, emit, enqueue
 from mars_server.hookspecs import EventType, NotificationDraft, PersonalData
 from mars_server.http import BadRequest, Forbidden, ValidationFailed
 from mars_server.mail import send_mail
+from mars_server.metrics import purged
 from mars_server.state import mars_state
 
 if TYPE_CHECKING:
@@ -334,9 +335,41 @@ def erase_due(now: dt.datetime | None = None) -> int:
     return erased
 
 
+def purge_ended(now: dt.datetime | None = None) -> dict[str, int]:
+    """Delete credentials that ended ``records_retention_days`` ago: revoked or expired
+    tokens, e-mailed links and authorization codes, finished exports. Returns the counts."""
+    cutoff = (now or utcnow()) - dt.timedelta(days=_settings()["records_retention_days"])
+    ended = {
+        "personal_access_tokens": sa.delete(PersonalAccessToken).where(
+            sa.or_(PersonalAccessToken.revoked_at < cutoff, PersonalAccessToken.expires_at < cutoff)
+        ),
+        "oauth_tokens": sa.delete(OAuthToken).where(
+            sa.or_(
+                OAuthToken.revoked_at < cutoff,
+                sa.func.coalesce(OAuthToken.refresh_expires_at, OAuthToken.access_expires_at)
+                < cutoff,
+            )
+        ),
+        "authorization_codes": sa.delete(AuthorizationCode).where(
+            AuthorizationCode.expires_at < cutoff
+        ),
+        "email_links": sa.delete(EmailToken).where(EmailToken.expires_at < cutoff),
+        "data_exports": sa.delete(DataExport).where(
+            DataExport.created_at < cutoff, DataExport.status != "pending"
+        ),
+    }
+    counts = {}
+    for what, statement in ended.items():
+        counts[what] = int(db.session.execute(statement).rowcount)  # type: ignore[attr-defined]
+        purged(what, counts[what])
+    return counts
+
+
 def maintenance() -> None:
-    """The hourly ``auth.privacy`` job: expired exports deleted, due accounts erased."""
+    """The hourly ``auth.privacy`` job: expired exports deleted, ended credentials purged,
+    due accounts erased."""
     expire_exports()
+    purge_ended()
     db.session.commit()
     if erase_due() == ERASE_BATCH:
         enqueue(PRIVACY_TASK)
@@ -359,7 +392,7 @@ INVENTORY = [
         where="auth_personal_access_tokens",
         why="to let the person's own programs call the API, and to show them where a token "
         "was last used",
-        kept="until revoked and the account erased",
+        kept="while the token lives, then auth.records_retention_days (90) after it ends",
         erasure="deleted",
     ),
     PersonalData(
@@ -368,14 +401,15 @@ INVENTORY = [
         where="auth_oauth_clients, auth_oauth_consents, auth_oauth_tokens, "
         "auth_authorization_codes",
         why="to let apps act for the person as far as they allowed",
-        kept="tokens until they expire or are revoked; consents until withdrawn",
+        kept="tokens and codes auth.records_retention_days (90) after they end; apps and "
+        "consents until deleted or withdrawn",
         erasure="deleted; the person's apps are deleted and stop working for everyone",
     ),
     PersonalData(
         what="e-mailed links (verification, password reset) as hashes, with their times",
         where="auth_email_tokens",
         why="to check the links sent",
-        kept="until used or replaced",
+        kept="auth.records_retention_days (90) after they expire",
         erasure="deleted",
     ),
     PersonalData(
@@ -390,7 +424,8 @@ INVENTORY = [
         what="the person's data exports, encrypted under their download link",
         where="auth_data_exports",
         why="to give the person their data",
-        kept="until downloaded, or until the link expires (export_link_hours)",
+        kept="the file until downloaded or its link expires (auth.export_link_hours, 48); "
+        "the record of it auth.records_retention_days (90)",
         erasure="deleted",
     ),
 ]

@@ -235,6 +235,15 @@ class AuthSettingsSchema(ma.Schema):
             "erasure; signing in meanwhile cancels it (0: erased within the hour)."
         },
     )
+    records_retention_days = ma.fields.Integer(
+        load_default=90,
+        validate=ma.validate.Range(min=1, max=3650),
+        metadata={
+            "description": "Days ended credentials are kept after they end: revoked or "
+            "expired tokens (with the IP address of their last use), used e-mailed links and "
+            "authorization codes, finished data exports."
+        },
+    )
     export_link_hours = ma.fields.Integer(
         load_default=48,
         validate=ma.validate.Range(min=1, max=24 * 14),

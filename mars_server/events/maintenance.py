@@ -10,6 +10,7 @@ from flask import current_app
 from mars_server.db import db, utcnow
 from mars_server.events.models import DEAD, QUEUED, SUCCEEDED, Job, OutboxEvent
 from mars_server.events.outbox import audit
+from mars_server.metrics import purged
 
 
 def purge(
@@ -32,7 +33,10 @@ def purge(
             Job.status == SUCCEEDED, Job.finished_at < now - dt.timedelta(days=job_days)
         )
     )
-    return {"events": events.rowcount, "jobs": jobs.rowcount}  # type: ignore[attr-defined]
+    counts = {"events": events.rowcount, "jobs": jobs.rowcount}  # type: ignore[attr-defined]
+    for what, count in counts.items():
+        purged(what, count)
+    return counts
 
 
 def purge_dead(*, task: str | None = None) -> int:

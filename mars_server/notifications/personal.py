@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
 
-from mars_server.db import db
+from mars_server import plugin_settings
+from mars_server.db import db, utcnow
 from mars_server.hookspecs import PersonalData
 from mars_server.http import user_info
+from mars_server.metrics import purged
 from mars_server.notifications.models import Notification, NotificationPreference
 
 #: What an erased person's name becomes in the notifications of others.
@@ -20,11 +23,21 @@ INVENTORY = [
         "channels per event type",
         where="notifications, notification_preferences",
         why="to tell the person what happened to what they follow, as they chose",
-        kept="until the person deletes them or the account is erased",
+        kept="MARS_NOTIFICATIONS__RETENTION_DAYS (365 days by default), or until the "
+        "account is erased",
         erasure="deleted; in other people's notifications of what the person did, their "
         "display name is replaced by 'A former user'",
     )
 ]
+
+
+def purge() -> None:
+    """The ``notifications.purge`` task: notifications past ``retention_days`` go."""
+    days = plugin_settings("notifications")["retention_days"]
+    result = db.session.execute(
+        sa.delete(Notification).where(Notification.created_at < utcnow() - dt.timedelta(days=days))
+    )
+    purged("notifications", int(result.rowcount))  # type: ignore[attr-defined]
 
 
 def export(user_id: str) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
-from mars_server.hookspecs import EventHandler, Scope
+from mars_server.hookspecs import EventHandler, Schedule, Scope, Task
 from mars_server.plugins import PluginInfo
 
 if TYPE_CHECKING:
@@ -45,6 +46,21 @@ def mars_settings_schema() -> type[ma.Schema]:
     from mars_server.notifications.schemas import NotificationsSettingsSchema
 
     return NotificationsSettingsSchema
+
+
+PURGE_TASK = "notifications.purge"
+
+
+@hookimpl
+def mars_tasks() -> Sequence[Task]:
+    from mars_server.notifications.personal import purge
+
+    return [Task(PURGE_TASK, purge, max_attempts=3)]
+
+
+@hookimpl
+def mars_schedules() -> Sequence[Schedule]:
+    return [Schedule(PURGE_TASK, PURGE_TASK, every=dt.timedelta(hours=1))]
 
 
 @hookimpl

@@ -77,6 +77,11 @@ class PreferenceListSchema(ma.Schema):
 
 
 class NotificationsSettingsSchema(ma.Schema):
+    retention_days = ma.fields.Integer(
+        load_default=365,
+        validate=ma.validate.Range(min=1, max=3650),
+        metadata={"description": "Days a notification is kept, read or not."},
+    )
     default_email = ma.fields.Boolean(
         load_default=False,
         metadata={"description": "Whether users who chose nothing get notifications by e-mail."},

@@ -29,6 +29,8 @@ MARS_PLUGIN = PluginInfo(
 )
 
 BACKUP_TASK = "ops.backup"
+#: deletes idempotency records past MARS_IDEMPOTENCY_TTL_SECONDS
+PURGE_IDEMPOTENCY_TASK = "ops.purge_idempotency"
 
 
 @hookimpl
@@ -63,14 +65,27 @@ def _backup() -> None:
     backup.scheduled()
 
 
+def _purge_idempotency() -> None:
+    from mars_server.http.idempotency import purge_expired
+    from mars_server.metrics import purged
+
+    purged("idempotency_records", purge_expired())
+
+
 @hookimpl
 def mars_tasks() -> Sequence[Task]:
     # A backup of a large database takes long: its lease is an hour; a failed one is
     # recorded and taken again at the next hourly run, not retried at once.
-    return [Task(BACKUP_TASK, _backup, max_attempts=1, timeout=3600.0)]
+    return [
+        Task(BACKUP_TASK, _backup, max_attempts=1, timeout=3600.0),
+        Task(PURGE_IDEMPOTENCY_TASK, _purge_idempotency, max_attempts=3),
+    ]
 
 
 @hookimpl
 def mars_schedules() -> Sequence[Schedule]:
     # Hourly: the task itself takes a backup when MARS_BACKUP_EVERY_HOURS have passed.
-    return [Schedule(BACKUP_TASK, BACKUP_TASK, every=dt.timedelta(hours=1))]
+    return [
+        Schedule(BACKUP_TASK, BACKUP_TASK, every=dt.timedelta(hours=1)),
+        Schedule(PURGE_IDEMPOTENCY_TASK, PURGE_IDEMPOTENCY_TASK, every=dt.timedelta(hours=1)),
+    ]

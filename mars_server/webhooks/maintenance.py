@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from mars_server.config import plugin_settings
 from mars_server.db import db, utcnow
+from mars_server.metrics import purged
 from mars_server.webhooks.models import PENDING, WebhookAttempt, WebhookDelivery
 
 # The logger docs/webhooks.md names for deliveries (see mars_server.webhooks.sending).
@@ -26,4 +27,6 @@ def purge() -> None:
     )
     db.session.execute(sa.delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(old)))
     result = db.session.execute(sa.delete(WebhookDelivery).where(WebhookDelivery.id.in_(old)))
-    log.info("webhooks: purged %d old deliveries", result.rowcount)  # type: ignore[attr-defined]
+    count = int(result.rowcount)  # type: ignore[attr-defined]
+    purged("webhook_deliveries", count)
+    log.info("webhooks: purged %d old deliveries", count)
