@@ -171,10 +171,14 @@ def test_rotation_goes_in_batches_and_picks_up_where_it_stopped(
         assert keys.outstanding() == {}
 
 
-def test_a_sealed_column_is_plain_to_the_code_and_sealed_in_the_database(app, db, keyring):
+def test_a_sealed_column_is_plain_to_the_code_and_sealed_in_the_database(
+    app, db, keyring, monkeypatch
+):
     table = sa.Table(
         "test_sealed_notes",
         db.metadata,
+        # a composite key: rotation pages through it as a tuple
+        sa.Column("owner", sa.String(10), primary_key=True),
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("note", crypto.Sealed()),
     )
@@ -182,16 +186,24 @@ def test_a_sealed_column_is_plain_to_the_code_and_sealed_in_the_database(app, db
     try:
         with app.app_context():
             table.create(db.engine)
-            db.session.execute(table.insert().values(id=1, note="Ada's birthday"))
+            db.session.execute(
+                table.insert(),
+                [{"owner": "ada", "id": n, "note": "Ada's birthday"} for n in range(3)]
+                + [{"owner": "bo", "id": 1, "note": "Bo's"}],
+            )
             db.session.commit()
-            assert db.session.scalar(sa.select(table.c.note)) == "Ada's birthday"
-            raw = db.session.scalar(sa.text("SELECT note FROM test_sealed_notes"))
+            assert db.session.scalar(sa.select(table.c.note).where(table.c.id == 0)) == (
+                "Ada's birthday"
+            )
+            raw = db.session.scalar(sa.text("SELECT note FROM test_sealed_notes LIMIT 1"))
             assert "Ada" not in raw and raw.startswith(crypto.key_id_of(NEW.encode()) + ":")
             assert "test_sealed_notes.note" in [column.name for column in keys.sealed_columns()]
         keyring(NEWER, NEW)
+        monkeypatch.setattr(keys, "BATCH", 2)
         with app.app_context():
-            assert keys.rotate().by_column["test_sealed_notes.note"] == 1
-            assert db.session.scalar(sa.select(table.c.note)) == "Ada's birthday"
+            assert keys.rotate().by_column["test_sealed_notes.note"] == 4
+            assert set(db.session.scalars(sa.select(table.c.note))) == {"Ada's birthday", "Bo's"}
+            assert keys.outstanding() == {}
     finally:
         with app.app_context():
             db.session.rollback()
@@ -221,3 +233,12 @@ def test_production_is_told_to_set_a_keyring(app, monkeypatch):
     monkeypatch.setitem(app.config["MARS"], "ENV", "production")
     with app.app_context():
         assert any("MARS_ENCRYPTION_KEYS is not set" in warning for warning in keys.warnings())
+
+
+def test_values_from_before_keyrings_are_not_outstanding_while_derived_is_first(
+    app, db, create_user, auth_headers
+):
+    sealed_data(app, db, app.test_client(), auth_headers(create_user(), SCOPES))
+    with app.app_context():
+        assert keys.outstanding() == {}
+        assert keys.warnings() == []

@@ -106,6 +106,8 @@ def test_smtp_login_never_logs_the_password(smtp_app, caplog):
     app, inbox = smtp_app(server_options, SMTP_USERNAME="mars", SMTP_PASSWORD=PASSWORD)
     sent = mail_now(app, "ada@example.org", "reset_password", **context_for("reset_password"))
     assert sent.status == "succeeded"
+    # Sent, the job forgets the sealed message (its link, the address) for the days it stays.
+    assert sent.kwargs == {"message": None, "template": "reset_password"}
     assert inbox.logins == ["mars"]
     assert len(inbox.messages) == 1
     assert "the SMTP password crosses unencrypted" in caplog.text  # the warning about none
@@ -125,6 +127,7 @@ def test_refused_credentials_raise_without_the_password(smtp_app, caplog):
     # Sent by a job, the failure is kept on the job, which waits to be tried again.
     job = mail_now(app, "ada@example.org", "verify_email", **context_for("verify_email"))
     assert (job.status, job.attempts) == ("queued", 1)
+    assert job.kwargs["message"]  # kept, sealed, for the next attempt
     assert job.last_error.startswith("mars_server.mail.backends.MailDeliveryError: smtp backend")
     assert "refused the credentials (535)" in job.last_error
     assert inbox.envelopes == []
@@ -411,3 +414,14 @@ def test_bad_mail_settings_are_problems(tmp_path, settings, problem):
     _, raw = settings_problems(tmp_path, ENV="testing", **settings)
     assert any(p.startswith(problem) for p in raw.problems), raw.problems
     assert not any(PASSWORD in p for p in raw.problems)
+
+
+def test_a_refused_recipients_address_is_never_kept_in_the_error():
+    """A job keeps its last error for days: an address in it would outlive an erasure."""
+    import smtplib
+
+    from mars_server.mail.backends import _describe
+
+    refused = smtplib.SMTPRecipientsRefused({"ada@example.org": (550, b"no such user")})
+    text = _describe(refused, None)
+    assert "ada@example.org" not in text and "<address>" in text and "550" in text

@@ -324,8 +324,10 @@ def test_hook_mars_personal_data_export(mail_app, notifications):
 
 def test_an_export_not_downloaded_in_time_is_deleted(app, db, create_user, token_for):
     user = create_user()
-    headers = bearer(token_for(user, ["account:read"]))
+    headers = bearer(token_for(user, ["account:read", "account:write"]))
     client = app.test_client()
+    read_only = client.post("/api/v1/me/export", headers=bearer(token_for(user, ["account:read"])))
+    assert read_only.status_code == 403  # it mails the person: not for a read-only app
     export = ok(client.post("/api/v1/me/export", headers=headers), 202)
     run_due_jobs(app)
     with time_machine.travel(utcnow() + dt.timedelta(hours=49)):
@@ -531,7 +533,7 @@ def test_the_last_admin_cannot_delete_their_account(app, create_user, token_for)
     assert response.status_code == 409 and "only active admin" in response.json["detail"]
 
 
-def _oauth_token(app, user, signed_in_at):
+def _oauth_token(app, user, signed_in_at, first_party=True):
     """An OAuth access token of ``user`` from an authorization made at ``signed_in_at``."""
     from mars_server.db import db
 
@@ -544,7 +546,7 @@ def _oauth_token(app, user, signed_in_at):
             redirect_uris=["https://web.example/cb"],
             scopes="account:write",
             grant_types=["authorization_code"],
-            first_party=True,
+            first_party=first_party,
         )
         db.session.add(client)
         family = f"fam_{secrets.token_hex(8)}"
@@ -585,9 +587,12 @@ def test_an_account_without_a_password_is_deleted_after_a_fresh_sign_in(
     with_pat = client.delete(
         "/api/v1/me", json={}, headers=bearer(token_for(user, ["account:write"]))
     )
-    assert with_pat.status_code == 403 and "sign in again" in with_pat.json["detail"]
+    assert with_pat.status_code == 403 and "sign in to the website again" in with_pat.json["detail"]
     stale = _oauth_token(app, user, utcnow() - dt.timedelta(minutes=30))
     assert client.delete("/api/v1/me", json={}, headers=bearer(stale)).status_code == 403
+    # An app the person has just allowed holds a fresh sign-in too: not enough.
+    third_party = _oauth_token(app, user, utcnow() - dt.timedelta(minutes=2), first_party=False)
+    assert client.delete("/api/v1/me", json={}, headers=bearer(third_party)).status_code == 403
     fresh = _oauth_token(app, user, utcnow() - dt.timedelta(minutes=2))
     ok(client.delete("/api/v1/me", json={}, headers=bearer(fresh)), 202)
 
@@ -633,7 +638,7 @@ def test_the_chain_catches_changed_personal_fields_but_not_an_erasure(app, db, c
         )
         db.session.commit()
         verdict = chain.verify()
-        assert verdict.problem and "no erasure is recorded" in verdict.problem
+        assert verdict.problem and "no erasure of it is recorded" in verdict.problem
         if db.engine.dialect.name == "postgresql":
             db.session.execute(sa.text("SET LOCAL session_replication_role = replica"))
         db.session.execute(
@@ -642,6 +647,44 @@ def test_the_chain_catches_changed_personal_fields_but_not_an_erasure(app, db, c
             .values(details=details, personal_salt=salt, erased_at=None)
         )
         db.session.commit()
+
+
+def test_an_erasure_covers_its_person_only(app, db, create_user):
+    """Blanking a row of someone who was not erased is caught, though another erasure is
+    recorded; an admin's address is not in the export of the person they acted on."""
+    from mars_server.events import audit
+    from mars_server.events.context import ActingContext, acting_as
+
+    ada, bo, admin = create_user(), create_user(), create_user()
+    with app.app_context():
+        with acting_as(ActingContext(actor_id=admin.id, address="198.51.100.9")):
+            audit("test.admin_acted", target=ada.id)
+        audit("test.about_bo", target=bo.id, note="Bo's")
+        db.session.commit()
+        export = privacy_export_of(ada.id)
+        (entry,) = [e for e in export["audit_entries"] if e["action"] == "test.admin_acted"]
+        assert "address" not in entry
+        privacy.erase(ada.id, check=False)
+        db.session.commit()
+        chain.seal(wait=True)
+        db.session.commit()
+        assert chain.verify().ok
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        db.session.execute(
+            sa.update(AuditRecord)
+            .where(AuditRecord.action == "test.about_bo")
+            .values(details={}, personal_salt=None, erased_at=utcnow())
+        )
+        db.session.commit()
+        verdict = chain.verify()
+        assert verdict.problem and "no erasure of it is recorded" in verdict.problem
+
+
+def privacy_export_of(user_id):
+    from mars_server.audit import personal
+
+    return personal.export(user_id)
 
 
 def test_rows_chained_before_digests_are_erased_without_breaking_the_chain(app, db, create_user):
@@ -670,6 +713,27 @@ def test_rows_chained_before_digests_are_erased_without_breaking_the_chain(app, 
         verdict = chain.verify()
         assert verdict.ok, verdict.problem
         assert verdict.erased_unchecked >= 1
+        # What remains of it is still checked: its erasure recorded a fingerprint.
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        db.session.execute(
+            sa.update(AuditRecord)
+            .where(AuditRecord.action == "test.legacy")
+            .values(action="test.innocent")
+        )
+        db.session.commit()
+        verdict = chain.verify()
+        assert (
+            verdict.problem and "changed after its personal fields were erased" in verdict.problem
+        )
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        db.session.execute(
+            sa.update(AuditRecord)
+            .where(AuditRecord.action == "test.innocent")
+            .values(action="test.legacy")
+        )
+        db.session.commit()
 
 
 def test_postgresql_lets_an_erasure_through_and_nothing_else(app, db, create_user):
@@ -724,3 +788,38 @@ def test_an_operator_schedules_an_erasure_and_can_cancel_it(app, db, create_user
             db.session.scalars(sa.select(AuditRecord.action).where(AuditRecord.target == user.id))
         )
     assert {"account.deletion_requested", "account.deletion_cancelled", "account.erased"} <= actions
+
+
+def test_an_erasure_that_fails_holds_back_no_other(app, db, create_user, monkeypatch):
+    from mars_server.notifications import personal
+
+    doomed, fine = create_user(), create_user()
+    real = personal.erase
+
+    def failing(user_id):
+        if user_id == doomed.id:
+            raise RuntimeError("a plugin failed")
+        return real(user_id)
+
+    monkeypatch.setattr(personal, "erase", failing)
+    with app.app_context():
+        for user in (doomed, fine):
+            db.session.get(User, user.id).deletion_due_at = utcnow() - dt.timedelta(minutes=1)
+        db.session.commit()
+        assert auth_privacy.erase_due() == 1
+        assert db.session.get(User, fine.id) is None
+        left = db.session.get(User, doomed.id)
+        assert left is not None and left.deletion_due_at > utcnow() + dt.timedelta(hours=23)
+
+
+def test_a_person_asks_for_a_few_exports_a_day(app, db, create_user, token_for):
+    headers = bearer(token_for(create_user(), ["account:write", "account:read"]))
+    client = app.test_client()
+    for _ in range(auth_privacy.EXPORTS_PER_DAY):
+        ok(client.post("/api/v1/me/export", headers=headers), 202)
+        run_due_jobs(app)
+    refused = client.post("/api/v1/me/export", headers=headers)
+    assert refused.status_code == 429 and refused.mimetype == "application/problem+json"
+    assert 0 < int(refused.headers["Retry-After"]) <= 24 * 3600
+    with time_machine.travel(utcnow() + dt.timedelta(days=1, minutes=1)):
+        ok(client.post("/api/v1/me/export", headers=headers), 202)

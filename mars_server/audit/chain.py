@@ -17,7 +17,9 @@ them. Erasing a person (``erasure.py``) blanks the fields and the salt; the row 
 hash, which needs only the digest, so the chain still verifies, and the digest, without its
 salt, cannot be tested against a guess of what was erased. Rows chained before MARS 0.4
 have no digest and their hash covers the fields themselves; one of those that is erased
-keeps its place in the chain, but its content can no longer be checked.
+keeps its place in the chain, and what remains of it is checked against the fingerprint its
+erasure recorded (:func:`fingerprint`). An erased row passes only when an erasure recorded
+it: its actor or target is the erased person, or the erasure lists it.
 """
 
 from __future__ import annotations
@@ -94,6 +96,12 @@ def row_hash(row: Any) -> str:
 
 
 # --- Sealing ------------------------------------------------------------------------------------
+
+
+def lock() -> None:
+    """Wait until no sealer is at work, and keep them out until the transaction ends (an
+    erasure: a sealer must not digest a row it is blanking)."""
+    _lock(wait=True)
 
 
 def _lock(*, wait: bool) -> bool:
@@ -215,7 +223,8 @@ class Verdict:
     bad_seq: int | None = None
     bad_id: str | None = None
     anchors_checked: list[int] = field(default_factory=list)
-    #: rows whose personal fields were erased; of them, rows chained before digests
+    #: rows whose personal fields were erased; of them, rows chained before digests (checked
+    #: against their erasure's fingerprint, not their hash)
     erased: int = 0
     erased_unchecked: int = 0
 
@@ -224,29 +233,62 @@ class Verdict:
         return self.problem is None
 
 
-#: An erased row's ``erased_at`` comes moments before its ``account.erased`` entry.
-ERASURE_WINDOW = dt.timedelta(minutes=10)
+#: The entry an erasure of the audit log's rows writes (``personal.py``): the person's id
+#: (``subject``), the ids of the rows it erased because their details named the person
+#: (``mentioned``), and the fingerprints of the rows it erased that were chained before
+#: digests (``legacy``).
+ERASED_ACTION = "audit.erased"
+
+
+def fingerprint(row: Any) -> str:
+    """SHA-256 over what a row keeps once its personal fields are erased."""
+    kept = {
+        "id": row.id,
+        "seq": row.seq,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+        "occurred_at": _utc(row.occurred_at),
+        "actor_id": row.actor_id,
+        "action": row.action,
+        "target": row.target,
+        "request_id": row.request_id,
+    }
+    return hashlib.sha256(_json(kept)).hexdigest()
 
 
 @dataclass
 class _Erasures:
-    """When erasures were recorded (``account.erased`` entries)."""
+    """What the recorded erasures cover."""
 
-    times: list[dt.datetime]
+    subjects: set[str] = field(default_factory=set)
+    mentioned: set[str] = field(default_factory=set)
+    legacy: dict[str, str] = field(default_factory=dict)
 
-    def covers(self, erased_at: dt.datetime) -> bool:
-        at = erased_at.replace(tzinfo=None)
-        return any(at <= when <= at + ERASURE_WINDOW for when in self.times)
+    def problem(self, row: Any) -> str | None:
+        """Why ``row``'s erasure is not one MARS recorded; ``None`` when it is."""
+        if not (
+            row.actor_id in self.subjects or row.target in self.subjects or row.id in self.mentioned
+        ):
+            return "its personal fields are erased, but no erasure of it is recorded"
+        if row.personal_digest is None and self.legacy.get(row.id) != fingerprint(row):
+            return "it was changed after its personal fields were erased"
+        return None
 
 
 def _erasures(reader: Session) -> _Erasures:
-    times = reader.scalars(
-        sa.select(AuditRecord.occurred_at).where(AuditRecord.action == ERASED_ACTION)
-    )
-    return _Erasures([when.replace(tzinfo=None) for when in times])
-
-
-ERASED_ACTION = "account.erased"
+    found = _Erasures()
+    for details in reader.scalars(
+        sa.select(AuditRecord.details).where(AuditRecord.action == ERASED_ACTION)
+    ):
+        if not isinstance(details, dict):
+            continue
+        if isinstance(details.get("subject"), str):
+            found.subjects.add(details["subject"])
+        found.mentioned.update(str(i) for i in details.get("mentioned") or ())
+        legacy = details.get("legacy")
+        if isinstance(legacy, dict):
+            found.legacy.update({str(k): str(v) for k, v in legacy.items()})
+    return found
 
 
 def _first_broken(rows: Iterable[Any], verdict: Verdict, erasures: _Erasures) -> None:
@@ -265,7 +307,9 @@ def _first_broken(rows: Iterable[Any], verdict: Verdict, erasures: _Erasures) ->
                 "(a row inserted, deleted or moved)"
             )
         if row.erased_at is not None and row.personal_digest is None:
-            verdict.erased_unchecked += 1  # chained before digests: the fields were hashed
+            # Chained before digests: its hash covered the erased fields; what remains is
+            # checked against the fingerprint its erasure recorded (_Erasures.problem).
+            verdict.erased_unchecked += 1
         elif row.hash != row_hash(row):
             reasons.append("its content does not match its hash (modified, or moved)")
         elif (
@@ -279,8 +323,9 @@ def _first_broken(rows: Iterable[Any], verdict: Verdict, erasures: _Erasures) ->
             reasons.append("its address, user agent or details were modified")
         if row.erased_at is not None:
             verdict.erased += 1
-            if not erasures.covers(row.erased_at):
-                reasons.append("its personal fields are erased, but no erasure is recorded")
+            problem = erasures.problem(row)
+            if problem:
+                reasons.append(problem)
         if reasons:
             verdict.problem = f"seq {row.seq} ({row.id}): " + "; ".join(reasons)
             verdict.bad_seq, verdict.bad_id = row.seq, row.id

@@ -58,8 +58,8 @@ def verify_command(anchors: dict[int, str]) -> None:
     click.echo(f"head: {verdict.head_seq}:{verdict.head_hash}")
     if verdict.erased:
         unchecked = (
-            f", {verdict.erased_unchecked} of them chained before digests (their content is "
-            "no longer checked)"
+            f", {verdict.erased_unchecked} of them chained before digests (checked against "
+            "their erasure's fingerprint)"
             if verdict.erased_unchecked
             else ""
         )

@@ -238,9 +238,10 @@ EXPORT_STATUSES = ("pending", "ready", "downloaded", "expired", "failed")
 class DataExport(Model):
     """A person's export of their data (``POST /api/v1/me/export``).
 
-    The ZIP is encrypted under a key derived from the download link's token, which only the
-    person's mail holds: neither a copy of the database nor MARS's own keys open it. It is
-    deleted once downloaded or when the link expires; the row stays as the export's status.
+    The ZIP is encrypted under a key derived from the download link's token, which is kept
+    only as a hash, and sealed in the queued mail until it is sent: from then on neither a
+    copy of the database nor MARS's own keys open it. It is deleted once downloaded or when
+    the link expires; the row stays as the export's status.
     """
 
     __tablename__ = "auth_data_exports"

@@ -39,6 +39,7 @@ from mars_server.auth.models import (
     PersonalAccessToken,
     User,
 )
+from mars_server.auth.throttle import Throttled
 from mars_server.db import db, utcnow
 from mars_server.events import audit, emit, enqueue
 from mars_server.hookspecs import EventType, NotificationDraft, PersonalData
@@ -61,6 +62,8 @@ FRESH_SIGN_IN = dt.timedelta(minutes=10)
 #: How long an erasure waits when something blocks it at its time.
 BLOCKED_RETRY = dt.timedelta(days=1)
 ERASE_BATCH = 50
+#: Exports a person may ask for in 24 hours.
+EXPORTS_PER_DAY = 5
 INVALID_EXPORT_LINK = "This download link is invalid, used or expired; ask for a new export."
 
 
@@ -85,6 +88,19 @@ def request_export(user: User) -> DataExport:
     )
     if pending is not None:
         return pending
+    since = utcnow() - dt.timedelta(days=1)
+    made = db.session.scalars(
+        sa.select(DataExport.created_at)
+        .where(DataExport.user_id == user.id, DataExport.created_at > since)
+        .order_by(DataExport.created_at)
+    ).all()
+    if len(made) >= EXPORTS_PER_DAY:
+        wait = made[-EXPORTS_PER_DAY] + dt.timedelta(days=1) - utcnow()
+        raise Throttled(
+            max(1, int(wait.total_seconds())),
+            f"You asked for {EXPORTS_PER_DAY} exports in the last 24 hours; the links are in "
+            "your mail. Try again later.",
+        )
     row = DataExport(user_id=user.id, status="pending")
     db.session.add(row)
     db.session.flush()
@@ -167,7 +183,16 @@ def download_export(token: str) -> bytes:
         data = _export_key(token).decrypt(row.content)
     except InvalidToken:
         raise BadRequest(INVALID_EXPORT_LINK) from None
-    row.content, row.status, row.downloaded_at = None, "downloaded", utcnow()
+    # Once: of two downloads at the same moment, only the one that changes the row sends it.
+    taken = db.session.execute(
+        sa.update(DataExport)
+        .where(DataExport.id == row.id, DataExport.status == "ready")
+        .values(content=None, status="downloaded", downloaded_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not taken:
+        db.session.rollback()
+        raise BadRequest(INVALID_EXPORT_LINK)
     audit("account.export_downloaded", target=row.user_id, export_id=row.id)
     db.session.commit()
     return data
@@ -208,11 +233,18 @@ def signs_in_elsewhere(user: User) -> bool:
 
 
 def _signed_in_at(actor: Actor) -> dt.datetime | None:
-    """When the person signed in to get the OAuth token ``actor`` calls with."""
+    """When the person signed in to get the OAuth token ``actor`` calls with, if the token is
+    the organisation's own app's (the website's): an app the person just allowed has a fresh
+    sign-in too, and must not be able to delete their account with it."""
     if not actor.credential_id or actor.client_id is None:
         return None
     token = db.session.get(OAuthToken, actor.credential_id)
     if token is None:
+        return None
+    client = db.session.scalar(
+        sa.select(OAuthClient).where(OAuthClient.client_id == token.client_id)
+    )
+    if client is None or not client.first_party:
         return None
     return db.session.scalar(
         sa.select(AuthorizationCode.auth_time).where(AuthorizationCode.family_id == token.family_id)
@@ -224,8 +256,8 @@ def _confirm(user: User, actor: Actor, password: str | None, address: str | None
         signed_in = _signed_in_at(actor)
         if signed_in is None or signed_in < utcnow() - FRESH_SIGN_IN:
             raise Forbidden(
-                "Your account signs in through single sign-on: sign in again (the website asks "
-                "with prompt=login) and delete it within 10 minutes, with that sign-in's token."
+                "Your account signs in through single sign-on: sign in to the website again (it "
+                "asks with prompt=login) and delete it there within 10 minutes."
             )
         return
     if not password:
@@ -311,28 +343,41 @@ def erase_due(now: dt.datetime | None = None) -> int:
         )
     )
     for user_id in due:
-        user = db.session.get(User, user_id)
-        if user is None:
+        # Locked, and asked again: a sign-in that committed meanwhile cancelled it, and one
+        # that comes now waits for the erasure (and then finds no account).
+        user = db.session.get(User, user_id, with_for_update=True, populate_existing=True)
+        if user is None or user.deletion_due_at is None or user.deletion_due_at > now:
+            db.session.rollback()
             continue
         try:
             erase_now(user)
         except privacy.DeletionBlocked as blocked:
             db.session.rollback()
-            user = db.session.get(User, user_id)
-            if user is None:
-                continue
-            user.deletion_due_at = now + BLOCKED_RETRY
-            audit("account.deletion_postponed", target=user.id, reasons=len(blocked.reasons))
-            send_mail(
-                user.email,
-                "account_deletion_blocked",
-                display_name=user.display_name or user.email,
-                reasons=blocked.reasons,
-            )
-            db.session.commit()
+            _postpone(user_id, now, "blocked", blocked.reasons)
+        except Exception:
+            # One account must not hold back the others: it is tried again tomorrow.
+            log.exception("the erasure of %s failed", user_id)
+            db.session.rollback()
+            _postpone(user_id, now, "failed", [])
         else:
             erased += 1
     return erased
+
+
+def _postpone(user_id: str, now: dt.datetime, why: str, reasons: list[str]) -> None:
+    user = db.session.get(User, user_id)
+    if user is None:
+        return
+    user.deletion_due_at = now + BLOCKED_RETRY
+    audit("account.deletion_postponed", target=user.id, why=why, reasons=len(reasons))
+    if reasons:
+        send_mail(
+            user.email,
+            "account_deletion_blocked",
+            display_name=user.display_name or user.email,
+            reasons=reasons,
+        )
+    db.session.commit()
 
 
 def purge_ended(now: dt.datetime | None = None) -> dict[str, int]:

@@ -105,7 +105,9 @@ class Me(MethodView):
 
 @me_blp.route("/export")
 class MyExport(MethodView):
-    @me_blp.requires("account:read")
+    # account:write: it mails the person and makes the workers gather everything, which a
+    # read-only app must not be able to set off (and a person gets a few a day).
+    @me_blp.requires("account:write")
     @me_blp.doc(
         operationId="export_my_data",
         description="Everything MARS keeps about you, as a ZIP of JSON files, one per part of "

@@ -1,8 +1,7 @@
 """The outbox's part in a person's export and erasure (docs/privacy.md): events the person
 caused or may see are kept ``MARS_EVENTS_RETENTION_DAYS``; an erasure deletes those already
 dispatched (the ones still waiting go out first, within seconds, and are purged with the
-rest). Jobs hold no one's id; queued mail is sealed and purged after
-``MARS_JOBS_RETENTION_DAYS``."""
+rest). Jobs hold no one's id; queued mail is sealed, and forgotten by its job once sent."""
 
 from __future__ import annotations
 
@@ -27,8 +26,8 @@ INVENTORY = [
         what="queued e-mail (the address and the message), sealed",
         where="mars_jobs.kwargs of mail.send jobs",
         why="to deliver e-mail reliably, with retries",
-        kept="MARS_JOBS_RETENTION_DAYS after sending (7 days by default)",
-        erasure="left to expire: the message is sealed and names no account",
+        kept="until sent (the job then forgets it); a failed one until sent or purged",
+        erasure="left to be sent or purged: the message is sealed and names no account",
     ),
 ]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import smtplib
 import ssl
@@ -88,7 +89,12 @@ def _describe(exc: OSError, password: str | None) -> str:
         text = f"the server replied {exc.smtp_code} {reply}"
     else:
         text = f"{type(exc).__name__}: {exc}"
+    # A refused recipient's address is in the error, which a job keeps: never an address.
+    text = _ADDRESS.sub("<address>", text)
     return text.replace(password, "***") if password else text
+
+
+_ADDRESS = re.compile(r"[^\s<>()\[\]{}'\",;:]+@[^\s<>()\[\]{}'\",;:]+")
 
 
 def write_eml(message: EmailMessage, instance_path: str) -> Path:

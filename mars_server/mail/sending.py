@@ -63,12 +63,28 @@ def send_mail(to: str, template: str, /, **context: Any) -> str | None:
     return enqueue("mail.send", message=seal(message.as_bytes()), template=template)
 
 
-def deliver_sealed(message: str, template: str) -> None:
-    """The ``mail.send`` task: decrypt a queued message and deliver it."""
-    from mars_server.crypto import open_sealed
+def deliver_sealed(message: str | None, template: str) -> None:
+    """The ``mail.send`` task: decrypt a queued message and deliver it. Once sent, the job
+    forgets the message (it commits with the job's success): the job stays for days, and the
+    message may hold a link that works like a password, and the recipient's address."""
+    import sqlalchemy as sa
 
+    from mars_server.crypto import open_sealed
+    from mars_server.db import db
+    from mars_server.events import current_job
+    from mars_server.events.models import Job
+
+    if message is None:
+        return  # sent already; a retry after the success was recorded
     parsed = email.message_from_bytes(open_sealed(message), policy=POLICY)
     deliver(parsed, template)
+    job = current_job()
+    if job is not None:
+        db.session.execute(
+            sa.update(Job)
+            .where(Job.id == job.id)
+            .values(kwargs={"message": None, "template": template})
+        )
 
 
 def deliver(message: EmailMessage, template: str = "") -> None:

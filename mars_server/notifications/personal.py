@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from mars_server.db import db, utcnow
 from mars_server.hookspecs import PersonalData
 from mars_server.http import user_info
 from mars_server.metrics import purged
-from mars_server.notifications.models import Notification, NotificationPreference
+from mars_server.notifications.models import TITLE_MAX, Notification, NotificationPreference
 
 #: What an erased person's name becomes in the notifications of others.
 FORMER_USER = "A former user"
@@ -95,9 +96,11 @@ def erase(user_id: str) -> list[str]:
                 sa.or_(Notification.title.contains(name), Notification.body.contains(name)),
             )
         )
+        # The name as a whole word: "Al" leaves "Alpha" alone.
+        whole = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
         for note in others:
-            note.title = note.title.replace(name, FORMER_USER)
-            note.body = note.body.replace(name, FORMER_USER)
+            note.title = whole.sub(FORMER_USER, note.title)[:TITLE_MAX]
+            note.body = whole.sub(FORMER_USER, note.body)
             renamed += 1
         if renamed:
             lines.append(f"their name removed from {renamed} notifications of others")

@@ -50,9 +50,19 @@ class SealedColumn:
         return f"{self.table.name}.{self.column.name}"
 
     @property
-    def primary_key(self) -> sa.Column[Any]:
-        (column,) = self.table.primary_key.columns
-        return column
+    def primary_key(self) -> tuple[sa.Column[Any], ...]:
+        return tuple(self.table.primary_key.columns)
+
+    def after(self, last: tuple[Any, ...] | None) -> sa.ColumnElement[bool]:
+        """Rows past ``last`` in primary-key order (keyset pagination, composite keys too)."""
+        if last is None:
+            return sa.true()
+        return sa.tuple_(*self.primary_key) > sa.tuple_(*last)
+
+    def row(self, key: tuple[Any, ...]) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            *(column == value for column, value in zip(self.primary_key, key, strict=True))
+        )
 
 
 def sealed_columns() -> list[SealedColumn]:
@@ -87,14 +97,20 @@ def _json_values(column: SealedColumn, row_value: Any) -> Iterator[str]:
                 yield row_value[key]
 
 
-def _json_rows(column: SealedColumn) -> Iterator[tuple[Any, Any]]:
-    last = None
+def _json_pages(column: SealedColumn) -> Iterator[list[tuple[tuple[Any, ...], Any]]]:
+    """The column's rows, a batch at a time: (primary key, value)."""
+    width = len(column.primary_key)
+    last: tuple[Any, ...] | None = None
     while True:
-        query = sa.select(column.primary_key, column.column).order_by(column.primary_key)
-        if last is not None:
-            query = query.where(column.primary_key > last)
-        rows = db.session.execute(query.limit(BATCH)).all()
-        yield from rows
+        query = (
+            sa.select(*column.primary_key, column.column)
+            .where(column.after(last))
+            .order_by(*column.primary_key)
+            .limit(BATCH)
+        )
+        rows = [(tuple(row[:width]), row[width]) for row in db.session.execute(query)]
+        if rows:
+            yield rows
         if len(rows) < BATCH:
             return
         last = rows[-1][0]
@@ -107,8 +123,9 @@ def census() -> dict[str, Counter[str]]:
     for column in sealed_columns():
         counter: Counter[str] = Counter()
         if column.kind == "json":
-            for _, value in _json_rows(column):
-                counter.update(_key_of(sealed) for sealed in _json_values(column, value))
+            for page in _json_pages(column):
+                for _, value in page:
+                    counter.update(_key_of(sealed) for sealed in _json_values(column, value))
         else:
             raw = _raw(column)
             prefix = sa.func.substr(raw, 1, _PREFIX)
@@ -146,13 +163,16 @@ def _reseal(keyring: crypto.Keyring, value: str, rotation: Rotation) -> str | No
 
 
 def _rotate_plain(column: SealedColumn, keyring: crypto.Keyring, rotation: Rotation) -> int:
-    raw, pk = _raw(column), column.primary_key
+    raw, width = _raw(column), len(column.primary_key)
     done, last = 0, None
     while True:
-        query = sa.select(pk, raw).where(_not_primary(column, keyring)).order_by(pk)
-        if last is not None:
-            query = query.where(pk > last)
-        rows = db.session.execute(query.limit(BATCH)).all()
+        query = (
+            sa.select(*column.primary_key, raw)
+            .where(_not_primary(column, keyring), column.after(last))
+            .order_by(*column.primary_key)
+            .limit(BATCH)
+        )
+        rows = [(tuple(row[:width]), row[width]) for row in db.session.execute(query)]
         for key, value in rows:
             text = value.decode("ascii") if isinstance(value, bytes) else value
             new = _reseal(keyring, text, rotation)
@@ -161,7 +181,7 @@ def _rotate_plain(column: SealedColumn, keyring: crypto.Keyring, rotation: Rotat
             stored: Any = new.encode("ascii") if column.kind == "bytes" else new
             result = db.session.execute(
                 sa.update(column.table)
-                .where(pk == key, raw == value)
+                .where(column.row(key), raw == value)
                 .values({column.column.name: sa.type_coerce(stored, raw.type)})
             )
             # 0: rewritten meanwhile, so already under the first key
@@ -174,27 +194,27 @@ def _rotate_plain(column: SealedColumn, keyring: crypto.Keyring, rotation: Rotat
 
 def _rotate_json(column: SealedColumn, keyring: crypto.Keyring, rotation: Rotation) -> int:
     done = 0
-    for key, value in list(_json_rows(column)):
-        if not isinstance(value, dict):
-            continue
-        changed = dict(value)
-        for name in column.json_keys:
-            old = value.get(name)
-            if isinstance(old, str) and _key_of(old) != keyring.primary:
-                new = _reseal(keyring, old, rotation)
-                if new is not None:
-                    changed[name] = new
-        if changed != value:
-            # JSON cannot be compared in SQL on PostgreSQL: the row is taken as read (jobs'
-            # arguments do not change once queued)
-            result = db.session.execute(
-                sa.update(column.table)
-                .where(column.primary_key == key)
-                .values({column.column.name: changed})
-            )
-            done += result.rowcount  # type: ignore[attr-defined]
-            db.session.commit()
-    db.session.commit()
+    for page in _json_pages(column):
+        for key, value in page:
+            if not isinstance(value, dict):
+                continue
+            changed = dict(value)
+            for name in column.json_keys:
+                old = value.get(name)
+                if isinstance(old, str) and _key_of(old) != keyring.primary:
+                    new = _reseal(keyring, old, rotation)
+                    if new is not None:
+                        changed[name] = new
+            if changed != value:
+                # JSON cannot be compared in SQL on PostgreSQL: the row is taken as read
+                # (jobs' arguments do not change once queued)
+                result = db.session.execute(
+                    sa.update(column.table)
+                    .where(column.row(key))
+                    .values({column.column.name: changed})
+                )
+                done += result.rowcount  # type: ignore[attr-defined]
+        db.session.commit()  # a batch at a time
     return done
 
 
@@ -223,9 +243,12 @@ def outstanding(counts: dict[str, Counter[str]] | None = None) -> Counter[str]:
     keyring = crypto.keyring()
     names = dict(zip(keyring.ids, keyring.names, strict=True))
     total: Counter[str] = Counter()
+    # Values sealed before keyrings are under the derived key: not outstanding while it is
+    # the first.
+    primary = {keyring.primary} | ({LEGACY} if keyring.names[0] == crypto.DERIVED else set())
     for counter in (counts if counts is not None else census()).values():
         for key_id, number in counter.items():
-            if key_id != keyring.primary:
+            if key_id not in primary:
                 total[names.get(key_id, LEGACY if key_id == LEGACY else key_id)] += number
     return total
 

@@ -125,7 +125,7 @@ class MeResource(Resource):
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 
-        ``POST /api/v1/me/export`` (scopes: account:read)
+        ``POST /api/v1/me/export`` (scopes: account:write)
         """
         return self._client._call(
             EXPORT_MY_DATA,
