@@ -180,7 +180,7 @@ def test_a_new_plugin_installs_migrates_serves_passes_its_tests_and_joins_the_sd
 
     # Its own tests, on MARS's fixtures, pass.
     tests = (str(venv), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--mars-db=sqlite")
-    assert "6 passed" in run(*tests, str(folder / "tests"), env=outside, cwd=folder).stdout
+    assert "7 passed" in run(*tests, str(folder / "tests"), env=outside, cwd=folder).stdout
 
     # The SDK generated with it has its resource and its events.
     sdk = tmp_path / "mars_sdk"
