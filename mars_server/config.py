@@ -214,6 +214,10 @@ class CoreSettingsSchema(ma.Schema):
     SERVE_WITH_WORKER = ma.fields.Boolean(load_default=True)
     EVENTS_RETENTION_DAYS = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=1))
     JOBS_RETENTION_DAYS = ma.fields.Integer(load_default=7, validate=ma.validate.Range(min=1))
+    #: finished long-running operations (``/api/v1/operations``) are kept this long
+    OPERATIONS_RETENTION_DAYS = ma.fields.Integer(
+        load_default=30, validate=ma.validate.Range(min=1)
+    )
     # Backups (docs/recovery.md): scheduled into BACKUP_DIR when it is set.
     BACKUP_DIR = ma.fields.String(load_default=None, allow_none=True)
     BACKUP_EVERY_HOURS = ma.fields.Integer(

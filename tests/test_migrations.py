@@ -25,7 +25,7 @@ def test_models_and_migrations_agree(app, db):
     branches = {head.rsplit("_", 1)[0] for head in heads}
     assert len(branches) == len(heads)  # one head per branch: no branch forked
     assert {"core", "auth", "projects"} <= branches
-    assert "core_0003" in heads
+    assert "core_0004" in heads
 
 
 def test_each_branch_goes_down_and_up_again(app, db):
@@ -124,5 +124,5 @@ def test_db_revision_starts_a_new_plugin_branch(app, runner, tmp_path, monkeypat
     (script,) = folder.glob("*.py")
     text = script.read_text()
     assert "branch_labels = ('newbie',)" in text
-    assert "depends_on = 'core_0003'" in text  # the core's head
+    assert "depends_on = 'core_0004'" in text  # the core's head
     assert "down_revision = None" in text

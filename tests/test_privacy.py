@@ -246,19 +246,23 @@ def test_hook_mars_personal_data_export(mail_app, notifications):
     ada = Person(app, db, lambda user, scopes, **kw: make_token(app, user, scopes, **kw))
     client = app.test_client()
     asked = client.post("/api/v1/me/export", headers=bearer(ada.token))
-    export = ok(asked, 202)
-    assert export["status"] == "pending"
-    assert asked.headers["Location"] == f"/api/v1/me/exports/{export['id']}"
+    operation = ok(asked, 202)  # a long-running operation
+    assert operation["status"] == "pending" and operation["kind"] == "account.export"
+    assert asked.headers["Location"] == f"/api/v1/operations/{operation['id']}"
     # Asking again while it is made gives the same one.
     assert (
-        ok(client.post("/api/v1/me/export", headers=bearer(ada.token)), 202)["id"] == export["id"]
+        ok(client.post("/api/v1/me/export", headers=bearer(ada.token)), 202)["id"]
+        == operation["id"]
     )
     # Nobody else sees it.
     other = client.get(asked.headers["Location"], headers=bearer(ada.bo_token))
     assert other.status_code == 404
 
     run_due_jobs(app)
-    status = ok(client.get(asked.headers["Location"], headers=bearer(ada.token)), 200)
+    done = ok(client.get(asked.headers["Location"], headers=bearer(ada.token)), 200)
+    assert done["status"] == "succeeded" and done["progress"] == 1.0 and done["error"] is None
+    export = {"id": done["result"].rsplit("/", 1)[1]}
+    status = ok(client.get(done["result"], headers=bearer(ada.token)), 200)
     assert status["status"] == "ready" and status["size"] > 0
     listed = ok(client.get("/api/v1/me/exports", headers=bearer(ada.token)), 200)
     assert [item["id"] for item in listed["items"]] == [export["id"]]
@@ -328,8 +332,10 @@ def test_an_export_not_downloaded_in_time_is_deleted(app, db, create_user, token
     client = app.test_client()
     read_only = client.post("/api/v1/me/export", headers=bearer(token_for(user, ["account:read"])))
     assert read_only.status_code == 403  # it mails the person: not for a read-only app
-    export = ok(client.post("/api/v1/me/export", headers=headers), 202)
+    operation = ok(client.post("/api/v1/me/export", headers=headers), 202)
     run_due_jobs(app)
+    result = ok(client.get(f"/api/v1/operations/{operation['id']}", headers=headers), 200)
+    export = {"id": result["result"].rsplit("/", 1)[1]}
     with time_machine.travel(utcnow() + dt.timedelta(hours=49)):
         with app.app_context():
             auth_privacy.maintenance()

@@ -46,7 +46,7 @@ def test_names_derive_from_the_plugin_name():
         "chr",
         "20261207_chores_0001_create_chores",
     )
-    assert names.core_head == "core_0003" and names.core_requires == ">=0.1,<0.2"
+    assert names.core_head == "core_0004" and names.core_requires == ">=0.1,<0.2"
     stories = plugin_names("user_stories", today=dt.date(2026, 12, 7))
     assert (stories.resource, stories.model, stories.table) == (
         "user_story",

@@ -96,11 +96,14 @@ def test_me_tokens_and_password(live_server, sdk):
 def test_my_data_export_and_account_deletion(app, sdk):
     client = sdk()
     asked = client.me.export_my_data()
-    assert asked.status == "pending"
+    assert asked.status == "pending" and asked.kind == "account.export"
     run_due_jobs(app)
-    ready = client.me.get_my_export(export_id=asked.id)
+    done = client.wait(asked, timeout=10)
+    assert done.status == "succeeded" and done.result.startswith("/api/v1/me/exports/")
+    export_id = done.result.rsplit("/", 1)[1]
+    ready = client.me.get_my_export(export_id=export_id)
     assert ready.status == "ready" and ready.size > 0 and ready.expires_at is not None
-    assert [e.id for e in client.me.list_my_exports()] == [asked.id]
+    assert [e.id for e in client.me.list_my_exports()] == [export_id]
     assert "accounts/export?token=" in mailbox(app)[-1].as_string()
 
     scheduled = client.me.delete_me(password=PASSWORD)

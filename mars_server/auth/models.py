@@ -256,6 +256,8 @@ class DataExport(Model):
         sa.ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
     )
     status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    #: the long-running operation the person polls (``/api/v1/operations/{id}``)
+    operation_id: Mapped[str | None] = mapped_column(sa.String(40))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     ready_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]

@@ -108,12 +108,13 @@ def mars_app_ready(app: Flask) -> None:
 
 @hookimpl
 def mars_tasks() -> Sequence[Task]:
+    from mars_server import operations
     from mars_server.auth import privacy
     from mars_server.auth.throttle import purge_stale
 
     return [
         Task(PURGE_THROTTLES, purge_stale, max_attempts=3),
-        Task(privacy.EXPORT_TASK, privacy.build_export, max_attempts=3, timeout=600.0),
+        operations.task(privacy.EXPORT_TASK, privacy.build_export, max_attempts=3, timeout=600.0),
         Task(privacy.PRIVACY_TASK, privacy.maintenance, max_attempts=3, timeout=600.0),
     ]
 

@@ -27,7 +27,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from mars_server import plugin_settings, privacy, public_url
+from mars_server import operations, plugin_settings, privacy, public_url
 from mars_server.auth import accounts, apps, secrets, signin
 from mars_server.auth.models import (
     AuthorizationCode,
@@ -51,10 +51,12 @@ from mars_server.state import mars_state
 if TYPE_CHECKING:
     from mars_server.events import Event
     from mars_server.http import Actor
+    from mars_server.operations import Operation
 
 log = logging.getLogger(__name__)
 
 EXPORT_TASK = "auth.export"
+EXPORT_KIND = "account.export"
 PRIVACY_TASK = "auth.privacy"
 EXPORT_READY = "account.export_ready"
 #: How recent a single sign-on must be to delete an account that has no password.
@@ -81,13 +83,14 @@ def _export_key(token: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def request_export(user: User) -> DataExport:
-    """Queue an export of ``user``'s data (the one under way, if there is one); committed."""
+def request_export(user: User) -> Operation:
+    """Queue an export of ``user``'s data (the one under way, if there is one), as a
+    long-running operation; committed."""
     pending = db.session.scalar(
         sa.select(DataExport).where(DataExport.user_id == user.id, DataExport.status == "pending")
     )
-    if pending is not None:
-        return pending
+    if pending is not None and pending.operation_id:
+        return operations.get_for(user.id, pending.operation_id)
     since = utcnow() - dt.timedelta(days=1)
     made = db.session.scalars(
         sa.select(DataExport.created_at)
@@ -104,10 +107,11 @@ def request_export(user: User) -> DataExport:
     row = DataExport(user_id=user.id, status="pending")
     db.session.add(row)
     db.session.flush()
-    enqueue(EXPORT_TASK, export_id=row.id)
+    operation = operations.start(EXPORT_KIND, EXPORT_TASK, owner_id=user.id, export_id=row.id)
+    row.operation_id = operation.id
     audit("account.export_requested", target=user.id, export_id=row.id)
     db.session.commit()
-    return row
+    return operation
 
 
 def get_export(user: User, export_id: str) -> DataExport:
@@ -130,15 +134,17 @@ def list_exports(user: User) -> list[DataExport]:
     )
 
 
-def build_export(export_id: str) -> None:
+def build_export(operation_id: str, export_id: str) -> str | None:
     """The ``auth.export`` job: the ZIP, encrypted under the link's token; the person is
-    mailed the link and notified. Commits with the job."""
+    mailed the link and notified. Commits with the job; its operation's result is the
+    export's status."""
     row = db.session.get(DataExport, export_id)
     if row is None or row.status != "pending":
-        return
+        return None
     user = db.session.get(User, row.user_id)
     if user is None:
-        return
+        return None
+    operations.progress(operation_id, 0.1)
     data = privacy.export_zip(user.id)
     token = secrets.new_opaque_token()
     hours = _settings()["export_link_hours"]
@@ -161,6 +167,7 @@ def build_export(export_id: str) -> None:
         expires_in_hours=hours,
         size_kb=max(1, round(len(data) / 1024)),
     )
+    return f"/api/v1/me/exports/{row.id}"
 
 
 def export_link_is_usable(token: str) -> bool:

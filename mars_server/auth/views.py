@@ -8,9 +8,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from flask import request, url_for
+from flask import request
 from flask.views import MethodView
 
+from mars_server import operations
 from mars_server.auth import accounts, apps, consents, emails, privacy, signin, tokens
 from mars_server.auth.schemas import (
     AcceptedSchema,
@@ -45,6 +46,7 @@ from mars_server.http import (
     send_etag,
     send_page,
 )
+from mars_server.ops.operations_views import LongRunningOperationSchema
 
 if TYPE_CHECKING:
     from mars_server.auth.models import OAuthClient, User
@@ -111,15 +113,15 @@ class MyExport(MethodView):
     @me_blp.doc(
         operationId="export_my_data",
         description="Everything MARS keeps about you, as a ZIP of JSON files, one per part of "
-        "MARS. It is made in the background: when it is ready you get a notification and an "
-        "e-mail with a link that works once, for a limited time. Follow `Location` to see "
-        "where it stands. Asking again while one is being made returns that one.",
+        "MARS. It is made in the background, as a long-running operation: follow `Location` "
+        "(or the SDK's `client.wait`) until it succeeds; its `result` is the export. You then "
+        "get a notification and an e-mail with a link that works once, for a limited time. "
+        "Asking again while one is being made returns that one.",
     )
-    @me_blp.response(202, DataExportSchema)
-    def post(self) -> tuple[Any, dict[str, str]]:
+    @me_blp.response(202, LongRunningOperationSchema)
+    def post(self) -> tuple[Any, int, dict[str, str]]:
         """Ask for an export of your data"""
-        row = privacy.request_export(me())
-        return row, {"Location": url_for("me.MyExportById", export_id=row.id)}
+        return operations.accepted(privacy.request_export(me()))
 
 
 @me_blp.route("/exports")

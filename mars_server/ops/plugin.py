@@ -6,7 +6,7 @@ It goes through the same hooks as any outside plugin.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
 from mars_server.hookspecs import Schedule, Task
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import click
     from flask_smorest import Blueprint
 
-    from mars_server.hookspecs import HealthCheck
+    from mars_server.hookspecs import HealthCheck, PersonalData
 
 MARS_PLUGIN = PluginInfo(
     name="ops",
@@ -35,9 +35,10 @@ PURGE_IDEMPOTENCY_TASK = "ops.purge_idempotency"
 
 @hookimpl
 def mars_api_blueprints() -> Sequence[Blueprint]:
+    from mars_server.ops import operations_views
     from mars_server.ops.meta import blp
 
-    return [blp]
+    return [blp, operations_views.blp]
 
 
 @hookimpl
@@ -66,10 +67,13 @@ def _backup() -> None:
 
 
 def _purge_idempotency() -> None:
+    """Idempotency records past their time, and finished operations past their retention."""
     from mars_server.http.idempotency import purge_expired
     from mars_server.metrics import purged
+    from mars_server.ops.personal import purge_operations
 
     purged("idempotency_records", purge_expired())
+    purged("operations", purge_operations())
 
 
 @hookimpl
@@ -89,3 +93,24 @@ def mars_schedules() -> Sequence[Schedule]:
         Schedule(BACKUP_TASK, BACKUP_TASK, every=dt.timedelta(hours=1)),
         Schedule(PURGE_IDEMPOTENCY_TASK, PURGE_IDEMPOTENCY_TASK, every=dt.timedelta(hours=1)),
     ]
+
+
+@hookimpl
+def mars_personal_data_inventory() -> Sequence[PersonalData]:
+    from mars_server.ops.personal import INVENTORY
+
+    return INVENTORY
+
+
+@hookimpl
+def mars_personal_data_export(user_id: str) -> dict[str, Any]:
+    from mars_server.ops.personal import export
+
+    return export(user_id)
+
+
+@hookimpl
+def mars_personal_data_erase(user_id: str) -> list[str]:
+    from mars_server.ops.personal import erase
+
+    return erase(user_id)

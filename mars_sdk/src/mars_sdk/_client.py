@@ -25,6 +25,7 @@ from mars_sdk.errors import (
     MarsConnectionError,
     MarsError,
     MarsTimeoutError,
+    OperationFailed,
     UnexpectedResponse,
     error_from_response,
     parse_retry_after,
@@ -156,6 +157,38 @@ class BaseClient:
     def close(self) -> None:
         """Close the session's connections."""
         self.session.close()
+
+    # -- long-running operations ---------------------------------------------------------
+
+    def wait(
+        self,
+        operation: Any,
+        *,
+        timeout: float = 300.0,
+        interval: float = 0.5,
+        max_interval: float = 5.0,
+    ) -> Any:
+        """Poll a long-running operation (what a 202 answer returns, or its id) until it
+        ends; return it once it has succeeded (its ``result`` is the path of what it made).
+
+        :raises OperationFailed: it failed; the exception's ``problem`` says why.
+        :raises MarsTimeoutError: it had not ended after ``timeout`` seconds (it goes on).
+        """
+        operation_id = getattr(operation, "id", operation)
+        deadline = time.monotonic() + timeout
+        delay = interval
+        while True:
+            current = self.operations.get_operation(operation_id=operation_id)  # type: ignore[attr-defined]
+            if current.status == "succeeded":
+                return current
+            if current.status == "failed":
+                raise OperationFailed(current)
+            if time.monotonic() + delay > deadline:
+                raise MarsTimeoutError(
+                    f"operation {operation_id} is still {current.status} after {timeout:g} s"
+                )
+            time.sleep(delay)
+            delay = min(max_interval, delay * 2)
 
     # -- the public escape hatch ---------------------------------------------------------
 

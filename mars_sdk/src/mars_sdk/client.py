@@ -16,6 +16,7 @@ from mars_sdk.resources import (
     MeResource,
     MetaResource,
     NotificationsResource,
+    OperationsResource,
     ProjectsResource,
     SsoResource,
     TasksResource,
@@ -72,6 +73,11 @@ class MarsClient(BaseClient):
     def notifications(self) -> NotificationsResource:
         """Your notifications, and how you want to be told of each kind of event."""
         return NotificationsResource(self)
+
+    @cached_property
+    def operations(self) -> OperationsResource:
+        """Work that outlives its request: what a 202 answer's Location points to."""
+        return OperationsResource(self)
 
     @cached_property
     def projects(self) -> ProjectsResource:

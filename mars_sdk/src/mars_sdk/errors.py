@@ -78,6 +78,21 @@ class MarsTimeoutError(MarsConnectionError):
     """No answer came in time (the client's ``timeout``)."""
 
 
+class OperationFailed(MarsError):
+    """A long-running operation ended in failure (:meth:`MarsClient.wait`): :attr:`problem`
+    says why, :attr:`operation` is the operation as MARS last showed it."""
+
+    def __init__(self, operation: Any) -> None:
+        problem = dict(operation.error or {})
+        detail = problem.get("detail") or problem.get("title") or "it failed"
+        super().__init__(
+            f"operation {operation.id} ({operation.kind}) failed: {detail}",
+            status=problem.get("status"),
+            problem=problem,
+        )
+        self.operation = operation
+
+
 class BadRequest(MarsError):
     """400, and the 4xx statuses without a class of their own (405, 413, 415, 428)."""
 

@@ -10,6 +10,7 @@ from mars_sdk.resources.jobs import JobsResource
 from mars_sdk.resources.me import MeResource
 from mars_sdk.resources.meta import MetaResource
 from mars_sdk.resources.notifications import NotificationsResource
+from mars_sdk.resources.operations import OperationsResource
 from mars_sdk.resources.projects import ProjectsResource
 from mars_sdk.resources.sso import SsoResource
 from mars_sdk.resources.tasks import TasksResource
@@ -24,6 +25,7 @@ __all__ = [
     "MeResource",
     "MetaResource",
     "NotificationsResource",
+    "OperationsResource",
     "ProjectsResource",
     "SsoResource",
     "TasksResource",

@@ -8,7 +8,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mars_sdk._client import Operation, list_of, no_content
-from mars_sdk.models import Authorization, DataExport, DeletionScheduled, Me, NewToken, Token
+from mars_sdk.models import (
+    Authorization,
+    DataExport,
+    DeletionScheduled,
+    LongRunningOperation,
+    Me,
+    NewToken,
+    Token,
+)
 from mars_sdk.resource import Resource
 from mars_sdk.types import UNSET, Unset
 
@@ -115,13 +123,14 @@ class MeResource(Resource):
         self,
         *,
         idempotency_key: str | None = None,
-    ) -> DataExport:
+    ) -> LongRunningOperation:
         """Ask for an export of your data.
 
         Everything MARS keeps about you, as a ZIP of JSON files, one per part of MARS. It is made in
-        the background: when it is ready you get a notification and an e-mail with a link
-        that works once, for a limited time. Follow `Location` to see where it stands.
-        Asking again while one is being made returns that one.
+        the background, as a long-running operation: follow `Location` (or the SDK's
+        `client.wait`) until it succeeds; its `result` is the export. You then get a
+        notification and an e-mail with a link that works once, for a limited time. Asking
+        again while one is being made returns that one.
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 
@@ -129,7 +138,7 @@ class MeResource(Resource):
         """
         return self._client._call(
             EXPORT_MY_DATA,
-            DataExport.from_json,
+            LongRunningOperation.from_json,
             idempotency_key=idempotency_key,
             etag=True,
         )

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("user_id", sa.String(length=40), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("operation_id", sa.String(length=40), nullable=True),
         sa.Column("created_at", mars_server.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("ready_at", mars_server.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("expires_at", mars_server.db.UTCDateTime(timezone=True), nullable=True),
