@@ -493,13 +493,15 @@ def _restore_postgres(payload: Path, url: sa.URL, *, replace: bool) -> None:
         problems = restore.stderr.read().decode(errors="replace") if restore.stderr else ""
         if restore.stderr is not None:
             restore.stderr.close()
-    if unpacked != 0:
-        lines = [line for line in problems.splitlines() if line.strip()]
-        raise BackupError(f"pg_restore failed: {lines[-1] if lines else unpacked}")
+    # psql first: when it stops on an error, pg_restore, still writing to it, dies of
+    # SIGPIPE, and psql's error is the one that tells what happened.
     if loaded.returncode != 0:
         lines = [line for line in loaded.stderr.splitlines() if line.strip()]
         reason = lines[-1] if lines else loaded.returncode
         raise BackupError(f"the restore was rolled back, nothing changed: {reason}")
+    if unpacked != 0:
+        lines = [line for line in problems.splitlines() if line.strip()]
+        raise BackupError(f"pg_restore failed: {lines[-1] if lines else unpacked}")
 
 
 def _checks_after_restore(manifest: dict[str, Any], url: sa.URL) -> Iterator[Check]:
