@@ -31,7 +31,68 @@ def test_document_is_valid_openapi_3_1(spec):
 
 
 def test_every_path_is_under_api_v1(spec):
-    assert all(path.startswith("/api/v1/") for path in spec["paths"])
+    assert all(path == "/api/v1" or path.startswith("/api/v1/") for path in spec["paths"])
+
+
+def test_the_apis_address_answers_with_an_index(client):
+    index = client.get("/api/v1")
+    assert index.status_code == 200
+    links = index.json["links"]
+    assert links["openapi"] == "/api/v1/openapi.json" and links["docs"] == "/api/docs"
+    for name in ("openapi", "meta", "plugins", "health"):
+        assert client.get(links[name]).status_code == 200, name
+
+
+def test_success_headers_are_declared_only_where_they_are_sent(spec):
+    """A 204 has neither ETag nor Location; a 202 no ETag, and a Location only for a
+    long-running operation; a 201 has a Location."""
+    for path, method, op in operations(spec):
+        for code, response in op["responses"].items():
+            headers = set(response.get("headers", {}))
+            if code == "204":
+                assert not headers & {"ETag", "Location"}, (method, path)
+            elif code == "202":
+                assert "ETag" not in headers, (method, path)
+                schema = response["content"]["application/json"]["schema"]
+                long_running = schema.get("$ref", "").endswith("/LongRunningOperation")
+                assert ("Location" in headers) == long_running, (method, path)
+            elif code == "201":
+                assert "Location" in headers, (method, path)
+
+
+def test_created_apps_and_tokens_say_where_they_are(client, create_user, auth_headers):
+    headers = auth_headers(
+        create_user(), ["account:read", "account:write", "apps:write", "apps:read"]
+    )
+    token = client.post(
+        "/api/v1/me/tokens", json={"name": "ci", "scopes": ["account:read"]}, headers=headers
+    )
+    assert token.status_code == 201
+    assert token.headers["Location"] == f"/api/v1/me/tokens/{token.json['id']}"
+    shown = client.get(token.headers["Location"], headers=headers)
+    assert shown.status_code == 200 and "token" not in shown.json
+    assert shown.json["hint"] == token.json["hint"]
+    app = client.post(
+        "/api/v1/apps",
+        json={
+            "name": "Rover",
+            "client_type": "public",
+            "redirect_uris": ["https://rover.example/cb"],
+            "scopes": ["account:read"],
+            "grant_types": ["authorization_code"],
+        },
+        headers=headers,
+    )
+    assert app.status_code == 201
+    assert app.headers["Location"] == f"/api/v1/apps/{app.json['id']}"
+    assert client.get(app.headers["Location"], headers=headers).status_code == 200
+
+
+def test_webhook_events_have_a_tag_of_their_own(spec):
+    tags = {tag for item in spec["webhooks"].values() for tag in item["post"]["tags"]}
+    assert tags == {"webhook-events"}
+    assert "webhook-events" in {tag["name"] for tag in spec["tags"]}
+    assert spec["info"]["license"]["identifier"] == "Apache-2.0"
 
 
 def test_every_operation_has_id_tag_summary_and_problem_responses(spec):

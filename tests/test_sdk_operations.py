@@ -84,6 +84,7 @@ def test_me_tokens_and_password(live_server, sdk):
     with MarsClient(live_server, token=new.token) as ci:
         assert ci.me.get_me().id == me.id
         assert {t.name for t in client.me.list_my_tokens()} >= {"ci", "test"}
+        assert client.me.get_my_token(token_id=new.id).hint == new.hint
         client.me.revoke_my_token(token_id=new.id)
         with pytest.raises(AuthenticationError):
             ci.me.get_me()
@@ -226,6 +227,8 @@ def test_meta(sdk):
     client = sdk()
     meta = client.meta.get_meta()
     assert meta.api_version == "v1" and meta.version
+    index = client.meta.get_api_index()
+    assert index.links["openapi"] == "/api/v1/openapi.json" and index.version == meta.version
     plugins = {p.name: p for p in client.meta.list_plugins()}
     assert plugins["projects"].state == "enabled"
     assert client.meta.get_meta().name is not UNSET

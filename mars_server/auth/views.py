@@ -8,7 +8,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from flask import request
+from flask import request, url_for
 from flask.views import MethodView
 
 from mars_server import operations
@@ -34,6 +34,7 @@ from mars_server.auth.schemas import (
     RegistrationSchema,
     RoleSchema,
     TokenListSchema,
+    TokenSchema,
     UserPageSchema,
     UserQueryArgsSchema,
     UserSchema,
@@ -171,7 +172,7 @@ class MyTokens(MethodView):
     @me_blp.doc(operationId="create_my_token")
     @me_blp.arguments(NewTokenSchema)
     @me_blp.response(201, NewTokenSchema)
-    def post(self, data: dict[str, Any]) -> SimpleNamespace:
+    def post(self, data: dict[str, Any]) -> tuple[SimpleNamespace, dict[str, str]]:
         """Create a personal access token (shown once)
 
         The new token is never stronger than the one that asks for it: its scopes must be
@@ -189,11 +190,19 @@ class MyTokens(MethodView):
         )
         # The secret travels beside the row, never on it: it is not stored anywhere.
         columns = {column.key: getattr(row, column.key) for column in row.__table__.columns}
-        return SimpleNamespace(**columns, token=secret)
+        location = url_for("me.MyTokenById", token_id=row.id)
+        return SimpleNamespace(**columns, token=secret), {"Location": location}
 
 
 @me_blp.route("/tokens/<string:token_id>")
 class MyTokenById(MethodView):
+    @me_blp.requires("account:read")
+    @me_blp.doc(operationId="get_my_token")
+    @me_blp.response(200, TokenSchema)
+    def get(self, token_id: str) -> Any:
+        """Show one of your personal access tokens (never the token itself)"""
+        return tokens.get_personal_access_token(me(), token_id)
+
     @me_blp.requires("account:write")
     @me_blp.doc(operationId="revoke_my_token", **{"x-mars-if-match": False})
     @me_blp.response(204)
@@ -372,11 +381,11 @@ class Apps(MethodView):
     @apps_blp.doc(operationId="create_app")
     @apps_blp.arguments(AppSchema)
     @apps_blp.response(201, NewAppSchema)
-    def post(self, data: dict[str, Any]) -> SimpleNamespace:
+    def post(self, data: dict[str, Any]) -> tuple[SimpleNamespace, dict[str, str]]:
         """Register an OAuth app (its secret is shown once)"""
         app, secret = apps.create_app(_app_owner(), data, issuer=current_actor())
         send_etag(app)
-        return _with_secret(app, secret)
+        return _with_secret(app, secret), {"Location": url_for("apps.AppById", app_id=app.id)}
 
 
 @apps_blp.route("/<string:app_id>")

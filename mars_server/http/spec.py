@@ -185,10 +185,26 @@ class MarsSpecPlugin(BasePlugin):
             for code, response in responses.items():
                 if isinstance(response, dict) and str(code).startswith("2"):
                     response.setdefault("headers", {}).update(
-                        {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
+                        {
+                            name: {"$ref": f"#/components/headers/{name}"}
+                            for name in self._answered(str(code), response, headers)
+                        }
                     )
                 if isinstance(response, dict):  # the problem responses have them already
                     response.setdefault("headers", {}).update(_RATE_LIMIT_REFS)
+
+    @staticmethod
+    def _answered(code: str, response: dict[str, Any], headers: list[str]) -> list[str]:
+        """The headers a success of ``code`` carries: a 204 has no ETag nor Location; a 202
+        no ETag, and a Location only when it is a long-running operation's."""
+        if code == "204":
+            return [h for h in headers if h not in ("ETag", "Location")]
+        if code == "202":
+            content = response.get("content", {}).get("application/json", {})
+            ref = str(content.get("schema", {}).get("$ref", ""))
+            keep = ref.endswith("/LongRunningOperation")
+            return [h for h in headers if h != "ETag" and (h != "Location" or keep)]
+        return headers
 
     def _check(self, where: str, operation: dict[str, Any]) -> None:
         operation_id = operation.get("operationId")
@@ -371,7 +387,8 @@ def smorest_config(version: str) -> dict[str, Any]:
         "API_SPEC_OPTIONS": {
             "info": {
                 "description": "The MARS platform API. Errors are RFC 9457 problem "
-                "documents; lists use keyset cursors."
+                "documents; lists use keyset cursors.",
+                "license": {"name": "Apache 2.0", "identifier": "Apache-2.0"},
             },
             "servers": [{"url": "/"}],
         },

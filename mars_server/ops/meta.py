@@ -13,9 +13,8 @@ from mars_server.state import mars_state
 
 API_VERSION = "v1"
 
-blp = Blueprint(
-    "meta", __name__, url_prefix="/meta", description="What this MARS server is and what it runs."
-)
+# No prefix of its own: it answers /api/v1 itself too (the API's index).
+blp = Blueprint("meta", __name__, description="What this MARS server is and what it runs.")
 
 
 class MetaSchema(ma.Schema):
@@ -51,7 +50,42 @@ def plugin_rows() -> list[dict[str, Any]]:
     ]
 
 
+class IndexSchema(MetaSchema):
+    links = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.String(),
+        required=True,
+        metadata={
+            "description": "Where to go from here: `docs` (the interactive documentation), "
+            "`openapi` (this API's OpenAPI document), `meta`, `plugins`, `operations` (a "
+            "long-running operation, by id) and `health`.",
+            "example": {"docs": "/api/docs", "openapi": "/api/v1/openapi.json"},
+        },
+    )
+
+
 @blp.route("")
+class Index(MethodView):
+    @blp.doc(operationId="get_api_index")
+    @blp.response(200, IndexSchema)
+    def get(self) -> dict[str, Any]:
+        """Show where the API's documentation and resources are"""
+        return {
+            "name": "MARS",
+            "version": __version__,
+            "api_version": API_VERSION,
+            "links": {
+                "docs": "/api/docs",
+                "openapi": f"/api/{API_VERSION}/openapi.json",
+                "meta": f"/api/{API_VERSION}/meta",
+                "plugins": f"/api/{API_VERSION}/meta/plugins",
+                "operations": f"/api/{API_VERSION}/operations/{{id}}",
+                "health": "/readyz",
+            },
+        }
+
+
+@blp.route("/meta")
 class Meta(MethodView):
     @blp.doc(operationId="get_meta")
     @blp.response(200, MetaSchema)
@@ -60,7 +94,7 @@ class Meta(MethodView):
         return {"name": "MARS", "version": __version__, "api_version": API_VERSION}
 
 
-@blp.route("/plugins")
+@blp.route("/meta/plugins")
 class Plugins(MethodView):
     @blp.doc(operationId="list_plugins")
     @blp.response(200, PluginListSchema)

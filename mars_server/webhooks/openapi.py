@@ -25,6 +25,9 @@ SIGNATURE_HEADERS = {
     ),
 }
 
+#: the tag of the OpenAPI ``webhooks`` entries
+EVENTS_TAG = "webhook-events"
+
 
 def component_name(event_type: str) -> str:
     return "Webhook" + "".join(part.capitalize() for part in re.split(r"[._-]", event_type))
@@ -69,7 +72,9 @@ def document_webhooks(spec: APISpec, event_types: Mapping[str, EventType]) -> No
                     else {}
                 ),
                 "operationId": "webhook_" + re.sub(r"[^a-z0-9]+", "_", name.lower()),
-                "tags": ["webhooks"],
+                # A tag of their own: generators that write a module per tag must not put
+                # them with the operations that manage webhook endpoints (tag "webhooks").
+                "tags": [EVENTS_TAG],
                 "parameters": [
                     {
                         "name": header,
@@ -96,3 +101,10 @@ def document_webhooks(spec: APISpec, event_types: Mapping[str, EventType]) -> No
         }
     if webhooks:
         spec.options["webhooks"] = webhooks
+        spec.tag(
+            {
+                "name": EVENTS_TAG,
+                "description": "What MARS sends to your webhook endpoints: one signed POST "
+                "per event (docs/webhooks.md).",
+            }
+        )

@@ -31,7 +31,7 @@ from mars_sdk.models.events import (
 )
 from mars_sdk.models.jobs import Job
 from mars_sdk.models.me import Authorization, DataExport, DeletionScheduled, Me, NewToken, Token
-from mars_sdk.models.meta import Meta, Plugin
+from mars_sdk.models.meta import Index, Meta, Plugin
 from mars_sdk.models.notifications import MarkedRead, Notification, Preference, UnreadCount
 from mars_sdk.models.projects import Member, Project
 from mars_sdk.models.sso import Identity, LinkRequest, Provider
@@ -52,6 +52,7 @@ __all__ = [
     "EndpointDisabled",
     "ExportReady",
     "Identity",
+    "Index",
     "Job",
     "LinkRequest",
     "LongRunningOperation",

@@ -174,6 +174,8 @@ class Token:
     #: The OAuth app that created it for you (with `account:tokens`): it is revoked when you take
     #: back what you allowed that app. Null when you did.
     issued_by_client_id: str | None
+    #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
+    etag: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Token:

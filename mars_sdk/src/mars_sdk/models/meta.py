@@ -10,6 +10,29 @@ from typing import Any, Literal
 
 
 @dataclass(slots=True, kw_only=True)
+class Index:
+    """The ``Index`` object of the API."""
+
+    name: str
+    #: MARS's version.
+    version: str
+    api_version: str
+    #: Where to go from here: `docs` (the interactive documentation), `openapi` (this API's OpenAPI
+    #: document), `meta`, `plugins`, `operations` (a long-running operation, by id) and `health`.
+    links: dict[str, str]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Index:
+        """Read the JSON object MARS sent."""
+        return cls(
+            name=data["name"],
+            version=data["version"],
+            api_version=data["api_version"],
+            links=data["links"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
 class Meta:
     """The ``Meta`` object of the API."""
 

@@ -56,8 +56,6 @@ class Delivery:
     error: str | None
     created_at: datetime
     completed_at: datetime | None
-    #: The ``ETag`` MARS sent with it: pass the model as ``if_match`` to change it.
-    etag: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Delivery:

@@ -45,7 +45,6 @@ class AccountsResource(Resource):
             Accepted.from_json,
             body={"email": email, "password": password, "display_name": display_name},
             idempotency_key=idempotency_key,
-            etag=True,
         )
 
     def request_password_reset(
@@ -65,7 +64,6 @@ class AccountsResource(Resource):
             Accepted.from_json,
             body={"email": email},
             idempotency_key=idempotency_key,
-            etag=True,
         )
 
     def resend_verification(
@@ -85,7 +83,6 @@ class AccountsResource(Resource):
             Accepted.from_json,
             body={"email": email},
             idempotency_key=idempotency_key,
-            etag=True,
         )
 
     def reset_password(

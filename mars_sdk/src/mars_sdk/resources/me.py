@@ -33,6 +33,7 @@ DELETE_ME = Operation("delete_me", "DELETE", "/api/v1/me")
 EXPORT_MY_DATA = Operation("export_my_data", "POST", "/api/v1/me/export", idempotency_key=True)
 GET_ME = Operation("get_me", "GET", "/api/v1/me")
 GET_MY_EXPORT = Operation("get_my_export", "GET", "/api/v1/me/exports/{export_id}")
+GET_MY_TOKEN = Operation("get_my_token", "GET", "/api/v1/me/tokens/{token_id}")
 LIST_MY_AUTHORIZATIONS = Operation("list_my_authorizations", "GET", "/api/v1/me/authorizations")
 LIST_MY_EXPORTS = Operation("list_my_exports", "GET", "/api/v1/me/exports")
 LIST_MY_TOKENS = Operation("list_my_tokens", "GET", "/api/v1/me/tokens")
@@ -172,6 +173,26 @@ class MeResource(Resource):
             GET_MY_EXPORT,
             DataExport.from_json,
             path={"export_id": export_id},
+            if_none_match=if_none_match,
+            etag=True,
+        )
+
+    def get_my_token(
+        self,
+        *,
+        token_id: str,
+        if_none_match: Token | None = None,
+    ) -> Token:
+        """Show one of your personal access tokens (never the token itself).
+
+        :param if_none_match: a copy you hold: it is returned as it is while current (304).
+
+        ``GET /api/v1/me/tokens/{token_id}`` (scopes: account:read)
+        """
+        return self._client._call(
+            GET_MY_TOKEN,
+            Token.from_json,
+            path={"token_id": token_id},
             if_none_match=if_none_match,
             etag=True,
         )

@@ -201,7 +201,6 @@ class WebhooksResource(Resource):
             Delivery.from_json,
             path={"webhook_id": webhook_id, "delivery_id": delivery_id},
             idempotency_key=idempotency_key,
-            etag=True,
         )
 
     def rotate_webhook_secret(
