@@ -88,6 +88,16 @@ def test_created_apps_and_tokens_say_where_they_are(client, create_user, auth_he
     assert client.get(app.headers["Location"], headers=headers).status_code == 200
 
 
+def test_anonymous_operations_say_they_need_no_credentials(spec):
+    anonymous = {
+        op["operationId"]: op["security"]
+        for _, _, op in operations(spec)
+        if not any(requirement for requirement in op["security"])
+    }
+    assert anonymous["get_meta"] == [] and anonymous["register"] == []
+    assert all("security" in op for _, _, op in operations(spec))
+
+
 def test_webhook_events_have_a_tag_of_their_own(spec):
     tags = {tag for item in spec["webhooks"].values() for tag in item["post"]["tags"]}
     assert tags == {"webhook-events"}

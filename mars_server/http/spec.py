@@ -158,6 +158,9 @@ class MarsSpecPlugin(BasePlugin):
             self._check(where, operation)
             if "security" in operation:
                 operation["security"] = self._security(where, operation["security"])
+            else:
+                # Said, not left out: an anonymous operation needs no credentials at all.
+                operation["security"] = []
             responses = operation.setdefault("responses", {})
             for status in self._problem_statuses(method, path or "", operation):
                 responses.setdefault(str(status), http.HTTPStatus(status).name)
