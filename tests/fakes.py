@@ -9,8 +9,11 @@ import marshmallow as ma
 
 from mars_server import PluginInfo, hookimpl
 from mars_server.hookspecs import BackupCheck, BackupCheckFailed, HealthCheck, SignInOption
+from tests import legacy_plugin
 
 ready_calls: list[object] = []
+#: a plugin with a deprecated operation (test_deprecation.py)
+Legacy = legacy_plugin
 
 
 class _Plugin(SimpleNamespace):

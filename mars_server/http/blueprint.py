@@ -6,11 +6,14 @@ decoration time, and response schemas dump through a compiled function (``serial
 
 from __future__ import annotations
 
+import datetime as dt
+from email.utils import format_datetime
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask_smorest
 import marshmallow as ma
+from flask import after_this_request
 from marshmallow.utils import missing
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -98,6 +101,55 @@ class Blueprint(flask_smorest.Blueprint):
 
         def decorator(func: F) -> F:
             return self.doc(**{"x-mars-rate-limit": documented})(mark(func))
+
+        return decorator
+
+    def deprecated(
+        self, *, since: dt.date, sunset: dt.date | None = None, link: str | None = None
+    ) -> Callable[[F], F]:
+        """Mark the operation deprecated since ``since`` (a date), to be removed on ``sunset``:
+        every answer then carries ``Deprecation: @<since>`` (RFC 9745), ``Sunset: <date>``
+        (RFC 8594) and, with ``link`` (the migration note), ``Link: <link>;
+        rel="deprecation"``; the OpenAPI document marks it ``deprecated`` and says when it
+        goes (``x-mars-sunset``), and the SDK warns whoever calls it (docs/http.md#versions).
+        """
+        since_at = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
+        headers = {"Deprecation": f"@{int(since_at.timestamp())}"}
+        if sunset is not None:
+            sunset_at = dt.datetime.combine(sunset, dt.time(), tzinfo=dt.UTC)
+            headers["Sunset"] = format_datetime(sunset_at, usegmt=True)
+        if link is not None:
+            headers["Link"] = f'<{link}>; rel="deprecation"; type="text/html"'
+        note = (
+            f"Deprecated since {since.isoformat()}"
+            + (f"; removed on {sunset.isoformat()}" if sunset else "")
+            + (f" ([how to move on]({link}))" if link else "")
+            + "."
+        )
+        documented: dict[str, Any] = {
+            "deprecated": True,
+            "x-mars-deprecated-since": since.isoformat(),
+        }
+        if sunset is not None:
+            documented["x-mars-sunset"] = sunset.isoformat()
+
+        def decorator(func: F) -> F:
+            @wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                @after_this_request
+                def add_headers(response: flask.Response) -> flask.Response:
+                    for name, value in headers.items():
+                        if name == "Link" and response.headers.get("Link"):
+                            response.headers["Link"] += ", " + value
+                        else:
+                            response.headers[name] = value
+                    return response
+
+                return func(*args, **kwargs)
+
+            existing = (func.__doc__ or "").strip()
+            wrapper.__doc__ = f"{existing}\n\n{note}" if existing else note
+            return self.doc(**documented)(wrapper)
 
         return decorator
 
