@@ -98,6 +98,11 @@ def test_anonymous_operations_say_they_need_no_credentials(spec):
     assert all("security" in op for _, _, op in operations(spec))
 
 
+def test_the_token_scheme_says_what_its_scopes_mean(spec):
+    scheme = spec["components"]["securitySchemes"]["personalAccessToken"]
+    assert scheme["scheme"] == "bearer" and "scopes an operation lists" in scheme["description"]
+
+
 def test_webhook_events_have_a_tag_of_their_own(spec):
     tags = {tag for item in spec["webhooks"].values() for tag in item["post"]["tags"]}
     assert tags == {"webhook-events"}
