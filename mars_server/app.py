@@ -282,7 +282,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
         SQLALCHEMY_SESSION_OPTIONS={"expire_on_commit": False},
         MARS=settings,
-        **spec.smorest_config(__version__),
+        **spec.smorest_config(__version__, settings),
     )
     app.config.update(raw.passthrough)
     app.json = json_provider(app)  # response bodies encoded by orjson (http/json.py)

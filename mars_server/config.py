@@ -97,6 +97,10 @@ class CoreSettingsSchema(ma.Schema):
     #: The organisation's website: where MARS's pages send people to sign in (after they
     #: confirm their address, after they sign out). Development: the example website.
     WEBSITE_URL = ma.fields.String(load_default=None, allow_none=True)
+    #: Who answers for the API: the OpenAPI document's ``info.contact`` (an e-mail address
+    #: and a web page, each optional; without either, the contact names the API only).
+    API_CONTACT_EMAIL = ma.fields.Email(load_default=None, allow_none=True)
+    API_CONTACT_URL = ma.fields.Url(load_default=None, allow_none=True, require_tld=False)
     DATABASE_URL = ma.fields.String(load_default=None, allow_none=True)
     INSTANCE_PATH = ma.fields.String(load_default=None, allow_none=True)
     MAX_CONTENT_LENGTH = ma.fields.Integer(

@@ -314,9 +314,11 @@ class SecurityScheme:
     """A kind of credential a plugin accepts (in :func:`mars_actor_from_request`), as the
     OpenAPI document describes it under ``components.securitySchemes``.
 
-    Every operation guarded by ``Blueprint.requires`` lists every contributed scheme, each
-    with the operation's scopes: the core asks the same hook for every request, so any
-    credential a plugin accepts is accepted by every such operation.
+    Every operation guarded by ``Blueprint.requires`` lists every contributed scheme: the
+    core asks the same hook for every request, so any credential a plugin accepts is accepted
+    by every such operation. An ``oauth2`` or ``openIdConnect`` scheme is listed with the
+    operation's scopes; any other (a bearer token) with ``[]``, as OpenAPI tools expect: its
+    description should say that the scopes listed under ``oauth2`` apply to it.
 
     :param name: the scheme's key, e.g. ``personalAccessToken``; unique across plugins.
     :param definition: the OpenAPI Security Scheme Object (``type``, ``description``,

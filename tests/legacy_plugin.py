@@ -37,7 +37,10 @@ class Things(MethodView):
     @blp.arguments(ThingQuerySchema, location="query", as_kwargs=True)
     @blp.response(200, ThingSchema(many=True))
     def get(self, prefix: str) -> list[dict[str, str]]:
-        """List the old things"""
+        """List the old things
+
+        Deprecated: list the new things instead.
+        """
         return [{"name": name} for name in ("gear",) if name.startswith(prefix)]
 
 

@@ -100,7 +100,7 @@ def test_anonymous_operations_say_they_need_no_credentials(spec):
 
 def test_the_token_scheme_says_what_its_scopes_mean(spec):
     scheme = spec["components"]["securitySchemes"]["personalAccessToken"]
-    assert scheme["scheme"] == "bearer" and "scopes an operation lists" in scheme["description"]
+    assert scheme["scheme"] == "bearer" and "scopes the operation lists" in scheme["description"]
 
 
 def test_webhook_events_have_a_tag_of_their_own(spec):
@@ -166,7 +166,7 @@ def test_each_operation_documents_the_scopes_it_needs(spec):
     projects = spec["paths"]["/api/v1/projects"]
     assert projects["post"]["security"] == [
         {"oauth2": ["projects:write"]},
-        {"personalAccessToken": ["projects:write"]},
+        {"personalAccessToken": []},
     ]
     assert {} in projects["get"]["security"]  # anonymous callers see public projects
     assert {"oauth2": ["projects:read"]} in projects["get"]["security"]
@@ -177,21 +177,56 @@ def test_each_operation_documents_the_scopes_it_needs(spec):
                 assert set(scopes) <= set(declared["scopes"]), (method, path)
 
 
-def test_no_request_body_demands_a_read_only_property(spec):
-    """OpenAPI 3.1 applies ``required`` to requests too: a schema that is also a request
-    body must not require what the server fills in (``id``, times...). Responses carry every
-    read-only property all the same (the SDK counts on it)."""
+def test_requests_and_answers_have_schemas_of_their_own(spec):
+    """A schema that is both sent and answered is published twice: ``<Name>Input`` for the
+    request, without read-only properties, and ``<Name>`` for the answer, which requires every
+    read-only property (MARS always sends them) and offers no write-only one."""
     schemas = spec["components"]["schemas"]
     bodies = {
         operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
         for _path, _method, operation in operations(spec)
         if "requestBody" in operation
     }
-    assert {"Project", "Webhook", "App"} <= bodies
+    assert {"ProjectInput", "WebhookInput", "AppInput", "MemberInput", "NewTokenInput"} <= bodies
+    assert not {"Project", "Webhook", "App", "Member", "NewToken"} & bodies
     for name in bodies:
         properties = schemas[name].get("properties", {})
-        demanded = [k for k in schemas[name].get("required", []) if properties[k].get("readOnly")]
-        assert demanded == [], f"{name} requires read-only {demanded}"
+        assert not [k for k, v in properties.items() if v.get("readOnly")], name
+    assert set(schemas["ProjectInput"]["required"]) == {"slug", "name"}
+    project = schemas["Project"]
+    assert set(project["required"]) == set(project["properties"])  # id, times and defaults
+    token = schemas["NewToken"]
+    assert "expires_in_days" not in token["properties"]  # write-only: asked, never answered
+    assert {"id", "token", "created_at"} <= set(token["required"])
+    assert "expires_in_days" in schemas["NewTokenInput"]["properties"]
+    patch = spec["paths"]["/api/v1/projects/{project_id}"]["patch"]
+    update = patch["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert update.endswith("/ProjectUpdate") and "id" not in schemas["ProjectUpdate"]["properties"]
+
+
+def test_a_nullable_enum_is_one_enum_or_null(spec):
+    reason = spec["components"]["schemas"]["Webhook"]["properties"]["disabled_reason"]
+    assert reason["anyOf"] == [
+        {"type": "string", "enum": ["by_owner", "gone", "failing"]},
+        {"type": "null"},
+    ]
+    assert "enum" not in reason and "type" not in reason
+
+
+def test_every_operation_has_a_description(spec):
+    for path, method, operation in operations(spec):
+        assert len(operation.get("description", "")) > 40, f"{method.upper()} {path}"
+    assert spec["info"]["contact"] == {"name": "MARS API"}
+
+
+def test_the_contact_comes_from_the_settings(make_app):
+    app = make_app(API_CONTACT_EMAIL="api@example.org", API_CONTACT_URL="https://example.org/dev")
+    contact = app.test_client().get("/api/v1/openapi.json").json["info"]["contact"]
+    assert contact == {
+        "name": "MARS API",
+        "url": "https://example.org/dev",
+        "email": "api@example.org",
+    }
 
 
 def test_real_problem_bodies_match_the_problem_schema(app, spec, create_user, token_for):

@@ -28,7 +28,12 @@ class AuditRecords(MethodView):
     @blp.arguments(AuditQueryArgsSchema, location="query", as_kwargs=False)
     @blp.response(200, AuditPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
-        """List audit entries, oldest first; filter by actor, target, action and time"""
+        """List audit entries, oldest first; filter by actor, target, action and time
+
+        Needs `audit:read` and the admin role. Returns a page of entries: filter with `actor`,
+        `target`, `action` (end it with `*` to match a prefix) and `since`/`until`, and follow
+        `next_cursor` or the `Link` header for the next page.
+        """
         return send_page(services.list_records(args))
 
 
@@ -38,5 +43,10 @@ class AuditRecordById(MethodView):
     @blp.doc(operationId="get_audit_record")
     @blp.response(200, AuditRecordSchema)
     def get(self, record_id: str) -> AuditRecord:
-        """Get one audit entry, with its place in the hash chain"""
+        """Get one audit entry, with its place in the hash chain
+
+        Needs `audit:read` and the admin role. Returns the entry with `seq`, `prev_hash` and `hash`,
+        which stay null for the few seconds until the entry is sealed into the chain; an unknown id
+        is 404.
+        """
         return services.get_record(record_id)

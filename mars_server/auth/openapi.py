@@ -50,9 +50,9 @@ def security_schemes(scopes: Mapping[str, str]) -> list[SecurityScheme]:
                 "type": "http",
                 "scheme": "bearer",
                 "description": f"A personal access token (`{PAT_PREFIX}...`) from "
-                "/api/v1/me/tokens. The scopes an operation lists under this scheme are "
-                "those the token must have been given (the same scopes as OAuth 2's): "
-                "OpenAPI 3.1 lets any scheme name them, and MARS checks them on every call.",
+                "/api/v1/me/tokens. A personal token needs the scopes the operation lists "
+                "under `oauth2`: each token is given scopes when it is made, from the same "
+                "list, and MARS checks them on every call.",
             },
         ),
     ]

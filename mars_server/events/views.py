@@ -25,7 +25,12 @@ class Jobs(MethodView):
     @blp.arguments(JobQueryArgsSchema, location="query", as_kwargs=False)
     @blp.response(200, JobPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
-        """List background jobs, oldest first; filter by status and task"""
+        """List background jobs, oldest first; filter by status and task
+
+        Needs `jobs:read` and the admin role. Returns a page of jobs: filter with `status`
+        (`queued`, `running`, `succeeded` or `dead`) and `task`, and follow `next_cursor` or the
+        `Link` header for the next page.
+        """
         return send_page(services.list_jobs(args))
 
 
@@ -35,7 +40,11 @@ class JobById(MethodView):
     @blp.doc(operationId="get_job")
     @blp.response(200, JobSchema)
     def get(self, job_id: str) -> Job:
-        """Get a background job, with its last error"""
+        """Get a background job, with its last error
+
+        Needs `jobs:read` and the admin role. Returns the job's `task`, `status`, `attempts` out of
+        `max_attempts`, when it is due (`run_at`) and `last_error`; an unknown id is 404.
+        """
         return services.get_job(job_id)
 
 
@@ -45,5 +54,10 @@ class JobRetry(MethodView):
     @blp.doc(operationId="retry_job")
     @blp.response(200, JobSchema)
     def post(self, job_id: str) -> Job:
-        """Run a dead job again now, with a fresh count of attempts"""
+        """Run a dead job again now, with a fresh count of attempts
+
+        Needs `jobs:write` and the admin role. A dead or still queued job is queued to run now with
+        `attempts` back at 0, and returned; a running or succeeded job is 409. Each retry is
+        recorded in the audit log.
+        """
         return services.retry_job(job_id)

@@ -1,12 +1,14 @@
 """The OpenAPI side of the HTTP layer: MARS's flask-smorest ``Api`` and spec conventions.
 
 Every operation is checked as it is registered: it must have a unique ``operationId``, a
-tag and a summary, and it gets the problem responses and headers the conventions promise
-(documented once, under ``components``), so the SDK generator can rely on them.
+tag, a summary and a description, and it gets the problem responses and headers the
+conventions promise (documented once, under ``components``), so the SDK generator can rely on
+them.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import http
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import flask
 import flask_swagger_ui
 import marshmallow as ma
-from apispec import BasePlugin
+from apispec import APISpec, BasePlugin
 from flask import Blueprint as FlaskBlueprint
 from flask import send_from_directory
 from flask_smorest import Api
@@ -26,9 +28,8 @@ from mars_server.http import caching
 from mars_server.http.problems import PROBLEM_MEDIA_TYPE, ProblemSchema
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
-    from apispec import APISpec
     from werkzeug import Response
 
     from mars_server.hookspecs import SecurityScheme
@@ -221,6 +222,11 @@ class MarsSpecPlugin(BasePlugin):
         self.operation_ids[operation_id] = where
         if not operation.get("summary"):
             raise SpecError(f"{where}: no summary (give the view method a docstring)")
+        if not operation.get("description"):
+            raise SpecError(
+                f"{where}: no description (after the docstring's first line, a paragraph "
+                "saying who may call it and what a client must know)"
+            )
         if not operation.get("tags"):
             raise SpecError(f"{where}: no tag")
         for requirement in operation.get("security", []):
@@ -247,7 +253,10 @@ class MarsSpecPlugin(BasePlugin):
                     "scheme (mars_security_schemes)"
                 )
             scopes = requirement[ANY_CREDENTIAL]
-            expanded += [{scheme.name: list(scopes)} for scheme in self.security_schemes]
+            expanded += [
+                {scheme.name: list(scopes) if _has_scopes(scheme) else []}
+                for scheme in self.security_schemes
+            ]
         return expanded
 
     @staticmethod
@@ -276,6 +285,13 @@ class MarsSpecPlugin(BasePlugin):
         return sorted(set(statuses))
 
 
+def _has_scopes(scheme: SecurityScheme) -> bool:
+    """Whether a requirement of ``scheme`` lists scopes: OpenAPI tools know scopes only for
+    OAuth 2 and OpenID Connect. Other schemes (a bearer token) are listed with ``[]``, and say
+    in their description that the operation's OAuth 2 scopes apply to them too."""
+    return scheme.definition.get("type") in ("oauth2", "openIdConnect")
+
+
 def no_nul_pattern(
     converter: Any, field: ma.fields.Field, ret: dict[str, Any], **kwargs: Any
 ) -> dict[str, Any]:
@@ -288,12 +304,115 @@ def no_nul_pattern(
     return {}
 
 
+def nullable_enum(
+    converter: Any, field: ma.fields.Field, ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """Write a nullable enum as ``anyOf: [the enum, null]``, not as ``type: [string, null]``
+    with ``null`` among the values: generators make one enum type of the first form, and three
+    copies of it of the second."""
+    enum, types = ret.get("enum"), ret.get("type")
+    if not enum or None not in enum or not isinstance(types, list) or "null" not in types:
+        return {}
+    values = [value for value in enum if value is not None]
+    kinds = [kind for kind in types if kind != "null"]
+    del ret["enum"], ret["type"]
+    kind = kinds[0] if len(kinds) == 1 else kinds
+    return {"anyOf": [{"type": kind, "enum": values}, {"type": "null"}]}
+
+
+def _refs(node: Any) -> set[str]:
+    """The names of the component schemas ``node`` refers to, at any depth (not through
+    the components themselves)."""
+    if isinstance(node, dict):
+        found = {str(node["$ref"]).rsplit("/", 1)[-1]} if "$ref" in node else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(value) for value in node))
+    return set()
+
+
+def read_and_write_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """Give requests and answers schemas of their own, where one marshmallow schema serves
+    both: generated clients then see a response's read-only fields as always there, and never
+    offer them in a request.
+
+    - A schema sent in a request body and also answered splits in two: ``<Name>Input`` for
+      the request, without its read-only properties, and ``<Name>`` for the answers, without
+      its write-only ones. A schema only ever sent loses its read-only properties in place.
+    - In what MARS answers, a read-only property and one with a default are ``required``:
+      MARS dumps every field of what it returns.
+    """
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    bodies: list[dict[str, Any]] = []
+    answered: set[str] = set()
+    for item in [*document.get("paths", {}).values(), *document.get("webhooks", {}).values()]:
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            media = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if media and "$ref" in media.get("schema", {}):
+                bodies.append(media["schema"])
+            answered |= _refs(operation.get("responses", {}))
+    answered |= _refs(document.get("components", {}).get("responses", {}))
+    # What answered schemas nest is answered too; what webhooks send is read by the receiver.
+    answered |= {ref for item in document.get("webhooks", {}).values() for ref in _refs(item)}
+    pending = set(answered)
+    while pending:
+        nested = _refs(schemas.get(pending.pop(), {})) - answered
+        answered |= nested
+        pending |= nested
+    for body in bodies:
+        name = str(body["$ref"]).rsplit("/", 1)[-1]
+        schema = schemas[name]
+        properties = schema.get("properties", {})
+        read_only = {key for key, prop in properties.items() if prop.get("readOnly")}
+        if not read_only:
+            continue
+        written = {
+            **schema,
+            "properties": {k: v for k, v in properties.items() if k not in read_only},
+        }
+        if "required" in schema:
+            written["required"] = [k for k in schema["required"] if k not in read_only]
+        if name in answered:
+            name += "Input"
+            body["$ref"] = f"#/components/schemas/{name}"
+        schemas[name] = written
+    for name in answered & set(schemas):
+        schema = schemas[name]
+        properties = {
+            key: prop
+            for key, prop in schema.get("properties", {}).items()
+            if not prop.get("writeOnly")
+        }
+        if not properties:
+            continue
+        schema["properties"] = properties
+        always = [
+            key
+            for key, prop in properties.items()
+            if key in schema.get("required", ()) or prop.get("readOnly") or "default" in prop
+        ]
+        if always:
+            schema["required"] = always
+    return document
+
+
+class MarsAPISpec(APISpec):
+    """The document as flask-smorest builds it, finished by :func:`read_and_write_schemas`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return read_and_write_schemas(copy.deepcopy(super().to_dict()))
+
+
 class MarsApi(Api):
     """flask-smorest's Api, with problem+json errors and offline interactive docs."""
 
     def _init_spec(self, **kwargs: Any) -> None:
         super()._init_spec(**kwargs)
+        self.spec.__class__ = MarsAPISpec  # flask-smorest makes a plain APISpec
         self.ma_plugin.converter.add_attribute_function(no_nul_pattern)
+        self.ma_plugin.converter.add_attribute_function(nullable_enum)
 
     ERROR_SCHEMA = ProblemSchema
     DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
@@ -373,7 +492,13 @@ def docs_assets_blueprint() -> FlaskBlueprint:
     return bp
 
 
-def smorest_config(version: str) -> dict[str, Any]:
+def smorest_config(version: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    settings = settings or {}
+    contact = {"name": "MARS API"}
+    if settings.get("API_CONTACT_URL"):
+        contact["url"] = settings["API_CONTACT_URL"]
+    if settings.get("API_CONTACT_EMAIL"):
+        contact["email"] = settings["API_CONTACT_EMAIL"]
     return {
         "API_TITLE": "MARS API",
         "API_VERSION": version,
@@ -392,6 +517,7 @@ def smorest_config(version: str) -> dict[str, Any]:
                 "description": "The MARS platform API. Errors are RFC 9457 problem "
                 "documents; lists use keyset cursors.",
                 "license": {"name": "Apache 2.0", "identifier": "Apache-2.0"},
+                "contact": contact,
             },
             "servers": [{"url": "/"}],
         },

@@ -50,7 +50,12 @@ class MyNotifications(MethodView):
     @blp.arguments(NotificationQueryArgsSchema, location="query", as_kwargs=False)
     @blp.response(200, NotificationPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
-        """List your notifications, newest first"""
+        """List your notifications, newest first
+
+        Needs `notifications:read` and a token of a person. Returns a page of your notifications;
+        `unread=true` or `unread=false` filters them, and `next_cursor` (also in the `Link` header)
+        gives the next page.
+        """
         return send_page(services.list_notifications(my_id(), args))
 
 
@@ -60,7 +65,11 @@ class MyUnreadCount(MethodView):
     @blp.doc(operationId="count_my_unread_notifications")
     @blp.response(200, UnreadCountSchema)
     def get(self) -> dict[str, int]:
-        """Count your unread notifications"""
+        """Count your unread notifications
+
+        Needs `notifications:read`. Returns `unread`: how many of your notifications are not marked
+        read yet.
+        """
         return {"unread": services.unread_count(my_id())}
 
 
@@ -70,7 +79,11 @@ class MyNotificationsReadAll(MethodView):
     @blp.doc(operationId="mark_all_my_notifications_read")
     @blp.response(200, MarkedReadSchema)
     def post(self) -> dict[str, int]:
-        """Mark all your notifications read"""
+        """Mark all your notifications read
+
+        Needs `notifications:write`. Marks every unread notification of yours read and returns how
+        many that was, in `marked`.
+        """
         return {"marked": services.mark_all_read(my_id())}
 
 
@@ -80,7 +93,11 @@ class MyNotificationRead(MethodView):
     @blp.doc(operationId="mark_my_notification_read")
     @blp.response(200, NotificationSchema)
     def post(self, notification_id: str) -> Notification:
-        """Mark one of your notifications read"""
+        """Mark one of your notifications read
+
+        Needs `notifications:write`. Returns the notification with its `read_at`; one read already
+        keeps the time it was first read. A notification that is not yours is 404.
+        """
         return services.mark_read(my_id(), notification_id)
 
 
@@ -90,7 +107,12 @@ class MyPreferences(MethodView):
     @blp.doc(operationId="list_my_notification_preferences")
     @blp.response(200, PreferenceListSchema)
     def get(self) -> dict[str, Any]:
-        """List every event type and how you are told of it"""
+        """List every event type and how you are told of it
+
+        Needs `notifications:read`. Returns one entry per event type the server declares, with its
+        description and whether you get it `in_app` and by `email`; a type you never chose shows the
+        defaults (in the app, and by e-mail only if the operator turned that on).
+        """
         return {"items": services.list_preferences(my_id())}
 
 
@@ -101,7 +123,11 @@ class MyPreferenceByEventType(MethodView):
     @blp.arguments(PreferenceSchema)
     @blp.response(200, PreferenceSchema)
     def put(self, data: dict[str, bool], event_type: str) -> dict[str, Any]:
-        """Choose how you are told of one event type: in the app, by e-mail"""
+        """Choose how you are told of one event type: in the app, by e-mail
+
+        Needs `notifications:write`. Send both `in_app` and `email` as booleans; the answer is the
+        entry as it now stands. An event type the server does not declare is 404.
+        """
         return services.set_preference(
             my_id(), event_type, in_app=data["in_app"], email=data["email"]
         )

@@ -69,7 +69,12 @@ class Index(MethodView):
     @blp.doc(operationId="get_api_index")
     @blp.response(200, IndexSchema)
     def get(self) -> dict[str, Any]:
-        """Show where the API's documentation and resources are"""
+        """Show where the API's documentation and resources are
+
+        Needs no token. Returns the server's name, its MARS and API versions, and `links` to the
+        interactive documentation, the OpenAPI document, the meta and plugin lists, long-running
+        operations and the health check.
+        """
         return {
             "name": "MARS",
             "version": __version__,
@@ -90,7 +95,11 @@ class Meta(MethodView):
     @blp.doc(operationId="get_meta")
     @blp.response(200, MetaSchema)
     def get(self) -> dict[str, str]:
-        """Show the MARS and API versions"""
+        """Show the MARS and API versions
+
+        Needs no token. Returns the server's `name`, the MARS release in `version` and the API
+        version in `api_version` (`v1`).
+        """
         return {"name": "MARS", "version": __version__, "api_version": API_VERSION}
 
 
@@ -99,5 +108,10 @@ class Plugins(MethodView):
     @blp.doc(operationId="list_plugins")
     @blp.response(200, PluginListSchema)
     def get(self) -> dict[str, Any]:
-        """List the installed plugins, their versions and states"""
+        """List the installed plugins, their versions and states
+
+        Needs no token. Returns every plugin the server loaded, built in or installed, with its
+        `version`, `description`, `source` (`builtin` or the distribution that installed it) and
+        `state`, so disabled plugins are listed too.
+        """
         return {"items": plugin_rows()}

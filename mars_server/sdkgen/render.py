@@ -55,7 +55,9 @@ def _docstring(op: Operation) -> str:
     pad = " " * 8
     parts = [_wrap(op.summary or op.operation_id, 8).rstrip()]
     if op.description:
-        parts.append(textwrap.fill(op.description, LINE_LENGTH - 8, subsequent_indent=pad))
+        text = " ".join(op.description.split())
+        wrapped = textwrap.fill(text, LINE_LENGTH, initial_indent=pad, subsequent_indent=pad)
+        parts.append(wrapped.lstrip())
     if op.deprecated:
         parts.append(".. deprecated:: MARS marks this operation deprecated.")
     params = []

@@ -94,6 +94,10 @@ def _base_type(schema: dict[str, Any], direction: Direction) -> PyType:
         if direction == "request":
             return PyType("Mapping[str, Any]", None, nullable, stdlib=frozenset({"Any", "Mapping"}))
         return PyType(name, f"{name}.from_json({{}})", nullable, frozenset({name}))
+    parts = [p for p in schema.get("anyOf") or schema.get("oneOf") or () if p.get("type") != "null"]
+    if len(parts) == 1 and _nullable_in_union(schema):  # ``anyOf: [an enum, null]``
+        one = _base_type(parts[0], direction)
+        return PyType(one.annotation, one.converter, True, one.refs, one.stdlib)
     kinds, nullable = _types_of(schema)
     if "enum" in schema:
         values = [v for v in schema["enum"] if v is not None]

@@ -62,15 +62,17 @@ def document_webhooks(spec: APISpec, event_types: Mapping[str, EventType]) -> No
         webhooks[name] = {
             "post": {
                 "summary": event_type.description,
-                **(
-                    {
-                        "description": "Subscribing to it needs a token with the scope "
-                        f"`{event_type.scope}`.",
-                        "x-mars-scope": event_type.scope,
-                    }
+                "description": "MARS POSTs this to the endpoints subscribed to "
+                f"`{name}`, signed: check the `webhook-signature` header with the "
+                "endpoint's secret before you trust the body."
+                + (
+                    f" Subscribing to it needs a token with the scope `{event_type.scope}`."
                     if event_type.scope
-                    else {}
+                    else ""
                 ),
+                **({"x-mars-scope": event_type.scope} if event_type.scope else {}),
+                # No credential of the caller's: the signature headers vouch for MARS.
+                "security": [],
                 "operationId": "webhook_" + re.sub(r"[^a-z0-9]+", "_", name.lower()),
                 # A tag of their own: generators that write a module per tag must not put
                 # them with the operations that manage webhook endpoints (tag "webhooks").

@@ -64,7 +64,12 @@ class Webhooks(MethodView):
     @blp.arguments(WebhookQueryArgsSchema, location="query", as_kwargs=False)
     @blp.response(200, WebhookPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
-        """List your webhook endpoints, oldest first"""
+        """List your webhook endpoints, oldest first
+
+        Needs `webhooks:read` and a token of a person: endpoints belong to people, so an app's own
+        token gets 403. Returns a page of your endpoints, without their secrets; follow
+        `next_cursor` or the `Link` header for the next page.
+        """
         return send_page(services.list_endpoints(owner_id(), args))
 
     @blp.requires("webhooks:write")
@@ -72,7 +77,13 @@ class Webhooks(MethodView):
     @blp.arguments(WebhookSchema)
     @blp.response(201, NewSecretSchema)
     def post(self, data: dict[str, Any]) -> tuple[WithSecret, dict[str, str]]:
-        """Create a webhook endpoint; its signing secret is shown only in this answer"""
+        """Create a webhook endpoint; its signing secret is shown only in this answer
+
+        Needs `webhooks:write`, and your token must have the scope that reads each subscribed event
+        type (403 `insufficient_scope` otherwise). The answer carries `secret`, which signs every
+        delivery and is never shown again. Private and loopback URLs are refused unless the server
+        allows them.
+        """
         endpoint, secret = services.create_endpoint(owner_id(), data, issuer=current_actor())
         send_etag(endpoint)
         location = url_for("webhooks.WebhookById", webhook_id=endpoint.id)
@@ -85,7 +96,12 @@ class WebhookById(MethodView):
     @blp.doc(operationId="get_webhook")
     @blp.response(200, WebhookSchema)
     def get(self, webhook_id: str) -> WebhookEndpoint:
-        """Get one of your webhook endpoints"""
+        """Get one of your webhook endpoints
+
+        Needs `webhooks:read`. Returns the endpoint, never its secret, with an `ETag` for
+        `If-Match`; `disabled_reason` and `failing_since` tell why deliveries stopped. An endpoint
+        that is not yours is 404.
+        """
         return send_etag(services.get_endpoint(owner_id(), webhook_id))
 
     @blp.requires("webhooks:write")
@@ -93,7 +109,12 @@ class WebhookById(MethodView):
     @blp.arguments(WebhookUpdateSchema(partial=True))
     @blp.response(200, WebhookSchema)
     def patch(self, changes: dict[str, Any], webhook_id: str) -> WebhookEndpoint:
-        """Change a webhook endpoint, or enable it again (send If-Match)"""
+        """Change a webhook endpoint, or enable it again (send If-Match)
+
+        Needs `webhooks:write` and `If-Match`; send only the fields to change. Setting `disabled` to
+        false resumes deliveries and clears `disabled_reason` and `failing_since`. A new `url` needs
+        a token with the scopes that read all the endpoint's events; added `events`, their scopes.
+        """
         endpoint = services.get_endpoint(owner_id(), webhook_id)
         require_if_match(endpoint)
         return send_etag(services.update_endpoint(endpoint, changes, issuer=current_actor()))
@@ -102,7 +123,11 @@ class WebhookById(MethodView):
     @blp.doc(operationId="delete_webhook")
     @blp.response(204)
     def delete(self, webhook_id: str) -> None:
-        """Delete a webhook endpoint and its delivery log (send If-Match)"""
+        """Delete a webhook endpoint and its delivery log (send If-Match)
+
+        Needs `webhooks:write` and `If-Match`. The endpoint goes with its whole delivery log, and
+        deliveries still pending are not sent. An endpoint that is not yours is 404.
+        """
         endpoint = services.get_endpoint(owner_id(), webhook_id)
         require_if_match(endpoint)
         services.delete_endpoint(endpoint)
@@ -114,7 +139,13 @@ class WebhookSecret(MethodView):
     @blp.doc(operationId="rotate_webhook_secret")
     @blp.response(200, NewSecretSchema)
     def post(self, webhook_id: str) -> WithSecret:
-        """Rotate an endpoint's signing secret; both sign deliveries for a grace period"""
+        """Rotate an endpoint's signing secret; both sign deliveries for a grace period
+
+        Needs `webhooks:write` and a token with the scopes that read the endpoint's events. Returns
+        the endpoint with its new `secret`, shown this once; until `previous_secret_expires_at` (24
+        hours by default) deliveries carry signatures from both secrets, so update your receiver
+        meanwhile.
+        """
         endpoint = services.get_endpoint(owner_id(), webhook_id)
         secret = services.rotate_secret(endpoint, issuer=current_actor())
         send_etag(endpoint)
@@ -128,7 +159,13 @@ class Deliveries(MethodView):
     @blp.arguments(DeliveryQueryArgsSchema, location="query", as_kwargs=False)
     @blp.response(200, DeliveryPageSchema)
     def get(self, args: dict[str, Any], webhook_id: str) -> Any:
-        """List an endpoint's deliveries, oldest first; filter by status"""
+        """List an endpoint's deliveries, oldest first; filter by status
+
+        Needs `webhooks:read`. Returns a page of the endpoint's deliveries, each with its `status`
+        (`pending`, `succeeded` or `failed`) and its last attempt's outcome; filter with `status`
+        and follow `next_cursor` or the `Link` header. Finished deliveries are kept 30 days by
+        default.
+        """
         endpoint = services.get_endpoint(owner_id(), webhook_id)
         return send_page(services.list_deliveries(endpoint, args))
 
@@ -157,6 +194,11 @@ class Redelivery(MethodView):
     @blp.doc(operationId="redeliver_webhook_delivery")
     @blp.response(202, DeliverySchema)
     def post(self, webhook_id: str, delivery_id: str) -> WebhookDelivery:
-        """Send a delivery again: a new series of attempts with the same webhook-id"""
+        """Send a delivery again: a new series of attempts with the same webhook-id
+
+        Needs `webhooks:write`. Queues a new series of attempts with the same body and `webhook-id`,
+        replacing a series still waiting to retry, and answers 202 with the delivery back in
+        `pending`. A disabled endpoint is 409: enable it first.
+        """
         endpoint = services.get_endpoint(owner_id(), webhook_id)
         return services.redeliver(endpoint, services.get_delivery(endpoint, delivery_id))

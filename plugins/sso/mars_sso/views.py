@@ -40,7 +40,11 @@ class Providers(MethodView):
     @blp.cache_control(public_max_age=300)
     @blp.response(200, ProviderListSchema)
     def get(self) -> dict[str, Any]:
-        """List the identity providers people can sign in with"""
+        """List the identity providers people can sign in with
+
+        Needs no token; anonymous answers may be cached for five minutes. Returns each provider's
+        `name` (used in addresses), the `label` its sign-in button shows, and its `kind` (`oidc` or
+        `saml`)."""
         return {"items": services.providers()}
 
 
@@ -50,7 +54,11 @@ class Identities(MethodView):
     @blp.doc(operationId="list_sso_identities")
     @blp.response(200, IdentityListSchema)
     def get(self) -> dict[str, Any]:
-        """List the sign-ins at identity providers linked to your account"""
+        """List the sign-ins at identity providers linked to your account
+
+        Needs `account:read` and a token of a person. Returns your linked identities, oldest
+        first, each with its `provider`, the e-mail address the provider last gave and
+        `last_sign_in_at`."""
         return {"items": services.identities_of(_user_id())}
 
 
@@ -61,7 +69,11 @@ class IdentityById(MethodView):
     @blp.doc(operationId="unlink_sso_identity", **{"x-mars-if-match": False})
     @blp.response(204)
     def delete(self, identity_id: str) -> None:
-        """Unlink a sign-in from your account"""
+        """Unlink a sign-in from your account
+
+        Needs `account:write`; no `If-Match`. Tokens already issued stay valid, and a later sign-in
+        at that provider can link it again when the provider vouches for your e-mail address. An id
+        that is not one of your linked sign-ins is 404."""
         services.unlink(_user_id(), identity_id)
 
 

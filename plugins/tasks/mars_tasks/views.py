@@ -29,7 +29,12 @@ class Tasks(MethodView):
     @blp.arguments(TaskQueryArgsSchema, location="query", as_kwargs=False)
     @blp.response(200, TaskPageSchema)
     def get(self, args: dict[str, Any], project_id: str) -> Any:
-        """List a project's tasks, oldest first"""
+        """List a project's tasks, oldest first
+
+        Needs no token for a public project (a token sent must carry `tasks:read`); a private
+        project's tasks are visible to its members only, and 404 to others. Filter with `done=true`
+        or `done=false`; follow `next_cursor` or the `Link` header for the next page.
+        """
         return send_page(services.list_tasks(current_actor(), project_id, args))
 
     @blp.requires("tasks:write")
@@ -37,7 +42,12 @@ class Tasks(MethodView):
     @blp.arguments(TaskSchema)
     @blp.response(201, TaskSchema)
     def post(self, data: dict[str, Any], project_id: str) -> tuple[Task, dict[str, str]]:
-        """Add a task to a project (its members)"""
+        """Add a task to a project (its members)
+
+        Needs `tasks:write` and membership of the project, in any role: a project you can see but
+        are not a member of is 403, one you cannot see is 404. You are recorded as `created_by`;
+        emits `task.created`.
+        """
         created = services.create_task(current_actor(), project_id, data)
         location = url_for("tasks.TaskById", project_id=project_id, task_id=created.id)
         return send_etag(created), {"Location": location}
@@ -49,7 +59,12 @@ class TaskById(MethodView):
     @blp.doc(operationId="get_task")
     @blp.response(200, TaskSchema)
     def get(self, project_id: str, task_id: str) -> Task:
-        """Get a task"""
+        """Get a task
+
+        Needs no token for a task of a public project (a token sent must carry `tasks:read`); in a
+        private project only its members see it. A task you cannot see, or of another project, is
+        404; the answer carries an `ETag` for `If-Match`.
+        """
         return send_etag(services.get_task(current_actor(), project_id, task_id))
 
     @blp.requires("tasks:write")
@@ -57,7 +72,12 @@ class TaskById(MethodView):
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskSchema)
     def patch(self, changes: dict[str, Any], project_id: str, task_id: str) -> Task:
-        """Change a task, or tick it off (its project's members; send If-Match)"""
+        """Change a task, or tick it off (its project's members; send If-Match)
+
+        Needs `tasks:write`, membership of the project in any role, and `If-Match`; send only the
+        fields to change, such as `{"done": true}` to tick it off. A real change emits
+        `task.updated`.
+        """
         found = services.get_task(current_actor(), project_id, task_id)
         require_if_match(found)
         return send_etag(services.update_task(current_actor(), found, changes))
@@ -66,7 +86,11 @@ class TaskById(MethodView):
     @blp.doc(operationId="delete_task")
     @blp.response(204)
     def delete(self, project_id: str, task_id: str) -> None:
-        """Delete a task (its project's members; send If-Match)"""
+        """Delete a task (its project's members; send If-Match)
+
+        Needs `tasks:write`, membership of the project in any role, and `If-Match`. Emits
+        `task.deleted`.
+        """
         found = services.get_task(current_actor(), project_id, task_id)
         require_if_match(found)
         services.delete_task(current_actor(), found)

@@ -36,6 +36,11 @@ class AccountsResource(Resource):
     ) -> Accepted:
         """Register: a verification link is e-mailed.
 
+        Needs no token. Creates a pending account and e-mails a link to verify the address; the
+        answer is the same whether or not the address has an account, and registering again while
+        pending replaces the password and name. Too many account e-mails asked for from your IP
+        address: 429; an address whose domain uses single sign-on: 422.
+
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/accounts``
@@ -55,6 +60,10 @@ class AccountsResource(Resource):
     ) -> Accepted:
         """Ask for a password-reset link by e-mail.
 
+        Needs no token. If the address has an account that is not disabled, a reset link is e-mailed
+        (it works once, for 30 minutes by default) and older ones stop working; the answer never
+        says whether it has one. Too many requests from your IP address: 429.
+
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/accounts/password-reset``
@@ -73,6 +82,10 @@ class AccountsResource(Resource):
         idempotency_key: str | None = None,
     ) -> Accepted:
         """Ask for a new verification link by e-mail (the same answer for every address).
+
+        Needs no token. If the address has an account still waiting for verification, a new link is
+        e-mailed and older links stop working; otherwise nothing is sent, with the same answer. Too
+        many requests from your IP address: 429.
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 
@@ -94,6 +107,10 @@ class AccountsResource(Resource):
     ) -> None:
         """Set a new password with the link's token; every token you hold is revoked.
 
+        Needs no token. Send the link's `token` and the new `password`: every token of the account
+        is revoked and its browser sign-ins end. An unusable link is 400; a password the policy
+        refuses is 422 and leaves the link usable for another try.
+
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/accounts/password-reset/confirm``
@@ -112,6 +129,10 @@ class AccountsResource(Resource):
         idempotency_key: str | None = None,
     ) -> None:
         """Verify your e-mail address with the link's token.
+
+        Needs no token. Send the `token` from the e-mailed link: a pending account becomes active. A
+        link works once and expires (after 48 hours by default); an unknown, used or expired one is
+        400.
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 

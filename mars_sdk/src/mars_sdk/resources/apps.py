@@ -44,6 +44,10 @@ class AppsResource(Resource):
     ) -> NewApp:
         """Register an OAuth app (its secret is shown once).
 
+        Needs `apps:write`, and your token must have every scope you give the app (403
+        `insufficient_scope` otherwise). The answer carries `client_secret` (null for public apps)
+        this once only: store it. `authorization_code` needs at least one redirect URI.
+
         :param client_type: confidential (a server that keeps a secret) or public.
         :param scopes: The most this app may ask for: declared scopes only.
         :param redirect_uris: Exact URIs, https:// (or http:// on localhost/127.0.0.1); no fragment,
@@ -77,6 +81,10 @@ class AppsResource(Resource):
     ) -> None:
         """Delete an OAuth app; its tokens stop working (send If-Match).
 
+        Needs `apps:write` and `If-Match`. Every token issued to the app is revoked, its
+        authorization codes are dropped, and the personal access tokens it created for people are
+        revoked too. An app you do not own is 404.
+
         :param if_match: the ETag you read, or the model that carries it; a stale one raises
             PreconditionFailed.
 
@@ -97,6 +105,9 @@ class AppsResource(Resource):
     ) -> App:
         """Show one of your OAuth apps.
 
+        Needs `apps:read`. Returns the app, never its secret, with an `ETag` for `If-Match`; an app
+        you do not own is 404.
+
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
         ``GET /api/v1/apps/{app_id}`` (scopes: apps:read)
@@ -114,6 +125,9 @@ class AppsResource(Resource):
     ) -> list[App]:
         """List the OAuth apps you registered.
 
+        Needs `apps:read` and a token of a person (an app's own token gets 403). Returns the OAuth
+        apps you own, oldest first; their secrets are never shown.
+
         ``GET /api/v1/apps`` (scopes: apps:read)
         """
         return self._client._call(
@@ -128,6 +142,10 @@ class AppsResource(Resource):
         idempotency_key: str | None = None,
     ) -> NewApp:
         """Rotate an app's secret; the old one works for a grace period.
+
+        Needs `apps:write` and a token with every scope the app may ask for. Returns the app with
+        its new `client_secret`, shown this once; the previous secret keeps working until
+        `previous_secret_expires_at`. A public app has no secret: 409.
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 
@@ -154,6 +172,10 @@ class AppsResource(Resource):
         if_match: str | HasETag,
     ) -> App:
         """Change an OAuth app (send If-Match).
+
+        Needs `apps:write` and `If-Match`; `client_type` cannot change. Widening `scopes` needs a
+        token with the new scopes, and changing `redirect_uris` or `grant_types` needs one with
+        every scope the app may ask for (403 `insufficient_scope` otherwise).
 
         :param redirect_uris: Exact URIs, https:// (or http:// on localhost/127.0.0.1); no fragment,
             no user name.

@@ -31,6 +31,10 @@ class AuditResource(Resource):
     ) -> AuditRecord:
         """Get one audit entry, with its place in the hash chain.
 
+        Needs `audit:read` and the admin role. Returns the entry with `seq`, `prev_hash` and `hash`,
+        which stay null for the few seconds until the entry is sealed into the chain; an unknown id
+        is 404.
+
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
         ``GET /api/v1/audit/{record_id}`` (scopes: audit:read)
@@ -55,6 +59,10 @@ class AuditResource(Resource):
         until: datetime | None = None,
     ) -> PageIterator[AuditRecord]:
         """List audit entries, oldest first; filter by actor, target, action and time.
+
+        Needs `audit:read` and the admin role. Returns a page of entries: filter with `actor`,
+        `target`, `action` (end it with `*` to match a prefix) and `since`/`until`, and follow
+        `next_cursor` or the `Link` header for the next page.
 
         :param limit: Items per page (default 50, at most 200).
         :param cursor: `next_cursor` of the previous page; opaque.

@@ -30,6 +30,9 @@ class JobsResource(Resource):
     ) -> Job:
         """Get a background job, with its last error.
 
+        Needs `jobs:read` and the admin role. Returns the job's `task`, `status`, `attempts` out of
+        `max_attempts`, when it is due (`run_at`) and `last_error`; an unknown id is 404.
+
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
         ``GET /api/v1/jobs/{job_id}`` (scopes: jobs:read)
@@ -52,6 +55,10 @@ class JobsResource(Resource):
     ) -> PageIterator[Job]:
         """List background jobs, oldest first; filter by status and task.
 
+        Needs `jobs:read` and the admin role. Returns a page of jobs: filter with `status`
+        (`queued`, `running`, `succeeded` or `dead`) and `task`, and follow `next_cursor` or the
+        `Link` header for the next page.
+
         :param limit: Items per page (default 50, at most 200).
         :param cursor: `next_cursor` of the previous page; opaque.
         :returns: the items of every page, fetched as you iterate.
@@ -71,6 +78,10 @@ class JobsResource(Resource):
         idempotency_key: str | None = None,
     ) -> Job:
         """Run a dead job again now, with a fresh count of attempts.
+
+        Needs `jobs:write` and the admin role. A dead or still queued job is queued to run now with
+        `attempts` back at 0, and returned; a running or succeeded job is 409. Each retry is
+        recorded in the audit log.
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 

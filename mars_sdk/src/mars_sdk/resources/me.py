@@ -56,6 +56,10 @@ class MeResource(Resource):
     ) -> None:
         """Change your password; every token you hold is revoked.
 
+        Needs `account:write`; send `current_password` and `new_password`. A wrong current password
+        is 422 and counts as a failed sign-in, so repeated tries end in 429. On success every token
+        you hold is revoked, including the one that made this call, and your browser sign-ins end.
+
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/me/password`` (scopes: account:write)
@@ -78,10 +82,10 @@ class MeResource(Resource):
         """Create a personal access token (shown once).
 
         The new token is never stronger than the one that asks for it: its scopes must be among the
-        calling token's (403 `insufficient_scope` names the missing ones), and it ends when
-        the calling token does at the latest: a longer `expires_in_days` is cut
-        (`expires_at` tells). An OAuth app's token also needs the `account:tokens` scope,
-        which the user allows on the consent page.
+        calling token's (403 `insufficient_scope` names the missing ones), and it ends when the
+        calling token does at the latest: a longer `expires_in_days` is cut (`expires_at` tells). An
+        OAuth app's token also needs the `account:tokens` scope, which the user allows on the
+        consent page.
 
         :param expires_in_days: Default 90; capped by the server's maximum.
         :param idempotency_key: makes retries safe; one is made up when not given.
@@ -104,9 +108,9 @@ class MeResource(Resource):
         """Delete your account, after a grace period.
 
         Every token of yours is revoked at once; the account and everything every part of MARS keeps
-        about you is erased after the grace period (14 days unless the operator says
-        otherwise). Signing in before then cancels the deletion. A 409 says what you must do
-        first (a project only you own, that has other members).
+        about you is erased after the grace period (14 days unless the operator says otherwise).
+        Signing in before then cancels the deletion. A 409 says what you must do first (a project
+        only you own, that has other members).
 
         :param password: Your current password. An account that signs in through single sign-on
             sends none, and calls with the token of a sign-in made in the last 10 minutes
@@ -128,10 +132,10 @@ class MeResource(Resource):
         """Ask for an export of your data.
 
         Everything MARS keeps about you, as a ZIP of JSON files, one per part of MARS. It is made in
-        the background, as a long-running operation: follow `Location` (or the SDK's
-        `client.wait`) until it succeeds; its `result` is the export. You then get a
-        notification and an e-mail with a link that works once, for a limited time. Asking
-        again while one is being made returns that one.
+        the background, as a long-running operation: follow `Location` (or the SDK's `client.wait`)
+        until it succeeds; its `result` is the export. You then get a notification and an e-mail
+        with a link that works once, for a limited time. Asking again while one is being made
+        returns that one.
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 
@@ -149,6 +153,10 @@ class MeResource(Resource):
     ) -> Me:
         """Show your account.
 
+        Needs `account:read` and a token that acts for a person: an app's own client-credentials
+        token gets 403. Returns your e-mail address, display name, status, roles and
+        `deletion_due_at`, with an `ETag` to send as `If-Match` when you change the account.
+
         ``GET /api/v1/me`` (scopes: account:read)
         """
         return self._client._call(
@@ -164,6 +172,10 @@ class MeResource(Resource):
         if_none_match: DataExport | None = None,
     ) -> DataExport:
         """Show where an export of your data stands.
+
+        Needs `account:read`. Returns the export's `status`, `ready_at`, `expires_at`,
+        `downloaded_at` and any `error`; an export that is not yours is 404. The download link
+        itself is only ever sent by e-mail.
 
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
@@ -185,6 +197,9 @@ class MeResource(Resource):
     ) -> Token:
         """Show one of your personal access tokens (never the token itself).
 
+        Needs `account:read`. Returns the token's name, `hint`, scopes, expiry, last use and
+        `revoked_at`; a token that is not yours is 404.
+
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
         ``GET /api/v1/me/tokens/{token_id}`` (scopes: account:read)
@@ -202,6 +217,9 @@ class MeResource(Resource):
     ) -> list[Authorization]:
         """List the apps you allowed to act for you.
 
+        Needs `account:read`. Returns the OAuth apps whose consent MARS remembers for you, newest
+        first, with the `scopes` you allowed each and when (`granted_at`).
+
         ``GET /api/v1/me/authorizations`` (scopes: account:read)
         """
         return self._client._call(
@@ -214,6 +232,10 @@ class MeResource(Resource):
     ) -> list[DataExport]:
         """List your latest data exports, newest first.
 
+        Needs `account:read`. Returns your 20 most recent data exports, each with its `status`
+        (`pending`, `ready`, `downloaded`, `expired` or `failed`), size and expiry. The download
+        link itself is only ever sent by e-mail.
+
         ``GET /api/v1/me/exports`` (scopes: account:read)
         """
         return self._client._call(
@@ -225,6 +247,10 @@ class MeResource(Resource):
         self,
     ) -> list[Token]:
         """List your personal access tokens.
+
+        Needs `account:read`. Returns your personal access tokens, newest first, including revoked
+        and expired ones (see `revoked_at` and `expires_at`); each shows its `hint`, scopes and last
+        use, never the token itself.
 
         ``GET /api/v1/me/tokens`` (scopes: account:read)
         """
@@ -239,6 +265,10 @@ class MeResource(Resource):
         client_id: str,
     ) -> None:
         """Take back what you allowed an app: its tokens stop working, and it must ask again.
+
+        Needs `account:write`. Forgets what you allowed the app, revokes every OAuth token it holds
+        for you and the personal access tokens it created for you; the app must ask for your consent
+        again. An app you have not allowed is 404.
 
         ``DELETE /api/v1/me/authorizations/{client_id}`` (scopes: account:write)
         """
@@ -255,6 +285,9 @@ class MeResource(Resource):
     ) -> None:
         """Revoke one of your personal access tokens.
 
+        Needs `account:write`; no `If-Match`. The token stops working at once; revoking one that is
+        already revoked changes nothing and still answers 204. A token that is not yours is 404.
+
         ``DELETE /api/v1/me/tokens/{token_id}`` (scopes: account:write)
         """
         return self._client._call(
@@ -270,6 +303,10 @@ class MeResource(Resource):
         if_match: str | HasETag,
     ) -> Me:
         """Change your display name (send If-Match).
+
+        Needs `account:write`. Only `display_name` can change; send `If-Match` with the `ETag` you
+        last read (428 without it, 412 if the account changed since). Returns the updated account
+        and its new `ETag`.
 
         :param if_match: the ETag you read, or the model that carries it; a stale one raises
             PreconditionFailed.

@@ -22,6 +22,10 @@ class MetaResource(Resource):
     ) -> Index:
         """Show where the API's documentation and resources are.
 
+        Needs no token. Returns the server's name, its MARS and API versions, and `links` to the
+        interactive documentation, the OpenAPI document, the meta and plugin lists, long-running
+        operations and the health check.
+
         ``GET /api/v1``
         """
         return self._client._call(
@@ -34,6 +38,9 @@ class MetaResource(Resource):
     ) -> Meta:
         """Show the MARS and API versions.
 
+        Needs no token. Returns the server's `name`, the MARS release in `version` and the API
+        version in `api_version` (`v1`).
+
         ``GET /api/v1/meta``
         """
         return self._client._call(
@@ -45,6 +52,10 @@ class MetaResource(Resource):
         self,
     ) -> list[Plugin]:
         """List the installed plugins, their versions and states.
+
+        Needs no token. Returns every plugin the server loaded, built in or installed, with its
+        `version`, `description`, `source` (`builtin` or the distribution that installed it) and
+        `state`, so disabled plugins are listed too.
 
         ``GET /api/v1/meta/plugins``
         """

@@ -46,6 +46,9 @@ class NotificationsResource(Resource):
     ) -> UnreadCount:
         """Count your unread notifications.
 
+        Needs `notifications:read`. Returns `unread`: how many of your notifications are not marked
+        read yet.
+
         ``GET /api/v1/me/notifications/unread-count`` (scopes: notifications:read)
         """
         return self._client._call(
@@ -57,6 +60,10 @@ class NotificationsResource(Resource):
         self,
     ) -> list[Preference]:
         """List every event type and how you are told of it.
+
+        Needs `notifications:read`. Returns one entry per event type the server declares, with its
+        description and whether you get it `in_app` and by `email`; a type you never chose shows the
+        defaults (in the app, and by e-mail only if the operator turned that on).
 
         ``GET /api/v1/me/notification-preferences`` (scopes: notifications:read)
         """
@@ -73,6 +80,10 @@ class NotificationsResource(Resource):
         unread: bool | None = None,
     ) -> PageIterator[Notification]:
         """List your notifications, newest first.
+
+        Needs `notifications:read` and a token of a person. Returns a page of your notifications;
+        `unread=true` or `unread=false` filters them, and `next_cursor` (also in the `Link` header)
+        gives the next page.
 
         :param limit: Items per page (default 50, at most 200).
         :param cursor: `next_cursor` of the previous page; opaque.
@@ -94,6 +105,9 @@ class NotificationsResource(Resource):
     ) -> MarkedRead:
         """Mark all your notifications read.
 
+        Needs `notifications:write`. Marks every unread notification of yours read and returns how
+        many that was, in `marked`.
+
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/me/notifications/read-all`` (scopes: notifications:write)
@@ -112,6 +126,9 @@ class NotificationsResource(Resource):
         idempotency_key: str | None = None,
     ) -> Notification:
         """Mark one of your notifications read.
+
+        Needs `notifications:write`. Returns the notification with its `read_at`; one read already
+        keeps the time it was first read. A notification that is not yours is 404.
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 
@@ -133,6 +150,9 @@ class NotificationsResource(Resource):
         email: bool,
     ) -> Preference:
         """Choose how you are told of one event type: in the app, by e-mail.
+
+        Needs `notifications:write`. Send both `in_app` and `email` as booleans; the answer is the
+        entry as it now stands. An event type the server does not declare is 404.
 
         :param in_app: Show it in your notifications.
         :param email: E-mail it to you.

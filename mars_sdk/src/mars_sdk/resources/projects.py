@@ -45,6 +45,11 @@ class ProjectsResource(Resource):
     ) -> Member:
         """Add a member, or change their role (maintainers and owners).
 
+        Needs `projects:write` and the owner or maintainer role; making someone an owner, or
+        changing an owner's role, needs the owner role. `user_id` must be an active account (422
+        otherwise), and a project keeps at least one owner (409). Emits `project.member_added` or
+        `project.member_updated`.
+
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/projects/{project_id}/members`` (scopes: projects:write)
@@ -69,6 +74,10 @@ class ProjectsResource(Resource):
     ) -> Project:
         """Create a project; you become its owner.
 
+        Needs `projects:write` and a token of a person, who becomes the project's only owner;
+        `visibility` defaults to `private`. A `slug` already taken is 409. Limited to 30 projects a
+        minute per caller; emits `project.created`.
+
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/projects`` (scopes: projects:write)
@@ -88,6 +97,9 @@ class ProjectsResource(Resource):
         if_match: str | HasETag,
     ) -> None:
         """Delete a project (owners; send If-Match).
+
+        Needs `projects:write`, the owner role in the project and `If-Match`. Emits
+        `project.deleted`; the project's tasks are removed with it, in the background.
 
         :param if_match: the ETag you read, or the model that carries it; a stale one raises
             PreconditionFailed.
@@ -109,6 +121,10 @@ class ProjectsResource(Resource):
     ) -> Project:
         """Get a project.
 
+        Needs no token for a public project (a token sent must carry `projects:read`); a private
+        project is visible to its members only, and 404 to everyone else. The answer carries an
+        `ETag` for `If-Match`.
+
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
         ``GET /api/v1/projects/{project_id}`` (scopes: projects:read)
@@ -128,6 +144,10 @@ class ProjectsResource(Resource):
     ) -> list[Member]:
         """List a project's members and their roles.
 
+        Needs no token for a public project (a token sent must carry `projects:read`); a private
+        project's members are listed to its members only, and anyone else gets 404. Returns each
+        member's `user_id`, `role` and `added_at`, oldest first.
+
         ``GET /api/v1/projects/{project_id}/members`` (scopes: projects:read)
         """
         return self._client._call(
@@ -144,6 +164,11 @@ class ProjectsResource(Resource):
         visibility: Literal["public", "private"] | None = None,
     ) -> PageIterator[Project]:
         """List the projects you can see, oldest first.
+
+        Needs no token, but a token sent must carry `projects:read`. Anonymous callers and apps
+        acting for themselves see public projects only; a person also sees the private projects they
+        are a member of. Filter with `visibility`; follow `next_cursor` or the `Link` header for the
+        next page.
 
         :param limit: Items per page (default 50, at most 200).
         :param cursor: `next_cursor` of the previous page; opaque.
@@ -166,6 +191,10 @@ class ProjectsResource(Resource):
     ) -> None:
         """Remove a member (maintainers and owners), or leave the project yourself.
 
+        Needs `projects:write`; no `If-Match`. Anyone may remove themselves; removing someone else
+        needs the owner or maintainer role, and removing an owner needs the owner role. The last
+        owner cannot leave (409); emits `project.member_removed`.
+
         ``DELETE /api/v1/projects/{project_id}/members/{user_id}`` (scopes: projects:write)
         """
         return self._client._call(
@@ -185,6 +214,10 @@ class ProjectsResource(Resource):
         if_match: str | HasETag,
     ) -> Project:
         """Change a project (maintainers and owners; send If-Match).
+
+        Needs `projects:write` and the owner or maintainer role in the project; send `If-Match` and
+        only the fields to change. A `slug` already taken is 409; a real change emits
+        `project.updated`.
 
         :param if_match: the ETag you read, or the model that carries it; a stale one raises
             PreconditionFailed.

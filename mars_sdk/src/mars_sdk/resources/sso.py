@@ -27,6 +27,9 @@ class SsoResource(Resource):
     ) -> list[Identity]:
         """List the sign-ins at identity providers linked to your account.
 
+        Needs `account:read` and a token of a person. Returns your linked identities, oldest first,
+        each with its `provider`, the e-mail address the provider last gave and `last_sign_in_at`.
+
         ``GET /api/v1/sso/identities`` (scopes: account:read)
         """
         return self._client._call(
@@ -38,6 +41,10 @@ class SsoResource(Resource):
         self,
     ) -> list[Provider]:
         """List the identity providers people can sign in with.
+
+        Needs no token; anonymous answers may be cached for five minutes. Returns each provider's
+        `name` (used in addresses), the `label` its sign-in button shows, and its `kind` (`oidc` or
+        `saml`).
 
         ``GET /api/v1/sso/providers``
         """
@@ -76,6 +83,10 @@ class SsoResource(Resource):
         identity_id: str,
     ) -> None:
         """Unlink a sign-in from your account.
+
+        Needs `account:write`; no `If-Match`. Tokens already issued stay valid, and a later sign-in
+        at that provider can link it again when the provider vouches for your e-mail address. An id
+        that is not one of your linked sign-ins is 404.
 
         ``DELETE /api/v1/sso/identities/{identity_id}`` (scopes: account:write)
         """

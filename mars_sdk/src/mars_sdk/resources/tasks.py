@@ -39,6 +39,10 @@ class TasksResource(Resource):
     ) -> Task:
         """Add a task to a project (its members).
 
+        Needs `tasks:write` and membership of the project, in any role: a project you can see but
+        are not a member of is 403, one you cannot see is 404. You are recorded as `created_by`;
+        emits `task.created`.
+
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/projects/{project_id}/tasks`` (scopes: tasks:write)
@@ -61,6 +65,9 @@ class TasksResource(Resource):
     ) -> None:
         """Delete a task (its project's members; send If-Match).
 
+        Needs `tasks:write`, membership of the project in any role, and `If-Match`. Emits
+        `task.deleted`.
+
         :param if_match: the ETag you read, or the model that carries it; a stale one raises
             PreconditionFailed.
 
@@ -81,6 +88,10 @@ class TasksResource(Resource):
         if_none_match: Task | None = None,
     ) -> Task:
         """Get a task.
+
+        Needs no token for a task of a public project (a token sent must carry `tasks:read`); in a
+        private project only its members see it. A task you cannot see, or of another project, is
+        404; the answer carries an `ETag` for `If-Match`.
 
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
@@ -103,6 +114,10 @@ class TasksResource(Resource):
         done: bool | None = None,
     ) -> PageIterator[Task]:
         """List a project's tasks, oldest first.
+
+        Needs no token for a public project (a token sent must carry `tasks:read`); a private
+        project's tasks are visible to its members only, and 404 to others. Filter with `done=true`
+        or `done=false`; follow `next_cursor` or the `Link` header for the next page.
 
         :param limit: Items per page (default 50, at most 200).
         :param cursor: `next_cursor` of the previous page; opaque.
@@ -129,6 +144,10 @@ class TasksResource(Resource):
         if_match: str | HasETag,
     ) -> Task:
         """Change a task, or tick it off (its project's members; send If-Match).
+
+        Needs `tasks:write`, membership of the project in any role, and `If-Match`; send only the
+        fields to change, such as `{"done": true}` to tick it off. A real change emits
+        `task.updated`.
 
         :param if_match: the ETag you read, or the model that carries it; a stale one raises
             PreconditionFailed.

@@ -33,6 +33,9 @@ class UsersResource(Resource):
     ) -> User:
         """Show an account (admins).
 
+        Needs `users:read` and the admin role. Returns the account with its status and roles, and an
+        `ETag`; an unknown id is 404.
+
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
         ``GET /api/v1/users/{user_id}`` (scopes: users:read)
@@ -53,6 +56,10 @@ class UsersResource(Resource):
         idempotency_key: str | None = None,
     ) -> User:
         """Grant a role (admins).
+
+        Needs `users:write` and the admin role. Gives the account the `role` (`admin` or `member`)
+        and returns the account; granting a role it already holds changes nothing. Each grant is
+        recorded in the audit log.
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 
@@ -75,6 +82,9 @@ class UsersResource(Resource):
         status: Literal["pending", "active", "disabled"] | None = None,
     ) -> PageIterator[User]:
         """List accounts (admins).
+
+        Needs `users:read` and the admin role. Returns a page of accounts; filter with `status`, and
+        follow `next_cursor` (or the `Link` header) for the next page.
 
         :param limit: Items per page (default 50, at most 200).
         :param cursor: `next_cursor` of the previous page; opaque.

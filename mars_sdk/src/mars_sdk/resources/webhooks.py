@@ -57,6 +57,11 @@ class WebhooksResource(Resource):
     ) -> NewSecret:
         """Create a webhook endpoint; its signing secret is shown only in this answer.
 
+        Needs `webhooks:write`, and your token must have the scope that reads each subscribed event
+        type (403 `insufficient_scope` otherwise). The answer carries `secret`, which signs every
+        delivery and is never shown again. Private and loopback URLs are refused unless the server
+        allows them.
+
         :param url: Where deliveries are POSTed: http:// or https://, no credentials; private and
             loopback addresses are refused unless the server allows them.
         :param events: The event types to receive (see the OpenAPI `webhooks` section).
@@ -81,6 +86,9 @@ class WebhooksResource(Resource):
     ) -> None:
         """Delete a webhook endpoint and its delivery log (send If-Match).
 
+        Needs `webhooks:write` and `If-Match`. The endpoint goes with its whole delivery log, and
+        deliveries still pending are not sent. An endpoint that is not yours is 404.
+
         :param if_match: the ETag you read, or the model that carries it; a stale one raises
             PreconditionFailed.
 
@@ -100,6 +108,10 @@ class WebhooksResource(Resource):
         if_none_match: Webhook | None = None,
     ) -> Webhook:
         """Get one of your webhook endpoints.
+
+        Needs `webhooks:read`. Returns the endpoint, never its secret, with an `ETag` for `If-
+        Match`; `disabled_reason` and `failing_since` tell why deliveries stopped. An endpoint that
+        is not yours is 404.
 
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
@@ -123,8 +135,8 @@ class WebhooksResource(Resource):
         """Get a delivery: the body it sends and each of its attempts.
 
         The body shows the event's data: it needs the scope that reads it too (the event type's
-        `x-mars-scope`, such as `projects:read`), or the answer is 403 `insufficient_scope`
-        naming it.
+        `x-mars-scope`, such as `projects:read`), or the answer is 403 `insufficient_scope` naming
+        it.
 
         :param if_none_match: a copy you hold: it is returned as it is while current (304).
 
@@ -148,6 +160,11 @@ class WebhooksResource(Resource):
     ) -> PageIterator[Delivery]:
         """List an endpoint's deliveries, oldest first; filter by status.
 
+        Needs `webhooks:read`. Returns a page of the endpoint's deliveries, each with its `status`
+        (`pending`, `succeeded` or `failed`) and its last attempt's outcome; filter with `status`
+        and follow `next_cursor` or the `Link` header. Finished deliveries are kept 30 days by
+        default.
+
         :param limit: Items per page (default 50, at most 200).
         :param cursor: `next_cursor` of the previous page; opaque.
         :param status: Only deliveries in this state.
@@ -170,6 +187,10 @@ class WebhooksResource(Resource):
     ) -> PageIterator[Webhook]:
         """List your webhook endpoints, oldest first.
 
+        Needs `webhooks:read` and a token of a person: endpoints belong to people, so an app's own
+        token gets 403. Returns a page of your endpoints, without their secrets; follow
+        `next_cursor` or the `Link` header for the next page.
+
         :param limit: Items per page (default 50, at most 200).
         :param cursor: `next_cursor` of the previous page; opaque.
         :returns: the items of every page, fetched as you iterate.
@@ -191,6 +212,10 @@ class WebhooksResource(Resource):
     ) -> Delivery:
         """Send a delivery again: a new series of attempts with the same webhook-id.
 
+        Needs `webhooks:write`. Queues a new series of attempts with the same body and `webhook-id`,
+        replacing a series still waiting to retry, and answers 202 with the delivery back in
+        `pending`. A disabled endpoint is 409: enable it first.
+
         :param idempotency_key: makes retries safe; one is made up when not given.
 
         ``POST /api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver``
@@ -210,6 +235,11 @@ class WebhooksResource(Resource):
         idempotency_key: str | None = None,
     ) -> NewSecret:
         """Rotate an endpoint's signing secret; both sign deliveries for a grace period.
+
+        Needs `webhooks:write` and a token with the scopes that read the endpoint's events. Returns
+        the endpoint with its new `secret`, shown this once; until `previous_secret_expires_at` (24
+        hours by default) deliveries carry signatures from both secrets, so update your receiver
+        meanwhile.
 
         :param idempotency_key: makes retries safe; one is made up when not given.
 
@@ -234,6 +264,10 @@ class WebhooksResource(Resource):
         if_match: str | HasETag,
     ) -> Webhook:
         """Change a webhook endpoint, or enable it again (send If-Match).
+
+        Needs `webhooks:write` and `If-Match`; send only the fields to change. Setting `disabled` to
+        false resumes deliveries and clears `disabled_reason` and `failing_since`. A new `url` needs
+        a token with the scopes that read all the endpoint's events; added `events`, their scopes.
 
         :param url: Where deliveries are POSTed: http:// or https://, no credentials; private and
             loopback addresses are refused unless the server allows them.
