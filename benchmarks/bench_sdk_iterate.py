@@ -4,7 +4,7 @@ Both variants read the very same pages from the same MARS in the same run:
 ``GET /api/v1/projects?limit=200`` from the first page to the last, following
 ``next_cursor``, anonymously (every project is made public).
 
-- **sdk**: ``for project in client.projects.list_projects(limit=200)``: typed
+- **sdk**: ``for project in client.projects.list(limit=200)``: typed
   ``Project`` models (two ``datetime``s each), the SDK's headers, request ids, retries
   and deprecation check;
 - **requests**: a ``requests.Session`` loop that calls ``.json()`` on each page and
@@ -74,7 +74,7 @@ def iterate_sdk(base_url: str, page: int) -> tuple[int, str]:
 
     count, last = 0, ""
     with MarsClient(base_url) as client:
-        for project in client.projects.list_projects(limit=page):
+        for project in client.projects.list(limit=page):
             count += 1
             last = project.id
     return count, last

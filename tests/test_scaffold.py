@@ -187,8 +187,10 @@ def test_a_new_plugin_installs_migrates_serves_passes_its_tests_and_joins_the_sd
     shutil.copytree(SDK_PACKAGE, sdk)
     run(*mars, "sdk", "generate", "--out", str(sdk), env=env)
     resource = (sdk / "resources" / "chores.py").read_text()
-    for operation in ("list_chores", "create_chore", "get_chore", "update_chore", "delete_chore"):
-        assert f"def {operation}(" in resource
+    # client.chores.list(), .create(...), .get(chore_id), .update(chore_id, ...), .delete(...)
+    for method in ("list(", "create(", "get(", "update(", "delete("):
+        assert f"    def {method}" in resource
+    assert "def get(\n        self,\n        chore_id: str,\n" in resource
     assert '"chore.created": WebhookChoreCreated.from_json' in (sdk / "events.py").read_text()
 
     # Disabled, it stays listed; purged, its table goes; uninstalled, MARS is clean; installed

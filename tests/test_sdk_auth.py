@@ -57,7 +57,7 @@ def approve_in_browser(url: str, email: str, password: str = PASSWORD) -> str:
 
 
 def register_app(client: MarsClient, **fields):
-    return client.apps.create_app(
+    return client.apps.create(
         **{
             "name": "Rover",
             "client_type": "confidential",
@@ -73,9 +73,9 @@ def test_a_personal_access_token_is_never_logged(sdk, caplog):
     client = sdk()
     token = client.auth._token
     caplog.set_level(logging.DEBUG, logger="mars_sdk")
-    client.me.get_me()
+    client.me.get()
     with pytest.raises(PermissionDenied):
-        client.users.list_users()
+        client.users.list()
     assert caplog.records and all(token not in r.getMessage() for r in caplog.records)
     assert token not in repr(client) and token not in repr(client.auth)
 
@@ -89,13 +89,13 @@ def test_client_credentials_fetch_and_renew_their_token(live_server, sdk):
         client.session.hooks["response"].append(
             lambda r, **_: token_requests.append(r.status_code) if "/oauth/" in r.url else None
         )
-        assert list(client.projects.list_projects()) == []
-        assert list(client.projects.list_projects()) == []
+        assert list(client.projects.list()) == []
+        assert list(client.projects.list()) == []
         assert token_requests == [200]  # one token, used twice
         with pytest.raises(PermissionDenied):  # an app acting for itself has no /me
-            client.me.get_me()
+            client.me.get()
         with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=16)):
-            assert list(client.projects.list_projects()) == []  # expired: fetched anew
+            assert list(client.projects.list()) == []  # expired: fetched anew
         assert token_requests == [200, 200]
         requests.post(  # revoked behind its back: the 401 makes it fetch another
             f"{live_server}/oauth/revoke",
@@ -103,7 +103,7 @@ def test_client_credentials_fetch_and_renew_their_token(live_server, sdk):
             auth=(app.client_id, app.client_secret),
             timeout=10,
         )
-        assert list(client.projects.list_projects()) == []
+        assert list(client.projects.list()) == []
         assert token_requests == [200, 200, 200]
     assert app.client_secret not in repr(auth)
 
@@ -112,7 +112,7 @@ def test_client_credentials_with_a_wrong_secret(sdk):
     app = register_app(sdk(), grant_types=["client_credentials"])
     client = sdk(auth=ClientCredentials(app.client_id, "wrong"))
     with pytest.raises(OAuthError) as raised:
-        client.meta.get_meta()
+        client.meta.get()
     assert raised.value.error == "invalid_client" and raised.value.status == 401
 
 
@@ -142,23 +142,23 @@ def test_authorization_code_with_pkce_and_rotating_refresh_tokens(live_server, s
 
     saved = []
     with MarsClient(live_server, auth=flow.auth(tokens, on_refresh=saved.append)) as client:
-        assert client.me.get_me().id == user_client.user.id
+        assert client.me.get().id == user_client.user.id
         with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=16)):
-            assert client.me.get_me().id == user_client.user.id  # refreshed on its own
+            assert client.me.get().id == user_client.user.id  # refreshed on its own
         [rotated] = saved
         assert rotated.refresh_token not in (None, tokens.refresh_token)  # rotation
         assert client.auth.tokens == rotated
-        [granted] = user_client.me.list_my_authorizations()
+        [granted] = user_client.me.authorizations.list()
         assert granted.client_id == app.client_id
 
         with pytest.raises(OAuthError) as raised:  # the spent refresh token, used again...
             flow.refresh(tokens.refresh_token)
         assert raised.value.error == "invalid_grant"
         with pytest.raises((AuthenticationError, OAuthError)):  # ...revoked the sign-in
-            client.me.get_me()
+            client.me.get()
 
-    user_client.me.revoke_my_authorization(client_id=app.client_id)
-    assert user_client.me.list_my_authorizations() == []
+    user_client.me.authorizations.revoke(client_id=app.client_id)
+    assert user_client.me.authorizations.list() == []
 
 
 def test_openid_gives_the_validated_id_token_claims(live_server, sdk):

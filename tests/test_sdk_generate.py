@@ -14,6 +14,7 @@ import pytest
 
 from mars_server.ops.commands import openapi_document
 from mars_server.sdkgen import GENERATED, GeneratorError, generate, generated_files
+from mars_server.sdkgen.document import read_document
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mars_sdk" / "src" / "mars_sdk"
@@ -36,7 +37,8 @@ def test_the_committed_sdk_is_what_the_generator_makes(app, tmp_path):
         if isinstance(o, dict) and "operationId" in o
     }
     methods = "\n".join(made[name] for name in made if name.startswith("resources/"))
-    assert all(f"    def {op}(" in methods for op in operations)
+    declared = methods.replace("Operation(\n    ", "Operation(")
+    assert all(f'Operation("{op}"' in declared for op in operations)
 
 
 @pytest.mark.mars_backend("sqlite")
@@ -66,6 +68,7 @@ def test_importing_the_sdk_imports_nothing_of_the_server():
 
 # -- a small document with every kind of field -------------------------------------------------
 
+STRING, INTEGER = {"type": "string"}, {"type": "integer"}
 SPEC = {
     "openapi": "3.1.0",
     "info": {"title": "Test API", "version": "1"},
@@ -135,6 +138,25 @@ SPEC = {
                 "responses": {"204": {"description": "gone"}},
             },
         },
+        "/api/v1/things/{thing_id}/parts/{part_no}": {
+            "get": {
+                "operationId": "get_thing_part",
+                "summary": "Get a part of a thing",
+                "tags": ["things"],
+                "parameters": [
+                    {"name": "thing_id", "in": "path", "required": True, "schema": STRING},
+                    {"name": "part_no", "in": "path", "required": True, "schema": INTEGER},
+                    {"name": "fresh", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                "responses": {
+                    "200": {
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Part"}}
+                        }
+                    }
+                },
+            },
+        },
     },
     "components": {
         "parameters": {
@@ -200,9 +222,12 @@ CHECK = textwrap.dedent(
                             "owner": {"made": "2026-01-01"}})
     assert isinstance(full.when, datetime) and isinstance(full.owner, Part)
     assert Thing.__slots__
-    create = inspect.signature(MarsClient.things.func(None).create_thing)
+    things = MarsClient.things.func(None)
+    create = inspect.signature(things.create)
     print({name: str(p.annotation) for name, p in create.parameters.items()})
-    print(inspect.getdoc(MarsClient.things.func(None).delete_thing))
+    part = inspect.signature(type(things).parts.func(things).get)
+    print([(name, p.kind.name) for name, p in part.parameters.items()])
+    print(inspect.getdoc(things.delete))
     """
 )
 
@@ -221,7 +246,7 @@ def test_a_document_becomes_precise_types(tmp_path):
         [sys.executable, "-c", CHECK], capture_output=True, text=True, env=env, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    hints, create, delete_doc = result.stdout.split("\n", 2)
+    hints, create, part, delete_doc = result.stdout.split("\n", 3)
     assert eval(hints) == {
         "id": "str",
         "name": "str | None",
@@ -246,10 +271,17 @@ def test_a_document_becomes_precise_types(tmp_path):
         "size": "int | Unset",
         "idempotency_key": "str | None",
     }
+    # A sub-resource (client.things.parts): what identifies it by position, the rest by name.
+    assert eval(part) == [
+        ("thing_id", "POSITIONAL_OR_KEYWORD"),
+        ("part_no", "POSITIONAL_OR_KEYWORD"),
+        ("fresh", "KEYWORD_ONLY"),
+    ]
     assert delete_doc.startswith("Delete a thing.")
     assert ".. deprecated::" in delete_doc and "``DELETE /api/v1/things/{thing_id}``" in delete_doc
     resource = (package / "resources" / "things.py").read_text()
-    assert "def delete_thing(" in resource and "if_match: str | HasETag," in resource
+    assert "def delete(\n        self,\n        thing_id: str,\n        *," in resource
+    assert "if_match: str | HasETag," in resource and "class ThingsPartsResource(" in resource
     assert "-> PageIterator[Thing]:" in resource
     mypy = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(package)],
@@ -270,3 +302,48 @@ def test_what_the_generator_refuses():
     bad_tag["paths"]["/api/v1/things"]["get"]["tags"] = ["session"]
     with pytest.raises(GeneratorError, match="session"):
         generate(bad_tag, Path("/nonexistent"))
+    twice = json.loads(json.dumps(SPEC))
+    twice["paths"]["/api/v1/things"]["get"]["operationId"] = "get_things"
+    twice["paths"]["/api/v1/things/{thing_id}"]["get"] = {
+        **twice["paths"]["/api/v1/things"]["get"],
+        "operationId": "get_thing",
+    }
+    with pytest.raises(GeneratorError, match="get_thing and get_things would both be"):
+        generate(twice, Path("/nonexistent"))
+    twice["paths"]["/api/v1/things"]["get"]["x-mars-sdk-method"] = "Not a name"
+    with pytest.raises(GeneratorError, match="not a snake_case Python name"):
+        generate(twice, Path("/nonexistent"))
+    shadow = json.loads(json.dumps(SPEC))
+    shadow["paths"]["/api/v1/things"]["get"]["x-mars-sdk-method"] = "parts"
+    with pytest.raises(GeneratorError, match="'parts' is also a sub-resource"):
+        generate(shadow, Path("/nonexistent"))
+
+
+def test_one_naming_rule_for_every_operation(app):
+    """The SDK's names (docs/plugins.md#how-operations-are-named), from the real document."""
+    document = read_document(openapi_document())
+    names = {
+        op.operation_id: ".".join((op.tag, *op.chain, op.method_name)) for op in document.operations
+    }
+    assert {
+        "create_project": "projects.create",
+        "list_projects": "projects.list",
+        "get_project": "projects.get",
+        "update_project": "projects.update",
+        "delete_project": "projects.delete",
+        "list_project_members": "projects.members.list",
+        "add_project_member": "projects.members.add",
+        "remove_project_member": "projects.members.remove",
+        "list_tasks": "tasks.list",
+        "get_me": "me.get",
+        "change_my_password": "me.change_password",
+        "revoke_my_token": "me.tokens.revoke",
+        "set_my_notification_preference": "notifications.preferences.set",
+        "mark_my_notification_read": "notifications.mark_read",
+        "rotate_webhook_secret": "webhooks.rotate_secret",
+        "redeliver_webhook_delivery": "webhooks.deliveries.redeliver",
+        "grant_user_role": "users.roles.grant",
+        "list_audit_records": "audit.list",  # x-mars-sdk-method: the rule gives list_records
+        "get_operation": "operations.get",
+    }.items() <= names.items()
+    assert len(set(names.values())) == len(names)

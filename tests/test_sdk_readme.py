@@ -44,23 +44,36 @@ def worker_running(app):
         thread.join(timeout=10)
 
 
-def test_the_readme_examples_run(app, live_server, sdk, receiver, monkeypatch, capsys):
-    developer = sdk()
-    oauth_app = developer.apps.create_app(
+def readme_variables(developer, live_server: str, receiver) -> dict[str, str]:
+    """The variables the README's examples read: a developer's token, an OAuth app of theirs
+    (``developer`` is an SDK client), MARS's and a webhook receiver's addresses."""
+    oauth_app = developer.apps.create(
         name="Rover dashboard",
         client_type="confidential",
         redirect_uris=[REDIRECT],
         scopes=["account:read", "projects:read"],
         grant_types=["authorization_code", "refresh_token", "client_credentials"],
     )
-    for name, value in {
+    return {
         "MARS_URL": live_server,
         "MARS_TOKEN": developer.auth._token,
         "MARS_CLIENT_ID": oauth_app.client_id,
         "MARS_CLIENT_SECRET": oauth_app.client_secret,
         "MARS_REDIRECT_URI": REDIRECT,
         "MARS_WEBHOOK_URL": receiver.url(),
-    }.items():
+    }
+
+
+def assert_readme_output(out: str, developer) -> None:
+    assert f"Signed in as {developer.user.email}" in out
+    assert "0 projects visible to the app" in out
+    assert "/slug: " in out and "409: " in out and "deleted" in out and "v1" in out
+    assert "/api/v1/me/exports/exp_" in out  # the long-running operation ended
+
+
+def test_the_readme_examples_run(app, live_server, sdk, receiver, monkeypatch, capsys):
+    developer = sdk()
+    for name, value in readme_variables(developer, live_server, receiver).items():
         monkeypatch.setenv(name, value)
     blocks = python_blocks(README.read_text())
     assert len(blocks) >= 8
@@ -68,10 +81,7 @@ def test_the_readme_examples_run(app, live_server, sdk, receiver, monkeypatch, c
     with worker_running(app):  # the long-running operation's job
         for block in blocks:
             exec(compile(block, str(README), "exec"), namespace)
-    out = capsys.readouterr().out
-    assert f"Signed in as {developer.user.email}" in out
-    assert "0 projects visible to the app" in out
-    assert "/slug: " in out and "409: " in out and "deleted" in out and "v1" in out
+    assert_readme_output(capsys.readouterr().out, developer)
 
     # The sign-in example's two routes, with a user in a browser between them.
     url = namespace["sign_in"]("session-1")
@@ -79,7 +89,7 @@ def test_the_readme_examples_run(app, live_server, sdk, receiver, monkeypatch, c
     assert me.id == developer.user.id
 
     # The webhook handler, with a real delivery and a forged one.
-    namespace["client"].projects.create_project(slug="hooked", name="Hooked")
+    namespace["client"].projects.create(slug="hooked", name="Hooked")
     run_due_jobs(app)  # relays the README's own project.created too: the endpoint sees both
     [delivery] = [r for r in receiver.wait_for(2) if b'"hooked"' in r.body]
     assert namespace["handle_webhook"](delivery.body, delivery.headers) == 204

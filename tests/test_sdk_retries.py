@@ -31,9 +31,9 @@ def client(sdk, proxy):
 
 
 def test_a_reset_connection_is_retried(client, proxy):
-    project = client.projects.create_project(slug="p", name="P")
+    project = client.projects.create(slug="p", name="P")
     proxy.inject(Fault("reset", method="GET"))
-    assert client.projects.get_project(project_id=project.id) == project
+    assert client.projects.get(project_id=project.id) == project
     gets = [s for s in proxy.seen if s.method == "GET"]
     assert [s.fault for s in gets] == ["reset", None]
     assert gets[0].headers["X-Request-ID"] == gets[1].headers["X-Request-ID"]
@@ -42,7 +42,7 @@ def test_a_reset_connection_is_retried(client, proxy):
 def test_retry_after_is_waited_for(client, proxy):
     proxy.inject(Fault("status", 429, {"Retry-After": "1"}, method="GET"))
     started = time.monotonic()
-    assert client.me.get_me().id == client.user.id
+    assert client.me.get().id == client.user.id
     assert time.monotonic() - started >= 1.0
     assert [s.fault for s in proxy.seen] == ["status", None]
 
@@ -50,14 +50,14 @@ def test_retry_after_is_waited_for(client, proxy):
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_gateway_and_unavailable_statuses_are_retried(client, proxy, status):
     proxy.inject(Fault("status", status), Fault("status", status))
-    assert client.meta.get_meta().api_version == "v1"
+    assert client.meta.get().api_version == "v1"
     assert [s.fault for s in proxy.seen] == ["status", "status", None]
 
 
 def test_retries_end_with_the_last_error(client, proxy):
     proxy.inject(*[Fault("status", 503, {"Retry-After": "0"})] * 4)
     with pytest.raises(ServerError) as raised:
-        client.meta.get_meta()
+        client.meta.get()
     assert raised.value.status == 503 and len(proxy.seen) == 4  # the first try + 3 retries
     assert raised.value.request_id == proxy.seen[0].headers["X-Request-ID"]
     assert raised.value.problem["title"] == "Injected"
@@ -67,7 +67,7 @@ def test_rate_limited_carries_retry_after(client, proxy):
     client.retry_policy = RetryPolicy(max_retries=0)
     proxy.inject(Fault("status", 429, {"Retry-After": "7"}))
     with pytest.raises(RateLimited) as raised:
-        client.me.get_me()
+        client.me.get()
     assert (raised.value.status, raised.value.retry_after) == (429, 7.0)
     assert raised.value.request_id == proxy.seen[0].headers["X-Request-ID"]
 
@@ -76,42 +76,42 @@ def test_a_retry_after_longer_than_allowed_is_not_waited_for(client, proxy):
     proxy.inject(Fault("status", 429, {"Retry-After": "3600"}))
     started = time.monotonic()
     with pytest.raises(RateLimited):
-        client.me.get_me()
+        client.me.get()
     assert time.monotonic() - started < 1 and len(proxy.seen) == 1
 
 
 def test_a_post_is_retried_with_the_same_key_and_creates_one_object(client, proxy):
     """MARS creates the project, the answer is lost; the retry gets the replayed answer."""
     proxy.inject(Fault("forward_then_reset", method="POST"))
-    project = client.projects.create_project(slug="once", name="Once")
+    project = client.projects.create(slug="once", name="Once")
     posts = [s for s in proxy.seen if s.method == "POST"]
     assert [s.fault for s in posts] == ["forward_then_reset", None]
     keys = {s.headers["Idempotency-Key"] for s in posts}
     assert len(keys) == 1 and keys != {""}
-    assert [p.id for p in client.projects.list_projects()] == [project.id]
+    assert [p.id for p in client.projects.list()] == [project.id]
 
 
 def test_each_post_gets_its_own_key(client, proxy):
-    client.projects.create_project(slug="one", name="One")
-    client.projects.create_project(slug="two", name="Two")
+    client.projects.create(slug="one", name="One")
+    client.projects.create(slug="two", name="Two")
     keys = [s.headers["Idempotency-Key"] for s in proxy.seen if s.method == "POST"]
     assert len(set(keys)) == 2
 
 
 def test_patch_is_not_retried(client, proxy):
-    project = client.projects.create_project(slug="p", name="P")
+    project = client.projects.create(slug="p", name="P")
     proxy.inject(Fault("status", 503, method="PATCH"))
     with pytest.raises(ServerError):
-        client.projects.update_project(project_id=project.id, if_match=project, name="Q")
+        client.projects.update(project_id=project.id, if_match=project, name="Q")
     assert [s.method for s in proxy.seen if s.fault] == ["PATCH"]
-    assert client.projects.get_project(project_id=project.id).name == "P"
+    assert client.projects.get(project_id=project.id).name == "P"
 
 
 def test_connection_errors_become_mars_connection_error(sdk):
     with MarsClient("http://127.0.0.1:9", max_retries=1) as client:  # nothing listens there
         client.retry_policy = RetryPolicy(max_retries=1, backoff=0.01)
         with pytest.raises(MarsConnectionError) as raised:
-            client.meta.get_meta()
+            client.meta.get()
     assert raised.value.status is None and raised.value.request_id
 
 
@@ -123,7 +123,7 @@ def test_deprecation_headers_warn_with_the_operation_and_dates(client, proxy):
         )
     )
     with pytest.warns(DeprecationWarning, match="get_meta is deprecated") as caught:
-        client.meta.get_meta()
+        client.meta.get()
     [warning] = caught
     assert str(warning.message) == (
         "MARS operation get_meta is deprecated since 2026-01-01; "
@@ -132,7 +132,7 @@ def test_deprecation_headers_warn_with_the_operation_and_dates(client, proxy):
     assert warning.filename == __file__  # it points at the caller's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        client.meta.get_meta()  # no headers, no warning
+        client.meta.get()  # no headers, no warning
 
 
 def test_client_request_retries_a_post_with_its_own_key(client, proxy):
@@ -141,4 +141,4 @@ def test_client_request_retries_a_post_with_its_own_key(client, proxy):
     assert response.status_code == 201 and response.headers["Idempotent-Replayed"] == "true"
     keys = {s.headers["Idempotency-Key"] for s in proxy.seen if s.method == "POST"}
     assert len(keys) == 1
-    assert [p.slug for p in client.projects.list_projects()] == ["raw"]
+    assert [p.slug for p in client.projects.list()] == ["raw"]

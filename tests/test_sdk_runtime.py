@@ -6,6 +6,7 @@ from __future__ import annotations
 import email.utils
 import inspect
 import logging
+import re
 import threading
 import time
 
@@ -25,6 +26,7 @@ from mars_sdk.oauth import OAuthTokens
 from mars_sdk.pagination import Page, PageIterator
 from mars_sdk.resource import Resource
 from mars_sdk.retries import RetryPolicy
+from mars_server.sdkgen.types import identifier
 from tests.sdk.faults import Fault, FaultProxy
 
 pytest_plugins = ["tests.sdk.fixtures"]
@@ -54,7 +56,7 @@ def test_the_user_agent_goes_before_the_sdks_own(sdk, live_server):
     proxy = FaultProxy(live_server)
     try:
         client = sdk(base_url=proxy.url, user_agent="rover-sync/2.1")
-        client.meta.get_meta()
+        client.meta.get()
         agent = proxy.seen[0].headers["User-Agent"]
         assert agent.startswith("rover-sync/2.1 mars-sdk-python/")
     finally:
@@ -68,7 +70,7 @@ def test_no_answer_within_the_timeout_is_a_timeout_error(sdk):
         client.retry_policy = RetryPolicy(max_retries=1, backoff=0.01)
         started = time.monotonic()
         with pytest.raises(MarsTimeoutError, match=r"no answer within 0\.3 s"):
-            client.meta.get_meta()
+            client.meta.get()
         assert time.monotonic() - started < 3  # two tries of 0.3 s and a short wait
     finally:
         silent.close()
@@ -106,15 +108,31 @@ def generated_methods():
                     yield f"{resource.__name__}.{method_name}", method
 
 
-def test_every_generated_method_takes_keyword_arguments_only():
+def test_what_identifies_a_resource_goes_by_position_the_rest_by_name():
+    """The path parameters, in the path's order, may be given by position
+    (``client.projects.members.remove(project_id, user_id)``); every other argument is
+    keyword-only."""
     methods = dict(generated_methods())
     assert len(methods) >= 40
     for name, method in methods.items():
         parameters = list(inspect.signature(method).parameters.values())
         assert parameters[0].name == "self", name
-        positional = [p.name for p in parameters[1:] if p.kind != p.KEYWORD_ONLY]
-        assert positional == [], f"{name} takes {positional} by position"
         assert method.__doc__ and method.__doc__.strip(), f"{name} has no docstring"
+        path = re.search(r"``[A-Z]+ (/\S+)``", method.__doc__).group(1)
+        in_path = [identifier(p) for p in re.findall(r"{(\w+)}", path)]
+        positional = [p.name for p in parameters[1:] if p.kind != p.KEYWORD_ONLY]
+        assert positional == in_path, f"{name} takes {positional} by position"
+
+
+def test_sub_resources_hang_off_their_resource():
+    client = MarsClient("https://mars.example", token="t")
+    try:
+        assert client.projects.members.list.__qualname__ == "ProjectsMembersResource.list"
+        assert client.me.tokens.revoke.__qualname__ == "MeTokensResource.revoke"
+        assert client.webhooks.deliveries.redeliver.__qualname__.startswith("WebhooksDeliveries")
+        assert client.projects.members is client.projects.members
+    finally:
+        client.close()
 
 
 # --- Backoff ---------------------------------------------------------------------------------
@@ -208,11 +226,11 @@ def test_a_post_that_outlasts_the_timeout_gets_its_answer_once_ready(sdk, monkey
     client.retry_policy = RetryPolicy(max_retries=1, backoff=0.05, max_backoff=0.1)
     statuses = []
     client.session.hooks["response"].append(lambda r, **_: statuses.append(r.status_code))
-    project = client.projects.create_project(slug="slow", name="Slow")
+    project = client.projects.create(slug="slow", name="Slow")
     assert project.slug == "slow"
     assert statuses[0] == 409 and statuses[-1] == 201
     monkeypatch.setattr(mars_projects.services, "create_project_for", real_create)
-    assert [p.id for p in client.projects.list_projects()] == [project.id]
+    assert [p.id for p in client.projects.list()] == [project.id]
 
 
 def test_a_post_still_running_past_the_wait_is_a_conflict(sdk, monkeypatch):
@@ -230,7 +248,7 @@ def test_a_post_still_running_past_the_wait_is_a_conflict(sdk, monkeypatch):
     client.retry_policy = RetryPolicy(max_retries=1, backoff=0.05, max_backoff=0.1)
     try:
         with pytest.raises(Conflict) as raised:
-            client.projects.create_project(slug="stuck", name="Stuck")
+            client.projects.create(slug="stuck", name="Stuck")
     finally:
         release.set()
     assert raised.value.problem["type"] == "urn:mars:problem:idempotency-key-in-use"
@@ -245,18 +263,18 @@ def test_a_body_cut_mid_way_is_retried_like_a_lost_connection(sdk, live_server):
         client = sdk(base_url=proxy.url)
         client.retry_policy = RetryPolicy(max_retries=1, backoff=0.01)
         proxy.inject(Fault("truncate", method="GET"))
-        assert client.meta.get_meta().api_version == "v1"
+        assert client.meta.get().api_version == "v1"
         assert [s.fault for s in proxy.seen] == ["truncate", None]
         proxy.inject(Fault("truncate"), Fault("truncate"))
         with pytest.raises(MarsConnectionError, match="connection failed"):
-            client.meta.get_meta()
+            client.meta.get()
     finally:
         proxy.close()
 
 
 def test_client_secrets_and_refresh_tokens_are_never_logged(live_server, sdk, caplog):
     owner = sdk()
-    app = owner.apps.create_app(
+    app = owner.apps.create(
         name="Cron",
         client_type="confidential",
         redirect_uris=[],
@@ -266,7 +284,7 @@ def test_client_secrets_and_refresh_tokens_are_never_logged(live_server, sdk, ca
     caplog.set_level(logging.DEBUG)
     auth = ClientCredentials(app.client_id, app.client_secret)
     with MarsClient(live_server, auth=auth) as client:
-        assert list(client.projects.list_projects()) == []
+        assert list(client.projects.list()) == []
         token = auth._tokens.access_token
     text = caplog.text + repr(auth) + repr(client)
     assert app.client_secret not in text and token not in text

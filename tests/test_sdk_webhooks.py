@@ -117,10 +117,10 @@ def app_config():
 
 def test_real_deliveries_verify_across_a_secret_rotation(app, sdk, receiver):
     client = sdk()
-    endpoint = client.webhooks.create_webhook(url=receiver.url(), events=["project.created"])
+    endpoint = client.webhooks.create(url=receiver.url(), events=["project.created"])
     old = endpoint.secret
 
-    project = client.projects.create_project(slug="first", name="First")
+    project = client.projects.create(slug="first", name="First")
     run_due_jobs(app)
     [first] = receiver.wait_for(1)
     payload = verify(first.body, first.headers, old)
@@ -131,8 +131,8 @@ def test_real_deliveries_verify_across_a_secret_rotation(app, sdk, receiver):
     assert event.timestamp.tzinfo is not None
     assert Webhook(old).verify(first.body, first.headers) == payload  # the cross-check
 
-    new = client.webhooks.rotate_webhook_secret(webhook_id=endpoint.id).secret
-    client.projects.create_project(slug="second", name="Second")
+    new = client.webhooks.rotate_secret(webhook_id=endpoint.id).secret
+    client.projects.create(slug="second", name="Second")
     run_due_jobs(app)
     second = receiver.wait_for(2)[1]
     assert len(second.headers["webhook-signature"].split(" ")) == 2  # one per secret

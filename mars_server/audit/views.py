@@ -24,7 +24,7 @@ blp = Blueprint(
 @blp.route("")
 class AuditRecords(MethodView):
     @blp.requires("audit:read", permission="audit:read")
-    @blp.doc(operationId="list_audit_records")
+    @blp.doc(operationId="list_audit_records", **{"x-mars-sdk-method": "list"})
     @blp.arguments(AuditQueryArgsSchema, location="query", as_kwargs=False)
     @blp.response(200, AuditPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
@@ -40,7 +40,7 @@ class AuditRecords(MethodView):
 @blp.route("/<string:record_id>")
 class AuditRecordById(MethodView):
     @blp.requires("audit:read", permission="audit:read")
-    @blp.doc(operationId="get_audit_record")
+    @blp.doc(operationId="get_audit_record", **{"x-mars-sdk-method": "get"})
     @blp.response(200, AuditRecordSchema)
     def get(self, record_id: str) -> AuditRecord:
         """Get one audit entry, with its place in the hash chain

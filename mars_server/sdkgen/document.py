@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mars_server.sdkgen import naming
 from mars_server.sdkgen.types import (
     GeneratorError,
     PyType,
@@ -93,10 +94,25 @@ class Operation:
     idempotency_key: bool = False
     if_match: bool = False
     if_none_match: bool = False
+    #: the sub-resources it is reached through, after the tag's: ``("members",)``
+    chain: tuple[str, ...] = ()
+    #: its method's name (:mod:`mars_server.sdkgen.naming`): ``list``
+    method_name: str = ""
 
     @property
     def name(self) -> str:
+        """The operationId as a Python name: the module constant that describes the call."""
         return identifier(self.operation_id)
+
+    @property
+    def positional(self) -> list[Field]:
+        """The path parameters, in the path's order: what identifies the resource."""
+        return [f for f in self.params if f.location == "path"]
+
+    @property
+    def keywords(self) -> list[Field]:
+        """Every other argument but the special headers; required ones first."""
+        return [f for f in self.arguments if f.location != "path"]
 
     @property
     def return_annotation(self) -> str:
@@ -136,6 +152,41 @@ class Document:
         for operation in self.operations:
             grouped[operation.tag].append(operation)
         return dict(sorted(grouped.items()))
+
+
+def _name_methods(operations: list[Operation], spec: dict[str, Any]) -> None:
+    """Give each operation its sub-resources and method (:mod:`mars_server.sdkgen.naming`);
+    stop on two methods of one name in one resource, or a method named like a sub-resource."""
+    known = naming.collections(spec.get("paths", {}))
+    by_id = {
+        op["operationId"]: op
+        for item in spec.get("paths", {}).values()
+        for method, op in item.items()
+        if method in METHODS
+    }
+    taken: dict[tuple[str, ...], str] = {}
+    for operation in operations:
+        operation.chain = naming.chain(operation.tag, operation.path, known)
+        operation.method_name = naming.method_name(
+            by_id[operation.operation_id], operation.tag, operation.chain
+        )
+        where = (operation.tag, *operation.chain, operation.method_name)
+        if where in taken:
+            raise GeneratorError(
+                f"{operation.operation_id} and {taken[where]} would both be "
+                f"client.{'.'.join(identifier(w) for w in where)}: give one an "
+                f"{naming.OVERRIDE}"
+            )
+        taken[where] = operation.operation_id
+    resources = {
+        (o.tag, *o.chain[:depth]) for o in operations for depth in range(1, 1 + len(o.chain))
+    }
+    for where, operation_id in taken.items():
+        if where in resources:
+            raise GeneratorError(
+                f"{operation_id}'s method {where[-1]!r} is also a sub-resource: give it an "
+                f"{naming.OVERRIDE}"
+            )
 
 
 class _Reader:
@@ -328,7 +379,8 @@ def read_document(spec: dict[str, Any]) -> Document:
         tags.setdefault(operation.tag, "")
         if identifier(operation.tag) in CLIENT_ATTRIBUTES:
             raise GeneratorError(f"tag {operation.tag!r} would hide the client's own attribute")
-    operations.sort(key=lambda o: (o.tag, o.name))
+    _name_methods(operations, spec)
+    operations.sort(key=lambda o: (o.tag, o.chain, o.method_name))
     return Document(
         title=spec.get("info", {}).get("title", "MARS API"),
         version=spec.get("info", {}).get("version", ""),

@@ -5,7 +5,7 @@
     from mars_sdk import MarsClient
 
     client = MarsClient("https://mars.example", token="mars_pat_...")
-    for project in client.projects.list_projects():
+    for project in client.projects.list():
         print(project.slug)
 
 See the README for authentication, errors, pagination and webhooks.

@@ -178,7 +178,7 @@ class BaseClient:
         deadline = time.monotonic() + timeout
         delay = interval
         while True:
-            current = self.operations.get_operation(operation_id=operation_id)  # type: ignore[attr-defined]
+            current = self.operations.get(operation_id=operation_id)  # type: ignore[attr-defined]
             if current.status == "succeeded":
                 return current
             if current.status == "failed":

@@ -1,3 +1,3 @@
-"""The version of mars-sdk."""
+"""The version of mars-platform-sdk (imported as mars_sdk)."""
 
 __version__ = "0.1.0"

@@ -18,13 +18,13 @@ mars_sdk = pytest.importorskip("mars_sdk")
 
 
 def test_providers_links_and_identities(app, sdk, openid_provider):
-    providers = sdk(anonymous=True).sso.list_sso_providers()
+    providers = sdk(anonymous=True).sso.list_providers()
     assert [(p.name, p.kind) for p in providers][:2] == [("corp", "oidc"), ("corp-saml", "saml")]
 
     client = sdk(make_user(app, email="sam@example.test", password=PASSWORD))
     with pytest.raises(mars_sdk.ValidationError):
-        client.sso.start_sso_link(provider="nobody")
-    started = client.sso.start_sso_link(provider="corp")
+        client.sso.start_link(provider="nobody")
+    started = client.sso.start_link(provider="corp")
     to_provider = urlsplit(started.authorization_url)
     assert f"{to_provider.scheme}://{to_provider.netloc}" == openid_provider.url
     assert parse_qs(to_provider.query)["code_challenge_method"] == ["S256"]
@@ -33,9 +33,9 @@ def test_providers_links_and_identities(app, sdk, openid_provider):
         Identity(provider="corp", subject="sam-1", user_id=client.user.id, email="sam@corp.example")
     )
     db.session.commit()
-    linked = client.sso.list_sso_identities()
+    linked = client.sso.identities.list()
     assert [(i.provider, i.email) for i in linked] == [("corp", "sam@corp.example")]
-    client.sso.unlink_sso_identity(identity_id=linked[0].id)
-    assert client.sso.list_sso_identities() == []
+    client.sso.identities.unlink(identity_id=linked[0].id)
+    assert client.sso.identities.list() == []
     with pytest.raises(mars_sdk.NotFound):
-        client.sso.unlink_sso_identity(identity_id=linked[0].id)
+        client.sso.identities.unlink(identity_id=linked[0].id)

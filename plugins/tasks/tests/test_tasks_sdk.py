@@ -12,21 +12,19 @@ mars_sdk = pytest.importorskip("mars_sdk")
 
 def test_tasks_add_list_get_tick_off_and_delete(sdk):
     client = sdk()
-    project = client.projects.create_project(slug="moon", name="Moon")
-    task = client.tasks.create_task(project_id=project.id, name="Land")
+    project = client.projects.create(slug="moon", name="Moon")
+    task = client.tasks.create(project_id=project.id, name="Land")
     assert isinstance(task, mars_sdk.models.Task)
     assert (task.name, task.done, task.project_id) == ("Land", False, project.id)
 
-    assert [t.id for t in client.tasks.list_tasks(project_id=project.id)] == [task.id]
-    fetched = client.tasks.get_task(project_id=project.id, task_id=task.id)
+    assert [t.id for t in client.tasks.list(project_id=project.id)] == [task.id]
+    fetched = client.tasks.get(project_id=project.id, task_id=task.id)
     assert fetched == task
 
-    done = client.tasks.update_task(
-        project_id=project.id, task_id=task.id, if_match=fetched, done=True
-    )
+    done = client.tasks.update(project_id=project.id, task_id=task.id, if_match=fetched, done=True)
     assert done.done is True
-    assert [t.id for t in client.tasks.list_tasks(project_id=project.id, done=False)] == []
+    assert [t.id for t in client.tasks.list(project_id=project.id, done=False)] == []
 
-    client.tasks.delete_task(project_id=project.id, task_id=task.id, if_match=done.etag)
+    client.tasks.delete(project_id=project.id, task_id=task.id, if_match=done.etag)
     with pytest.raises(mars_sdk.NotFound):
-        client.tasks.get_task(project_id=project.id, task_id=task.id)
+        client.tasks.get(project_id=project.id, task_id=task.id)

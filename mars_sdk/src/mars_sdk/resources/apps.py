@@ -30,7 +30,7 @@ UPDATE_APP = Operation("update_app", "PATCH", "/api/v1/apps/{app_id}")
 class AppsResource(Resource):
     """OAuth apps you register to let people use MARS through your software."""
 
-    def create_app(
+    def create(
         self,
         *,
         name: str,
@@ -73,10 +73,10 @@ class AppsResource(Resource):
             etag=True,
         )
 
-    def delete_app(
+    def delete(
         self,
-        *,
         app_id: str,
+        *,
         if_match: str | HasETag,
     ) -> None:
         """Delete an OAuth app; its tokens stop working (send If-Match).
@@ -97,10 +97,10 @@ class AppsResource(Resource):
             if_match=if_match,
         )
 
-    def get_app(
+    def get(
         self,
-        *,
         app_id: str,
+        *,
         if_none_match: App | None = None,
     ) -> App:
         """Show one of your OAuth apps.
@@ -120,7 +120,7 @@ class AppsResource(Resource):
             etag=True,
         )
 
-    def list_apps(
+    def list(
         self,
     ) -> list[App]:
         """List the OAuth apps you registered.
@@ -135,10 +135,10 @@ class AppsResource(Resource):
             list_of(App.from_json),
         )
 
-    def rotate_app_secret(
+    def rotate_secret(
         self,
-        *,
         app_id: str,
+        *,
         idempotency_key: str | None = None,
     ) -> NewApp:
         """Rotate an app's secret; the old one works for a grace period.
@@ -159,10 +159,10 @@ class AppsResource(Resource):
             etag=True,
         )
 
-    def update_app(
+    def update(
         self,
-        *,
         app_id: str,
+        *,
         name: str | Unset = UNSET,
         redirect_uris: Sequence[str] | Unset = UNSET,
         scopes: Sequence[str] | Unset = UNSET,

@@ -23,10 +23,10 @@ LIST_AUDIT_RECORDS = Operation("list_audit_records", "GET", "/api/v1/audit")
 class AuditResource(Resource):
     """The audit log (admins): every change and security event, hash-chained."""
 
-    def get_audit_record(
+    def get(
         self,
-        *,
         record_id: str,
+        *,
         if_none_match: AuditRecord | None = None,
     ) -> AuditRecord:
         """Get one audit entry, with its place in the hash chain.
@@ -47,7 +47,7 @@ class AuditResource(Resource):
             etag=True,
         )
 
-    def list_audit_records(
+    def list(
         self,
         *,
         limit: int | None = None,

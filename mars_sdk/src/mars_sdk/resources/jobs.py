@@ -22,10 +22,10 @@ RETRY_JOB = Operation("retry_job", "POST", "/api/v1/jobs/{job_id}/retry", idempo
 class JobsResource(Resource):
     """Background jobs (admins): see and replay."""
 
-    def get_job(
+    def get(
         self,
-        *,
         job_id: str,
+        *,
         if_none_match: Job | None = None,
     ) -> Job:
         """Get a background job, with its last error.
@@ -45,7 +45,7 @@ class JobsResource(Resource):
             etag=True,
         )
 
-    def list_jobs(
+    def list(
         self,
         *,
         limit: int | None = None,
@@ -71,10 +71,10 @@ class JobsResource(Resource):
             query={"limit": limit, "cursor": cursor, "status": status, "task": task},
         )
 
-    def retry_job(
+    def retry(
         self,
-        *,
         job_id: str,
+        *,
         idempotency_key: str | None = None,
     ) -> Job:
         """Run a dead job again now, with a fresh count of attempts.

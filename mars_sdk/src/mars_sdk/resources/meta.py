@@ -17,6 +17,21 @@ LIST_PLUGINS = Operation("list_plugins", "GET", "/api/v1/meta/plugins")
 class MetaResource(Resource):
     """What this MARS server is and what it runs."""
 
+    def get(
+        self,
+    ) -> Meta:
+        """Show the MARS and API versions.
+
+        Needs no token. Returns the server's `name`, the MARS release in `version` and the API
+        version in `api_version` (`v1`).
+
+        ``GET /api/v1/meta``
+        """
+        return self._client._call(
+            GET_META,
+            Meta.from_json,
+        )
+
     def get_api_index(
         self,
     ) -> Index:
@@ -31,21 +46,6 @@ class MetaResource(Resource):
         return self._client._call(
             GET_API_INDEX,
             Index.from_json,
-        )
-
-    def get_meta(
-        self,
-    ) -> Meta:
-        """Show the MARS and API versions.
-
-        Needs no token. Returns the server's `name`, the MARS release in `version` and the API
-        version in `api_version` (`v1`).
-
-        ``GET /api/v1/meta``
-        """
-        return self._client._call(
-            GET_META,
-            Meta.from_json,
         )
 
     def list_plugins(

@@ -15,10 +15,10 @@ GET_OPERATION = Operation("get_operation", "GET", "/api/v1/operations/{operation
 class OperationsResource(Resource):
     """Work that outlives its request: what a 202 answer's Location points to."""
 
-    def get_operation(
+    def get(
         self,
-        *,
         operation_id: str,
+        *,
         if_none_match: LongRunningOperation | None = None,
     ) -> LongRunningOperation:
         """Show where an operation stands.

@@ -28,10 +28,10 @@ UPDATE_TASK = Operation("update_task", "PATCH", "/api/v1/projects/{project_id}/t
 class TasksResource(Resource):
     """Tasks: what the members of a project have to do."""
 
-    def create_task(
+    def create(
         self,
-        *,
         project_id: str,
+        *,
         name: str,
         description: str | Unset = UNSET,
         done: bool | Unset = UNSET,
@@ -56,11 +56,11 @@ class TasksResource(Resource):
             etag=True,
         )
 
-    def delete_task(
+    def delete(
         self,
-        *,
         project_id: str,
         task_id: str,
+        *,
         if_match: str | HasETag,
     ) -> None:
         """Delete a task (its project's members; send If-Match).
@@ -80,11 +80,11 @@ class TasksResource(Resource):
             if_match=if_match,
         )
 
-    def get_task(
+    def get(
         self,
-        *,
         project_id: str,
         task_id: str,
+        *,
         if_none_match: Task | None = None,
     ) -> Task:
         """Get a task.
@@ -105,10 +105,10 @@ class TasksResource(Resource):
             etag=True,
         )
 
-    def list_tasks(
+    def list(
         self,
-        *,
         project_id: str,
+        *,
         limit: int | None = None,
         cursor: str | None = None,
         done: bool | None = None,
@@ -133,11 +133,11 @@ class TasksResource(Resource):
             query={"limit": limit, "cursor": cursor, "done": done},
         )
 
-    def update_task(
+    def update(
         self,
-        *,
         project_id: str,
         task_id: str,
+        *,
         name: str | Unset = UNSET,
         description: str | Unset = UNSET,
         done: bool | Unset = UNSET,
