@@ -313,7 +313,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Before the operations: what a plugin adds to components, operations may refer to.
     plugins.openapi(spec=api.spec, event_types=event_types)
     for blueprint in plugins.api_blueprints():
-        api.register_blueprint(blueprint, url_prefix=spec.API_PREFIX + (blueprint.url_prefix or ""))
+        root = spec.api_root(getattr(blueprint, "api_version", 1))
+        api.register_blueprint(blueprint, url_prefix=root + (blueprint.url_prefix or ""))
     app.register_blueprint(spec.docs_assets_blueprint())
     for name, blueprint in plugins.blueprints():
         _mount_outside_api(app, name, blueprint)

@@ -20,6 +20,10 @@ and the task, declared with :func:`task` instead of ``Task``::
         return f"/api/v1/gadgets/{gadget.id}"  # the result's path
 
     operations.task(IMPORT_TASK, import_gadgets, max_attempts=3)
+
+Work that a plugin's own jobs carry over several runs (a webhook delivery and its retries)
+makes its operation with :func:`create`, and says how it stands with :func:`advance` and
+:func:`settle`, in whatever transaction records the work.
 """
 
 from __future__ import annotations
@@ -39,7 +43,18 @@ from mars_server.ops.models import Operation
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Operation", "accepted", "get_for", "location", "progress", "start", "task"]
+__all__ = [
+    "Operation",
+    "accepted",
+    "advance",
+    "create",
+    "get_for",
+    "location",
+    "progress",
+    "settle",
+    "start",
+    "task",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +62,9 @@ API_PATH = "/api/v1/operations"
 FAILED_TYPE = PROBLEM_TYPE_PREFIX + "operation-failed"
 
 
-def start(kind: str, task_name: str, *, owner_id: str, **kwargs: Any) -> Operation:
-    """A new operation of ``owner_id`` (a user's or an app's id), and the job of
-    ``task_name`` that does it (given ``operation_id`` and ``kwargs``), in the caller's
-    transaction."""
+def create(kind: str, *, owner_id: str) -> Operation:
+    """A new, pending operation of ``owner_id`` (a user's or an app's id), in the caller's
+    transaction, for work the caller's own jobs do (:func:`advance`, :func:`settle`)."""
     now = utcnow()
     operation = Operation(
         id=new_id("op"),
@@ -62,8 +76,54 @@ def start(kind: str, task_name: str, *, owner_id: str, **kwargs: Any) -> Operati
     )
     db.session.add(operation)
     db.session.flush()
+    return operation
+
+
+def start(kind: str, task_name: str, *, owner_id: str, **kwargs: Any) -> Operation:
+    """A new operation of ``owner_id`` (a user's or an app's id), and the job of
+    ``task_name`` that does it (given ``operation_id`` and ``kwargs``), in the caller's
+    transaction."""
+    operation = create(kind, owner_id=owner_id)
     enqueue(task_name, operation_id=operation.id, **kwargs)
     return operation
+
+
+_OPEN = ("pending", "running")
+
+
+def advance(operation_id: str, done: float, *, connection: sa.Connection | None = None) -> None:
+    """The operation is under way, ``done`` (0 to 1) of it; in the caller's transaction (or
+    on ``connection``). An operation that has ended stays as it ended."""
+    statement = (
+        sa.update(Operation)
+        .where(Operation.id == operation_id, Operation.status.in_(_OPEN))
+        .values(status="running", progress=min(1.0, max(0.0, done)), updated_at=utcnow())
+    )
+    (connection or db.session).execute(statement.execution_options(synchronize_session=False))
+
+
+def settle(
+    operation_id: str,
+    *,
+    result: str | None = None,
+    problem: MarsError | None = None,
+    connection: sa.Connection | None = None,
+) -> None:
+    """End the operation: succeeded, with the path of its ``result``, or failed with
+    ``problem``; in the caller's transaction (or on ``connection``). Only an operation still
+    under way changes: the first word on it stands."""
+    now = utcnow()
+    values: dict[str, Any] = {"updated_at": now, "finished_at": now}
+    if problem is None:
+        values |= {"status": "succeeded", "progress": 1.0, "result": result}
+    else:
+        values |= {"status": "failed", "error": _problem(problem)}
+    statement = (
+        sa.update(Operation)
+        .where(Operation.id == operation_id, Operation.status.in_(_OPEN))
+        .values(**values)
+    )
+    (connection or db.session).execute(statement.execution_options(synchronize_session=False))
 
 
 def location(operation: Operation | str) -> str:

@@ -65,3 +65,57 @@ def test_a_generated_sdk_says_so_in_its_docstring(app):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing else of the app is deprecated
         app.test_client().get("/api/v1/meta")
+
+
+def test_a_deprecated_parameter_or_field_is_said_when_used(app):
+    client = app.test_client()
+    plain = client.get("/api/v1/legacy/gadgets?name=sprocket")
+    assert plain.status_code == 200 and "Deprecation" not in plain.headers
+    used = client.get("/api/v1/legacy/gadgets?colour=red")
+    assert used.status_code == 200 and used.json == [{"name": "sprocket"}]
+    assert used.headers["Deprecation"] == "@1767225600"
+    assert email.utils.parsedate_to_datetime(used.headers["Sunset"]).year == 2027
+    assert "migrate/colour" in used.headers["Link"]
+    made = client.post("/api/v1/legacy/gadgets", json={"name": "cog", "label": "Cog"})
+    assert made.status_code == 201 and made.headers["Deprecation"] == "@1767225600"
+    assert "Sunset" not in made.headers  # no sunset date was given for it
+    assert "Deprecation" not in client.post("/api/v1/legacy/gadgets", json={"name": "c"}).headers
+    document = client.get("/api/v1/openapi.json").json
+    [colour] = [
+        p
+        for p in document["paths"]["/api/v1/legacy/gadgets"]["get"]["parameters"]
+        if isinstance(p, dict) and p.get("name") == "colour"
+    ]
+    assert colour["deprecated"] is True and "Deprecated since 2026-01-01" in colour["description"]
+    label = document["components"]["schemas"]["Gadget"]["properties"]["label"]
+    assert label["deprecated"] is True and label["x-mars-deprecated-since"] == "2026-01-01"
+
+
+def test_the_sdk_warns_whoever_sends_a_deprecated_parameter(app, live_server):
+    with (
+        MarsClient(live_server) as client,
+        pytest.warns(DeprecationWarning, match="deprecated since 2026-01-01") as caught,
+    ):
+        client.request("GET", "/api/v1/legacy/gadgets", params={"colour": "red"})
+    assert caught[0].filename == __file__
+
+
+def test_version_2_of_an_operation_beside_version_1(app):
+    """A plugin that must break an operation serves the new one under /api/v2 (Blueprint(...,
+    api_version=2)) and deprecates the old one, which keeps working until its sunset."""
+    client = app.test_client()
+    old = client.get("/api/v1/legacy/things")
+    new = client.get("/api/v2/legacy/things?prefix=g")
+    assert old.json == [{"name": "gear"}] and old.headers["Deprecation"]
+    assert new.status_code == 200 and new.json == {"items": [{"name": "gear"}], "next_cursor": None}
+    assert "Deprecation" not in new.headers
+    # The same conventions as /api/v1: problems, rate limits, request ids.
+    refused = client.get("/api/v2/legacy/things?unknown=1")
+    assert refused.status_code == 422 and refused.mimetype == "application/problem+json"
+    assert new.headers["RateLimit-Policy"] and new.headers["X-Request-ID"]
+    assert client.get("/api/v2/nothing").mimetype == "application/problem+json"
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+    assert {"/api/v1/legacy/things", "/api/v2/legacy/things"} <= set(paths)
+    files = render(read_document(client.get("/api/v1/openapi.json").json))
+    v2 = next(text for name, text in files.items() if name.endswith("resources/legacy_v2.py"))
+    assert "def list_things(" in v2 and "/api/v2/legacy/things" in v2

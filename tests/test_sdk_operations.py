@@ -159,10 +159,12 @@ def test_webhooks_and_their_deliveries(app, sdk, receiver):
     assert detail.body["type"] == "project.created" and len(detail.attempts) == 1
     assert detail.attempts[0].response_status == 200
 
-    again = client.webhooks.deliveries.redeliver(webhook_id=endpoint.id, delivery_id=delivery.id)
-    assert again.id == delivery.id and again.status == "pending"
+    again = client.webhooks.deliveries.redeliver(endpoint.id, delivery.id)
+    assert again.id == delivery.id and again.status == "pending" and again.operation_id
     run_due_jobs(app)
     assert [r.headers["webhook-id"] for r in receiver.wait_for(2)] == [delivery.id] * 2
+    done = client.wait(again.operation_id, timeout=10)  # the redelivery's operation
+    assert done.result == f"/api/v1/webhooks/{endpoint.id}/deliveries/{delivery.id}"
 
     rotated = client.webhooks.rotate_secret(webhook_id=endpoint.id)
     assert rotated.secret != endpoint.secret and rotated.previous_secret_expires_at

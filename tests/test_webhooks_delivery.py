@@ -345,7 +345,7 @@ def test_fan_out_twice_delivers_once(app, client, db, receiver, run_jobs):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 1
 
 
-def test_the_delivery_log_and_a_redelivery(client, db, receiver, run_jobs):
+def test_the_delivery_log_and_a_redelivery(app, client, db, receiver, run_jobs):
     receiver.answer("/hook", Answer(500, body=b"database down"), Answer(200, body=b"thanks"))
     endpoint = subscribe(client, receiver.url())
     path = f"{BASE}/{endpoint['id']}/deliveries"
@@ -370,6 +370,12 @@ def test_the_delivery_log_and_a_redelivery(client, db, receiver, run_jobs):
     again = client.post(f"{path}/{item['id']}/redeliver")
     assert again.status_code == 202, again.json
     assert again.json["status"] == "pending"
+    # A long-running operation, owned by the endpoint's owner, ends with the series.
+    operation = again.headers["Location"]
+    assert operation == f"/api/v1/operations/{again.json['operation_id']}"
+    assert client.get(operation).json["status"] == "pending"
+    stranger = signed_in_client(app)
+    assert stranger.get(operation).status_code == 404
     run_jobs()
     second = receiver.wait_for(2)[1]
     assert second.headers["webhook-id"] == failed.headers["webhook-id"] == item["id"]
@@ -379,6 +385,9 @@ def test_the_delivery_log_and_a_redelivery(client, db, receiver, run_jobs):
     assert done["status"] == "succeeded"
     assert done["attempt_count"] == 2
     assert [(a["series"], a["response_status"]) for a in done["attempts"]] == [(1, 500), (2, 200)]
+    ended = client.get(operation).json
+    assert (ended["status"], ended["progress"]) == ("succeeded", 1.0)
+    assert ended["result"] == f"{path}/{item['id']}"
     run_jobs()  # the first series' retry finds itself superseded: nothing more is sent
     assert len(receiver.requests) == 2
     assert [
@@ -387,6 +396,29 @@ def test_the_delivery_log_and_a_redelivery(client, db, receiver, run_jobs):
     assert client.get(f"{path}/msg_nope").status_code == 404
     assert client.post(f"{path}/msg_nope/redeliver").status_code == 404
     assert client.get(path, query_string={"status": "lost"}).status_code == 422
+
+
+def test_a_redelivery_that_fails_or_is_replaced_ends_its_operation(client, db, receiver, run_jobs):
+    receiver.answer("/hook", Answer(500), Answer(500), Answer(410))
+    endpoint = subscribe(client, receiver.url())
+    path = f"{BASE}/{endpoint['id']}/deliveries"
+    emit_thing(db)
+    run_jobs()
+    [item] = client.get(path).json["items"]
+    first = client.post(f"{path}/{item['id']}/redeliver").headers["Location"]
+    second = client.post(f"{path}/{item['id']}/redeliver").headers["Location"]
+    replaced = client.get(first).json
+    assert replaced["status"] == "failed" and replaced["error"]["status"] == 409
+    assert "newer redelivery" in replaced["error"]["detail"]
+    run_jobs()  # the second series: 500, then its retry is due later
+    under_way = client.get(second).json
+    assert under_way["status"] == "running" and 0 < under_way["progress"] < 1
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)):
+        run_jobs()  # the retry: 410 Gone, the endpoint is disabled
+    failed = client.get(second).json
+    assert failed["status"] == "failed" and failed["finished_at"]
+    assert failed["error"]["type"] == "urn:mars:problem:webhook-delivery-failed"
+    assert "410" in failed["error"]["detail"]
 
 
 def test_an_endpoint_failing_for_days_is_disabled(app, client, db, receiver, run_jobs):

@@ -69,6 +69,7 @@ CORE_MODULES = [
     "mars_server.privacy",
     "mars_server.resources",
     "mars_server.scaffold",
+    "mars_server.search",
     "mars_server.state",
 ]
 #: The builtin feature plugins, and what else may import them (the test kit makes users and

@@ -8,7 +8,7 @@ from typing import Any
 import marshmallow as ma
 
 from mars_server.audit.models import ACTION_LENGTH, ACTOR_LENGTH, TARGET_LENGTH
-from mars_server.http import PageArgsSchema, page_schema
+from mars_server.http import PageArgsSchema, fields_param, page_schema, sort_param
 
 
 class AuditRecordSchema(ma.Schema):
@@ -82,6 +82,9 @@ class AuditQueryArgsSchema(PageArgsSchema):
     def _window(self, data: dict[str, Any], **_kwargs: Any) -> None:
         if data.get("since") and data.get("until") and data["until"] <= data["since"]:
             raise ma.ValidationError("Must be after `since`.", field_name="until")
+
+    sort = sort_param("id", default="id")
+    selected_fields = fields_param(AuditRecordSchema)
 
 
 AuditPageSchema = page_schema(AuditRecordSchema, name="AuditPage")

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from mars_server.audit.models import AuditRecord
 from mars_server.db import db
-from mars_server.http import NotFound, paginate
+from mars_server.http import NotFound, Sort, paginate
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -39,9 +39,14 @@ def filtered(args: dict[str, Any]) -> sa.Select[AuditRecord]:
     return stmt
 
 
+#: The order of the log: its ids, which are time-ordered (``-id``: newest first).
+BY_ID = Sort({}, default="id")
+
+
 def list_records(args: dict[str, Any]) -> Page[AuditRecord]:
-    """One page of entries matching ``args``' filters, oldest first (ids are time-ordered)."""
-    return paginate(filtered(args), AuditRecord.id, args, name="audit")
+    """One page of entries matching ``args``' filters, oldest first (ids are time-ordered),
+    or newest first (``sort=-id``)."""
+    return paginate(filtered(args), AuditRecord.id, args, name="audit", sort=BY_ID)
 
 
 def get_record(record_id: str) -> AuditRecord:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from flask import current_app, g, request
 
 from mars_server.http import caching
-from mars_server.http.spec import API_PREFIX
+from mars_server.http.spec import is_api_path
 from mars_server.state import mars_state
 
 if TYPE_CHECKING:
@@ -85,15 +85,15 @@ def cache_control(response: Response) -> str | None:
     credentialed = bool(request.headers.get("Authorization")) or g.get("mars_actor") is not None
     succeeded = response.status_code < 400
     if request.method not in ("GET", "HEAD"):
-        writes = path.startswith(API_PREFIX) and request.method != "OPTIONS"
+        writes = is_api_path(path) and request.method != "OPTIONS"
         return caching.NO_STORE if credentialed or writes else None
     if policy is not None and policy.everyone and succeeded:
         return policy.public
     if credentialed:
         # Personal data: the caller's own client may keep it, and revalidates it first.
-        api_read = path.startswith(API_PREFIX) and succeeded
+        api_read = is_api_path(path) and succeeded
         return caching.PRIVATE if api_read else caching.NO_STORE
-    if not path.startswith(API_PREFIX) or not succeeded:
+    if not is_api_path(path) or not succeeded:
         return None
     if policy is not None and policy.public is not None:
         # A shared cache must not answer a request with a token from the anonymous copy.

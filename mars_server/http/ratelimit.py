@@ -68,7 +68,7 @@ from mars_server.crypto import keyed_digest
 from mars_server.http.addresses import address_key
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX, MarsError
 from mars_server.http.security import current_actor
-from mars_server.http.spec import API_PREFIX
+from mars_server.http.spec import API_PREFIX, is_api_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -497,7 +497,8 @@ class RateLimiter:
         path = request.path
         if (
             request.method == "OPTIONS"
-            or not path.startswith(API_PREFIX + "/")
+            or not is_api_path(path)
+            or path.rstrip("/").count("/") == 2  # /api/v1 itself: the index
             or path == OPENAPI_PATH
             or time.monotonic() < self._down_until
         ):

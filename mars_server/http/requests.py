@@ -15,7 +15,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from mars_server.http.limits import BodyLimitedRequest
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX, BadRequest
-from mars_server.http.spec import API_PREFIX
+from mars_server.http.spec import is_api_path
 
 if TYPE_CHECKING:
     from flask import Response
@@ -216,12 +216,12 @@ def start_request() -> None:
     g.request_id = client_id if _WELL_FORMED_ID.match(client_id) else uuid.uuid4().hex
     if (
         request.method in _BODY_METHODS
-        and request.path.startswith(API_PREFIX)
+        and is_api_path(request.path)
         and (request.content_length or request.headers.get("Transfer-Encoding"))
         and not _is_json(request.mimetype)
     ):
         raise UnsupportedMediaType()
-    if request.path.startswith(API_PREFIX):
+    if is_api_path(request.path):
         _parse_json_body()
         _reject_nul_characters()
 

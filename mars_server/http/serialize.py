@@ -298,12 +298,16 @@ def compile_dump(schema: ma.Schema) -> Callable[..., Any] | None:
     return dump
 
 
-def fast_dump_schema(schema: ma.Schema | type[ma.Schema]) -> ma.Schema:
+def fast_dump_schema(
+    schema: ma.Schema | type[ma.Schema], *, then: Callable[[Any], Any] | None = None
+) -> ma.Schema:
     """A private instance of ``schema`` whose ``dump`` is compiled when first called.
 
     A copy, so that an instance used elsewhere (or copied by ``Nested``) is never changed.
     Compiling waits for the first dump because ``Nested("Name")`` may name a schema that is
     defined after the view. If it fails, marshmallow's dump is kept (and a warning logged).
+
+    :param then: applied to every dump's result (a list's ``?fields=``).
     """
     instance = schema() if isinstance(schema, type) else copy.copy(schema)
     marshmallow_dump = instance.dump
@@ -314,7 +318,14 @@ def fast_dump_schema(schema: ma.Schema | type[ma.Schema]) -> ma.Schema:
         except Exception:
             log.warning("cannot compile %r; marshmallow dumps it", instance, exc_info=True)
             compiled = None
-        instance.dump = compiled or marshmallow_dump  # type: ignore[method-assign]
+        dump = compiled or marshmallow_dump
+        if then is not None:
+            plain = dump
+
+            def dump(obj: Any, *, many: bool | None = None) -> Any:
+                return then(plain(obj, many=many))
+
+        instance.dump = dump  # type: ignore[method-assign]
         return instance.dump(obj, many=many)
 
     instance.dump = compile_then_dump  # type: ignore[method-assign]

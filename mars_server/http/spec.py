@@ -12,6 +12,7 @@ import copy
 import functools
 import hashlib
 import http
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,20 @@ if TYPE_CHECKING:
     from mars_server.hookspecs import SecurityScheme
 
 API_PREFIX = "/api/v1"
+#: ``/api/v1``, ``/api/v2``...: the paths of the API's versions (docs/http.md#versions).
+_API_PATH = re.compile(r"/api/v[1-9][0-9]*(/|$)")
+
+
+def api_root(version: int) -> str:
+    """Where version ``version`` of the API is served: ``/api/v2``."""
+    return f"/api/v{version}"
+
+
+def is_api_path(path: str) -> bool:
+    """Whether ``path`` is an operation of some version of the API (``/api/v1/...``)."""
+    return _API_PATH.match(path) is not None
+
+
 #: What ``Blueprint.requires`` writes in an operation's ``security`` for "a token with these
 #: scopes", at import, long before the plugins are known: :class:`MarsSpecPlugin` replaces it
 #: with one requirement per security scheme the plugins contribute (``mars_security_schemes``).
@@ -191,22 +206,25 @@ class MarsSpecPlugin(BasePlugin):
                     response.setdefault("headers", {}).update(
                         {
                             name: {"$ref": f"#/components/headers/{name}"}
-                            for name in self._answered(str(code), response, headers)
+                            for name in self._answered(str(code), response, headers, operation)
                         }
                     )
                 if isinstance(response, dict):  # the problem responses have them already
                     response.setdefault("headers", {}).update(_RATE_LIMIT_REFS)
 
     @staticmethod
-    def _answered(code: str, response: dict[str, Any], headers: list[str]) -> list[str]:
+    def _answered(
+        code: str, response: dict[str, Any], headers: list[str], operation: dict[str, Any]
+    ) -> list[str]:
         """The headers a success of ``code`` carries: a 204 has no ETag nor Location; a 202
-        no ETag, and a Location only when it is a long-running operation's."""
+        no ETag, and a Location only when it is a long-running operation's (its answer, or a
+        view that says ``x-mars-long-running``)."""
         if code == "204":
             return [h for h in headers if h not in ("ETag", "Location")]
         if code == "202":
             content = response.get("content", {}).get("application/json", {})
             ref = str(content.get("schema", {}).get("$ref", ""))
-            keep = ref.endswith("/LongRunningOperation")
+            keep = ref.endswith("/LongRunningOperation") or operation.get("x-mars-long-running")
             return [h for h in headers if h != "ETag" and (h != "Location" or keep)]
         return headers
 
@@ -395,7 +413,37 @@ def read_and_write_schemas(document: dict[str, Any]) -> dict[str, Any]:
         ]
         if always:
             schema["required"] = always
+    _partial_items(document)
     return document
+
+
+def _partial_items(document: dict[str, Any]) -> None:
+    """A list that offers ``?fields=`` answers items with only the fields asked for: its page
+    lists ``Partial<Name>``, in which only ``id`` is required."""
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    for item in document.get("paths", {}).values():
+        operation = item.get("get")
+        if not isinstance(operation, dict):
+            continue
+        names = {p.get("name") for p in operation.get("parameters", []) if isinstance(p, dict)}
+        media = operation.get("responses", {}).get("200", {}).get("content", {})
+        page_ref = media.get("application/json", {}).get("schema", {}).get("$ref", "")
+        if "fields" not in names or not page_ref:
+            continue
+        page = schemas[page_ref.rsplit("/", 1)[-1]]
+        items = page["properties"]["items"]["items"]
+        full = str(items["$ref"]).rsplit("/", 1)[-1]
+        partial = f"Partial{full}"
+        if partial not in schemas:
+            schema = copy.deepcopy(schemas[full])
+            schema["required"] = [k for k in ("id",) if k in schema.get("properties", {})]
+            schema["description"] = (
+                f"{schema.get('description') or full}: the fields asked for with `fields` "
+                "(every field without it); `id` always."
+            )
+            schema["x-mars-partial-of"] = full
+            schemas[partial] = schema
+        items["$ref"] = f"#/components/schemas/{partial}"
 
 
 class MarsAPISpec(APISpec):

@@ -5,11 +5,15 @@ from __future__ import annotations
 from alembic import context
 
 from mars_server.db import db
+from mars_server.search import is_search_index
 
 
 def _include_object(obj, name, type_, reflected, compare_to):
-    # Alembic's own bookkeeping table is not a model.
-    return not (type_ == "table" and name == "alembic_version")
+    # Alembic's own bookkeeping table is not a model, nor are the text-search indexes
+    # (mars_server.search) that plugins' migrations make.
+    if type_ == "table" and name == "alembic_version":
+        return False
+    return not is_search_index(name, type_)
 
 
 def run_migrations_online() -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from mars_server.http import PageArgsSchema, QueryBoolean, StrictBoolean, page_schema
+from mars_server.http import (
+    PageArgsSchema,
+    QueryBoolean,
+    StrictBoolean,
+    fields_param,
+    page_schema,
+    sort_param,
+)
 
 
 class NotificationSchema(ma.Schema):
@@ -41,6 +48,8 @@ class NotificationQueryArgsSchema(PageArgsSchema):
             "absent: all."
         }
     )
+    sort = sort_param("id", default="-id")
+    selected_fields = fields_param(NotificationSchema)
 
 
 NotificationPageSchema = page_schema(NotificationSchema, "NotificationPage")

@@ -6,26 +6,20 @@ another user's notification does not exist for the caller (404).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from flask import current_app
-from itsdangerous import BadSignature, URLSafeSerializer
 
 from mars_server import plugin_settings
 from mars_server.db import db, utcnow
 from mars_server.events import audit
-from mars_server.http import BadRequest, NotFound, Page, ValidationFailed
+from mars_server.http import NotFound, Page, Sort, paginate
 from mars_server.notifications.models import Notification, NotificationPreference
 from mars_server.state import mars_state
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-
-_CURSOR_SALT = "mars.notifications.cursor.v1"
 
 
 @dataclass(frozen=True)
@@ -39,45 +33,14 @@ class Channels:
 # --- Notifications -------------------------------------------------------------------------------
 
 
-def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_CURSOR_SALT)
-
-
-def _cursor_scope(user_id: str, filters: dict[str, Any]) -> str:
-    material = json.dumps([user_id, filters], sort_keys=True, default=str)
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
-
-
 def list_notifications(user_id: str, args: dict[str, Any]) -> Page[Notification]:
-    """One page of the user's notifications, newest first (keyset on the id, descending).
-
-    The core's ``paginate`` walks keys upwards only; an inbox is read from the top, so this
-    list keeps its own cursor, signed and bound to the user and the filters alike.
-    """
-    filters = {"unread": args["unread"]} if "unread" in args else {}
+    """One page of the user's notifications, newest first (``sort=id``: oldest first)."""
     stmt = sa.select(Notification).where(Notification.user_id == user_id)
-    if filters:
+    if "unread" in args:
         unread = Notification.read_at.is_(None)
-        stmt = stmt.where(unread if filters["unread"] else sa.not_(unread))
-    settings = current_app.config["MARS"]
-    limit = args.get("limit") or settings["PAGE_SIZE_DEFAULT"]
-    if limit > settings["PAGE_SIZE_MAX"]:
-        raise ValidationFailed(
-            {"limit": f"Must be at most {settings['PAGE_SIZE_MAX']}."}, location="query"
-        )
-    scope = _cursor_scope(user_id, filters)
-    if args.get("cursor"):
-        try:
-            payload = _serializer().loads(args["cursor"])
-        except BadSignature:
-            payload = None
-        if not isinstance(payload, list) or len(payload) != 2 or payload[0] != scope:
-            raise BadRequest("The cursor is not valid for this list; start again without it.")
-        stmt = stmt.where(Notification.id < payload[1])
-    rows = list(db.session.scalars(stmt.order_by(Notification.id.desc()).limit(limit + 1)))
-    items = rows[:limit]
-    next_cursor = _serializer().dumps([scope, items[-1].id]) if len(rows) > limit else None
-    return Page(items, next_cursor)
+        stmt = stmt.where(unread if args["unread"] else sa.not_(unread))
+    sort = Sort({}, default="-id")
+    return paginate(stmt, Notification.id, args, name=f"notifications:{user_id}", sort=sort)
 
 
 def _notification(user_id: str, notification_id: str) -> Notification:

@@ -41,6 +41,8 @@ class Field:
     required: bool
     description: str = ""
     location: str = "body"
+    #: a query array sent comma-separated (``style: form``, ``explode: false``)
+    delimited: bool = False
 
     @property
     def annotation(self) -> str:
@@ -98,6 +100,9 @@ class Operation:
     chain: tuple[str, ...] = ()
     #: its method's name (:mod:`mars_server.sdkgen.naming`): ``list``
     method_name: str = ""
+    #: for a list whose items may be partial (``?fields=``): the whole item's model, which
+    #: the items are without ``fields``
+    full_model: str | None = None
 
     @property
     def name(self) -> str:
@@ -224,6 +229,7 @@ class _Reader:
     def _build_model(self, name: str) -> Model:
         schema = self.schema(name)
         required = set(schema.get("required", ()))
+        partial = "x-mars-partial-of" in schema  # a list's item with the fields asked for
         # In a response, a read-only property is always there (MARS dumps every field of what
         # it returns; ``required`` cannot say so, since OpenAPI 3.1 applies it to requests
         # too), and so is one with a default (filled in when a request left it out).
@@ -232,7 +238,8 @@ class _Reader:
                 identifier(key),
                 key,
                 py_type(prop, "response"),
-                key in required or bool(prop.get("readOnly")) or "default" in prop,
+                key in required
+                or (not partial and (bool(prop.get("readOnly")) or "default" in prop)),
                 prop.get("description", ""),
             )
             for key, prop in (schema.get("properties") or {}).items()
@@ -320,13 +327,24 @@ class _Reader:
                 kind = PyType(
                     f"{kind.annotation} | None", kind.converter, True, kind.refs, kind.stdlib
                 )
+            delimited = location == "query" and param.get("explode") is False
             params.append(
                 Field(
-                    identifier(wire), wire, kind, required, param.get("description", ""), location
+                    identifier(wire),
+                    wire,
+                    kind,
+                    required,
+                    param.get("description", ""),
+                    location,
+                    delimited=delimited,
                 )
             )
         body = self.body_fields(op, where)
         returns, model, etag = self.returns(op, params, tag)
+        full_model = None
+        if returns == "page" and model and any(f.delimited and f.key == "fields" for f in params):
+            whole = self.schema(model).get("x-mars-partial-of")
+            full_model = self.model(whole, tag) if whole else None
         names = [f.name for f in [*params, *(body or [])]] + sorted(specials)
         clashes = {n for n in names if names.count(n) > 1}
         if clashes:
@@ -348,6 +366,7 @@ class _Reader:
             idempotency_key="idempotency_key" in specials,
             if_match="if_match" in specials,
             if_none_match="if_none_match" in specials and returns == "model" and etag,
+            full_model=full_model,
         )
 
     def events(self) -> dict[str, str]:

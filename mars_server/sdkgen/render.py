@@ -214,6 +214,8 @@ def _resource(
         typing.append("Any")
     if "Literal" in stdlib:
         typing.append("Literal")
+    if any(op.full_model for op in operations):
+        typing.append("overload")
     checking = []
     abc = sorted(name for name in ABC_NAMES if name in stdlib)
     if abc:
@@ -227,7 +229,10 @@ def _resource(
         checking.append("from mars_sdk.types import HasETag")
     if checking:
         typing.insert(0, "TYPE_CHECKING")
-    models = sorted({op.return_model for op in operations if op.return_model})
+    models = sorted(
+        {op.return_model for op in operations if op.return_model}
+        | {op.full_model for op in operations if op.full_model}
+    )
     if checking and checking[-1].startswith("from mars_sdk") and len(checking) > 1:
         first_party = [line for line in checking if line.startswith("from mars_sdk")]
         checking = [line for line in checking if not line.startswith("from mars_sdk")]

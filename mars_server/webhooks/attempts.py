@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
-from mars_server import metrics
+from mars_server import metrics, operations
 from mars_server.config import plugin_settings
 from mars_server.db import db
 from mars_server.events import enqueue
+from mars_server.http import MarsError
+from mars_server.http.problems import PROBLEM_TYPE_PREFIX
 from mars_server.webhooks.events import endpoint_disabled
 from mars_server.webhooks.models import (
     FAILED,
@@ -78,6 +80,8 @@ class Target:
     secret_sealed: str
     previous_secret_sealed: str | None
     previous_secret_expires_at: dt.datetime | None
+    #: a redelivery's long-running operation, which ends with this series
+    operation_id: str | None = None
 
 
 class _Statements:
@@ -106,6 +110,7 @@ class _Statements:
                 e.secret_sealed,
                 e.previous_secret_sealed,
                 e.previous_secret_expires_at,
+                d.operation_id,
             )
             .join_from(deliveries, endpoints, e.id == d.endpoint_id)
             .where(d.id.in_(sa.bindparam("ids", expanding=True)))
@@ -154,6 +159,34 @@ def give_up(target: Target, error: str, now: dt.datetime) -> None:
         statements().given_up,
         {"b_id": target.delivery_id, "b_series": target.series, "error": error, "now": now},
     )
+    if target.operation_id is not None:
+        operations.settle(target.operation_id, problem=DeliveryFailed(error))
+
+
+def _said(outcome: Outcome) -> str:
+    return f"HTTP {outcome.status}" if outcome.status is not None else outcome.error or "no answer"
+
+
+class DeliveryFailed(MarsError):
+    """A redelivery's operation, when its series of attempts failed."""
+
+    status = 502
+    type_ = PROBLEM_TYPE_PREFIX + "webhook-delivery-failed"
+    title = "The endpoint did not accept the delivery."
+
+
+def _settle(conn: sa.Connection, target: Target, number: int, problem: str | None) -> None:
+    """A redelivery's operation, after attempt ``number``: ended (``problem`` None: it
+    succeeded) or, with ``number`` of the most attempts made, under way."""
+    if target.operation_id is None:
+        return
+    if problem is None:
+        path = f"/api/v1/webhooks/{target.endpoint_id}/deliveries/{target.delivery_id}"
+        operations.settle(target.operation_id, result=path, connection=conn)
+    elif problem:
+        operations.settle(target.operation_id, problem=DeliveryFailed(problem), connection=conn)
+    else:
+        operations.advance(target.operation_id, number / MAX_ATTEMPTS, connection=conn)
 
 
 def next_attempt_delay(number: int, retry_after: float | None) -> float:
@@ -185,6 +218,7 @@ def record(target: Target, number: int, outcome: Outcome, now: dt.datetime) -> b
     )
     if outcome.ok:
         _attempted(conn, target, SUCCEEDED, now, outcome)
+        _settle(conn, target, number, None)
         if target.failing_since is not None:
             _update_endpoint(
                 target,
@@ -194,6 +228,7 @@ def record(target: Target, number: int, outcome: Outcome, now: dt.datetime) -> b
         return False
     if outcome.status == 410:  # Gone: the receiver asks for no more deliveries
         _attempted(conn, target, FAILED, now, outcome)
+        _settle(conn, target, number, "The endpoint answered 410 Gone: MARS disabled it.")
         _disable(target, GONE, now)
         return True
     failing_since = target.failing_since
@@ -203,12 +238,15 @@ def record(target: Target, number: int, outcome: Outcome, now: dt.datetime) -> b
     limit = dt.timedelta(days=plugin_settings("webhooks")["disable_after_days"])
     if now - failing_since > limit:
         _attempted(conn, target, FAILED, now, outcome)
+        _settle(conn, target, number, "The endpoint failed for too long: MARS disabled it.")
         _disable(target, FAILING, now, failing_since)
         return True
     if number >= MAX_ATTEMPTS:
         _attempted(conn, target, FAILED, now, outcome)
+        _settle(conn, target, number, f"Every attempt failed; the last: {_said(outcome)}.")
         return False
     _attempted(conn, target, PENDING, now, outcome)
+    _settle(conn, target, number, "")
     delay = next_attempt_delay(number, outcome.retry_after)
     enqueue(
         DELIVER_TASK,

@@ -128,6 +128,8 @@ class WebhookDelivery(Model):
     error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[dt.datetime | None]
+    #: the long-running operation of the latest redelivery (``/api/v1/operations/{id}``)
+    operation_id: Mapped[str | None] = mapped_column(sa.String(40))
 
     attempts: Mapped[list[WebhookAttempt]] = relationship(
         order_by="WebhookAttempt.id", viewonly=True

@@ -7,7 +7,14 @@ from typing import Any
 import marshmallow as ma
 from flask import current_app
 
-from mars_server.http import SECRET, PageArgsSchema, StrictBoolean, page_schema
+from mars_server.http import (
+    SECRET,
+    PageArgsSchema,
+    StrictBoolean,
+    fields_param,
+    page_schema,
+    sort_param,
+)
 from mars_server.state import mars_state
 from mars_server.webhooks.guard import url_problem
 from mars_server.webhooks.models import DELIVERY_STATUSES, DISABLED_REASONS
@@ -150,7 +157,8 @@ class NewSecretSchema(WebhookSchema):
 
 
 class WebhookQueryArgsSchema(PageArgsSchema):
-    pass
+    sort = sort_param("id", "url", default="id")
+    selected_fields = fields_param(WebhookSchema)
 
 
 WebhookPageSchema = page_schema(WebhookSchema, "WebhookPage")
@@ -212,6 +220,15 @@ class DeliverySchema(ma.Schema):
     )
     created_at = ma.fields.AwareDateTime(dump_only=True, format="iso")
     completed_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True, format="iso")
+    operation_id = ma.fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "The long-running operation of the latest redelivery "
+            "(`GET /api/v1/operations/{id}`; the SDK's `client.wait`): it ends when that "
+            "series of attempts does. Null until the delivery is redelivered.",
+        },
+    )
 
 
 class DeliveryDetailSchema(DeliverySchema):
@@ -233,6 +250,8 @@ class DeliveryQueryArgsSchema(PageArgsSchema):
         validate=ma.validate.OneOf(DELIVERY_STATUSES),
         metadata={"description": "Only deliveries in this state."},
     )
+    sort = sort_param("id", default="id")
+    selected_fields = fields_param(DeliverySchema)
 
 
 DeliveryPageSchema = page_schema(DeliverySchema, "WebhookDeliveryPage")

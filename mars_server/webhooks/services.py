@@ -13,11 +13,12 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from mars_server import operations
 from mars_server.config import plugin_settings
 from mars_server.crypto import seal
 from mars_server.db import db, utcnow
 from mars_server.events import audit, enqueue
-from mars_server.http import Conflict, Forbidden, NotFound, check_issuance, paginate
+from mars_server.http import Conflict, Forbidden, NotFound, Sort, check_issuance, paginate
 from mars_server.state import mars_state
 from mars_server.webhooks.models import (
     BY_OWNER,
@@ -64,7 +65,8 @@ def _host(url: str) -> str | None:
 
 def list_endpoints(owner_id: str, args: dict[str, Any]) -> Page[WebhookEndpoint]:
     stmt = sa.select(WebhookEndpoint).where(WebhookEndpoint.owner_id == owner_id)
-    return paginate(stmt, WebhookEndpoint.id, args, name=f"webhooks:{owner_id}")
+    sort = Sort({"url": WebhookEndpoint.url}, default="id")
+    return paginate(stmt, WebhookEndpoint.id, args, name=f"webhooks:{owner_id}", sort=sort)
 
 
 def get_endpoint(owner_id: str, endpoint_id: str) -> WebhookEndpoint:
@@ -186,7 +188,8 @@ def list_deliveries(endpoint: WebhookEndpoint, args: dict[str, Any]) -> Page[Web
     stmt = sa.select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
     if args.get("status"):
         stmt = stmt.where(WebhookDelivery.status == args["status"])
-    return paginate(stmt, WebhookDelivery.id, args, name=f"webhook-deliveries:{endpoint.id}")
+    name = f"webhook-deliveries:{endpoint.id}"
+    return paginate(stmt, WebhookDelivery.id, args, name=name, sort=Sort({}, default="id"))
 
 
 def get_delivery(endpoint: WebhookEndpoint, delivery_id: str) -> WebhookDelivery:
@@ -200,14 +203,23 @@ def get_delivery(endpoint: WebhookEndpoint, delivery_id: str) -> WebhookDelivery
     return delivery
 
 
+#: The kind of a redelivery's long-running operation.
+REDELIVERY = "webhooks.redeliver"
+
+
 def redeliver(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> WebhookDelivery:
-    """Start a new series of attempts, with the same ``webhook-id`` and body.
+    """Start a new series of attempts, with the same ``webhook-id`` and body, as a
+    long-running operation (``delivery.operation_id``) that ends with the series.
 
     A series still waiting for its next attempt is superseded: its job finds a newer series
     and stops, so attempts never run twice side by side.
     """
     if endpoint.disabled:
         raise Conflict("The endpoint is disabled: enable it before redelivering.")
+    if delivery.operation_id is not None:  # the redelivery it supersedes ends here
+        replaced = Conflict("A newer redelivery of this delivery replaced this one.")
+        operations.settle(delivery.operation_id, problem=replaced)
+    delivery.operation_id = operations.create(REDELIVERY, owner_id=endpoint.owner_id).id
     delivery.series += 1
     delivery.status = PENDING
     delivery.completed_at = None

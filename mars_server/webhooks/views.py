@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from flask import url_for
 from flask.views import MethodView
 
+from mars_server import operations
 from mars_server.http import (
     Blueprint,
     authorize,
@@ -191,14 +192,19 @@ class DeliveryById(MethodView):
 @blp.route("/<string:webhook_id>/deliveries/<string:delivery_id>/redeliver")
 class Redelivery(MethodView):
     @blp.requires("webhooks:write")
-    @blp.doc(operationId="redeliver_webhook_delivery")
+    @blp.doc(operationId="redeliver_webhook_delivery", **{"x-mars-long-running": True})
     @blp.response(202, DeliverySchema)
-    def post(self, webhook_id: str, delivery_id: str) -> WebhookDelivery:
+    def post(
+        self, webhook_id: str, delivery_id: str
+    ) -> tuple[WebhookDelivery, int, dict[str, str]]:
         """Send a delivery again: a new series of attempts with the same webhook-id
 
-        Needs `webhooks:write`. Queues a new series of attempts with the same body and `webhook-id`,
-        replacing a series still waiting to retry, and answers 202 with the delivery back in
-        `pending`. A disabled endpoint is 409: enable it first.
+        Needs `webhooks:write`. Queues a new series of attempts with the same body and
+        `webhook-id`, replacing a series still waiting to retry, and answers 202 with the
+        delivery back in `pending` and, in `Location` (and `operation_id`), the long-running
+        operation that ends with the series: succeeded once the endpoint accepts it, failed
+        once every attempt has. A disabled endpoint is 409: enable it first.
         """
         endpoint = services.get_endpoint(owner_id(), webhook_id)
-        return services.redeliver(endpoint, services.get_delivery(endpoint, delivery_id))
+        delivery = services.redeliver(endpoint, services.get_delivery(endpoint, delivery_id))
+        return delivery, 202, {"Location": operations.location(str(delivery.operation_id))}

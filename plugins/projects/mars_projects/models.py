@@ -17,6 +17,10 @@ class Project(Timestamped, Versioned, Model):
     __table_args__ = (
         sa.CheckConstraint("visibility IN ('public', 'private')", name="visibility"),
         sa.Index("ix_projects_visibility_id", "visibility", "id"),
+        # ?sort= walks these (the id breaks ties): a deep page is as cheap as the first.
+        sa.Index("ix_projects_name_id", "name", "id"),
+        sa.Index("ix_projects_created_at_id", "created_at", "id"),
+        sa.Index("ix_projects_updated_at_id", "updated_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True, default=lambda: new_id("prj"))

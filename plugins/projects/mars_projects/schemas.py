@@ -8,7 +8,13 @@ import marshmallow as ma
 
 from mars_projects.models import MEMBER_ROLES, VISIBILITIES
 from mars_server import plugin_settings
-from mars_server.http import PageArgsSchema, page_schema
+from mars_server.http import (
+    PageArgsSchema,
+    fields_param,
+    page_schema,
+    search_param,
+    sort_param,
+)
 from mars_server.resources import update_schema
 
 SLUG = ma.validate.Regexp(
@@ -46,6 +52,9 @@ class ProjectQueryArgsSchema(PageArgsSchema):
         validate=ma.validate.OneOf(VISIBILITIES),
         metadata={"description": "Only projects of this visibility."},
     )
+    sort = sort_param("id", "name", "slug", "created_at", "updated_at", default="id")
+    q = search_param("the name, slug and description")
+    selected_fields = fields_param(ProjectSchema)
 
 
 ProjectPageSchema = page_schema(ProjectSchema, "ProjectPage")

@@ -22,15 +22,28 @@ from mars_server.http import (
     Conflict,
     Forbidden,
     NotFound,
+    Sort,
     ValidationFailed,
     paginate,
     user_info,
 )
+from mars_server.search import matches
 
 if TYPE_CHECKING:
     from mars_server.http import Actor, Page
 
 WRITERS = ("owner", "maintainer")
+#: What ``?sort=`` may name (each has an index: models.py) and ``?q=`` searches.
+SORT = Sort(
+    {
+        "name": Project.name,
+        "slug": Project.slug,
+        "created_at": Project.created_at,
+        "updated_at": Project.updated_at,
+    },
+    default="id",
+)
+SEARCHED = (Project.name, Project.slug, Project.description)
 #: A slug taken by another project is a 409 pointing at ``slug``.
 UNIQUE = {"slug": "The slug {value!r} is taken."}
 #: A plugin's own metric, through the core's helper (docs/plugins.md#metrics).
@@ -51,7 +64,9 @@ def list_projects(actor: Actor | None, args: dict[str, Any]) -> Page[Project]:
     stmt = sa.select(Project).where(_visible(actor))
     if args.get("visibility"):
         stmt = stmt.where(Project.visibility == args["visibility"])
-    return paginate(stmt, Project.id, args, name="projects")
+    return paginate(
+        stmt, Project.id, args, name="projects", sort=SORT, search=lambda q: matches(SEARCHED, q)
+    )
 
 
 def get_project(actor: Actor | None, project_id: str) -> Project:

@@ -38,3 +38,18 @@ def test_projects_create_get_list_update_delete(sdk):
     client.projects.delete(project_id=created.id, if_match=updated.etag)
     with pytest.raises(mars_sdk.NotFound):
         client.projects.get(project_id=created.id)
+
+
+def test_projects_sorted_searched_and_with_chosen_fields(sdk):
+    client = sdk()
+    for slug, name in (("b-rover", "Rover B"), ("a-rover", "Rover A"), ("lander", "Lander")):
+        client.projects.create(slug=slug, name=name, description="On Mars")
+    # Whole projects, sorted and searched.
+    rovers = list(client.projects.list(q="rover", sort="-name", limit=1))
+    assert [p.name for p in rovers] == ["Rover B", "Rover A"]
+    assert all(isinstance(p, mars_sdk.models.Project) for p in rovers)
+    # With fields=, partial ones: what was not asked for is UNSET.
+    partial = list(client.projects.list(fields=["name"], sort="slug"))
+    assert [p.name for p in partial] == ["Rover A", "Rover B", "Lander"]
+    assert all(isinstance(p, mars_sdk.models.PartialProject) for p in partial)
+    assert partial[0].id and partial[0].slug is mars_sdk.UNSET and not partial[0].created_at

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mars_sdk.types import UNSET, Unset
+
 
 @dataclass(slots=True, kw_only=True)
 class AuditRecord:
@@ -51,4 +53,48 @@ class AuditRecord:
             seq=data["seq"],
             prev_hash=data["prev_hash"],
             hash=data["hash"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class PartialAuditRecord:
+    """AuditRecord: the fields asked for with `fields` (every field without it); `id` always."""
+
+    id: str
+    occurred_at: datetime | Unset = UNSET
+    #: The user or OAuth client that acted; `cli:<login>` for an operator's command; null when
+    #: anonymous.
+    actor_id: str | Unset | None = UNSET
+    #: An event type (`project.created`) or a security event.
+    action: str | Unset = UNSET
+    #: The public id of what it happened to.
+    target: str | Unset | None = UNSET
+    address: str | Unset | None = UNSET
+    user_agent: str | Unset | None = UNSET
+    request_id: str | Unset | None = UNSET
+    #: What else matters; secrets are never recorded.
+    details: dict[str, Any] | Unset = UNSET
+    #: Place in the hash chain; null until sealed (seconds).
+    seq: int | Unset | None = UNSET
+    prev_hash: str | Unset | None = UNSET
+    hash: str | Unset | None = UNSET
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PartialAuditRecord:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            occurred_at=UNSET
+            if (u := data.get("occurred_at", UNSET)) is UNSET
+            else datetime.fromisoformat(u),
+            actor_id=data.get("actor_id", UNSET),
+            action=data.get("action", UNSET),
+            target=data.get("target", UNSET),
+            address=data.get("address", UNSET),
+            user_agent=data.get("user_agent", UNSET),
+            request_id=data.get("request_id", UNSET),
+            details=data.get("details", UNSET),
+            seq=data.get("seq", UNSET),
+            prev_hash=data.get("prev_hash", UNSET),
+            hash=data.get("hash", UNSET),
         )

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mars_sdk.types import UNSET, Unset
+
 
 @dataclass(slots=True, kw_only=True)
 class MarkedRead:
@@ -58,6 +60,44 @@ class Notification:
             link=data["link"],
             created_at=datetime.fromisoformat(data["created_at"]),
             read_at=None if (v := data["read_at"]) is None else datetime.fromisoformat(v),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class PartialNotification:
+    """Notification: the fields asked for with `fields` (every field without it); `id` always."""
+
+    id: str
+    #: The event it tells of.
+    event_id: str | Unset = UNSET
+    event_type: str | Unset = UNSET
+    title: str | Unset = UNSET
+    body: str | Unset = UNSET
+    #: Where to look: an API path or an address; may be null.
+    link: str | Unset | None = UNSET
+    #: When what it tells of happened.
+    created_at: datetime | Unset = UNSET
+    #: When you marked it read; null while unread.
+    read_at: datetime | Unset | None = UNSET
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PartialNotification:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            event_id=data.get("event_id", UNSET),
+            event_type=data.get("event_type", UNSET),
+            title=data.get("title", UNSET),
+            body=data.get("body", UNSET),
+            link=data.get("link", UNSET),
+            created_at=UNSET
+            if (u := data.get("created_at", UNSET)) is UNSET
+            else datetime.fromisoformat(u),
+            read_at=UNSET
+            if (u := data.get("read_at", UNSET)) is UNSET
+            else None
+            if (v := u) is None
+            else datetime.fromisoformat(v),
         )
 
 

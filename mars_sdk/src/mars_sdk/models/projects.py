@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from mars_sdk.types import UNSET, Unset
+
 
 @dataclass(slots=True, kw_only=True)
 class Member:
@@ -27,6 +29,36 @@ class Member:
             user_id=data["user_id"],
             role=data["role"],
             added_at=datetime.fromisoformat(data["added_at"]),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class PartialProject:
+    """Project: the fields asked for with `fields` (every field without it); `id` always."""
+
+    id: str
+    slug: str | Unset = UNSET
+    name: str | Unset = UNSET
+    description: str | Unset = UNSET
+    visibility: Literal["public", "private"] | Unset = UNSET
+    created_at: datetime | Unset = UNSET
+    updated_at: datetime | Unset = UNSET
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PartialProject:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            slug=data.get("slug", UNSET),
+            name=data.get("name", UNSET),
+            description=data.get("description", UNSET),
+            visibility=data.get("visibility", UNSET),
+            created_at=UNSET
+            if (u := data.get("created_at", UNSET)) is UNSET
+            else datetime.fromisoformat(u),
+            updated_at=UNSET
+            if (u := data.get("updated_at", UNSET)) is UNSET
+            else datetime.fromisoformat(u),
         )
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from mars_sdk.types import UNSET, Unset
+
 
 @dataclass(slots=True, kw_only=True)
 class Attempt:
@@ -56,6 +58,10 @@ class Delivery:
     error: str | None
     created_at: datetime
     completed_at: datetime | None
+    #: The long-running operation of the latest redelivery (`GET /api/v1/operations/{id}`; the SDK's
+    #: `client.wait`): it ends when that series of attempts does. Null until the delivery is
+    #: redelivered.
+    operation_id: str | None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Delivery:
@@ -74,6 +80,7 @@ class Delivery:
             error=data["error"],
             created_at=datetime.fromisoformat(data["created_at"]),
             completed_at=None if (v := data["completed_at"]) is None else datetime.fromisoformat(v),
+            operation_id=data["operation_id"],
         )
 
 
@@ -96,6 +103,10 @@ class DeliveryDetail:
     error: str | None
     created_at: datetime
     completed_at: datetime | None
+    #: The long-running operation of the latest redelivery (`GET /api/v1/operations/{id}`; the SDK's
+    #: `client.wait`): it ends when that series of attempts does. Null until the delivery is
+    #: redelivered.
+    operation_id: str | None
     #: The JSON body sent: `id`, `type`, `timestamp`, `data`.
     body: dict[str, Any]
     attempts: list[Attempt]
@@ -119,6 +130,7 @@ class DeliveryDetail:
             error=data["error"],
             created_at=datetime.fromisoformat(data["created_at"]),
             completed_at=None if (v := data["completed_at"]) is None else datetime.fromisoformat(v),
+            operation_id=data["operation_id"],
             body=data["body"],
             attempts=[Attempt.from_json(i) for i in data["attempts"]],
         )
@@ -173,6 +185,117 @@ class NewSecret:
             created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
             secret=data["secret"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class PartialDelivery:
+    """Delivery: the fields asked for with `fields` (every field without it); `id` always."""
+
+    #: The `webhook-id` header: the same on every attempt and redelivery.
+    id: str
+    event_id: str | Unset = UNSET
+    event_type: str | Unset = UNSET
+    status: Literal["pending", "succeeded", "failed"] | Unset = UNSET
+    attempt_count: int | Unset = UNSET
+    last_attempt_at: datetime | Unset | None = UNSET
+    #: The last attempt's HTTP status; null when none came.
+    response_status: int | Unset | None = UNSET
+    #: How long the last attempt took.
+    duration_ms: int | Unset | None = UNSET
+    #: Why the last attempt failed.
+    error: str | Unset | None = UNSET
+    created_at: datetime | Unset = UNSET
+    completed_at: datetime | Unset | None = UNSET
+    #: The long-running operation of the latest redelivery (`GET /api/v1/operations/{id}`; the SDK's
+    #: `client.wait`): it ends when that series of attempts does. Null until the delivery is
+    #: redelivered.
+    operation_id: str | Unset | None = UNSET
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PartialDelivery:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            event_id=data.get("event_id", UNSET),
+            event_type=data.get("event_type", UNSET),
+            status=data.get("status", UNSET),
+            attempt_count=data.get("attempt_count", UNSET),
+            last_attempt_at=UNSET
+            if (u := data.get("last_attempt_at", UNSET)) is UNSET
+            else None
+            if (v := u) is None
+            else datetime.fromisoformat(v),
+            response_status=data.get("response_status", UNSET),
+            duration_ms=data.get("duration_ms", UNSET),
+            error=data.get("error", UNSET),
+            created_at=UNSET
+            if (u := data.get("created_at", UNSET)) is UNSET
+            else datetime.fromisoformat(u),
+            completed_at=UNSET
+            if (u := data.get("completed_at", UNSET)) is UNSET
+            else None
+            if (v := u) is None
+            else datetime.fromisoformat(v),
+            operation_id=data.get("operation_id", UNSET),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class PartialWebhook:
+    """Webhook: the fields asked for with `fields` (every field without it); `id` always."""
+
+    id: str
+    #: Where deliveries are POSTed: http:// or https://, no credentials; private and loopback
+    #: addresses are refused unless the server allows them.
+    url: str | Unset = UNSET
+    description: str | Unset = UNSET
+    #: The event types to receive (see the OpenAPI `webhooks` section).
+    events: list[str] | Unset = UNSET
+    #: No deliveries while true; set it back to false to resume.
+    disabled: bool | Unset = UNSET
+    #: `by_owner`, `gone` (it answered 410) or `failing` (every delivery failed for too long); null
+    #: while enabled.
+    disabled_reason: Literal["by_owner", "gone", "failing"] | Unset | None = UNSET
+    disabled_at: datetime | Unset | None = UNSET
+    #: Since when every attempt has failed; null after a success.
+    failing_since: datetime | Unset | None = UNSET
+    #: Until then, deliveries are also signed with the secret before the last rotation.
+    previous_secret_expires_at: datetime | Unset | None = UNSET
+    created_at: datetime | Unset = UNSET
+    updated_at: datetime | Unset = UNSET
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PartialWebhook:
+        """Read the JSON object MARS sent."""
+        return cls(
+            id=data["id"],
+            url=data.get("url", UNSET),
+            description=data.get("description", UNSET),
+            events=data.get("events", UNSET),
+            disabled=data.get("disabled", UNSET),
+            disabled_reason=data.get("disabled_reason", UNSET),
+            disabled_at=UNSET
+            if (u := data.get("disabled_at", UNSET)) is UNSET
+            else None
+            if (v := u) is None
+            else datetime.fromisoformat(v),
+            failing_since=UNSET
+            if (u := data.get("failing_since", UNSET)) is UNSET
+            else None
+            if (v := u) is None
+            else datetime.fromisoformat(v),
+            previous_secret_expires_at=UNSET
+            if (u := data.get("previous_secret_expires_at", UNSET)) is UNSET
+            else None
+            if (v := u) is None
+            else datetime.fromisoformat(v),
+            created_at=UNSET
+            if (u := data.get("created_at", UNSET)) is UNSET
+            else datetime.fromisoformat(u),
+            updated_at=UNSET
+            if (u := data.get("updated_at", UNSET)) is UNSET
+            else datetime.fromisoformat(u),
         )
 
 
