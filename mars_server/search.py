@@ -15,7 +15,7 @@ every word must match, and ``"a phrase"`` matches as one.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -48,28 +48,38 @@ def document_sql(columns: Sequence[str]) -> str:
     return f"to_tsvector('{CONFIGURATION}', {joined})"
 
 
-def fts5_query(text: str) -> str:
-    """``text`` as an FTS5 query that means what the words say: each word or quoted phrase
-    quoted (FTS5's operators and column filters are never read from the user), all needed."""
-    terms = []
+def terms(text: str) -> list[str]:
+    """What ``text`` asks for: its words, and its ``"quoted phrases"`` as one term each, in
+    letters and digits only. No other syntax is read (``-``, ``OR``, ``*``, ``NEAR``...)."""
+    found = []
     for phrase, word in _TERMS.findall(text):
         words = re.findall(r"\w+", phrase or word)
         if words:
-            terms.append('"' + " ".join(words) + '"')
-    return " AND ".join(terms)
+            found.append(" ".join(words))
+    return found
+
+
+def fts5_query(text: str) -> str:
+    """``text`` as an FTS5 query that means what the words say: each term quoted (FTS5's
+    operators and column filters are never read from the user), all needed."""
+    return " AND ".join(f'"{term}"' for term in terms(text))
 
 
 def matches(columns: Sequence[InstrumentedAttribute[str]], text: str) -> ColumnElement[bool]:
     """The condition that a row's ``columns`` hold every word of ``text``: for
     ``paginate(..., search=lambda q: matches(COLUMNS, q))``."""
     table = columns[0].class_.__table__
+    wanted = terms(text)
+    if not wanted:  # nothing to look for but punctuation: nothing matches
+        return sa.false()
     if db.session.get_bind().dialect.name == "postgresql":
         names = [f"{table.name}.{column.key}" for column in columns]
-        words = sa.func.websearch_to_tsquery(sa.literal_column(f"'{CONFIGURATION}'"), text)
-        return sa.literal_column(document_sql(names)).op("@@")(words)
+        configuration: ColumnElement[str] = sa.literal_column(f"'{CONFIGURATION}'")
+        tsquery: ColumnElement[Any] = sa.func.phraseto_tsquery(configuration, wanted[0])
+        for term in wanted[1:]:  # every term: tsquery's AND
+            tsquery = tsquery.op("&&")(sa.func.phraseto_tsquery(configuration, term))
+        return sa.literal_column(document_sql(names)).op("@@")(tsquery)
     query = fts5_query(text)
-    if not query:  # nothing to look for but punctuation: nothing matches
-        return sa.false()
     fts = sa.table(f"{table.name}_fts", sa.column("rowid"))
     found = sa.select(fts.c.rowid).where(sa.literal_column(f"{table.name}_fts").op("MATCH")(query))
     return sa.literal_column(f"{table.name}.rowid").in_(found)

@@ -92,8 +92,22 @@ class Things(MethodView):
         return [{"name": name} for name in ("gear",) if name.startswith(prefix)]
 
 
+MADE: list[str] = []  # what POST /api/v2/legacy/things made, in this process
+
+
 @blp_v2.route("/things")
 class ThingsV2(MethodView):
+    @blp_v2.doc(operationId="make_legacy_thing_v2")
+    @blp_v2.arguments(ThingSchema)
+    @blp_v2.response(201, ThingSchema)
+    def post(self, data: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """Make an old thing
+
+        Counts what it makes, so that a test sees a replay make nothing.
+        """
+        MADE.append(data["name"])
+        return data, {"Location": f"/api/v2/legacy/things/{len(MADE)}"}
+
     @blp_v2.doc(operationId="list_legacy_things_v2")
     @blp_v2.arguments(ThingQuerySchema, location="query", as_kwargs=True)
     @blp_v2.response(200, ThingPageSchema)

@@ -11,6 +11,7 @@ import pytest
 from mars_sdk import MarsClient
 from mars_server.sdkgen.document import read_document
 from mars_server.sdkgen.render import render
+from tests import legacy_plugin
 
 
 @pytest.fixture
@@ -114,6 +115,13 @@ def test_version_2_of_an_operation_beside_version_1(app):
     assert refused.status_code == 422 and refused.mimetype == "application/problem+json"
     assert new.headers["RateLimit-Policy"] and new.headers["X-Request-ID"]
     assert client.get("/api/v2/nothing").mimetype == "application/problem+json"
+    # Idempotency-Key too: a retried POST is answered again, never made twice.
+    legacy_plugin.MADE.clear()
+    key = {"Idempotency-Key": "make-gear-1"}
+    first = client.post("/api/v2/legacy/things", json={"name": "gear"}, headers=key)
+    again = client.post("/api/v2/legacy/things", json={"name": "gear"}, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true" and legacy_plugin.MADE == ["gear"]
     paths = client.get("/api/v1/openapi.json").json["paths"]
     assert {"/api/v1/legacy/things", "/api/v2/legacy/things"} <= set(paths)
     files = render(read_document(client.get("/api/v1/openapi.json").json))

@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import re
 
+import pytest
+import sqlalchemy as sa
 import time_machine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from mars_server.http import Sort
 from mars_server.testing import signed_in_client
 
-NAMES = ["delta", "Alpha", "charlie", "bravo", "alpha", "echo", "alpha"]
+# Ties ("alpha" twice) are broken by the id; no two names differ only in case, which the
+# databases' collations may order differently.
+NAMES = ["delta", "alpha", "charlie", "bravo", "alpha", "echo", "kilo"]
 
 
 def walk(client, query: str) -> list[dict]:
@@ -56,11 +62,16 @@ def test_a_sort_on_timestamps_survives_the_cursor(client):
             made += make_projects(client, [f"day{day}"])
     ordered = walk(client, "sort=-created_at&limit=1")
     assert [p["name"] for p in ordered] == ["day3", "day2", "day1"]
-    same_time = make_projects(client, ["x", "y", "z"])  # ties, broken by the id
+    with time_machine.travel("2026-01-04 12:00:00+00:00", tick=False):
+        same_time = make_projects(client, ["x", "y", "z"])  # ties, broken by the id
+    assert len({p["created_at"] for p in same_time}) == 1
     assert [p["id"] for p in walk(client, "sort=created_at&limit=2")][-3:] == [
         p["id"] for p in same_time
     ]
-    assert len(made) == 3
+    assert [p["id"] for p in walk(client, "sort=-created_at&limit=2")][:3] == [
+        p["id"] for p in reversed(same_time)
+    ]
+    assert [p["name"] for p in made] == ["day3", "day1", "day2"]
 
 
 def test_a_cursor_is_bound_to_its_sort_and_search(client):
@@ -115,6 +126,10 @@ def test_q_searches_name_slug_and_description(app, client):
     for odd in ["NEAR(rover", "rover*", "name:rover", '"', "a OR b", "-rover", "'", "(", "^"]:
         response = client.get("/api/v1/projects", query_string={"q": odd})
         assert response.status_code == 200, (odd, response.json)
+    assert found("-rover") == found("rover")  # not "without rover"
+    assert found("rover OR lander") == set()  # every word, "or" among them: none has it
+    assert found("rover or gently") == set()
+    assert found("rover* gently!") == {"Lander"}  # punctuation is no operator
     # Changes are searchable at once; deleted projects are gone from the search.
     etag = client.get(f"/api/v1/projects/{orbiter['id']}").headers["ETag"]
     client.patch(
@@ -139,3 +154,44 @@ def test_q_sees_only_what_the_caller_may_see(app, client):
     make_projects(client, ["Public rover"], visibility="public")
     stranger = signed_in_client(app)
     assert [p["name"] for p in walk(stranger, "q=rover")] == ["Public rover"]
+
+
+def test_a_sort_refuses_what_a_keyset_cannot_walk():
+    class Base(DeclarativeBase):
+        pass
+
+    class Thing(Base):
+        __tablename__ = "things_sorted"
+        id: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+        note: Mapped[str | None] = mapped_column(sa.String(10))
+        price: Mapped[float] = mapped_column(sa.Numeric)
+        name: Mapped[str] = mapped_column(sa.String(10))
+
+    assert Sort({"name": Thing.name}, default="id").columns["name"] is Thing.name
+    with pytest.raises(ValueError, match="may be NULL"):
+        Sort({"note": Thing.note}, default="id")
+    with pytest.raises(ValueError, match="cannot carry Decimal"):
+        Sort({"price": Thing.price}, default="id")
+
+
+def test_a_next_page_link_keeps_a_deprecation_link(app):
+    from flask import g
+
+    from mars_server.http.pagination import add_link_header
+
+    with app.test_request_context("/api/v1/things"):
+        g.link_next = "https://mars.example/api/v1/things?cursor=abc"
+        response = app.response_class("{}")
+        response.headers["Link"] = '<https://docs.example/m>; rel="deprecation"'
+        links = add_link_header(response).headers["Link"]
+    assert links == (
+        '<https://mars.example/api/v1/things?cursor=abc>; rel="next", '
+        '<https://docs.example/m>; rel="deprecation"'
+    )
+
+
+def test_search_indexes_are_no_stray_tables(app):
+    """`mars plugins purge` lists tables no model declares: never a plugin's search index."""
+    from mars_server.ops.migrations import undeclared_tables
+
+    assert undeclared_tables() == []

@@ -421,6 +421,21 @@ def test_a_redelivery_that_fails_or_is_replaced_ends_its_operation(client, db, r
     assert "410" in failed["error"]["detail"]
 
 
+def test_deleting_the_endpoint_ends_its_redeliveries(client, db, receiver, run_jobs):
+    receiver.answer("/hook", Answer(500))
+    endpoint = subscribe(client, receiver.url())
+    path = f"{BASE}/{endpoint['id']}/deliveries"
+    emit_thing(db)
+    run_jobs()
+    [item] = client.get(path).json["items"]
+    operation = client.post(f"{path}/{item['id']}/redeliver").headers["Location"]
+    etag = client.get(f"{BASE}/{endpoint['id']}").headers["ETag"]
+    assert client.delete(f"{BASE}/{endpoint['id']}", headers={"If-Match": etag}).status_code == 204
+    ended = client.get(operation).json
+    assert ended["status"] == "failed" and ended["error"]["status"] == 410
+    assert "deleted" in ended["error"]["detail"]
+
+
 def test_an_endpoint_failing_for_days_is_disabled(app, client, db, receiver, run_jobs):
     receiver.answer("/hook", Answer(503))
     with time_machine.travel(START, tick=False) as traveller:

@@ -29,7 +29,7 @@ from mars_server.crypto import InvalidToken, keyed_digest, open_sealed, seal
 from mars_server.db import db, utcnow
 from mars_server.http.problems import PROBLEM_TYPE_PREFIX, BadRequest, Conflict, MarsError
 from mars_server.http.security import current_actor
-from mars_server.http.spec import API_PREFIX
+from mars_server.http.spec import is_api_path
 from mars_server.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -129,7 +129,7 @@ def claim_key() -> Response | None:
     if (
         key is None
         or request.method != "POST"
-        or not request.path.startswith(API_PREFIX)
+        or not is_api_path(request.path)
         or request.url_rule is None
     ):
         return None

@@ -128,12 +128,30 @@ def search_param(what: str) -> ma.fields.String:
     )
 
 
+#: What a cursor can carry of a sort column (a datetime as ISO 8601).
+_CURSOR_TYPES = (str, int, dt.datetime)
+
+
 @dataclass(frozen=True)
 class Sort:
-    """What a list may be sorted on: each name's column, and the order without ``?sort``."""
+    """What a list may be sorted on: each name's column, and the order without ``?sort``.
+
+    Each column must be ``NOT NULL`` (a keyset cannot step over NULLs, which the two
+    databases order differently) and hold text, integers or datetimes, which cursors carry.
+    """
 
     columns: Mapping[str, InstrumentedAttribute[Any]]
     default: str
+
+    def __post_init__(self) -> None:
+        for name, attribute in self.columns.items():
+            column = attribute.property.columns[0]
+            if column.nullable:
+                raise ValueError(f"sort {name!r}: its column may be NULL; sort on NOT NULL ones")
+            kind = getattr(column.type, "impl_instance", column.type)  # a TypeDecorator's own
+            python_type = kind.python_type
+            if not issubclass(python_type, _CURSOR_TYPES) or python_type is bool:
+                raise ValueError(f"sort {name!r}: a cursor cannot carry {python_type.__name__}")
 
 
 def _serializer() -> URLSafeSerializer:
@@ -262,7 +280,10 @@ def select_fields(page: Any) -> Any:
 
 
 def add_link_header(response: Any) -> Any:
+    """``Link: <...>; rel="next"``, beside any link already there (a deprecation's)."""
     link = g.pop("link_next", None)
     if link:
-        response.headers["Link"] = f'<{link}>; rel="next"'
+        value = f'<{link}>; rel="next"'
+        existing = response.headers.get("Link")
+        response.headers["Link"] = f"{value}, {existing}" if existing else value
     return response

@@ -18,6 +18,7 @@ from flask import current_app
 from mars_server.db import db
 from mars_server.extensions import migrate
 from mars_server.plugins import builtin_names
+from mars_server.search import is_search_index
 from mars_server.state import mars_state
 
 if TYPE_CHECKING:
@@ -190,4 +191,6 @@ def undeclared_tables() -> list[str]:
     """The database's tables that no model of this MARS declares (Alembic's own left out)."""
     with db.engine.connect() as connection:
         names = set(sa.inspect(connection).get_table_names())
-    return sorted(names - set(db.metadata.tables) - {"alembic_version"})
+    declared = set(db.metadata.tables) | {"alembic_version"}
+    # A plugin's text-search index (mars_server.search) is its own, though no model's.
+    return sorted(n for n in names - declared if not is_search_index(n, "table"))

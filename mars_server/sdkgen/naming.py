@@ -1,6 +1,6 @@
 """Where an operation lives in the SDK, and what its method is called.
 
-One rule, for the core and every plugin alike (docs/sdk.md#how-operations-are-named):
+One rule, for the core and every plugin alike (docs/plugins.md#how-operations-are-named):
 
 1. The client's attribute is the operation's tag: ``client.projects``.
 2. A literal path segment that some path of the document follows with a parameter is a

@@ -157,7 +157,7 @@ class NewSecretSchema(WebhookSchema):
 
 
 class WebhookQueryArgsSchema(PageArgsSchema):
-    sort = sort_param("id", "url", default="id")
+    sort = sort_param("id", default="id")
     selected_fields = fields_param(WebhookSchema)
 
 

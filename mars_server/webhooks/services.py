@@ -65,7 +65,8 @@ def _host(url: str) -> str | None:
 
 def list_endpoints(owner_id: str, args: dict[str, Any]) -> Page[WebhookEndpoint]:
     stmt = sa.select(WebhookEndpoint).where(WebhookEndpoint.owner_id == owner_id)
-    sort = Sort({"url": WebhookEndpoint.url}, default="id")
+    # Not on the URL: a cursor (signed, not sealed) would carry it, and a URL may hold a token.
+    sort = Sort({}, default="id")
     return paginate(stmt, WebhookEndpoint.id, args, name=f"webhooks:{owner_id}", sort=sort)
 
 
@@ -157,9 +158,25 @@ def update_endpoint(
     return endpoint
 
 
+def _end_redeliveries(endpoint_ids: Sequence[str]) -> None:
+    """The redeliveries still under way to endpoints about to be deleted end now, failed:
+    their deliveries go with the endpoints, so no attempt would ever end them."""
+    open_ones = db.session.scalars(
+        sa.select(WebhookDelivery.operation_id).where(
+            WebhookDelivery.endpoint_id.in_(list(endpoint_ids)),
+            WebhookDelivery.operation_id.is_not(None),
+        )
+    )
+    gone = Conflict("The webhook endpoint was deleted, with its deliveries.", status=410)
+    for operation_id in open_ones:
+        if operation_id is not None:
+            operations.settle(operation_id, problem=gone)
+
+
 def delete_endpoint(endpoint: WebhookEndpoint) -> None:
     """Delete the endpoint with its delivery log; its pending deliveries stop."""
     audit("webhooks.endpoint_deleted", target=endpoint.id, host=_host(endpoint.url))
+    _end_redeliveries([endpoint.id])
     db.session.delete(endpoint)
     db.session.commit()
 
@@ -280,5 +297,6 @@ def forget_plugin(name: str, event_types: Sequence[str], *, dry_run: bool = Fals
         )
     if emptied:
         # The database deletes their deliveries and attempts (ON DELETE CASCADE).
+        _end_redeliveries(emptied)
         db.session.execute(sa.delete(WebhookEndpoint).where(WebhookEndpoint.id.in_(emptied)))
     return lines

@@ -174,7 +174,10 @@ class BaseClient:
         :raises OperationFailed: it failed; the exception's ``problem`` says why.
         :raises MarsTimeoutError: it had not ended after ``timeout`` seconds (it goes on).
         """
-        operation_id = getattr(operation, "id", operation)
+        # What a 202 answered: the operation itself, or (a redelivery) what leads to it.
+        operation_id = getattr(operation, "operation_id", None) or getattr(
+            operation, "id", operation
+        )
         deadline = time.monotonic() + timeout
         delay = interval
         while True:

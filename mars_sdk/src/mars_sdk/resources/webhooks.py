@@ -144,7 +144,7 @@ class WebhooksResource(Resource):
         *,
         limit: int | None = None,
         cursor: str | None = None,
-        sort: Literal["id", "url", "-id", "-url"] | None = None,
+        sort: Literal["id", "-id"] | None = None,
         fields: None = None,
     ) -> PageIterator[Webhook]: ...
 
@@ -154,7 +154,7 @@ class WebhooksResource(Resource):
         *,
         limit: int | None = None,
         cursor: str | None = None,
-        sort: Literal["id", "url", "-id", "-url"] | None = None,
+        sort: Literal["id", "-id"] | None = None,
         fields: Sequence[
             Literal[
                 "id",
@@ -177,7 +177,7 @@ class WebhooksResource(Resource):
         *,
         limit: int | None = None,
         cursor: str | None = None,
-        sort: Literal["id", "url", "-id", "-url"] | None = None,
+        sort: Literal["id", "-id"] | None = None,
         fields: Sequence[
             Literal[
                 "id",
