@@ -511,7 +511,8 @@ def test_gunicorn_workers_are_added_up(migrated_database, tmp_path):
         assert value(samples, "mars_http_request_duration_seconds_count", **healthz) == sent
         assert value(samples, "mars_database_up") == 1
         assert value(samples, "mars_database_connections_in_use") >= 0
-        status, _ = http_get(port, "/metrics")
+        # This request too may wait for a replaced worker to boot: the same timeout.
+        status, _ = http_get(port, "/metrics", timeout=60)
         assert status == 401
     finally:
         stop(gunicorn)
