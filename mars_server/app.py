@@ -22,6 +22,8 @@ from mars_server import config as settings_sources
 from mars_server.db import db
 from mars_server.events import context as acting_context
 from mars_server.extensions import cors, migrate
+from mars_server.graphql import schema as graphql_schema
+from mars_server.graphql import views as graphql_views
 from mars_server.http import (
     conditional,
     headers,
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
     from flask import Blueprint as FlaskBlueprint
     from flask import Response
+    from graphql import GraphQLSchema
 
     from mars_server.hookspecs import (
         EventHandler,
@@ -93,6 +96,8 @@ class MarsState:
     permissions: list[Permission]
     scopes: dict[str, str]
     migrations_locations: list[str]
+    #: the core's and the plugins' GraphQL schema (``mars_graphql``), served at /api/v1/graphql
+    graphql_schema: GraphQLSchema
     #: the paths outside ``/api`` that plugins open to cross-origin calls (``mars_cors_paths``)
     cors_paths: list[str] = field(default_factory=list)
     event_types: dict[str, EventType] = field(default_factory=dict)
@@ -316,6 +321,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         root = spec.api_root(getattr(blueprint, "api_version", 1))
         api.register_blueprint(blueprint, url_prefix=root + (blueprint.url_prefix or ""))
     app.register_blueprint(spec.docs_assets_blueprint())
+    app.register_blueprint(graphql_views.blueprint)
     for name, blueprint in plugins.blueprints():
         _mount_outside_api(app, name, blueprint)
 
@@ -369,6 +375,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         tasks=plugins.tasks(),
         schedules=_checked_schedules(plugins),
         warnings=raw.warnings,
+        graphql_schema=graphql_schema.build_schema(plugins),
     )
     plugins.app_ready(app=app)
     return app

@@ -114,6 +114,9 @@ class CoreSettingsSchema(ma.Schema):
     PLUGINS_DISABLED = CommaList(ma.fields.String(), load_default=list)
     PAGE_SIZE_DEFAULT = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1))
     PAGE_SIZE_MAX = ma.fields.Integer(load_default=200, validate=ma.validate.Range(min=1))
+    #: How deep a GraphQL operation's fields may nest, and what it may cost (docs/graphql.md)
+    GRAPHQL_MAX_DEPTH = ma.fields.Integer(load_default=12, validate=ma.validate.Range(min=2))
+    GRAPHQL_MAX_COST = ma.fields.Integer(load_default=20000, validate=ma.validate.Range(min=10))
     IDEMPOTENCY_TTL_SECONDS = ma.fields.Integer(
         load_default=24 * 3600, validate=ma.validate.Range(min=60)
     )

@@ -396,6 +396,38 @@ def mars_cors_paths() -> Sequence[str]:
     """
 
 
+@dataclass(frozen=True)
+class GraphQLPart:
+    """What a plugin adds to the GraphQL schema (:func:`mars_graphql`).
+
+    :param type_defs: SDL: the plugin's types, and ``extend type Query`` / ``extend type
+        Mutation`` / ``extend type Me`` (or any other plugin's type) with its fields. Every
+        type and field has a description: the SDL is the GraphQL API's documentation.
+    :param bindables: Ariadne bindables (``ObjectType``, ``EnumType``, ``ScalarType``...)
+        with the resolvers, which call the plugin's services, as its REST views do.
+    """
+
+    type_defs: str
+    bindables: Sequence[Any] = ()
+
+
+@hookspec
+def mars_graphql() -> GraphQLPart | None:
+    """Return the plugin's part of the GraphQL schema served at ``/api/v1/graphql``.
+
+    Called once per application, in the order the plugins were loaded; the parts are merged
+    into one schema, and a part that does not fit (a type defined twice, an extension of a
+    type nobody defines, a resolver for a field no SDL declares) stops start-up naming the
+    plugin. The core defines ``Query.me``, ``Me``, ``PageInfo``, ``DateTime`` and the
+    ``@cost`` directive; ``mars_server.graphql`` has the helpers resolvers use (``requires``,
+    ``connection``, ``page_args``, ``batch``). See docs/graphql.md.
+
+    :return: a :class:`GraphQLPart`, or ``None`` to add nothing.
+
+    .. versionadded:: 0.3
+    """
+
+
 # --- Events, jobs, notifications, audit (0.2) ---------------------------------------------------
 
 

@@ -461,6 +461,16 @@ class MarsPlugins:
     def openapi(self, spec: APISpec, event_types: Mapping[str, hookspecs.EventType]) -> None:
         self._in_load_order(self._pm.hook.mars_openapi, {"spec": spec, "event_types": event_types})
 
+    def graphql_parts(self) -> list[tuple[str, hookspecs.GraphQLPart]]:
+        """(plugin name, part) of every plugin's part of the GraphQL schema, in the order
+        the plugins were loaded."""
+        found: list[tuple[str, hookspecs.GraphQLPart]] = []
+        for impl in self._impls_in_load_order(self._pm.hook.mars_graphql):
+            part = cast("hookspecs.GraphQLPart | None", impl.function())
+            if part is not None:
+                found.append((impl.plugin_name, part))
+        return found
+
     def blueprints(self) -> list[tuple[str, FlaskBlueprint]]:
         """(plugin name, blueprint) of every blueprint mounted outside ``/api/v1``, in the
         order the plugins were loaded."""

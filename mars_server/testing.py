@@ -639,6 +639,15 @@ def signed_in_client(app: Flask, user: Any = None, scopes: Any = None) -> FlaskC
     return client
 
 
+def graphql(client: FlaskClient, query: str, **variables: Any) -> dict[str, Any]:
+    """POST ``query`` with ``variables`` to ``/api/v1/graphql``; the answer's JSON
+    (``data`` and ``errors``), after checking it is a 200."""
+    response = client.post("/api/v1/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer: dict[str, Any] = response.get_json()
+    return answer
+
+
 @pytest.fixture
 def create_user(app: Flask) -> Callable[..., Any]:
     """``create_user(email=..., password=..., roles=("member",), status="active")``: a user."""

@@ -9,11 +9,13 @@ import marshmallow as ma
 
 from mars_server import PluginInfo, hookimpl
 from mars_server.hookspecs import BackupCheck, BackupCheckFailed, HealthCheck, SignInOption
-from tests import legacy_plugin
+from tests import graphql_plugin, legacy_plugin
 
 ready_calls: list[object] = []
 #: a plugin with a deprecated operation (test_deprecation.py)
 Legacy = legacy_plugin
+#: a plugin that adds to the GraphQL schema (test_graphql.py)
+Stars = graphql_plugin
 
 
 class _Plugin(SimpleNamespace):

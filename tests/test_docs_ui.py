@@ -57,3 +57,20 @@ def test_docs_render_every_operation_offline(live_server, tmp_path, client):
             if isinstance(operation, dict) and "summary" in operation:
                 assert operation["summary"] in dom, operation["summary"]
     assert dom.count('class="opblock ') >= 7
+
+
+def test_graphiql_renders_offline_and_reads_the_schema(live_server, tmp_path, monkeypatch):
+    """GraphiQL's scripts come from installed packages; the page introspects the schema
+    from /api/v1/graphql on its own origin, under its Content-Security-Policy."""
+    from mars_server.graphql import views
+
+    asked = []
+    real = views.execute
+    monkeypatch.setattr(
+        views, "execute", lambda schema, data: asked.append(data) or real(schema, data)
+    )
+    dom = render(f"{live_server}/api/graphql", tmp_path)
+    assert "graphiql-container" in dom, dom[-2000:]
+    assert "Loading GraphiQL" not in dom  # the page's script ran
+    assert "hasNextPage" in dom  # the default query, in the editor
+    assert any("__schema" in data["query"] for data in asked), asked  # it read the schema

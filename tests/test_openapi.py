@@ -39,8 +39,10 @@ def test_the_apis_address_answers_with_an_index(client):
     assert index.status_code == 200
     links = index.json["links"]
     assert links["openapi"] == "/api/v1/openapi.json" and links["docs"] == "/api/docs"
-    for name in ("openapi", "meta", "plugins", "health"):
+    for name in ("openapi", "meta", "plugins", "health", "graphiql"):
         assert client.get(links[name]).status_code == 200, name
+    graphql = client.get(links["graphql"], query_string={"query": "{ __typename }"})
+    assert graphql.json == {"data": {"__typename": "Query"}}
 
 
 def test_success_headers_are_declared_only_where_they_are_sent(spec):

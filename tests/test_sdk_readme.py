@@ -69,6 +69,7 @@ def assert_readme_output(out: str, developer) -> None:
     assert "0 projects visible to the app" in out
     assert "/slug: " in out and "409: " in out and "deleted" in out and "v1" in out
     assert "/api/v1/me/exports/exp_" in out  # the long-running operation ended
+    assert "graphql 422 /slug" in out
 
 
 def test_the_readme_examples_run(app, live_server, sdk, receiver, monkeypatch, capsys):

@@ -61,6 +61,7 @@ CORE_MODULES = [
     "mars_server.crypto",
     "mars_server.db",
     "mars_server.events",
+    "mars_server.graphql",
     "mars_server.hookspecs",
     "mars_server.http",
     "mars_server.mail",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
-from mars_server.hookspecs import Permission, Schedule, Scope, Task
+from mars_server.hookspecs import GraphQLPart, Permission, Schedule, Scope, Task
 from mars_server.plugins import PluginInfo
 
 if TYPE_CHECKING:
@@ -96,6 +96,13 @@ def mars_api_blueprints() -> Sequence[Blueprint]:
     from mars_server.audit.views import blp
 
     return [blp]
+
+
+@hookimpl
+def mars_graphql() -> GraphQLPart:
+    from mars_server.audit.graphql import PART
+
+    return PART
 
 
 @hookimpl

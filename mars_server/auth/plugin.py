@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
-from mars_server.hookspecs import Permission, Schedule, Scope, Task, UserInfo
+from mars_server.hookspecs import GraphQLPart, Permission, Schedule, Scope, Task, UserInfo
 from mars_server.plugins import PluginInfo
 
 if TYPE_CHECKING:
@@ -48,6 +48,13 @@ def mars_api_blueprints() -> Sequence[Blueprint]:
     from mars_server.auth.views import accounts_blp, apps_blp, me_blp, users_blp
 
     return [accounts_blp, me_blp, users_blp, apps_blp]
+
+
+@hookimpl
+def mars_graphql() -> GraphQLPart:
+    from mars_server.auth.graphql import PART
+
+    return PART
 
 
 @hookimpl

@@ -21,7 +21,7 @@ from webargs.flaskparser import FlaskParser, is_json_request
 from mars_server.http import caching
 from mars_server.http.pagination import select_fields
 from mars_server.http.ratelimit import operation_limit, parse_rate
-from mars_server.http.security import authorize, current_actor
+from mars_server.http.security import admit
 from mars_server.http.serialize import fast_dump_schema
 from mars_server.http.spec import ANY_CREDENTIAL
 
@@ -158,8 +158,7 @@ class Blueprint(flask_smorest.Blueprint):
         def decorator(func: F) -> F:
             @wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if not (optional and current_actor() is None):
-                    authorize(scopes, permission)
+                admit(scopes, permission, optional=optional)
                 return func(*args, **kwargs)
 
             security: list[dict[str, list[str]]] = [{}] if optional else []

@@ -160,6 +160,16 @@ def authorize(scopes: Iterable[str] = (), permission: str | None = None) -> Acto
     return actor
 
 
+def admit(
+    scopes: Iterable[str] = (), permission: str | None = None, *, optional: bool = False
+) -> Actor | None:
+    """:func:`authorize`, or with ``optional=True`` let an anonymous caller in too (``None``);
+    the check of ``Blueprint.requires`` and of GraphQL's ``requires``."""
+    if optional and current_actor() is None:
+        return None
+    return authorize(scopes, permission)
+
+
 def check_issuance(
     actor: Actor, scopes: Iterable[str], *, expires_at: dt.datetime | None = None
 ) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mars_server import __version__, hookimpl
-from mars_server.hookspecs import EventHandler, Schedule, Scope, Task
+from mars_server.hookspecs import EventHandler, GraphQLPart, Schedule, Scope, Task
 from mars_server.plugins import PluginInfo
 
 if TYPE_CHECKING:
@@ -34,6 +34,13 @@ def mars_api_blueprints() -> Sequence[Blueprint]:
     from mars_server.notifications.views import blp
 
     return [blp]
+
+
+@hookimpl
+def mars_graphql() -> GraphQLPart:
+    from mars_server.notifications.graphql import PART
+
+    return PART
 
 
 @hookimpl

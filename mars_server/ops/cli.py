@@ -46,6 +46,7 @@ SCRATCH_DATABASE = "a scratch SQLite database, brought to head"
 WITHOUT_PRODUCTION: dict[tuple[str, ...], str] = {
     ("plugins", "list"): NO_DATABASE,
     ("openapi", "export"): NO_DATABASE,
+    ("graphql", "export"): NO_DATABASE,
     ("sdk", "generate"): NO_DATABASE,
     ("db", "revision"): SCRATCH_DATABASE,
 }

@@ -57,7 +57,8 @@ class IndexSchema(MetaSchema):
         required=True,
         metadata={
             "description": "Where to go from here: `docs` (the interactive documentation), "
-            "`openapi` (this API's OpenAPI document), `meta`, `plugins`, `operations` (a "
+            "`openapi` (this API's OpenAPI document), `graphql` (the GraphQL endpoint), "
+            "`graphiql` (GraphiQL, to explore it), `meta`, `plugins`, `operations` (a "
             "long-running operation, by id) and `health`.",
             "example": {"docs": "/api/docs", "openapi": "/api/v1/openapi.json"},
         },
@@ -72,8 +73,8 @@ class Index(MethodView):
         """Show where the API's documentation and resources are
 
         Needs no token. Returns the server's name, its MARS and API versions, and `links` to the
-        interactive documentation, the OpenAPI document, the meta and plugin lists, long-running
-        operations and the health check.
+        interactive documentation, the OpenAPI document, the GraphQL endpoint and GraphiQL, the
+        meta and plugin lists, long-running operations and the health check.
         """
         return {
             "name": "MARS",
@@ -82,6 +83,8 @@ class Index(MethodView):
             "links": {
                 "docs": "/api/docs",
                 "openapi": f"/api/{API_VERSION}/openapi.json",
+                "graphql": f"/api/{API_VERSION}/graphql",
+                "graphiql": "/api/graphql",
                 "meta": f"/api/{API_VERSION}/meta",
                 "plugins": f"/api/{API_VERSION}/meta/plugins",
                 "operations": f"/api/{API_VERSION}/operations/{{id}}",

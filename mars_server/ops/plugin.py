@@ -50,6 +50,7 @@ def mars_health_checks() -> Sequence[HealthCheck]:
 
 @hookimpl
 def mars_cli_commands() -> Sequence[click.Command]:
+    from mars_server.graphql.cli import graphql
     from mars_server.ops.backup_cli import backup_group
     from mars_server.ops.commands import db_group, openapi, plugins
     from mars_server.ops.keys import keys_group
@@ -57,7 +58,17 @@ def mars_cli_commands() -> Sequence[click.Command]:
     from mars_server.ops.ratelimit_cli import ratelimit
     from mars_server.sdkgen.cli import sdk
 
-    return [db_group, plugins, openapi, ratelimit, sdk, backup_group, keys_group, privacy_group]
+    return [
+        db_group,
+        plugins,
+        openapi,
+        graphql,
+        ratelimit,
+        sdk,
+        backup_group,
+        keys_group,
+        privacy_group,
+    ]
 
 
 def _backup() -> None:

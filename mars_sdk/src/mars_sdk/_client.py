@@ -22,6 +22,7 @@ from mars_sdk._deprecation import warn_if_deprecated
 from mars_sdk._version import __version__
 from mars_sdk.auth import TokenAuth
 from mars_sdk.errors import (
+    GraphQLError,
     MarsConnectionError,
     MarsError,
     MarsTimeoutError,
@@ -114,6 +115,11 @@ def etag_value(value: str | HasETag) -> str:
     return value.etag
 
 
+GRAPHQL_PATH = "/api/v1/graphql"
+#: What a GraphQL answer is sent as (a problem document is something else).
+GRAPHQL_MEDIA_TYPES = ("application/graphql-response+json", "application/json")
+
+
 class BaseClient:
     """A session with one MARS; see :class:`mars_sdk.MarsClient` for the parameters."""
 
@@ -192,6 +198,63 @@ class BaseClient:
                 )
             time.sleep(delay)
             delay = min(max_interval, delay * 2)
+
+    # -- GraphQL -------------------------------------------------------------------------
+
+    def graphql(
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        operation_name: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Run a GraphQL query or mutation (``/api/v1/graphql``); return its ``data``.
+
+        Sent by POST with an ``Idempotency-Key`` (made up unless given), so a mutation is
+        retried safely and done once.
+
+        :raises GraphQLError: the answer has ``errors`` (the document is not valid, a field
+            failed, a limit was hit); its ``data`` holds what did succeed.
+        :raises MarsError: the request failed as a whole (a token not valid, a rate limit).
+        """
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = dict(variables)
+        if operation_name is not None:
+            body["operationName"] = operation_name
+        headers = {
+            "Accept": "application/graphql-response+json, application/json",
+            "Idempotency-Key": idempotency_key or str(uuid.uuid4()),
+        }
+        response, request_id = self._send(
+            "POST", GRAPHQL_PATH, params=None, body=body, headers=headers, retryable=True
+        )
+        warn_if_deprecated("graphql", response)
+        answer: Any = None
+        if response.headers.get("Content-Type", "").startswith(GRAPHQL_MEDIA_TYPES):
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+        if not isinstance(answer, dict):
+            if response.status_code >= 400:
+                raise error_from_response(response, request_id)
+            raise UnexpectedResponse(
+                f"graphql: the answer is not a GraphQL response (HTTP {response.status_code})",
+                status=response.status_code,
+                request_id=response.headers.get("X-Request-ID") or request_id,
+                headers=response.headers,
+            )
+        errors, data = answer.get("errors"), answer.get("data")
+        if errors or not isinstance(data, dict):
+            raise GraphQLError(
+                list(errors or []),
+                data if isinstance(data, dict) else None,
+                request_id=response.headers.get("X-Request-ID") or request_id,
+                headers=response.headers,
+            )
+        return data
 
     # -- the public escape hatch ---------------------------------------------------------
 

@@ -148,6 +148,40 @@ class ServerError(MarsError):
     """5xx: MARS failed; quote :attr:`request_id` if it goes on."""
 
 
+class GraphQLError(MarsError):
+    """A GraphQL answer with ``errors`` (:meth:`MarsClient.graphql`).
+
+    :ivar errors: every error, as MARS sent it (``message``, ``path``, ``extensions``, whose
+        ``type``, ``title`` and ``status`` are the problem's).
+    :ivar data: what the operation did return beside the errors (``None`` if nothing).
+    :attr:`status` and :attr:`problem` are the first error's.
+    """
+
+    def __init__(
+        self,
+        errors: list[dict[str, Any]],
+        data: dict[str, Any] | None,
+        *,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        first: dict[str, Any] = errors[0] if errors else {"message": "the answer has no data"}
+        extensions = first.get("extensions")
+        problem: dict[str, Any] = dict(extensions) if isinstance(extensions, dict) else {}
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        where = ".".join(str(step) for step in first.get("path") or ())
+        message = f"{where}: {first.get('message')}" if where else str(first.get("message"))
+        super().__init__(
+            message + more,
+            status=problem.get("status") if isinstance(problem.get("status"), int) else None,
+            problem=problem,
+            request_id=request_id,
+            headers=headers,
+        )
+        self.errors = errors
+        self.data = data
+
+
 class OAuthError(MarsError):
     """The OAuth token endpoint refused (RFC 6749 section 5.2): see :attr:`error`."""
 

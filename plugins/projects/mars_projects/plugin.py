@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from mars_projects import __version__
 from mars_server import PluginInfo, hookimpl
-from mars_server.hookspecs import HealthCheck, Scope
+from mars_server.hookspecs import GraphQLPart, HealthCheck, Scope
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,6 +34,13 @@ def mars_api_blueprints() -> Sequence[Blueprint]:
     from mars_projects.views import blp
 
     return [blp]
+
+
+@hookimpl
+def mars_graphql() -> GraphQLPart:
+    from mars_projects.graphql import PART
+
+    return PART
 
 
 @hookimpl

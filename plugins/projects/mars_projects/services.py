@@ -138,6 +138,20 @@ def list_members(project: Project) -> list[ProjectMember]:
     )
 
 
+def members_of(project_ids: list[str]) -> dict[str, list[ProjectMember]]:
+    """The members of each project (by id), oldest first, in one query; for lists of
+    projects (GraphQL), where asking project by project would cost a query each."""
+    found: dict[str, list[ProjectMember]] = {}
+    rows = db.session.scalars(
+        sa.select(ProjectMember)
+        .where(ProjectMember.project_id.in_(project_ids))
+        .order_by(ProjectMember.project_id, ProjectMember.added_at, ProjectMember.user_id)
+    )
+    for member in rows:
+        found.setdefault(member.project_id, []).append(member)
+    return found
+
+
 def add_member(actor: Actor, project: Project, user_id: str, role: str) -> ProjectMember:
     _require_role(actor, project, ("owner",) if role == "owner" else WRITERS)
     info = user_info(user_id)

@@ -29,3 +29,15 @@ def create_project(client):
         return response.json | {"etag": response.headers["ETag"]}
 
     return create
+
+
+@pytest.fixture
+def alice(app):
+    """A person with a token of every scope (``alice.user``)."""
+    return signed_in_client(app)
+
+
+@pytest.fixture
+def bob(app):
+    """Another person, to probe what alice's things show him."""
+    return signed_in_client(app)

@@ -8,16 +8,6 @@ from mars_server.testing import signed_in_client
 
 
 @pytest.fixture
-def alice(app):
-    return signed_in_client(app)
-
-
-@pytest.fixture
-def bob(app):
-    return signed_in_client(app)
-
-
-@pytest.fixture
 def private_project(alice):
     response = alice.post("/api/v1/projects", json={"slug": "secret", "name": "Secret"})
     assert response.status_code == 201

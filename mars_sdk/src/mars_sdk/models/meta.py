@@ -18,7 +18,8 @@ class Index:
     version: str
     api_version: str
     #: Where to go from here: `docs` (the interactive documentation), `openapi` (this API's OpenAPI
-    #: document), `meta`, `plugins`, `operations` (a long-running operation, by id) and `health`.
+    #: document), `graphql` (the GraphQL endpoint), `graphiql` (GraphiQL, to explore it), `meta`,
+    #: `plugins`, `operations` (a long-running operation, by id) and `health`.
     links: dict[str, str]
 
     @classmethod

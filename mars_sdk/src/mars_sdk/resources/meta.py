@@ -38,8 +38,8 @@ class MetaResource(Resource):
         """Show where the API's documentation and resources are.
 
         Needs no token. Returns the server's name, its MARS and API versions, and `links` to the
-        interactive documentation, the OpenAPI document, the meta and plugin lists, long-running
-        operations and the health check.
+        interactive documentation, the OpenAPI document, the GraphQL endpoint and GraphiQL, the meta
+        and plugin lists, long-running operations and the health check.
 
         ``GET /api/v1``
         """
