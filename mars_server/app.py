@@ -375,7 +375,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         tasks=plugins.tasks(),
         schedules=_checked_schedules(plugins),
         warnings=raw.warnings,
-        graphql_schema=graphql_schema.build_schema(plugins),
+        graphql_schema=graphql_schema.build_schema(plugins, settings["PAGE_SIZE_DEFAULT"]),
     )
     plugins.app_ready(app=app)
     return app

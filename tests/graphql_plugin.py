@@ -4,6 +4,7 @@ fake entry point by test_graphql.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from ariadne import MutationType, ObjectType, QueryType
@@ -40,6 +41,8 @@ extend type Project {
 extend type Mutation {
   """Give a star."""
   giveStar: Star!
+  """Write a row, then fail: what it wrote must never be committed."""
+  failAfterWriting(slug: String!): Boolean
 }
 '''
 
@@ -59,6 +62,22 @@ def give_star(_obj: Any, _info: Any) -> dict[str, str]:
     assert actor is not None
     GIVEN.append(actor.id)
     return {"by": actor.id}
+
+
+@mutation.field("failAfterWriting")
+def fail_after_writing(_obj: Any, _info: Any, slug: str) -> bool:
+    import sqlalchemy as sa
+
+    from mars_server.db import db
+
+    db.session.execute(
+        sa.text(
+            "INSERT INTO projects (id, slug, name, description, visibility, created_at, "
+            "updated_at, version) VALUES (:id, :slug, 'Half', '', 'public', :now, :now, 1)"
+        ),
+        {"id": f"prj_{slug}", "slug": slug, "now": dt.datetime.now(dt.UTC)},
+    )
+    raise RuntimeError("failed after writing")
 
 
 @hookimpl

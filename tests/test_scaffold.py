@@ -127,7 +127,7 @@ def test_a_new_plugin_installs_migrates_serves_passes_its_tests_and_joins_the_sd
     # database_url only picks the backend: the plugin gets a database of its own.
     folder = tmp_path / "plugins" / "chores"
     wrote = run(sys.executable, "-c", MARS, "plugin", "new", "chores", cwd=tmp_path).stdout
-    assert wrote.startswith("wrote the plugin 'chores' (mars-chores), 13 files, to plugins/chores")
+    assert wrote.startswith("wrote the plugin 'chores' (mars-chores), 14 files, to plugins/chores")
     pyproject, setup_cfg = str(ROOT / "pyproject.toml"), str(ROOT / "setup.cfg")
     run(sys.executable, "-m", "ruff", "check", "--config", pyproject, str(folder))
     run(sys.executable, "-m", "ruff", "format", "--check", "--config", pyproject, str(folder))
@@ -180,7 +180,7 @@ def test_a_new_plugin_installs_migrates_serves_passes_its_tests_and_joins_the_sd
 
     # Its own tests, on MARS's fixtures, pass.
     tests = (str(venv), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--mars-db=sqlite")
-    assert "7 passed" in run(*tests, str(folder / "tests"), env=outside, cwd=folder).stdout
+    assert "8 passed" in run(*tests, str(folder / "tests"), env=outside, cwd=folder).stdout
 
     # The SDK generated with it has its resource and its events.
     sdk = tmp_path / "mars_sdk"

@@ -72,3 +72,20 @@ def test_errors_raise_graphql_error_with_what_succeeded(sdk):
 def test_a_token_that_is_not_valid_is_the_usual_error(live_server):
     with MarsClient(live_server, token="not-a-token") as client, pytest.raises(AuthenticationError):
         client.graphql("{ me { id } }")
+
+
+def test_only_a_document_with_a_mutation_gets_an_idempotency_key(sdk):
+    client = sdk()
+    sent = []
+    client.session.hooks["response"].append(lambda r, *a, **k: sent.append(r.request.headers))
+    client.graphql("# no mutation here\n{ me { id } }")
+    client.graphql("query Mine { me { id } }")
+    client.graphql(
+        '# a comment\nmutation { a: createProject(input: {slug: "k", name: "K"}) { id } }'
+    )
+    client.graphql(
+        'query A { me { id } }\nmutation B { createProject(input: {slug: "l", name: "L"}) { id } }',
+        operation_name="A",
+    )
+    keys = ["Idempotency-Key" in headers for headers in sent]
+    assert keys == [False, False, True, True]

@@ -69,7 +69,7 @@ extend type Query {
   """
   auditEntries(
     """How many to return: 1 to 200."""
-    first: Int = 50
+    first: Int
     """The `endCursor` of the previous page."""
     after: String
     """Only entries of this actor id."""

@@ -17,6 +17,7 @@ from mars_server.graphql.kit import (
     connection,
     load_input,
     page_args,
+    rate_limited,
     require_version,
     requires,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "connection",
     "load_input",
     "page_args",
+    "rate_limited",
     "require_version",
     "requires",
 ]

@@ -6,14 +6,19 @@ import datetime as dt
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy.exc as sa_exc
 from ariadne import ObjectType, ScalarType, make_executable_schema
 from ariadne.validation.query_cost import cost_directive
 from graphql import (
     DocumentNode,
     GraphQLError,
+    GraphQLInt,
+    GraphQLNonNull,
+    GraphQLObjectType,
     GraphQLSchema,
     ObjectTypeDefinitionNode,
     ObjectTypeExtensionNode,
+    get_nullable_type,
     parse,
     print_ast,
     print_schema,
@@ -130,18 +135,48 @@ def _promote_extensions(documents: Sequence[DocumentNode]) -> list[DocumentNode]
     return promoted
 
 
-def _rolled_back_on_error(resolve: Any) -> Any:
-    """A mutation that fails leaves nothing behind for the next one to commit."""
+def _mutation(resolve: Any) -> Any:
+    """A mutation reads what the ones before it changed (nothing loaded before is reused),
+    and one that fails leaves nothing behind for the next one to commit."""
 
     @wraps(resolve)
-    def resolver(*args: Any, **kwargs: Any) -> Any:
+    def resolver(obj: Any, info: GraphQLResolveInfo, **kwargs: Any) -> Any:
+        info.context.batches.clear()
         try:
-            return resolve(*args, **kwargs)
+            return resolve(obj, info, **kwargs)
         except BaseException:
             db.session.rollback()
             raise
 
     return resolver
+
+
+def _query(resolve: Any) -> Any:
+    """A query field the database refused leaves a usable transaction to the next field
+    (PostgreSQL refuses every statement of a transaction after an error)."""
+
+    @wraps(resolve)
+    def resolver(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return resolve(*args, **kwargs)
+        except sa_exc.SQLAlchemyError:
+            db.session.rollback()
+            raise
+
+    return resolver
+
+
+def _pages_by_default(schema: GraphQLSchema, page_size: int) -> None:
+    """Every connection's ``first`` is ``Int!`` with MARS's default page size: omitted, it
+    is ``MARS_PAGE_SIZE_DEFAULT``, and it can never be null (what the cost limit counts)."""
+    for named in schema.type_map.values():
+        if not isinstance(named, GraphQLObjectType) or named.name.startswith("__"):
+            continue
+        for field in named.fields.values():
+            first = field.args.get("first")
+            if first is not None and get_nullable_type(first.type) is GraphQLInt:
+                first.type = GraphQLNonNull(GraphQLInt)
+                first.default_value = page_size
 
 
 def _executable(parts: Sequence[tuple[str, GraphQLPart]]) -> GraphQLSchema:
@@ -156,9 +191,10 @@ def _executable(parts: Sequence[tuple[str, GraphQLPart]]) -> GraphQLSchema:
     return make_executable_schema(type_defs, *bindables, convert_names_case=True)
 
 
-def build_schema(plugins: MarsPlugins) -> GraphQLSchema:
+def build_schema(plugins: MarsPlugins, page_size: int = 50) -> GraphQLSchema:
     """The schema of the core and the enabled plugins; a part that does not fit is a
-    :class:`~mars_server.plugins.PluginError` naming its plugin."""
+    :class:`~mars_server.plugins.PluginError` naming its plugin. ``page_size`` is what a
+    connection's ``first`` is when omitted."""
     parts = [("core", core_part()), *plugins.graphql_parts()]
     try:
         schema = _executable(parts)
@@ -171,10 +207,11 @@ def build_schema(plugins: MarsPlugins) -> GraphQLSchema:
                     f"plugin {parts[end - 1][0]!r}: its GraphQL part: {first}"
                 ) from None
         raise PluginError(f"the GraphQL schema: {exc}") from None
-    if schema.mutation_type is not None:
-        for field in schema.mutation_type.fields.values():
+    for root, wrap in ((schema.query_type, _query), (schema.mutation_type, _mutation)):
+        for field in root.fields.values() if root is not None else ():
             if field.resolve is not None:
-                field.resolve = _rolled_back_on_error(field.resolve)
+                field.resolve = wrap(field.resolve)
+    _pages_by_default(schema, page_size)
     return schema
 
 

@@ -27,20 +27,21 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    ValidationContext,
     ValidationRule,
     get_operation_ast,
     parse,
 )
 from graphql.execution.values import get_variable_values
-from sqlalchemy.orm.exc import StaleDataError
 
 from mars_server.graphql.kit import GraphQLContext
 from mars_server.http.problems import (
     PROBLEM_TYPE_PREFIX,
     BadRequest,
     MarsError,
-    PreconditionFailed,
     ValidationFailed,
+    is_known,
+    known_problem,
 )
 from mars_server.http.security import current_actor
 from mars_server.state import mars_state
@@ -65,6 +66,8 @@ INVALID = PROBLEM_TYPE_PREFIX + "graphql-invalid"
 LIMIT = PROBLEM_TYPE_PREFIX + "graphql-limit"
 #: A document longer than this many tokens is refused before it is parsed further.
 MAX_TOKENS = 5000
+#: How often one document may ask for the schema (GraphiQL and code generators ask once).
+MAX_INTROSPECTION = 2
 
 #: GraphiQL runs only its own scripts, and talks only to this server.
 GRAPHIQL_CSP = (
@@ -77,11 +80,19 @@ blueprint = Blueprint("mars_graphql", __name__)
 
 
 def depth_limit(maximum: int) -> type[ValidationRule]:
-    """A rule refusing operations whose fields nest deeper than ``maximum``."""
+    """A rule refusing operations whose fields nest deeper than ``maximum``.
+
+    Each fragment's depth is worked out once, however often it is spread: a document of
+    fragments spreading each other twice is as cheap to check as it is to read.
+    """
 
     class DepthLimit(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.fragments: dict[str, int] = {}
+
         def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            depth = self._depth(node.selection_set, 0, frozenset())
+            depth = self._depth(node.selection_set, frozenset())
             if depth > maximum:
                 self.report_error(
                     GraphQLError(
@@ -91,27 +102,53 @@ def depth_limit(maximum: int) -> type[ValidationRule]:
                     )
                 )
 
-        def _depth(
-            self, selections: SelectionSetNode | None, level: int, seen: frozenset[str]
-        ) -> int:
-            deepest = level
+        def _depth(self, selections: SelectionSetNode | None, seen: frozenset[str]) -> int:
+            """How deep ``selections`` nest below where they are."""
+            deepest = 0
             for selection in selections.selections if selections else ():
                 if isinstance(selection, FieldNode):
                     if selection.name.value.startswith("__"):
-                        continue  # introspection: no data behind it, and the cost counts it
-                    deepest = max(deepest, self._depth(selection.selection_set, level + 1, seen))
+                        continue  # introspection: graphql-core's own rule limits its depth
+                    deepest = max(deepest, 1 + self._depth(selection.selection_set, seen))
                 elif isinstance(selection, InlineFragmentNode):
-                    deepest = max(deepest, self._depth(selection.selection_set, level, seen))
+                    deepest = max(deepest, self._depth(selection.selection_set, seen))
                 elif isinstance(selection, FragmentSpreadNode):
-                    name = selection.name.value
-                    fragment = self.context.get_fragment(name)
-                    if fragment is not None and name not in seen:  # a cycle is another rule's
-                        deepest = max(
-                            deepest, self._depth(fragment.selection_set, level, seen | {name})
-                        )
+                    deepest = max(deepest, self._fragment(selection.name.value, seen))
             return deepest
 
+        def _fragment(self, name: str, seen: frozenset[str]) -> int:
+            if name not in self.fragments:
+                fragment = self.context.get_fragment(name)
+                if fragment is None or name in seen:  # unknown, or a cycle: other rules' errors
+                    return 0
+                self.fragments[name] = self._depth(fragment.selection_set, seen | {name})
+            return self.fragments[name]
+
     return DepthLimit
+
+
+def introspection_limit(maximum: int) -> type[ValidationRule]:
+    """A rule refusing documents that ask for the schema (``__schema``, ``__type``) more than
+    ``maximum`` times: its answer is large, and no client needs it twice at once."""
+
+    class IntrospectionLimit(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.count = 0
+
+        def enter_field(self, node: FieldNode, *_: Any) -> None:
+            if node.name.value in ("__schema", "__type"):
+                self.count += 1
+                if self.count == maximum + 1:
+                    self.report_error(
+                        GraphQLError(
+                            f"The document asks for the schema more than {maximum} times.",
+                            node,
+                            extensions={"type": LIMIT, "status": 400, "limit": "introspection"},
+                        )
+                    )
+
+    return IntrospectionLimit
 
 
 class _UnexpectedErrors(logging.LoggerAdapter):
@@ -120,9 +157,15 @@ class _UnexpectedErrors(logging.LoggerAdapter):
 
     def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         original = getattr(msg, "original_error", None)
-        expected = MarsError | StaleDataError | GraphQLError
-        if original is not None and not isinstance(original, expected):
-            self.logger.error("a GraphQL resolver failed: %r", original, exc_info=original)
+        if (
+            original is not None
+            and not isinstance(original, GraphQLError)
+            and not is_known(original)
+        ):
+            # The type only in the message: an exception's text may quote data (as REST).
+            self.logger.error(
+                "a GraphQL resolver failed: %s", type(original).__name__, exc_info=original
+            )
 
 
 ERRORS_LOG = _UnexpectedErrors(log, {})
@@ -133,9 +176,14 @@ def format_error(error: GraphQLError, debug: bool = False) -> dict[str, Any]:
     ``extensions``; never a stack trace."""
     formatted: dict[str, Any] = error.formatted  # type: ignore[assignment]
     original = error.original_error
-    if isinstance(original, StaleDataError):
-        original = PreconditionFailed("The resource changed meanwhile; fetch it again and retry.")
-    if isinstance(original, MarsError):
+    answered = None
+    if original is not None and not isinstance(original, GraphQLError | MarsError):
+        answered = known_problem(original)  # a database refusal, as REST answers it
+    if answered is not None:
+        problem = json.loads(answered.get_data())
+        formatted["message"] = problem.get("detail") or problem["title"]
+        extensions = {k: v for k, v in problem.items() if k not in ("detail", "request_id")}
+    elif isinstance(original, MarsError):
         # A validation error says which fields, and what is wrong with each, in one line.
         message = original.message if isinstance(original, ValidationFailed) else None
         formatted["message"] = message or original.detail or original.title
@@ -195,6 +243,7 @@ def execute(schema: GraphQLSchema, data: dict[str, Any]) -> tuple[bool, dict[str
     def rules(_context: Any, document: DocumentNode, data: dict[str, Any]) -> list[Any]:
         return [
             depth_limit(settings["GRAPHQL_MAX_DEPTH"]),
+            introspection_limit(MAX_INTROSPECTION),
             cost_validator(
                 maximum_cost=settings["GRAPHQL_MAX_COST"],
                 default_cost=1,
@@ -202,22 +251,16 @@ def execute(schema: GraphQLSchema, data: dict[str, Any]) -> tuple[bool, dict[str
             ),
         ]
 
-    try:
-        return graphql_sync(
-            schema,
-            data,
-            context_value=GraphQLContext(),
-            query_parser=_parse,
-            validation_rules=rules,
-            error_formatter=format_error,
-            logger=ERRORS_LOG,
-            introspection=True,
-        )
-    finally:
-        # What a failed field left behind is never committed by a later request.
-        from mars_server.db import db
-
-        db.session.rollback()
+    return graphql_sync(
+        schema,
+        data,
+        context_value=GraphQLContext(),
+        query_parser=_parse,
+        validation_rules=rules,
+        error_formatter=format_error,
+        logger=ERRORS_LOG,
+        introspection=True,
+    )
 
 
 @blueprint.route(ENDPOINT, methods=["GET", "POST"])
@@ -229,6 +272,9 @@ def graphql_endpoint() -> Response:
             "GET runs queries only: send a mutation by POST.", status=405, headers={"Allow": "POST"}
         )
     _success, result = execute(mars_state().graphql_schema, data)
+    if any(_retry_may_succeed(error) for error in result.get("errors") or ()):
+        # As a 5xx or 429 does in REST: unless something was committed, the key is freed.
+        g.mars_retry_may_succeed = True
     media_type = request.accept_mimetypes.best_match(
         [GRAPHQL_RESPONSE, "application/json"], default=GRAPHQL_RESPONSE
     )
@@ -238,6 +284,11 @@ def graphql_endpoint() -> Response:
     return current_app.response_class(
         current_app.json.dumps(result), status=status, mimetype=media_type
     )
+
+
+def _retry_may_succeed(error: dict[str, Any]) -> bool:
+    status = (error.get("extensions") or {}).get("status")
+    return isinstance(status, int) and (status >= 500 or status == 429)
 
 
 def _variables(schema: GraphQLSchema, document: DocumentNode, data: dict[str, Any]) -> Any:

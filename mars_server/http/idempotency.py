@@ -195,9 +195,9 @@ def store_response(response: Response) -> Response:
     where = (table.c.owner == claim[0]) & (table.c.key == claim[1])
     with db.engine.begin() as conn:
         # A 429 did nothing: the key is freed for the retry Retry-After invites.
-        if (response.status_code >= 500 or response.status_code == 429) and not g.get(
-            "mars_committed"
-        ):
+        # So is a GraphQL answer whose errors say the same (``mars_retry_may_succeed``).
+        retry_may_succeed = response.status_code >= 500 or response.status_code == 429
+        if (retry_may_succeed or g.get("mars_retry_may_succeed")) and not g.get("mars_committed"):
             conn.execute(table.delete().where(where))
         else:
             headers = {

@@ -338,6 +338,21 @@ def dispatch_exception(error: BaseException) -> Response:
     return handle_unexpected(error)  # type: ignore[arg-type]
 
 
+def is_known(error: BaseException) -> bool:
+    """Whether MARS answers ``error`` with a problem of its own (not a bug's 500)."""
+    return any(isinstance(error, kind) for kind, _handler in _HANDLERS)
+
+
+def known_problem(error: BaseException) -> Response | None:
+    """The problem MARS answers ``error`` with when it has a handler of its own (a
+    ``MarsError``, a stale write, a database refusal...); ``None`` for a bug. GraphQL's
+    errors carry the same problems as REST's answers."""
+    for kind, handler in _HANDLERS:
+        if isinstance(error, kind):
+            return handler(error)  # type: ignore[operator]
+    return None
+
+
 def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)

@@ -531,6 +531,32 @@ class RateLimiter:
                 rejections.labels(policy=u.policy.name).inc()
             raise RateLimited(max(u.reset for u in exhausted), [u.policy.name for u in exhausted])
 
+    def count_operation(self, name: str) -> None:
+        """Count one call of the operation whose own policy is ``name`` (its operationId)
+        for the request's caller, as a call of the operation itself counts: GraphQL's
+        mutations count against the REST operations they mirror. The request itself has
+        been counted in the caller's ``default`` policy already.
+
+        :raises RateLimited: the policy's quota is used up.
+        :raises LookupError: no operation has a policy of that name (a plugin's mistake).
+        """
+        policy = next((p for p in self.operations.values() if p.name == name), None)
+        if policy is None:
+            raise LookupError(f"no operation has the rate-limit policy {name!r}")
+        if time.monotonic() < self._down_until:
+            return
+        try:
+            [(count, left)] = self.counters.hit(
+                [self.storage_key(self.caller_key(), policy)], [policy.window], [policy.quota]
+            )
+        except self.counters.errors as exc:
+            self._failed(exc)
+            return
+        usage = Usage(policy, count, max(1, math.ceil(left)))
+        if usage.exhausted:
+            rejections.labels(policy=policy.name).inc()
+            raise RateLimited(usage.reset, [policy.name])
+
     def _failed(self, exc: Exception) -> None:
         storage_errors.inc()
         with self._lock:
@@ -581,6 +607,13 @@ def init_app(app: Flask) -> None:
 
 def limiter_of(app: Flask) -> RateLimiter | None:
     return app.extensions.get("mars_ratelimit")
+
+
+def count_operation(name: str) -> None:
+    """:meth:`RateLimiter.count_operation` in the current app, while rate limits are on."""
+    limiter = limiter_of(current_app)
+    if limiter is not None:
+        limiter.count_operation(name)
 
 
 def check_rate_limits() -> None:

@@ -205,6 +205,7 @@ REQUEST_STATE = (
     "etag_object",
     "idempotency_claim",
     "mars_committed",
+    "mars_retry_may_succeed",
 )
 
 

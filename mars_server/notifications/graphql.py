@@ -54,7 +54,7 @@ extend type Me {
   """
   notifications(
     """How many to return: 1 to 200."""
-    first: Int = 50
+    first: Int
     """The `endCursor` of the previous page."""
     after: String
     """True: only unread ones; false: only read ones; absent: all."""

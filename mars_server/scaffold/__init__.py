@@ -57,6 +57,8 @@ class PluginNames:
     core_head: str  # the core's newest revision: the plugin's branch depends on it
     date: str  # 2026-12-07
     migration: str  # 20261207_tasks_0001_create_tasks
+    graphql_list: str  # tasks: the GraphQL query field of the list
+    graphql_one: str  # task: the GraphQL query field of one, by id
 
 
 def _singular(name: str) -> str:
@@ -125,7 +127,14 @@ def plugin_names(
         core_head=_core_head(),
         date=day.isoformat(),
         migration=f"{day:%Y%m%d}_{name}_0001_create_{table}",
+        graphql_list=_lower_camel(name),
+        graphql_one=_lower_camel(resource) + ("Item" if resource == name else ""),
     )
+
+
+def _lower_camel(snake: str) -> str:
+    first, *rest = snake.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 def _target(relative: Path, names: PluginNames) -> Path:

@@ -73,12 +73,12 @@ type Webhook {
   """
   deliveries(
     """How many to return: 1 to 200."""
-    first: Int = 20
+    first: Int
     """The `endCursor` of the previous page."""
     after: String
     """Only deliveries in this state."""
     status: WebhookDeliveryStatus
-  ): WebhookDeliveryConnection! @cost(complexity: 1, multipliers: ["first"])
+  ): WebhookDeliveryConnection! @cost(complexity: 25, multipliers: ["first"])
 }
 
 """A page of webhook endpoints."""
@@ -135,7 +135,7 @@ extend type Query {
   """
   webhooks(
     """How many to return: 1 to 200."""
-    first: Int = 50
+    first: Int
     """The `endCursor` of the previous page."""
     after: String
   ): WebhookConnection! @cost(complexity: 1, multipliers: ["first"])
@@ -143,7 +143,7 @@ extend type Query {
   webhook(
     """The endpoint's id."""
     id: ID!
-  ): Webhook
+  ): Webhook @cost(complexity: 25)
 }
 '''
 

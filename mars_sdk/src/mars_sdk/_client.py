@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -116,6 +117,9 @@ def etag_value(value: str | HasETag) -> str:
 
 
 GRAPHQL_PATH = "/api/v1/graphql"
+#: A mutation operation in a GraphQL document (after its comments are taken out).
+_MUTATION = re.compile(r"(?:^|[}\s])mutation\b")
+_COMMENT = re.compile(r"#[^\n]*")
 #: What a GraphQL answer is sent as (a problem document is something else).
 GRAPHQL_MEDIA_TYPES = ("application/graphql-response+json", "application/json")
 
@@ -211,8 +215,8 @@ class BaseClient:
     ) -> dict[str, Any]:
         """Run a GraphQL query or mutation (``/api/v1/graphql``); return its ``data``.
 
-        Sent by POST with an ``Idempotency-Key`` (made up unless given), so a mutation is
-        retried safely and done once.
+        Sent by POST; a document with a mutation gets an ``Idempotency-Key`` (made up
+        unless given), so it is retried safely and done once.
 
         :raises GraphQLError: the answer has ``errors`` (the document is not valid, a field
             failed, a limit was hit); its ``data`` holds what did succeed.
@@ -223,10 +227,12 @@ class BaseClient:
             body["variables"] = dict(variables)
         if operation_name is not None:
             body["operationName"] = operation_name
-        headers = {
-            "Accept": "application/graphql-response+json, application/json",
-            "Idempotency-Key": idempotency_key or str(uuid.uuid4()),
-        }
+        headers = {"Accept": "application/graphql-response+json, application/json"}
+        if idempotency_key is None and _MUTATION.search(_COMMENT.sub("", query)):
+            idempotency_key = str(uuid.uuid4())
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        # A query changes nothing, and a mutation has its key: either may be sent again.
         response, request_id = self._send(
             "POST", GRAPHQL_PATH, params=None, body=body, headers=headers, retryable=True
         )

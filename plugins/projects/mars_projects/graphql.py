@@ -14,6 +14,7 @@ from mars_server.graphql import (
     connection,
     load_input,
     page_args,
+    rate_limited,
     require_version,
     requires,
 )
@@ -111,14 +112,14 @@ extend type Query {
   slug and description.
   """
   projects(
-    first: Int = 50
+    first: Int
     after: String
     visibility: ProjectVisibility
     sort: String
     q: String
   ): ProjectConnection! @cost(complexity: 1, multipliers: ["first"])
   """A project you can see, by id; null when there is none (or you may not see it)."""
-  project(id: ID!): Project
+  project(id: ID!): Project @cost(complexity: 25)
 }
 
 extend type Mutation {
@@ -173,12 +174,14 @@ def resolve_project(_obj: Any, _info: GraphQLResolveInfo, id: str) -> Project:
 
 
 @project_type.field("members")
+@requires("projects:read", optional=True)  # as REST's list of members
 def resolve_members(project: Project, info: GraphQLResolveInfo) -> list[ProjectMember]:
     return _members_batch(info).load(project.id)
 
 
 @mutation.field("createProject")
 @requires("projects:write")
+@rate_limited("create_project")  # REST's 30 a minute, counted per project created
 def resolve_create(_obj: Any, _info: GraphQLResolveInfo, input: dict[str, Any]) -> Project:
     return services.create_project_for(_actor(), load_input(ProjectSchema(), input))
 
