@@ -326,3 +326,35 @@ def test_failures_are_answered_with_rests_problems_and_no_data(app, caplog, rais
     # logs one); a database's refusal, which may quote the data, is not.
     assert ("secret-value" in caplog.text) == (status == 500)
     assert ("a GraphQL resolver failed: ZeroDivisionError" in caplog.text) == (status == 500)
+
+
+def test_a_mutation_is_audited_as_its_rest_operation_is(app, db):
+    """The same audit entry as REST's POST /api/v1/projects writes, with the request's
+    actor, address, user agent and id."""
+    import sqlalchemy as sa
+
+    from mars_server.audit.models import AuditRecord
+
+    alice = signed_in_client(app)
+    rest = alice.post("/api/v1/projects", json={"slug": "by-rest", "name": "By REST"})
+    answer = post(
+        alice,
+        'mutation { createProject(input: {slug: "by-graphql", name: "By GraphQL"}) { id } }',
+        headers={"User-Agent": "mission-control/2"},
+    )
+    created = answer.json["data"]["createProject"]["id"]
+
+    def entry(target):
+        with app.app_context():
+            return db.session.scalars(
+                sa.select(AuditRecord).where(
+                    AuditRecord.action == "project.created", AuditRecord.target == target
+                )
+            ).one()
+
+    by_rest, by_graphql = entry(rest.json["id"]), entry(created)
+    assert by_graphql.actor_id == by_rest.actor_id == alice.user.id
+    assert by_graphql.request_id == answer.headers["X-Request-ID"]
+    assert by_graphql.user_agent == "mission-control/2"
+    assert by_graphql.address == by_rest.address
+    assert set(by_graphql.details) == set(by_rest.details)
