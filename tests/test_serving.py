@@ -119,6 +119,7 @@ def test_mars_serve_migrates_sqlite_and_prints_the_docs_address(tmp_path):
     finally:
         output = stop(process)
     assert f"API docs: {base}/api/docs" in output
+    assert f"GraphQL: {base}/api/v1/graphql (GraphiQL: {base}/api/graphql)" in output
     assert "Background jobs: embedded worker, 8 threads" in output
     assert (tmp_path / "mars.db").exists()
     assert (tmp_path / "secret_key").exists()

@@ -324,6 +324,7 @@ def serve(host: str, port: int) -> None:
         f"{app.config['SQLALCHEMY_DATABASE_URI'].split(':', 1)[0]})"
     )
     click.echo(f"API docs: {base}/api/docs")
+    click.echo(f"GraphQL: {base}/api/v1/graphql (GraphiQL: {base}/api/graphql)")
     worker = _background_worker(app)
     from werkzeug.serving import run_simple
 
