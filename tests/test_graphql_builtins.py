@@ -13,6 +13,7 @@ import time_machine
 
 from mars_server.db import db as mars_db
 from mars_server.events import ActingContext, acting_as, audit, emit
+from mars_server.http import Page
 from mars_server.testing import graphql, make_user, run_due_jobs, signed_in_client
 from tests import webhook_fakes
 from tests.webhook_receiver import Answer, Receiver
@@ -409,6 +410,81 @@ def test_deliveries_are_those_rest_lists_without_their_bodies(hooks_app, db, rec
     assert probe["data"] == {"webhook": None} and problem(probe)["status"] == 404
 
 
+def test_the_deliveries_of_many_endpoints_cost_one_query_and_match_rest(hooks_app, db, receiver):
+    """Each endpoint's first page of deliveries, for a whole list of endpoints, in one query
+    (a window function), with the cursors REST gives; a later page is the endpoint's own."""
+    from mars_server.webhooks.models import SUCCEEDED, WebhookDelivery
+
+    alice = signed_in_client(hooks_app)
+    hooks = [subscribe(alice, receiver.url() + f"/{n}") for n in range(6)]
+    with hooks_app.app_context():
+        for n, hook in enumerate(hooks):
+            for m in range(n % 4):  # 0 to 3 deliveries each
+                db.session.add(
+                    WebhookDelivery(
+                        endpoint_id=hook["id"],
+                        event_id=f"evt_{n}_{m}",
+                        event_type=webhook_fakes.THING_CREATED,
+                        body="{}",
+                        status=SUCCEEDED if m % 2 else "pending",
+                    )
+                )
+        db.session.commit()
+    query = """query($first: Int, $status: WebhookDeliveryStatus) {
+      webhooks(first: 50) {
+        nodes {
+          id
+          deliveries(first: $first, status: $status) {
+            nodes { id status } pageInfo { hasNextPage endCursor }
+          }
+        }
+      }
+    }"""
+    graphql(alice, "{ me { id } }")  # the token, looked up once and cached
+    for variables in ({"first": 2}, {"first": 1, "status": "PENDING"}):
+        with hooks_app.app_context():  # its engine, not the app fixture's
+            seen = statements(db, lambda v=variables: graphql(alice, query, **v))
+        # The endpoints, their subscriptions (loaded with them), the deliveries of them all.
+        assert len(seen) == 3, seen
+        answer = graphql(alice, query, **variables)["data"]["webhooks"]["nodes"]
+        for node in answer:
+            rest = alice.get(
+                f"/api/v1/webhooks/{node['id']}/deliveries",
+                query_string={"limit": variables["first"]}
+                | ({"status": "pending"} if "status" in variables else {}),
+            ).json
+            assert [d["id"] for d in node["deliveries"]["nodes"]] == [
+                d["id"] for d in rest["items"]
+            ]
+            assert node["deliveries"]["pageInfo"] == {
+                "hasNextPage": rest["next_cursor"] is not None,
+                "endCursor": rest["next_cursor"],
+            }
+    # Two aliases asking differently are two batches, each right.
+    both = graphql(
+        alice,
+        """{ webhooks { nodes { a: deliveries(first: 1) { nodes { id } }
+                                 b: deliveries(first: 3) { nodes { id } } } } }""",
+    )["data"]["webhooks"]["nodes"]
+    assert [len(n["a"]["nodes"]) for n in both] == [min(1, n % 4) for n in range(6)]
+    assert [len(n["b"]["nodes"]) for n in both] == [n % 4 for n in range(6)]
+    # The endCursor of a first page goes on, one endpoint at a time.
+    third = next(
+        n
+        for n in graphql(alice, query, first=2)["data"]["webhooks"]["nodes"]
+        if n["id"] == hooks[3]["id"]
+    )
+    rest_all = alice.get(f"/api/v1/webhooks/{hooks[3]['id']}/deliveries").json["items"]
+    more = graphql(
+        alice,
+        WEBHOOK,
+        id=hooks[3]["id"],
+        first=2,
+        after=third["deliveries"]["pageInfo"]["endCursor"],
+    )["data"]["webhook"]["deliveries"]["nodes"]
+    assert [d["id"] for d in third["deliveries"]["nodes"] + more] == [d["id"] for d in rest_all]
+
+
 # --- audit ---------------------------------------------------------------------------------------
 
 AUDIT = """
@@ -522,3 +598,39 @@ def test_audit_entries_page_with_the_cursors_of_rest(app, auditor):
     assert seen == [f"thg_{n}" for n in range(5)] and pages == 3
     other = graphql(auditor, AUDIT, first=2, action="project.*", after=rest["next_cursor"])
     assert problem(other)["status"] == 400
+
+
+def test_a_chain_position_past_32_bits_is_answered_whole(app, db, auditor):
+    """`seq` is a `Long`: GraphQL's `Int` would refuse the 2,147,483,648th entry."""
+    from mars_server.audit.models import AuditRecord
+    from tests.test_privacy import tamper
+
+    write(1, "thing.counted")
+    with app.app_context():
+        tamper(
+            db,
+            sa.update(AuditRecord).where(AuditRecord.action == "thing.counted").values(seq=2**40),
+        )
+    [entry] = entries(auditor, action="thing.counted")["nodes"]
+    assert entry["seq"] == 2**40
+
+
+def test_first_pages_are_only_first_pages_in_key_order(app):
+    from mars_server.http import first_pages
+    from mars_server.webhooks.models import WebhookDelivery
+
+    def pages(**args):
+        with app.test_request_context():
+            return first_pages(
+                sa.select(WebhookDelivery),
+                WebhookDelivery.id,
+                args,
+                group=WebhookDelivery.endpoint_id,
+                groups=["whk_none"],
+                name=str,
+            )
+
+    assert pages(limit=5) == {"whk_none": Page([], None)}
+    for refused in ({"cursor": "abc"}, {"sort": "-id"}):
+        with pytest.raises(ValueError, match="first pages, in key order"):
+            pages(**refused)

@@ -23,6 +23,9 @@ never recorded.
 """
 scalar AuditDetails
 
+"""A whole number that may pass 32 bits, as a JSON number (GraphQL's Int stops at 2**31)."""
+scalar Long
+
 """One change or security event, in the append-only, hash-chained audit log."""
 type AuditEntry {
   """Its id (`aud_...`); ids are time-ordered."""
@@ -47,7 +50,7 @@ type AuditEntry {
   """What else matters; secrets are never recorded."""
   details: AuditDetails!
   """Its place in the hash chain; null until sealed (a few seconds)."""
-  seq: Int
+  seq: Long
   """The hash of the entry before it in the chain; null until sealed."""
   prevHash: String
   """Its hash in the chain; null until sealed."""
@@ -93,6 +96,7 @@ extend type Query {
 
 query = QueryType()
 details = ScalarType("AuditDetails", serializer=dict)
+long = ScalarType("Long", serializer=int)
 
 
 def _as_query(value: Any) -> Any:
@@ -114,4 +118,4 @@ def resolve_audit_entries(
     return connection(services.list_records(page_args(first, after, **args)))
 
 
-PART = GraphQLPart(SDL, [query, details])
+PART = GraphQLPart(SDL, [query, details, long])

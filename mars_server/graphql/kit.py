@@ -58,6 +58,9 @@ class GraphQLContext:
     """``info.context`` of every resolver: what lives as long as one GraphQL request."""
 
     batches: dict[str, Batch[Any, Any]] = field(default_factory=dict)
+    #: What lists have listed, by a name of the list's choosing: the keys its items' fields
+    #: batch (:meth:`Batch.expect`) when they take arguments the list cannot know.
+    listed: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def batch(

@@ -142,6 +142,7 @@ def _mutation(resolve: Any) -> Any:
     @wraps(resolve)
     def resolver(obj: Any, info: GraphQLResolveInfo, **kwargs: Any) -> Any:
         info.context.batches.clear()
+        info.context.listed.clear()
         try:
             return resolve(obj, info, **kwargs)
         except BaseException:

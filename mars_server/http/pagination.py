@@ -25,6 +25,7 @@ import marshmallow as ma
 import sqlalchemy as sa
 from flask import current_app, g, has_request_context, request
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.orm import aliased
 from webargs.fields import DelimitedList
 
 from mars_server.db import db
@@ -32,7 +33,7 @@ from mars_server.http.fields import DigitsInteger
 from mars_server.http.problems import BadRequest, ValidationFailed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from sqlalchemy import ColumnElement, Select
     from sqlalchemy.orm import InstrumentedAttribute
@@ -222,10 +223,7 @@ def paginate(
             raise ValidationFailed({"q": "This list has no search."}, location="query")
         stmt = stmt.where(search(args["q"]))
     scope = _scope(name, filters)
-    limit = args.get("limit") or current_app.config["MARS"]["PAGE_SIZE_DEFAULT"]
-    maximum = current_app.config["MARS"]["PAGE_SIZE_MAX"]
-    if limit > maximum:
-        raise ValidationFailed({"limit": f"Must be at most {maximum}."}, location="query")
+    limit = _limit(args)
     # A unique sort column orders alone; any other is followed by the key.
     columns = [column] if column is key or _unique(column) else [column, key]
     if args.get("cursor"):
@@ -249,6 +247,59 @@ def paginate(
         values = [_to_json(getattr(items[-1], c.key)) for c in columns]
         next_cursor = _serializer().dumps([scope, *values])
     return Page(items, next_cursor)
+
+
+def _limit(args: dict[str, Any]) -> int:
+    limit: int = args.get("limit") or current_app.config["MARS"]["PAGE_SIZE_DEFAULT"]
+    maximum = current_app.config["MARS"]["PAGE_SIZE_MAX"]
+    if limit > maximum:
+        raise ValidationFailed({"limit": f"Must be at most {maximum}."}, location="query")
+    return limit
+
+
+def first_pages(
+    stmt: Select[Any],
+    key: InstrumentedAttribute[Any],
+    args: dict[str, Any],
+    *,
+    group: InstrumentedAttribute[Any],
+    groups: Sequence[Any],
+    name: Callable[[Any], str],
+) -> dict[Any, Page[Any]]:
+    """The first page of many lists in one query: for each value ``g`` of ``groups``, what
+    ``paginate(stmt.where(group == g), key, args, name=name(g))`` answers (its items and
+    its ``next_cursor``, with which ``paginate`` goes on), all at once. For a list of lists
+    (GraphQL: each item's own page of something), where a query per item would not do.
+
+    The lists are in ascending ``key`` order (``args`` has no ``sort`` but the key's, and no
+    ``cursor``); a window function numbers each list's rows.
+    """
+    if args.get("cursor") or args.get("sort", key.key) != key.key:
+        raise ValueError("first_pages: the first pages, in key order: no cursor, no sort")
+    filters = {k: v for k, v in args.items() if k not in _NOT_BOUND}
+    filters["sort"] = key.key
+    limit = _limit(args)
+    pages: dict[Any, Page[Any]] = {g: Page([], None) for g in groups}
+    if not groups:
+        return pages
+    entity = stmt.column_descriptions[0]["entity"]
+    rank = sa.func.row_number().over(partition_by=group, order_by=key.asc()).label("mars_rank")
+    numbered = stmt.where(group.in_(list(groups))).add_columns(rank).subquery()
+    rows = aliased(entity, numbered)
+    found = db.session.scalars(
+        sa.select(rows)
+        .where(numbered.c.mars_rank <= limit + 1)
+        .order_by(getattr(rows, group.key), getattr(rows, key.key))
+    )
+    for item in found:
+        value = getattr(item, group.key)
+        page = pages[value]
+        if len(page.items) < limit:
+            page.items.append(item)
+        else:  # one more than a page: the list goes on after the page's last item
+            last = _to_json(getattr(page.items[-1], key.key))
+            page.next_cursor = _serializer().dumps([_scope(name(value), filters), last])
+    return pages
 
 
 def send_page(page: Page[T]) -> Page[T]:

@@ -18,7 +18,15 @@ from mars_server.config import plugin_settings
 from mars_server.crypto import seal
 from mars_server.db import db, utcnow
 from mars_server.events import audit, enqueue
-from mars_server.http import Conflict, Forbidden, NotFound, Sort, check_issuance, paginate
+from mars_server.http import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Sort,
+    check_issuance,
+    first_pages,
+    paginate,
+)
 from mars_server.state import mars_state
 from mars_server.webhooks.models import (
     BY_OWNER,
@@ -207,6 +215,25 @@ def list_deliveries(endpoint: WebhookEndpoint, args: dict[str, Any]) -> Page[Web
         stmt = stmt.where(WebhookDelivery.status == args["status"])
     name = f"webhook-deliveries:{endpoint.id}"
     return paginate(stmt, WebhookDelivery.id, args, name=name, sort=Sort({}, default="id"))
+
+
+def first_deliveries(
+    endpoint_ids: list[str], args: dict[str, Any]
+) -> dict[str, Page[WebhookDelivery]]:
+    """The first page of deliveries of each endpoint (by id), in one query: what
+    :func:`list_deliveries` answers for each, cursors included. The ids must be of
+    endpoints the caller may read (their owner's, as :func:`get_endpoint` finds them)."""
+    stmt = sa.select(WebhookDelivery)
+    if args.get("status"):
+        stmt = stmt.where(WebhookDelivery.status == args["status"])
+    return first_pages(
+        stmt,
+        WebhookDelivery.id,
+        args,
+        group=WebhookDelivery.endpoint_id,
+        groups=endpoint_ids,
+        name=lambda endpoint_id: f"webhook-deliveries:{endpoint_id}",
+    )
 
 
 def get_delivery(endpoint: WebhookEndpoint, delivery_id: str) -> WebhookDelivery:
