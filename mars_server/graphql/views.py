@@ -176,22 +176,19 @@ def format_error(error: GraphQLError, debug: bool = False) -> dict[str, Any]:
     ``extensions``; never a stack trace."""
     formatted: dict[str, Any] = error.formatted  # type: ignore[assignment]
     original = error.original_error
-    answered = None
-    if original is not None and not isinstance(original, GraphQLError | MarsError):
-        answered = known_problem(original)  # a database refusal, as REST answers it
-    if answered is not None:
-        problem = json.loads(answered.get_data())
-        formatted["message"] = problem.get("detail") or problem["title"]
-        extensions = {k: v for k, v in problem.items() if k not in ("detail", "request_id")}
-    elif isinstance(original, MarsError):
-        # A validation error says which fields, and what is wrong with each, in one line.
-        message = original.message if isinstance(original, ValidationFailed) else None
-        formatted["message"] = message or original.detail or original.title
-        extensions = {"type": original.type_, "title": original.title, "status": original.status}
-        extensions.update(original.extra)
-    elif original is not None and not isinstance(original, GraphQLError):
-        formatted["message"] = "The server failed; quote the request_id when you report it."
-        extensions = {"type": "about:blank", "title": "Internal Server Error", "status": 500}
+    if original is not None and not isinstance(original, GraphQLError):
+        # A resolver's failure: the problem REST answers it with (a MarsError, a database
+        # refusal), or a bug's 500.
+        answered = known_problem(original)
+        if answered is None:
+            formatted["message"] = "The server failed; quote the request_id when you report it."
+            extensions = {"type": "about:blank", "title": "Internal Server Error", "status": 500}
+        else:
+            problem = json.loads(answered.get_data())
+            # A validation error says which fields, and what is wrong with each, in one line.
+            message = original.message if isinstance(original, ValidationFailed) else None
+            formatted["message"] = message or problem.get("detail") or problem["title"]
+            extensions = {k: v for k, v in problem.items() if k not in ("detail", "request_id")}
     else:  # the document: syntax, validation, variables, limits
         extensions = {"type": INVALID, "title": "The GraphQL document is not valid.", "status": 400}
         extensions.update(formatted.get("extensions") or {})
